@@ -1,0 +1,1 @@
+"""voicefleet agent pod runtime: transports, pipeline, providers, sessions."""

@@ -1,0 +1,333 @@
+"""Configuration shared by the VoiceAgent custom resource and the agent pod.
+
+The operator validates a VoiceAgent's spec with these models, and renders the
+pod's part of it (``AgentConfig``) into the ConfigMap every agent pod reads.
+Field names are camelCase on the wire (Kubernetes style) and snake_case in
+Python. Descriptions become ``kubectl explain`` text through the CRD generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+
+class Model(BaseModel):
+    """Base for every model that crosses a boundary: camelCase aliases, no unknown fields."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json")
+
+
+class SecretKeyRef(Model):
+    """A key of a Secret in the VoiceAgent's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    key: str = Field(min_length=1, max_length=253, description="Key inside the Secret.")
+
+
+class ConfigMapKeyRef(Model):
+    """A key of a ConfigMap in the VoiceAgent's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the ConfigMap.")
+    key: str = Field(default="prompt", min_length=1, max_length=253, description="Key inside the ConfigMap.")
+
+
+_NO_LITERAL_KEYS = {
+    "rule": "self.all(k, !(k.lowerAscii().contains('key') || k.lowerAscii().contains('secret') "
+    "|| k.lowerAscii().contains('token') || k.lowerAscii().contains('password')))",
+    "message": "options must not carry credentials; use credentialsSecretRef",
+}
+
+
+class ProviderChoice(Model):
+    """One provider of a pipeline stage."""
+
+    model: str = Field(default="", max_length=200, description="Model name, where the provider has several.")
+    base_url: str = Field(
+        default="",
+        max_length=2048,
+        pattern=r"^(https?://.+)?$",
+        description="Endpoint of the provider's API (any OpenAI-compatible base URL for openai).",
+    )
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Provider-specific settings as strings (never credentials).",
+        json_schema_extra={"x-kubernetes-validations": [_NO_LITERAL_KEYS]},
+    )
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key that holds the provider's API key; mounted into the pod, never logged.",
+    )
+    timeout_seconds: float = Field(
+        default=10.0, ge=0.05, le=120, description="A call slower than this fails over to the next provider."
+    )
+
+
+class VADProvider(ProviderChoice):
+    provider: Literal["silero", "webrtc", "energy"] = Field(
+        default="silero", description="silero (ONNX model shipped in the package), webrtc, or energy."
+    )
+
+
+class STTProvider(ProviderChoice):
+    provider: Literal["pocketsphinx", "deepgram", "openai", "synthetic"] = Field(
+        default="pocketsphinx",
+        description="pocketsphinx (offline), deepgram (live streaming), openai (transcriptions API), "
+        "or synthetic (zero-latency, for benchmarks).",
+    )
+    language: str = Field(default="en", max_length=16, description="BCP-47 language of the caller.")
+    vocabulary: list[str] = Field(
+        default_factory=list,
+        max_length=500,
+        description="Domain words and phrases; restricts or biases recognition where the provider supports it.",
+    )
+
+
+class LLMProvider(ProviderChoice):
+    provider: Literal["openai", "scripted"] = Field(
+        default="scripted",
+        description="openai (chat completions with tools; any OpenAI-compatible base URL) or scripted "
+        "(deterministic, offline).",
+    )
+    temperature: float = Field(default=0.7, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int = Field(default=300, ge=1, le=16384, description="Upper bound of tokens per answer.")
+
+
+class TTSProvider(ProviderChoice):
+    provider: Literal["espeak", "openai", "deepgram", "synthetic"] = Field(
+        default="espeak",
+        description="espeak (espeak-ng, offline), openai, deepgram, or synthetic (zero-latency, for benchmarks).",
+    )
+    voice: str = Field(default="", max_length=100, description="Voice name of the provider.")
+
+
+def _fallback_rule(stage: str) -> dict[str, str]:
+    return {
+        "rule": "!has(self.fallback) || self.fallback.all(f, f.provider != self.provider)",
+        "message": f"pipeline.{stage}.fallback must not repeat the primary provider",
+    }
+
+
+class VADStage(VADProvider):
+    """Voice activity detection."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_fallback_rule("vad")]})
+    threshold: float = Field(default=0.5, ge=0.05, le=0.99, description="Speech probability threshold.")
+    min_speech_ms: int = Field(
+        default=200, ge=20, le=5000, description="Speech shorter than this is noise: it never starts a turn."
+    )
+    min_silence_ms: int = Field(
+        default=400, ge=60, le=5000, description="Silence that ends the caller's turn."
+    )
+    fallback: list[VADProvider] = Field(default_factory=list, max_length=4, description="Tried in order.")
+
+
+class STTStage(STTProvider):
+    """Streaming speech-to-text."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_fallback_rule("stt")]})
+    fallback: list[STTProvider] = Field(default_factory=list, max_length=4, description="Tried in order.")
+
+
+class LLMStage(LLMProvider):
+    """The language model that answers, with tool calling."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_fallback_rule("llm")]})
+    fallback: list[LLMProvider] = Field(default_factory=list, max_length=4, description="Tried in order.")
+
+
+class TTSStage(TTSProvider):
+    """Streaming text-to-speech."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [_fallback_rule("tts")]})
+    fallback: list[TTSProvider] = Field(default_factory=list, max_length=4, description="Tried in order.")
+
+
+class BargeInSpec(Model):
+    """How the caller interrupts the agent."""
+
+    enabled: bool = Field(default=True, description="Caller speech while the agent speaks stops the agent.")
+    min_speech_ms: int = Field(
+        default=300,
+        ge=40,
+        le=5000,
+        description="Caller speech must last this long while the agent speaks to interrupt it (noise is shorter).",
+    )
+
+
+class PipelineSpec(Model):
+    """The cascaded audio pipeline: VAD -> STT -> LLM -> TTS."""
+
+    vad: VADStage = Field(default_factory=VADStage, description="Voice activity detection.")
+    stt: STTStage = Field(default_factory=STTStage, description="Speech-to-text.")
+    llm: LLMStage = Field(default_factory=LLMStage, description="Language model.")
+    tts: TTSStage = Field(default_factory=TTSStage, description="Text-to-speech.")
+    barge_in: BargeInSpec = Field(default_factory=BargeInSpec, description="Interruption by the caller.")
+
+
+class PromptSpec(Model):
+    """The system prompt: inline text or a ConfigMap key, plus a version label."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.inline) != has(self.configMapRef)",
+                    "message": "prompt needs exactly one of inline or configMapRef",
+                }
+            ]
+        }
+    )
+    inline: str | None = Field(default=None, max_length=65536, description="The prompt text.")
+    config_map_ref: ConfigMapKeyRef | None = Field(default=None, description="ConfigMap key holding the prompt.")
+    version: str = Field(
+        default="",
+        max_length=63,
+        pattern=r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?$",
+        description="Human version label; the content hash is always recorded too.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PromptSpec:
+        if (self.inline is None) == (self.config_map_ref is None):
+            raise ValueError("prompt needs exactly one of inline or configMapRef")
+        return self
+
+
+class HTTPEndpoint(Model):
+    url: str = Field(max_length=2048, pattern=r"^https?://.+", description="URL the tool call is sent to.")
+    method: Literal["POST", "PUT", "GET"] = Field(default="POST", description="HTTP method (arguments as JSON body, or query for GET).")
+    headers_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding a JSON object of extra headers (for example Authorization)."
+    )
+
+
+class ToolSpec(Model):
+    """A tool the LLM may call, served by an HTTP endpoint."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$", description="Name the LLM calls the tool by.")
+    description: str = Field(min_length=1, max_length=1024, description="What the tool does, for the LLM.")
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema of the arguments object.",
+        json_schema_extra={
+            "x-kubernetes-preserve-unknown-fields": True,
+            "x-kubernetes-validations": [
+                {"rule": "has(self.type) && self.type == 'object'", "message": "parameters must be a JSON schema of type object"}
+            ],
+        },
+    )
+    endpoint: HTTPEndpoint = Field(description="Where the call is executed.")
+    timeout_seconds: float = Field(default=5.0, ge=0.1, le=60, description="Per attempt.")
+    retries: int = Field(default=1, ge=0, le=5, description="Extra attempts after a failure or timeout.")
+    max_argument_repairs: int = Field(
+        default=2, ge=0, le=5, description="Times invalid arguments are sent back to the LLM to correct."
+    )
+
+
+class PortRange(Model):
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": [{"rule": "self.min <= self.max", "message": "udpPortRange.min must be <= udpPortRange.max"}]}
+    )
+    min: int = Field(default=40000, ge=1024, le=65535, description="First UDP port.")
+    max: int = Field(default=40999, ge=1024, le=65535, description="Last UDP port.")
+
+
+class WebRTCSpec(Model):
+    enabled: bool = Field(default=True, description="Serve WebRTC (Opus) with HTTP signaling.")
+    udp_port_range: PortRange = Field(default_factory=PortRange, description="UDP ports for media.")
+
+
+class GRPCSpec(Model):
+    enabled: bool = Field(default=True, description="Serve the bidirectional gRPC audio stream.")
+    port: int = Field(default=50051, ge=1024, le=65535, description="gRPC port.")
+
+
+class TransportSpec(Model):
+    """How callers reach the pods."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.webrtc.enabled || self.grpc.enabled", "message": "transport needs at least one of webrtc or grpc enabled"}
+            ]
+        }
+    )
+    webrtc: WebRTCSpec = Field(default_factory=WebRTCSpec, description="WebRTC transport.")
+    grpc: GRPCSpec = Field(default_factory=GRPCSpec, description="gRPC transport.")
+    http_port: int = Field(
+        default=8080, ge=1024, le=65535, description="HTTP port: session API, signaling, web client, health."
+    )
+    metrics_port: int = Field(default=9090, ge=1024, le=65535, description="Prometheus /metrics port.")
+
+
+class SessionSpec(Model):
+    """Limits of one call."""
+
+    max_duration_seconds: int = Field(default=3600, ge=10, le=86400, description="A call is ended after this.")
+    idle_timeout_seconds: int = Field(
+        default=60, ge=5, le=3600, description="A call without caller audio or text for this long is ended."
+    )
+    drain_timeout_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=86400,
+        description="On shutdown a pod serves its live calls this long (terminationGracePeriodSeconds).",
+    )
+
+
+class RedisSpec(Model):
+    """Where sessions are pinned."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "!(has(self.url) && has(self.secretRef))", "message": "redis takes url or secretRef, not both"}
+            ]
+        }
+    )
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^rediss?://[^:@/]*(:[0-9]+)?(/[0-9]+)?$",
+        description="redis:// URL without credentials; defaults to the chart's in-cluster Redis.",
+    )
+    secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the full redis:// URL.")
+
+
+class AgentConfig(Model):
+    """What one agent pod runs: rendered by the operator into the pod's ConfigMap."""
+
+    agent: str = Field(default="local", description="VoiceAgent name.")
+    namespace: str = Field(default="default", description="VoiceAgent namespace.")
+    pipeline: PipelineSpec = Field(default_factory=PipelineSpec)
+    prompt_text: str = Field(default="You are a helpful voice assistant. Keep answers short.")
+    prompt_version: str = Field(default="", description="Label from the CR; empty when none was given.")
+    tools: list[ToolSpec] = Field(default_factory=list)
+    transport: TransportSpec = Field(default_factory=TransportSpec)
+    session: SessionSpec = Field(default_factory=SessionSpec)
+    sessions_per_pod: int = Field(default=20, ge=1, description="Capacity announced to placement.")
+
+    @property
+    def prompt_hash(self) -> str:
+        return prompt_hash(self.prompt_text)
+
+    @property
+    def prompt_id(self) -> str:
+        """The version recorded with every session: label plus content hash."""
+        return f"{self.prompt_version}@{self.prompt_hash}" if self.prompt_version else self.prompt_hash
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.dump(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prompt_hash(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1,0 +1,1 @@
+"""Session placement, pinning and conversation snapshots (Redis)."""

@@ -1,0 +1,1 @@
+"""voicefleet operator: reconciles VoiceAgent resources into fleets of agent pods."""

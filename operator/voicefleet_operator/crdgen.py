@@ -1,0 +1,141 @@
+"""Generates crds/voiceagents.voicefleet.io.yaml from the pydantic models.
+
+    python -m voicefleet_operator.crdgen > crds/voiceagents.voicefleet.io.yaml
+
+A test keeps the committed file equal to this output. Pydantic's JSON Schema is
+turned into a Kubernetes *structural* schema: references inlined, Optional
+unwrapped, int-or-string marked, and keywords the API server refuses dropped.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+
+from .spec import GROUP, KIND, PLURAL, VERSION, VoiceAgentSpec, VoiceAgentStatus
+
+_DROP = {"title", "additionalProperties", "$defs"}
+
+
+def _structural(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_structural(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "$ref" in node:
+        target = defs[node.pop("$ref").rsplit("/", 1)[-1]]
+        merged = {**target, **node}  # the field's own description wins over the class docstring
+        return _structural(merged, defs)
+    if "anyOf" in node:
+        variants = [v for v in node.pop("anyOf") if v.get("type") != "null"]
+        types = {v.get("type") for v in variants}
+        if types == {"integer", "string"}:
+            node["x-kubernetes-int-or-string"] = True
+        elif len(variants) == 1:
+            node = {**variants[0], **node}
+        else:
+            raise ValueError(f"no structural form for anyOf {variants}")
+        if node.get("default", 0) is None:
+            del node["default"]
+        return _structural(node, defs)
+    if "const" in node:
+        node["enum"] = [node.pop("const")]
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP:
+            if key == "additionalProperties" and isinstance(value, dict):
+                out[key] = _structural(value, defs)  # maps keep their value schema
+            continue
+        if key == "properties":
+            out[key] = {name: _structural(v, defs) for name, v in value.items()}
+        elif key == "default" and value is None:
+            continue
+        else:
+            out[key] = _structural(value, defs)
+    if out.get("x-kubernetes-preserve-unknown-fields") and "type" not in out:
+        out["type"] = "object"
+    return out
+
+
+def openapi_schema(model: type) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True)  # type: ignore[attr-defined]
+    return _structural(raw, raw.get("$defs", {}))  # type: ignore[no-any-return]
+
+
+def crd() -> dict[str, Any]:
+    spec = openapi_schema(VoiceAgentSpec)
+    status = openapi_schema(VoiceAgentStatus)
+    status["x-kubernetes-preserve-unknown-fields"] = True  # kopf keeps its own bookkeeping here
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "voicefleet"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": ["va"],
+                "categories": ["voicefleet"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
+                    "additionalPrinterColumns": [
+                        _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+                        _column("Replicas", "integer", ".status.readyReplicas", "Ready pods"),
+                        _column("Sessions", "integer", ".status.activeSessions", "Live sessions"),
+                        _column("Capacity", "integer", ".status.capacity", "Session slots on ready pods"),
+                        _column("Prompt", "string", ".status.promptVersion"),
+                        _column("Age", "date", ".metadata.creationTimestamp"),
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": "A fleet of real-time voice AI agents.",
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": {**spec, "default": {}},
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _column(name: str, type_: str, path: str, description: str = "") -> dict[str, str]:
+    column = {"name": name, "type": type_, "jsonPath": path}
+    if description:
+        column["description"] = description
+    return column
+
+
+def render() -> str:
+    return "# Generated by `python -m voicefleet_operator.crdgen`; do not edit.\n" + yaml.safe_dump(
+        crd(), sort_keys=False, width=120
+    )
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

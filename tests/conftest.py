@@ -1,0 +1,3 @@
+"""Fixture plugins live in tests/support; each area registers its own module here."""
+
+pytest_plugins: list[str] = []
