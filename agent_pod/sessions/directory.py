@@ -2,36 +2,104 @@
 
 The transports ask the directory to admit a stream (check the resume token,
 pin the session to this pod, restore its conversation), hand it a snapshot
-after every turn, and release it at the end. The Redis-backed directory
-implements this for a fleet; ``LocalDirectory`` serves a single pod without
-Redis (the offline default).
+after every turn, and release it at the end. The session API (HTTP and gRPC
+``SessionService``) asks it to create a session (place it on a pod of the
+fleet) or to resume one. The Redis-backed directory implements this for a
+fleet; ``LocalDirectory`` serves a single pod without Redis (the offline default).
+
+Lifecycle, as the runtime drives it: ``await start()`` once before serving,
+``admit`` / ``snapshot`` / ``release`` per stream, ``await drain()`` on SIGTERM
+(the pod leaves placement at once and refuses new sessions; live ones go on),
+``await aclose()`` at exit.
+
+A non-empty session id must come with its resume token: nobody joins a call by
+knowing (or guessing) its id.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..config import Model
 from ..conversation import Conversation
+from .tokens import ResumeTokens, TokenError, valid_session_id
+
+DEFAULT_TOKEN_TTL_SECONDS = 24 * 3600.0
+DEFAULT_RESUME_WINDOW_SECONDS = 120.0
 
 
 class AdmissionError(Exception):
-    """A stream is refused. ``code`` is one of: unauthenticated, unavailable, wrong_pod."""
+    """A stream or an API call is refused.
 
-    def __init__(self, code: str, message: str, retry_after_seconds: float | None = None) -> None:
+    ``code`` is one of: unauthenticated (401 / UNAUTHENTICATED), unavailable (503 /
+    UNAVAILABLE, with ``retry_after_seconds``), wrong_pod (the session lives on
+    another pod: ``grpc_address`` tells where), not_found (404), invalid_argument (400).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        retry_after_seconds: float | None = None,
+        grpc_address: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.message = message
         self.retry_after_seconds = retry_after_seconds
+        self.grpc_address = grpc_address
 
 
 class Admission(Model):
     session_id: str
     resumed: bool = False
     conversation: Conversation | None = None
+    # Issued when the stream started a brand-new session (empty session id): the
+    # caller needs it to resume later.
+    resume_token: str | None = None
+
+
+class PodIdentity(Model):
+    """How callers reach this pod."""
+
+    name: str
+    grpc_address: str = ""
+    http_url: str = ""
+    revision: str = ""
+
+    def webrtc_url(self, session_id: str) -> str:
+        return f"{self.http_url}/v1/sessions/{session_id}/webrtc" if self.http_url else ""
+
+
+class Grant(Model):
+    """Answer of the session API (mirrors voicefleet.v1.SessionGrant)."""
+
+    session_id: str
+    resume_token: str
+    pod: str
+    grpc_address: str
+    webrtc_url: str
+    resumed: bool = False
+    token_expires_unix: int
 
 
 class SessionDirectory(Protocol):
+    """Used by the transports and the runtime."""
+
+    draining: bool
+
+    @property
+    def live_sessions(self) -> int:
+        """Streams this pod serves right now."""
+        ...
+
+    async def start(self) -> None:
+        """Register with the fleet and start background work; call once before serving."""
+        ...
+
     async def admit(self, session_id: str | None, resume_token: str | None, prompt_id: str) -> Admission:
         """Admit a stream on this pod, or raise AdmissionError. An empty session_id starts a new session."""
         ...
@@ -41,27 +109,158 @@ class SessionDirectory(Protocol):
         ...
 
     async def release(self, session_id: str, outcome: str) -> None:
-        """The session ended on this pod (outcome: completed, client_end, idle, max_duration, error, ...)."""
+        """The session ended on this pod (outcome: completed, client_end, idle, max_duration, error, ...).
+
+        ``transport_lost`` keeps the session resumable for a while (the caller may reconnect)."""
+        ...
+
+    async def drain(self) -> None:
+        """Leave placement at once and refuse new sessions; live sessions go on."""
+        ...
+
+    async def aclose(self) -> None:
+        """Deregister and stop background work."""
         ...
 
 
-class LocalDirectory:
-    """Single-pod directory without Redis: sessions live in memory for the pod's lifetime."""
+class SessionAllocator(Protocol):
+    """Used by the session API (HTTP routes and gRPC SessionService)."""
 
-    def __init__(self) -> None:
-        self._conversations: dict[str, Conversation] = {}
+    async def create(self, metadata: dict[str, str]) -> Grant:
+        """Place a new session on a pod of the fleet; raise AdmissionError when none can take it."""
+        ...
+
+    async def resume(self, session_id: str, resume_token: str | None) -> Grant:
+        """The pod that owns the session now (re-placed when its pod is gone)."""
+        ...
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
+
+
+def check_session_id(session_id: str) -> None:
+    if not valid_session_id(session_id):
+        raise AdmissionError("invalid_argument", "session id must be 1-128 characters of [A-Za-z0-9_-]")
+
+
+def verify_token(tokens: ResumeTokens, session_id: str, resume_token: str | None) -> int:
+    """The token's expiry, or AdmissionError(unauthenticated)."""
+    try:
+        return tokens.verify(session_id, resume_token)
+    except TokenError as exc:
+        raise AdmissionError("unauthenticated", str(exc)) from exc
+
+
+@dataclass
+class _LocalSession:
+    token: str
+    expires_unix: int
+    conversation: Conversation | None = None
+    live: bool = False
+    detached_at: float | None = None  # monotonic time the transport was lost
+
+
+class LocalDirectory:
+    """Single-pod directory without Redis: sessions live in memory for the pod's lifetime.
+
+    Tokens are signed with ``tokens`` (an ephemeral key when none is given, enough for one pod).
+    ``capacity`` bounds live plus reserved sessions (None: unbounded).
+    """
+
+    def __init__(
+        self,
+        identity: PodIdentity | None = None,
+        tokens: ResumeTokens | None = None,
+        capacity: int | None = None,
+        resume_window_seconds: float = DEFAULT_RESUME_WINDOW_SECONDS,
+    ) -> None:
+        self.identity = identity or PodIdentity(name="local")
+        self.tokens = tokens or ResumeTokens.ephemeral(DEFAULT_TOKEN_TTL_SECONDS)
+        self.capacity = capacity
+        self.resume_window_seconds = resume_window_seconds
+        self._sessions: dict[str, _LocalSession] = {}
         self.draining = False
 
-    async def admit(self, session_id: str | None, resume_token: str | None, prompt_id: str) -> Admission:
+    @property
+    def live_sessions(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.live)
+
+    async def start(self) -> None:
+        return None
+
+    def _expire_detached(self) -> None:
+        cutoff = time.monotonic() - self.resume_window_seconds
+        for sid in [sid for sid, s in self._sessions.items() if s.detached_at and s.detached_at < cutoff]:
+            del self._sessions[sid]
+
+    def _new_session(self, live: bool) -> tuple[str, _LocalSession]:
+        self._expire_detached()
         if self.draining:
-            raise AdmissionError("unavailable", "pod is draining", retry_after_seconds=1.0)
-        if session_id and session_id in self._conversations:
-            return Admission(session_id=session_id, resumed=True, conversation=self._conversations[session_id])
-        return Admission(session_id=session_id or uuid.uuid4().hex)
+            raise AdmissionError("unavailable", "pod is draining; start the session on another pod", 1.0)
+        if self.capacity is not None and len(self._sessions) >= self.capacity:
+            raise AdmissionError("unavailable", f"pod is at capacity ({self.capacity} sessions)", 2.0)
+        session_id = new_session_id()
+        issued = self.tokens.issue(session_id)
+        session = _LocalSession(token=issued.token, expires_unix=issued.expires_unix, live=live)
+        self._sessions[session_id] = session
+        return session_id, session
+
+    def _known(self, session_id: str, resume_token: str | None) -> _LocalSession:
+        check_session_id(session_id)
+        verify_token(self.tokens, session_id, resume_token)
+        self._expire_detached()
+        session = self._sessions.get(session_id)
+        if session is None:
+            raise AdmissionError("not_found", "session is unknown to this pod (it ended or the pod restarted)")
+        return session
+
+    def _grant(self, session_id: str, session: _LocalSession, resumed: bool) -> Grant:
+        return Grant(
+            session_id=session_id,
+            resume_token=session.token,
+            pod=self.identity.name,
+            grpc_address=self.identity.grpc_address,
+            webrtc_url=self.identity.webrtc_url(session_id),
+            resumed=resumed,
+            token_expires_unix=session.expires_unix,
+        )
+
+    async def create(self, metadata: dict[str, str]) -> Grant:
+        session_id, session = self._new_session(live=False)
+        return self._grant(session_id, session, resumed=False)
+
+    async def resume(self, session_id: str, resume_token: str | None) -> Grant:
+        session = self._known(session_id, resume_token)
+        return self._grant(session_id, session, resumed=session.conversation is not None)
+
+    async def admit(self, session_id: str | None, resume_token: str | None, prompt_id: str) -> Admission:
+        if not session_id:
+            new_id, new = self._new_session(live=True)
+            return Admission(session_id=new_id, resume_token=new.token)
+        session = self._known(session_id, resume_token)
+        if session.live:
+            raise AdmissionError("unavailable", "session is already connected on this pod", 1.0)
+        session.live, session.detached_at = True, None
+        conversation = session.conversation
+        return Admission(session_id=session_id, resumed=conversation is not None, conversation=conversation)
 
     async def snapshot(self, conversation: Conversation) -> None:
-        self._conversations[conversation.session_id] = conversation
+        session = self._sessions.get(conversation.session_id)
+        if session is not None:
+            session.conversation = conversation
 
     async def release(self, session_id: str, outcome: str) -> None:
-        if outcome != "transport_lost":
-            self._conversations.pop(session_id, None)
+        session = self._sessions.get(session_id)
+        if session is None:
+            return
+        if outcome == "transport_lost":
+            session.live, session.detached_at = False, time.monotonic()
+        else:
+            del self._sessions[session_id]
+
+    async def drain(self) -> None:
+        self.draining = True
+
+    async def aclose(self) -> None:
+        self._sessions.clear()
