@@ -212,7 +212,7 @@ class LocalDirectory:
         self._expire_detached()
         session = self._sessions.get(session_id)
         if session is None:
-            raise AdmissionError("not_found", "session is unknown to this pod (it ended or the pod restarted)")
+            raise AdmissionError("not_found", "session is unknown to this pod (ended, or the pod restarted)")
         return session
 
     def _grant(self, session_id: str, session: _LocalSession, resumed: bool) -> Grant:

@@ -55,7 +55,7 @@ class ResumeTokens:
 
     @classmethod
     def from_file(cls, path: str | Path, ttl_seconds: float) -> ResumeTokens:
-        """Read the key from a mounted Secret (surrounding whitespace, e.g. a trailing newline, is ignored)."""
+        """Read the key from a mounted Secret (surrounding whitespace such as a final newline is ignored)."""
         try:
             key = Path(path).read_bytes().strip()
         except OSError as exc:
