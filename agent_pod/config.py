@@ -220,9 +220,10 @@ class ToolSpec(Model):
         description="JSON Schema of the arguments object.",
         json_schema_extra={
             "x-kubernetes-preserve-unknown-fields": True,
-            "x-kubernetes-validations": [
-                {"rule": "has(self.type) && self.type == 'object'", "message": "parameters must be a JSON schema of type object"}
-            ],
+            "required": ["type"],
+            "properties": {
+                "type": {"type": "string", "enum": ["object"], "description": "Arguments are always an object."}
+            },
         },
     )
     endpoint: HTTPEndpoint = Field(description="Where the call is executed.")

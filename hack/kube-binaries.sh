@@ -51,9 +51,15 @@ import (
 )
 GO
   go mod tidy >&2
+  # Stamp the version the way the Kubernetes release build does, so clients can parse it.
+  local minor=${KUBE_VERSION#v1.} v; minor=${minor%%.*}
+  local stamp=""
+  for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    stamp+=" -X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+  done
   for b in "${missing[@]}"; do
     log "building $b $KUBE_VERSION"
-    go build -ldflags "$LDFLAGS" -o "$BIN/$b" "k8s.io/kubernetes/cmd/$b"
+    go build -ldflags "$LDFLAGS$stamp" -o "$BIN/$b" "k8s.io/kubernetes/cmd/$b"
   done
 }
 

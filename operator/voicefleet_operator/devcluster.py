@@ -1,0 +1,88 @@
+"""A real local Kubernetes control plane with fake (KWOK) nodes.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as local
+processes (kwokctl's binary runtime) from binaries built once from the Go
+module proxy by hack/kube-binaries.sh; the KWOK controller plays the kubelets,
+so Deployments, ReplicaSets, Pods, scaling and rollouts really happen, without
+containers. Used by the e2e tests, the benchmarks and `voicefleet-operator dev up`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def kube_bin_dir() -> Path:
+    """Where the pinned binaries are: $VOICEFLEET_KUBE_BIN, else build/find them with hack/kube-binaries.sh."""
+    if env := os.environ.get("VOICEFLEET_KUBE_BIN"):
+        return Path(env)
+    script = REPO / "hack" / "kube-binaries.sh"
+    out = subprocess.run([str(script)], check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class KwokCluster:
+    name: str
+    bin_dir: Path
+    workdir: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "KWOK_WORKDIR": str(self.workdir / "kwok"),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+
+    def _run(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(args), env=self.env(), check=check, capture_output=True, text=True, timeout=timeout
+        )
+
+    def create(self, nodes: int = 3) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.delete()
+        b = self.bin_dir
+        self._run(
+            str(b / "kwokctl"), "create", "cluster", "--name", self.name, "--runtime", "binary",
+            "--kube-apiserver-binary", str(b / "kube-apiserver"),
+            "--kube-controller-manager-binary", str(b / "kube-controller-manager"),
+            "--kube-scheduler-binary", str(b / "kube-scheduler"),
+            "--kwok-controller-binary", str(b / "kwok"),
+            "--etcd-binary", str(b / "etcd"),
+            "--kubeconfig", str(self.kubeconfig),
+            "--disable-qps-limits",
+            "--wait", "3m",
+        )  # fmt: skip
+        self.scale_nodes(nodes)
+
+    def scale_nodes(self, nodes: int) -> None:
+        self._run(str(self.bin_dir / "kwokctl"), "scale", "node", "--name", self.name, "--replicas", str(nodes))
+
+    def delete(self) -> None:
+        self._run(str(self.bin_dir / "kwokctl"), "delete", "cluster", "--name", self.name, check=False)
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 120, stdin: str | None = None
+                ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bin_dir / "kubectl"), *args],
+            env=self.env(), check=check, capture_output=True, text=True, timeout=timeout, input=stdin,
+        )  # fmt: skip
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return self._run(str(self.bin_dir / "helm"), *args, check=check, timeout=timeout)
+
+
+def default_cluster(name: str = "voicefleet") -> KwokCluster:
+    cache = Path(os.environ.get("VOICEFLEET_CACHE", Path.home() / ".cache" / "voicefleet"))
+    return KwokCluster(name=name, bin_dir=kube_bin_dir(), workdir=cache / "clusters" / name)

@@ -1,0 +1,29 @@
+"""Prometheus metrics of the operator."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter(
+    "voicefleet_operator_reconciles_total", "Reconciles of VoiceAgents by trigger and result", ["trigger", "result"]
+)
+RECONCILE_SECONDS = Histogram(
+    "voicefleet_operator_reconcile_seconds",
+    "Duration of one reconcile (render + apply of the children)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+OBSERVE_SECONDS = Histogram(
+    "voicefleet_operator_observe_seconds",
+    "Duration of one state check (indexes + Redis -> status, autoscaler, deletion costs)",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+ERRORS = Counter("voicefleet_operator_errors_total", "Operator errors by stage", ["stage"])
+STATUS_PATCHES = Counter("voicefleet_operator_status_patches_total", "Status patches written")
+SCALE_DECISIONS = Counter(
+    "voicefleet_operator_autoscale_decisions_total", "Replica changes decided by the autoscaler", ["direction"]
+)
+DELETION_COST_PATCHES = Counter(
+    "voicefleet_operator_deletion_cost_patches_total", "pod-deletion-cost annotations written"
+)
+MANAGED_AGENTS = Gauge("voicefleet_operator_managed_agents", "VoiceAgents the operator manages")
+IS_LEADER = Gauge("voicefleet_operator_leader", "1 while this operator instance holds the leader lease")

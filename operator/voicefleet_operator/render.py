@@ -1,0 +1,285 @@
+"""What a VoiceAgent becomes: the desired child objects, as plain manifests.
+
+Pure functions only: the reconciler applies their output with server-side
+apply, so rendering the same spec twice changes nothing in the cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from agent_pod.config import AgentConfig, SecretKeyRef
+from agent_pod.providers.credentials import DEFAULT_DIR as CREDENTIALS_DIR
+
+from .spec import GROUP, KIND, VERSION, VoiceAgentSpec
+
+MANAGED_BY = "voicefleet-operator"
+AGENT_LABEL = "voicefleet.io/agent"
+COMPONENT = "agent-pod"
+HASH_ANNOTATION = "voicefleet.io/config-hash"
+CONFIG_DIR = "/etc/voicefleet/config"
+RESUME_KEY_DIR = "/etc/voicefleet/resume-key"
+# Shutdown after the drain deadline (closing sessions, deregistering) needs a few seconds.
+GRACE_MARGIN_SECONDS = 15
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class Children:
+    config_map: dict[str, Any]
+    deployment: dict[str, Any]
+    service: dict[str, Any]
+    headless_service: dict[str, Any]
+    pdb: dict[str, Any]
+    config_hash: str
+
+    def all(self) -> list[dict[str, Any]]:
+        return [self.config_map, self.service, self.headless_service, self.pdb, self.deployment]
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "voicefleet-agent", "app.kubernetes.io/instance": name, AGENT_LABEL: name}
+
+
+def labels(name: str) -> dict[str, str]:
+    return {
+        **selector_labels(name),
+        "app.kubernetes.io/component": COMPONENT,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "voicefleet",
+    }
+
+
+def selector_string(name: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(name).items()))
+
+
+def resume_key_secret_name(name: str) -> str:
+    return f"{name}-resume-key"
+
+
+def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentConfig:
+    """The pod-facing part of the spec: what every agent pod of this VoiceAgent runs."""
+    return AgentConfig(
+        agent=owner.name,
+        namespace=owner.namespace,
+        pipeline=spec.pipeline,
+        prompt_text=prompt_text,
+        prompt_version=spec.prompt.version,
+        tools=spec.tools,
+        transport=spec.transport,
+        session=spec.session,
+        sessions_per_pod=spec.autoscaling.sessions_per_pod,
+    )
+
+
+def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
+    """Every Secret key the pods need, deduplicated, in a stable order."""
+    refs: dict[tuple[str, str], SecretKeyRef] = {}
+    p = spec.pipeline
+    for stage in (p.vad, p.stt, p.llm, p.tts):
+        for choice in [stage, *stage.fallback]:
+            if choice.credentials_secret_ref:
+                ref = choice.credentials_secret_ref
+                refs[(ref.name, ref.key)] = ref
+    for tool in spec.tools:
+        if tool.endpoint.headers_secret_ref:
+            ref = tool.endpoint.headers_secret_ref
+            refs[(ref.name, ref.key)] = ref
+    return [refs[k] for k in sorted(refs)]
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(owner: Owner, name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner.name),
+        "ownerReferences": [owner_reference(owner)],
+    }
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def render(
+    owner: Owner,
+    spec: VoiceAgentSpec,
+    prompt_text: str,
+    replicas: int,
+    default_redis_url: str,
+) -> Children:
+    """All children of a VoiceAgent. ``replicas`` is decided by the caller (spec or autoscaler)."""
+    config = agent_config(owner, spec, prompt_text)
+    config_json = json.dumps(config.dump(), sort_keys=True, indent=1)
+    # The hash covers everything the pods see, so any change rolls the Deployment.
+    config_hash = hashlib.sha256(
+        json.dumps([config_json, spec.image, default_redis_url, spec.redis.dump()], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(owner, f"{owner.name}-config"),
+        "data": {"agent.json": config_json},
+    }
+    sel = selector_labels(owner.name)
+    t = spec.transport
+    service_ports = [{"name": "http", "port": t.http_port, "targetPort": "http", "protocol": "TCP"}]
+    if t.grpc.enabled:
+        service_ports.append({"name": "grpc", "port": t.grpc.port, "targetPort": "grpc", "protocol": "TCP"})
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(owner, owner.name),
+        "spec": {"type": "ClusterIP", "selector": sel, "ports": service_ports},
+    }
+    headless = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(owner, f"{owner.name}-pods"),
+        "spec": {
+            "clusterIP": "None",
+            "selector": sel,
+            "publishNotReadyAddresses": False,
+            "ports": [*service_ports, {"name": "metrics", "port": t.metrics_port, "targetPort": "metrics"}],
+        },
+    }
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(owner, owner.name),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": sel}},
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(owner, owner.name, {HASH_ANNOTATION: config_hash}),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": sel},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "template": _pod_template(owner, spec, config_hash, default_redis_url),
+        },
+    }
+    return Children(config_map, deployment, service, headless, pdb, config_hash)
+
+
+def _pod_template(owner: Owner, spec: VoiceAgentSpec, config_hash: str, default_redis_url: str) -> dict[str, Any]:
+    t = spec.transport
+    env: list[dict[str, Any]] = [
+        {"name": "VOICEFLEET_CONFIG", "value": f"{CONFIG_DIR}/agent.json"},
+        {"name": "VOICEFLEET_REVISION", "value": config_hash},
+        {"name": "VOICEFLEET_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "VOICEFLEET_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "VOICEFLEET_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "VOICEFLEET_RESUME_KEY_FILE", "value": f"{RESUME_KEY_DIR}/key"},
+        {"name": "VOICEFLEET_CREDENTIALS_DIR", "value": CREDENTIALS_DIR},
+        {"name": "VOICEFLEET_LOG_FORMAT", "value": "json"},
+    ]
+    if spec.redis.secret_ref:
+        ref = spec.redis.secret_ref
+        env.append({"name": "VOICEFLEET_REDIS_URL", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    else:
+        env.append({"name": "VOICEFLEET_REDIS_URL", "value": spec.redis.url or default_redis_url})
+
+    resume_ref = spec.resume_key_secret_ref or SecretKeyRef(name=resume_key_secret_name(owner.name), key="key")
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": f"{owner.name}-config"}},
+        {"name": "resume-key", "secret": {"secretName": resume_ref.name, "items": [{"key": resume_ref.key, "path": "key"}]}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "resume-key", "mountPath": RESUME_KEY_DIR, "readOnly": True},
+    ]
+    by_secret: dict[str, list[str]] = {}
+    for ref in credential_refs(spec):
+        by_secret.setdefault(ref.name, []).append(ref.key)
+    for i, (secret, keys) in enumerate(sorted(by_secret.items())):
+        volumes.append(
+            {"name": f"cred-{i}", "secret": {"secretName": secret, "items": [{"key": k, "path": k} for k in keys]}}
+        )
+        mounts.append({"name": f"cred-{i}", "mountPath": f"{CREDENTIALS_DIR}/{secret}", "readOnly": True})
+
+    ports: list[dict[str, Any]] = [
+        {"name": "http", "containerPort": t.http_port, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": t.metrics_port, "protocol": "TCP"},
+    ]
+    if t.grpc.enabled:
+        ports.append({"name": "grpc", "containerPort": t.grpc.port, "protocol": "TCP"})
+    container: dict[str, Any] = {
+        "name": "agent",
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "command": ["voicefleet", "pod"],
+        "env": env,
+        "ports": ports,
+        "volumeMounts": mounts,
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 2,
+            "failureThreshold": 1,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        # Leave routing before SIGTERM arrives: the pod marks itself draining at once.
+        "lifecycle": {"preStop": {"httpGet": {"path": "/drain", "port": "http"}}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
+    }
+    resources = {k: v for k, v in spec.resources.dump().items() if v}
+    if resources:
+        container["resources"] = resources
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        "terminationGracePeriodSeconds": spec.session.drain_timeout_seconds + GRACE_MARGIN_SECONDS,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+        "enableServiceLinks": False,
+    }
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = spec.node_selector
+    if spec.affinity:
+        pod_spec["affinity"] = spec.affinity
+    if spec.tolerations:
+        pod_spec["tolerations"] = spec.tolerations
+    return {
+        "metadata": {
+            "labels": labels(owner.name),
+            "annotations": {HASH_ANNOTATION: config_hash, "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(t.metrics_port)},
+        },
+        "spec": pod_spec,
+    }
+
+
+def resume_key_secret(owner: Owner, key: bytes) -> dict[str, Any]:
+    """The generated HMAC key for resume tokens (only when the spec names none)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(owner, resume_key_secret_name(owner.name)),
+        "type": "Opaque",
+        "data": {"key": base64.b64encode(key).decode()},
+    }
