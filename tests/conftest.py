@@ -1,3 +1,3 @@
 """Fixture plugins live in tests/support; each area registers its own module here."""
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.support.redis"]

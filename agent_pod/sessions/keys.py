@@ -1,0 +1,50 @@
+"""Redis key layout of one VoiceAgent, under a versioned prefix.
+
+Every key of an agent carries the hash tag ``{<namespace>/<agent>}`` so a Redis
+Cluster keeps the agent on one slot (the Lua scripts touch several of its keys).
+
+    vf:v1:{ns/agent}:pods            SET   names of registered pods
+    vf:v1:{ns/agent}:pod:<pod>       HASH  PodRecord (expires when heartbeats stop)
+    vf:v1:{ns/agent}:load:<pod>      ZSET  session id -> lease deadline (ms); the pod's load
+                                           is the count of unexpired leases
+    vf:v1:{ns/agent}:pin:<session>   HASH  PinRecord: which pod owns the session
+    vf:v1:{ns/agent}:snap:<session>  STRING Conversation JSON, written after every turn
+"""
+
+from __future__ import annotations
+
+KEY_VERSION = "v1"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class AgentKeys:
+    def __init__(self, namespace: str, agent: str) -> None:
+        if not namespace or not agent:
+            raise ValueError("namespace and agent name are required for session keys")
+        self.namespace = namespace
+        self.agent = agent
+        self.prefix = f"vf:{KEY_VERSION}:{{{namespace}/{agent}}}:"
+
+    @property
+    def pods(self) -> str:
+        return self.prefix + "pods"
+
+    def pod(self, name: str) -> str:
+        return f"{self.prefix}pod:{name}"
+
+    def load(self, name: str) -> str:
+        return f"{self.prefix}load:{name}"
+
+    def pin(self, session_id: str) -> str:
+        return f"{self.prefix}pin:{session_id}"
+
+    def snapshot(self, session_id: str) -> str:
+        return f"{self.prefix}snap:{session_id}"
+
+    @property
+    def match_all(self) -> str:
+        """SCAN pattern of every key of this agent."""
+        return _glob_escape(self.prefix) + "*"

@@ -1,0 +1,27 @@
+"""Prometheus metrics of the session layer."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PLACEMENT_SECONDS = Histogram(
+    "voicefleet_placement_seconds",
+    "Time to place (or re-place) a session and pin it, Redis round trips included.",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+PLACEMENTS = Counter(
+    "voicefleet_placements_total",
+    "Session placements by result: placed, replaced (resume on a new pod), local (Redis down, served by "
+    "this pod), no_capacity, unavailable.",
+    ["result"],
+)
+REDIS_ERRORS = Counter(
+    "voicefleet_redis_errors_total", "Redis calls of the session layer that failed (connection, timeout)."
+)
+SNAPSHOT_QUEUE_DEPTH = Gauge(
+    "voicefleet_snapshot_queue_depth", "Conversation snapshots waiting to be written to Redis."
+)
+SNAPSHOTS_DROPPED = Counter(
+    "voicefleet_snapshots_dropped_total",
+    "Queued snapshots dropped because the queue was full during a Redis outage (oldest first).",
+)

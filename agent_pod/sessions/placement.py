@@ -1,0 +1,88 @@
+"""Where a new session goes: consistent hashing with bounded loads.
+
+Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with Bounded Loads"
+(as used by Vimeo and HAProxy): hash the session id onto a ring of pod points,
+walk clockwise, and take the first pod that is eligible (ready, not draining,
+fresh heartbeat), below its capacity and below the load bound
+``ceil((1 + eps) * (total load + 1) / eligible pods)`` (the average counts the
+new session). No pod ever ends up above (1 + eps) times the average, and the
+ring keeps choices stable as pods come and go.
+
+These functions are pure; the Lua script in ``scripts.py`` runs the same
+``choose`` rule inside Redis on the ring order computed here, so concurrent
+creates on different pods cannot overshoot the bound.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+VIRTUAL_NODES = 64  # points per pod on the ring: spreads ring arcs evenly
+
+
+@dataclass(frozen=True)
+class PodLoad:
+    name: str
+    load: int
+    capacity: int
+    eligible: bool = True  # ready, not draining, heartbeat fresh
+
+
+def ring_hash(value: str) -> int:
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big")
+
+
+@lru_cache(maxsize=64)
+def _ring(names: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    points = sorted((ring_hash(f"{name}#{i}"), name) for name in names for i in range(VIRTUAL_NODES))
+    return tuple(p for p, _ in points), tuple(n for _, n in points)
+
+
+def ring_order(session_id: str, pod_names: Iterable[str]) -> list[str]:
+    """Every pod once, in the order met walking clockwise from the session's point."""
+    names = tuple(sorted(set(pod_names)))
+    if not names:
+        return []
+    points, owners = _ring(names)
+    start = bisect.bisect_left(points, ring_hash(session_id))
+    order: list[str] = []
+    seen: set[str] = set()
+    for i in range(len(owners)):
+        owner = owners[(start + i) % len(owners)]
+        if owner not in seen:
+            seen.add(owner)
+            order.append(owner)
+            if len(order) == len(names):
+                break
+    return order
+
+
+def load_bound(total_load: int, eligible_pods: int, epsilon: float) -> int:
+    """Most sessions a pod may hold after taking the new one (the Lua script computes it identically)."""
+    return math.ceil((1.0 + epsilon) * (total_load + 1) / eligible_pods)
+
+
+def choose(order: Sequence[PodLoad], epsilon: float) -> str | None:
+    """The first pod of ``order`` that is eligible, below capacity and below the bound; None if none."""
+    eligible = [p for p in order if p.eligible]
+    if not eligible:
+        return None
+    bound = load_bound(sum(p.load for p in eligible), len(eligible), epsilon)
+    for pod in eligible:
+        if pod.load < pod.capacity and pod.load < bound:
+            return pod.name
+    return None
+
+
+def place(session_id: str, pods: Iterable[PodLoad], epsilon: float) -> str | None:
+    by_name = {p.name: p for p in pods}
+    return choose([by_name[n] for n in ring_order(session_id, by_name)], epsilon)
+
+
+def is_fresh(heartbeat_ms: int, now_ms: int, stale_ms: int) -> bool:
+    return now_ms - heartbeat_ms <= stale_ms

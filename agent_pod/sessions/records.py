@@ -1,0 +1,64 @@
+"""What the session layer keeps in Redis, as pydantic records.
+
+Hash field names are the snake_case field names below; the Lua scripts in
+``scripts.py`` read and write the same names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PodState = Literal["ready", "draining", "lost"]
+PinState = Literal["reserved", "live", "detached"]
+
+
+def decode_mapping(raw: Mapping[Any, Any]) -> dict[str, str]:
+    """A Redis hash as str -> str, whether or not the client decodes responses."""
+    return {
+        (k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes) else str(v))
+        for k, v in raw.items()
+    }
+
+
+class _HashRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    def to_mapping(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self.model_dump(mode="json").items()}
+
+
+class PodRecord(_HashRecord):
+    """A pod's registry entry, rewritten by its heartbeat (``heartbeat_ms`` is Redis server time)."""
+
+    name: str
+    grpc_address: str = ""
+    http_url: str = ""
+    revision: str = ""
+    prompt_id: str = ""
+    capacity: int = Field(ge=0)
+    live: int = Field(default=0, ge=0, description="Streams the pod serves right now.")
+    state: PodState = "ready"
+    heartbeat_ms: int = 0
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[Any, Any]) -> PodRecord:
+        return cls.model_validate(decode_mapping(raw))
+
+
+class PinRecord(_HashRecord):
+    """Which pod owns a session; expires unless the owner's heartbeats refresh it."""
+
+    pod: str
+    revision: str = ""
+    prompt_id: str = ""
+    token_hash: str
+    state: PinState = "reserved"
+    created_ms: int = 0
+    updated_ms: int = 0
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[Any, Any]) -> PinRecord:
+        return cls.model_validate(decode_mapping(raw))

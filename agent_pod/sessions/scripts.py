@@ -1,0 +1,216 @@
+"""The Lua scripts that change session state atomically inside Redis.
+
+Each script re-reads what it decides on (pod state, heartbeat, loads, the pin)
+and writes in the same step, so pods acting at once on different machines can
+neither overshoot a load bound nor steal a session from a live owner. Times are
+Redis server time (``TIME``), so pods' clocks never have to agree.
+
+``PLACE`` applies ``placement.choose`` to the ring order the caller computed
+(``placement.ring_order``); tests check the two give the same answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+_NOW = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# KEYS[1] pin. ARGV: prefix, session, epsilon, stale_ms, lease_ms, pin_ttl_ms, token_hash,
+# expected_owner ('' when the pin should not exist), then pod names in ring order.
+# -> {'placed', pod, load_before, bound, grpc_address, http_url}
+#  | {'moved', current_owner} | {'full', '', total_load, eligible_pods}
+PLACE = (
+    _NOW
+    + """
+local prefix, sid = ARGV[1], ARGV[2]
+local eps, stale = tonumber(ARGV[3]), tonumber(ARGV[4])
+local lease, pin_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local now = now_ms()
+local current = redis.call('HGET', KEYS[1], 'pod')
+if current and current ~= ARGV[8] then
+  return {'moved', current}
+end
+local names, loads, caps = {}, {}, {}
+local total, n = 0, 0
+for i = 9, #ARGV do
+  local name = ARGV[i]
+  local pod = redis.call('HMGET', prefix .. 'pod:' .. name, 'state', 'heartbeat_ms', 'capacity')
+  if not pod[1] then
+    redis.call('SREM', prefix .. 'pods', name)
+  elseif pod[1] == 'ready' and now - tonumber(pod[2]) <= stale then
+    local load = redis.call('ZCOUNT', prefix .. 'load:' .. name, now, '+inf')
+    n = n + 1
+    names[n], loads[n], caps[n] = name, load, tonumber(pod[3])
+    total = total + load
+  end
+end
+if n == 0 then
+  return {'full', '', 0, 0}
+end
+local bound = math.ceil((1 + eps) * (total + 1) / n)
+for i = 1, n do
+  if loads[i] < caps[i] and loads[i] < bound then
+    local pod = prefix .. 'pod:' .. names[i]
+    if current then
+      redis.call('ZREM', prefix .. 'load:' .. current, sid)
+    end
+    redis.call('ZADD', prefix .. 'load:' .. names[i], now + lease, sid)
+    local info = redis.call('HMGET', pod, 'revision', 'prompt_id', 'grpc_address', 'http_url')
+    redis.call('HSET', KEYS[1], 'pod', names[i], 'revision', info[1] or '', 'prompt_id', info[2] or '',
+      'token_hash', ARGV[7], 'state', 'reserved', 'updated_ms', now)
+    redis.call('HSETNX', KEYS[1], 'created_ms', now)
+    redis.call('PEXPIRE', KEYS[1], pin_ttl)
+    return {'placed', names[i], loads[i], bound, info[3] or '', info[4] or ''}
+  end
+end
+return {'full', '', total, n}
+"""
+)
+
+# A stream arrives on this pod. KEYS[1] pin. ARGV: prefix, session, me, token_hash, stale_ms,
+# lease_ms, pin_ttl_ms, prompt_id, capacity, revision.
+# -> {'ok', previous_owner, previous_state, snapshot} | {'unauthenticated', owner}
+#  | {'wrong_pod', owner, owner_grpc_address} | {'full', owner}
+CLAIM = (
+    _NOW
+    + """
+local prefix, sid, me, th = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local stale, lease, pin_ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local now = now_ms()
+local pin = redis.call('HMGET', KEYS[1], 'pod', 'token_hash', 'state')
+local owner = pin[1]
+if owner then
+  if pin[2] ~= th then
+    return {'unauthenticated', owner}
+  end
+  if owner ~= me then
+    local other = redis.call('HMGET', prefix .. 'pod:' .. owner, 'state', 'heartbeat_ms', 'grpc_address')
+    if other[1] == 'ready' and now - tonumber(other[2]) <= stale then
+      return {'wrong_pod', owner, other[3] or ''}
+    end
+  end
+end
+local myload = prefix .. 'load:' .. me
+if owner ~= me then
+  if redis.call('ZCOUNT', myload, now, '+inf') >= tonumber(ARGV[9]) then
+    return {'full', owner or ''}
+  end
+  if owner then
+    redis.call('ZREM', prefix .. 'load:' .. owner, sid)
+  end
+end
+redis.call('ZADD', myload, now + lease, sid)
+redis.call('HSET', KEYS[1], 'pod', me, 'revision', ARGV[10], 'prompt_id', ARGV[8], 'token_hash', th,
+  'state', 'live', 'updated_ms', now)
+redis.call('HSETNX', KEYS[1], 'created_ms', now)
+redis.call('PEXPIRE', KEYS[1], pin_ttl)
+local snap = redis.call('GET', prefix .. 'snap:' .. sid)
+return {'ok', owner or '', pin[3] or '', snap or ''}
+"""
+)
+
+# KEYS[1] pin, KEYS[2] snapshot. ARGV: me, conversation JSON, ttl_ms. Only the owner writes.
+SNAPSHOT = """
+local owner = redis.call('HGET', KEYS[1], 'pod')
+if owner and owner ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+# KEYS[1] pin, KEYS[2] snapshot, KEYS[3] my load. ARGV: me, session, mode ('end' | 'detach'), lease_ms.
+RELEASE = (
+    _NOW
+    + """
+local owner = redis.call('HGET', KEYS[1], 'pod')
+if ARGV[3] == 'end' then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  if not owner or owner == ARGV[1] then
+    redis.call('DEL', KEYS[1], KEYS[2])
+  end
+  return 1
+end
+if owner ~= ARGV[1] then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  return 0
+end
+local now = now_ms()
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[2])
+redis.call('HSET', KEYS[1], 'state', 'detached', 'updated_ms', now)
+return 1
+"""
+)
+
+# The pod's heartbeat, which is also its re-sync after a Redis outage or restart.
+# KEYS[1] pod, KEYS[2] pods set, KEYS[3] my load. ARGV: prefix, me, pod_ttl_ms, pin_ttl_ms,
+# snapshot_ttl_ms, revision, field count F, F registry fields (name, value, ...), then per owned
+# session: id, lease_ms, token_hash, prompt_id, state. Missing pins are written back; sessions whose
+# pin now names another pod are returned.
+HEARTBEAT = (
+    _NOW
+    + """
+local prefix, me = ARGV[1], ARGV[2]
+local pin_ttl, snap_ttl, rev = ARGV[4], ARGV[5], ARGV[6]
+local now = now_ms()
+local nf = tonumber(ARGV[7])
+local fields = {}
+for i = 8, 7 + nf do
+  fields[#fields + 1] = ARGV[i]
+end
+redis.call('HSET', KEYS[1], 'heartbeat_ms', now, unpack(fields))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[2], me)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local moved = {}
+local i = 8 + nf
+while i + 4 <= #ARGV do
+  local sid = ARGV[i]
+  local pin = prefix .. 'pin:' .. sid
+  local owner = redis.call('HGET', pin, 'pod')
+  if owner and owner ~= me then
+    moved[#moved + 1] = sid
+  else
+    if not owner then
+      redis.call('HSET', pin, 'pod', me, 'revision', rev, 'prompt_id', ARGV[i + 3], 'token_hash', ARGV[i + 2],
+        'created_ms', now)
+    end
+    redis.call('HSET', pin, 'state', ARGV[i + 4], 'updated_ms', now)
+    redis.call('PEXPIRE', pin, pin_ttl)
+    redis.call('PEXPIRE', prefix .. 'snap:' .. sid, snap_ttl)
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[i + 1]), sid)
+  end
+  i = i + 5
+end
+return moved
+"""
+)
+
+# A probe found a pod unreachable: mark it lost unless it heartbeat since it was read.
+# KEYS[1] pod. ARGV: the heartbeat_ms that was read.
+MARK_LOST = """
+if redis.call('HGET', KEYS[1], 'heartbeat_ms') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'state', 'lost')
+  return 1
+end
+return 0
+"""
+
+
+class Scripts:
+    """The scripts registered on one client (redis-py reloads them after a Redis restart)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.place: Any = redis.register_script(PLACE)
+        self.claim: Any = redis.register_script(CLAIM)
+        self.snapshot: Any = redis.register_script(SNAPSHOT)
+        self.release: Any = redis.register_script(RELEASE)
+        self.heartbeat: Any = redis.register_script(HEARTBEAT)
+        self.mark_lost: Any = redis.register_script(MARK_LOST)
