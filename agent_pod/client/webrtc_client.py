@@ -1,0 +1,188 @@
+"""Caller over WebRTC (aiortc): WHIP-style signaling, Opus both ways, the "events" data channel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import ipaddress
+import json
+import time
+from collections import deque
+from urllib.parse import urljoin, urlparse
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from ..transports.ice import IcePolicy, PortAllocator, confine
+from .audio import FRAME_MS, frames
+from .record import CallRecorder
+
+SAMPLE_RATE = 48000
+FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
+TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+SILENCE = bytes(FRAME_SAMPLES * 2)
+
+
+class MicrophoneTrack(MediaStreamTrack):
+    """The caller's microphone: queued PCM frames (48 kHz mono), silence when none, paced at 20 ms."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue: deque[bytes] = deque()
+        self._start: float | None = None
+        self._index = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        delay = self._start + self._index * FRAME_MS / 1000 - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(self.queue.popleft() if self.queue else SILENCE)
+        frame.sample_rate = SAMPLE_RATE
+        frame.time_base = TIME_BASE
+        frame.pts = self._index * FRAME_SAMPLES
+        self._index += 1
+        return frame
+
+
+class WebRTCCaller:
+    """``async with WebRTCCaller(url) as call:`` connects and waits until media flows."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        session_id: str | None = None,
+        resume_token: str | None = None,
+        recorder: CallRecorder | None = None,
+        http: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.url = url
+        self.session_id = session_id
+        self.resume_token = resume_token
+        self.recorder = recorder or CallRecorder()
+        self.sample_rate = SAMPLE_RATE
+        self.microphone = MicrophoneTrack()
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.channel = self.pc.createDataChannel("events")
+        self.location: str | None = None
+        self._http = http
+        self._own_http = http is None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._channel_open = asyncio.Event()
+
+    async def __aenter__(self) -> WebRTCCaller:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self, within: float = 30.0) -> None:
+        pc, recorder = self.pc, self.recorder
+        pc.addTransceiver(self.microphone, direction="sendrecv")
+        self.channel.on("open", self._channel_open.set)
+        self.channel.on("message", self._on_message)
+        pc.on("track", self._on_track)
+        host = urlparse(self.url).hostname or ""
+        if _is_loopback(host):
+            # Offer loopback only: the pod on this machine is reached without touching other interfaces.
+            confine(pc, IcePolicy(addresses=["127.0.0.1"]), PortAllocator(0, 0))
+        await pc.setLocalDescription(await pc.createOffer())
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        body = {
+            "sdp": pc.localDescription.sdp,
+            "type": "offer",
+            "session_id": self.session_id,
+            "resume_token": self.resume_token,
+        }
+        async with self._http.post(self.url, json=body) as response:
+            payload = await response.json()
+            if response.status != 201:
+                raise ConnectionError(f"offer refused ({response.status}): {payload.get('message', payload)}")
+        self.location = urljoin(self.url, payload["location"])
+        recorder.summary.resume_token = payload.get("resume_token")
+        recorder.event("session_started", {"session_id": payload["session_id"]})
+        self.session_id = payload["session_id"]
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="answer"))
+        await asyncio.wait_for(self._channel_open.wait(), within)
+
+    def _on_message(self, message: str | bytes) -> None:
+        data = json.loads(message)
+        self.recorder.event(data.pop("type", "unknown"), data)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self._tasks.append(asyncio.get_running_loop().create_task(self._consume(track)))
+
+    async def _consume(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            data = frame.to_ndarray()
+            channels = len(frame.layout.channels)
+            mono = data[0, ::channels] if channels > 1 else data[0]
+            self.recorder.audio(np.ascontiguousarray(mono).tobytes())
+
+    def send_audio(self, pcm: bytes) -> None:
+        """Queue 48 kHz mono PCM16; it is sent in 20 ms frames as the microphone track is read."""
+        self.microphone.queue.extend(frames(pcm, SAMPLE_RATE))
+
+    def send_text(self, text: str) -> None:
+        self.channel.send(json.dumps({"type": "text", "text": text}))
+
+    def send_channel(self, raw: str) -> None:
+        self.channel.send(raw)
+
+    async def play(self, pcm: bytes, speech_ends: list[int] | None = None) -> None:
+        """Speak ``pcm`` (48 kHz mono) in real time, marking speech ends when those frames go out."""
+        chunks = frames(pcm, SAMPLE_RATE)
+        ends = set(speech_ends or ())
+        start = time.monotonic()
+        for i, chunk in enumerate(chunks):
+            delay = start + i * FRAME_MS / 1000 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if i in ends:
+                self.recorder.mark_speech_end(i)
+            self.microphone.queue.append(chunk)
+        if len(chunks) in ends:
+            self.recorder.mark_speech_end(len(chunks))
+
+    async def end(self, reason: str = "caller hung up") -> None:
+        if self.location and self._http is not None:
+            async with self._http.delete(self.location) as response:
+                await response.read()
+            self.location = None
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.end()
+        self.microphone.stop()
+        await self.pc.close()
+        for task in self._tasks:
+            task.cancel()
+        if self._own_http and self._http is not None:
+            await self._http.close()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

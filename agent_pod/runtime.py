@@ -1,0 +1,194 @@
+"""The agent pod: providers, playout clock, session directory, gRPC/WebRTC/HTTP servers, health and drain.
+
+Lifecycle: ``start()`` builds everything and turns ready; SIGTERM (or ``drain()``)
+turns readiness off at once, tells the directory to leave placement, refuses new
+sessions and serves the live ones until they end or the drain deadline, when the
+rest are closed with reason ``drain_deadline``; then ``stop()`` and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .config import AgentConfig
+from .pipeline.playout import PlayoutClock
+from .providers.base import Providers
+from .sessions.directory import LocalDirectory, PodIdentity, SessionDirectory
+from .settings import PodSettings
+from .transports.grpc_server import GrpcServer
+from .transports.http import Health, build_app, build_metrics_app, serve
+from .transports.hub import SessionHub
+from .transports.ice import IcePolicy
+from .transports.signaling import Signaling
+from .transports.webrtc import WebRTCTransport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Ports:
+    """Ports to bind; 0 picks a free one. Defaults come from config.transport."""
+
+    grpc: int
+    http: int
+    metrics: int
+    udp_min: int
+    udp_max: int
+
+    @classmethod
+    def from_config(cls, config: AgentConfig) -> Ports:
+        t = config.transport
+        return cls(
+            grpc=t.grpc.port,
+            http=t.http_port,
+            metrics=t.metrics_port,
+            udp_min=t.webrtc.udp_port_range.min,
+            udp_max=t.webrtc.udp_port_range.max,
+        )
+
+
+class Pod:
+    def __init__(
+        self,
+        settings: PodSettings,
+        config: AgentConfig,
+        ports: Ports | None = None,
+        providers: Providers | None = None,
+        slow_reader_seconds: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.ports = ports or Ports.from_config(config)
+        self.health = Health()
+        self.clock = PlayoutClock()
+        self._providers = providers
+        self._slow_reader_seconds = slow_reader_seconds
+        self.directory: SessionDirectory | None = None
+        self.hub: SessionHub | None = None
+        self.grpc: GrpcServer | None = None
+        self.webrtc: WebRTCTransport | None = None
+        self._runners: list[web.AppRunner] = []
+        self.grpc_port = 0
+        self.http_port = 0
+        self.metrics_port = 0
+        self._drained = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    @property
+    def host(self) -> str:
+        return self.settings.public_host
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.host}:{self.grpc_port}" if self.grpc_port else ""
+
+    @property
+    def ice_address(self) -> str:
+        """The local address media is offered on: the pod IP, a specific bind host, else loopback."""
+        bind = self.settings.bind_host
+        return self.settings.pod_ip or (bind if bind not in ("", "0.0.0.0", "::") else "127.0.0.1")
+
+    async def start(self) -> None:
+        settings, config, transport = self.settings, self.config, self.config.transport
+        if self._providers is None:
+            from .providers.registry import build_providers
+
+        providers = self._providers or build_providers(config.pipeline)
+        await self.clock.start()
+        bind = settings.bind_host
+        # The HTTP and gRPC ports are bound before the directory starts, so it announces real addresses.
+        self.grpc_port = self.ports.grpc if transport.grpc.enabled else 0
+        identity = PodIdentity(
+            name=settings.pod_name, grpc_address="", http_url="", revision=settings.revision
+        )
+        self.directory = LocalDirectory(identity)
+        self.hub = SessionHub(config=config, providers=providers, directory=self.directory, clock=self.clock)
+        routes: list[web.RouteDef] = []
+        if transport.webrtc.enabled:
+            policy = IcePolicy(
+                addresses=[self.ice_address], port_min=self.ports.udp_min, port_max=self.ports.udp_max
+            )
+            self.webrtc = WebRTCTransport(self.hub, policy)
+            routes += Signaling(self.webrtc).routes()
+        runner, self.http_port = await serve(build_app(self.health, routes), bind, self.ports.http)
+        self._runners.append(runner)
+        runner, self.metrics_port = await serve(build_metrics_app(), bind, self.ports.metrics)
+        self._runners.append(runner)
+        if transport.grpc.enabled:
+            self.grpc = GrpcServer(
+                self.hub,
+                pod_name=settings.pod_name,
+                slow_reader_seconds=self._slow_reader_seconds,
+            )
+            self.grpc_port = await self.grpc.start(bind, self.ports.grpc)
+        identity.grpc_address, identity.http_url = self.grpc_address, self.http_url
+        await self.directory.start()
+        await self.hub.start()
+        self.health.started = True
+        self.ready.set()
+        log.info(
+            "pod ready",
+            extra={
+                "http_url": self.http_url,
+                "grpc_address": self.grpc_address,
+                "metrics_port": self.metrics_port,
+            },
+        )
+
+    async def drain(self) -> None:
+        """SIGTERM: not ready at once, no new sessions, live ones served up to the drain deadline."""
+        if self.health.draining:
+            await self._drained.wait()
+            return
+        self.health.draining = True
+        if self.grpc is not None:
+            await self.grpc.set_serving(False)
+        assert self.hub is not None
+        await self.hub.drain(self.config.session.drain_timeout_seconds)
+        self._drained.set()
+
+    async def stop(self) -> None:
+        if self.webrtc is not None:
+            await self.webrtc.aclose()
+        if self.hub is not None:
+            await self.hub.aclose()
+        if self.grpc is not None:
+            await self.grpc.stop(grace=1.0)
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        await self.clock.stop()
+        if self.directory is not None:
+            await self.directory.aclose()
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT, drain, stop; the process exit code."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+            log.info(
+                "signal received: draining",
+                extra={"live_sessions": self.hub.live_sessions if self.hub else 0},
+            )
+            await self.drain()
+        finally:
+            await self.stop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+        log.info("pod stopped")
+        return 0

@@ -1,0 +1,49 @@
+"""Pod settings: the environment the operator renders, plus the AgentConfig file it points to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .config import AgentConfig
+
+
+class PodSettings(BaseSettings):
+    """Everything a pod reads from its environment (VOICEFLEET_*)."""
+
+    model_config = SettingsConfigDict(env_prefix="VOICEFLEET_", extra="ignore")
+
+    config: Path | None = Field(default=None, description="Path of the AgentConfig JSON; None: the default.")
+    pod_name: str = "local"
+    pod_ip: str = ""
+    namespace: str = "default"
+    revision: str = ""
+    advertise_host: str = Field(
+        default="", description="Address given to clients; default POD_IP or bind host."
+    )
+    bind_host: str = "0.0.0.0"
+    redis_url: str | None = None
+    resume_key_file: Path | None = None
+    credentials_dir: Path | None = None
+    log_format: Literal["json", "text"] = "json"
+
+    def load_config(self) -> AgentConfig:
+        if self.config is None:
+            return AgentConfig()
+        return AgentConfig.model_validate_json(self.config.read_text())
+
+    @property
+    def public_host(self) -> str:
+        return advertised_host(self.advertise_host, self.pod_ip, self.bind_host)
+
+
+def advertised_host(advertise_host: str, pod_ip: str, bind_host: str) -> str:
+    """The host clients dial: explicit setting, else the pod IP, else the bind host (loopback for 0.0.0.0)."""
+    if advertise_host:
+        return advertise_host
+    if pod_ip:
+        return pod_ip
+    return "127.0.0.1" if bind_host in ("0.0.0.0", "::", "") else bind_host

@@ -1,0 +1,70 @@
+"""The pod's HTTP surface: web page, WebRTC signaling, health probes, session API; metrics apart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+WEB_ROOT = Path(str(resources.files("agent_pod") / "web"))
+
+
+@dataclass
+class Health:
+    """Liveness is the process answering; readiness is started and not draining."""
+
+    started: bool = False
+    draining: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.started and not self.draining
+
+
+def build_app(health: Health, extra_routes: list[web.RouteDef]) -> web.Application:
+    async def index(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_ROOT / "index.html")
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"alive": True, "draining": health.draining})
+
+    async def readyz(_: web.Request) -> web.Response:
+        return web.json_response(
+            {"ready": health.ready, "started": health.started, "draining": health.draining},
+            status=200 if health.ready else 503,
+        )
+
+    app = web.Application(client_max_size=256 * 1024)
+    app.add_routes(
+        [
+            web.get("/", index),
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.static("/static", WEB_ROOT),
+            *extra_routes,
+        ]
+    )
+    return app
+
+
+def build_metrics_app() -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(REGISTRY))
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return response
+
+    app = web.Application()
+    app.add_routes([web.get("/metrics", metrics)])
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start ``app`` on host:port (0: a free port); returns the runner and the bound port."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    return runner, int(runner.addresses[0][1])

@@ -1,0 +1,224 @@
+"""The live sessions of one pod, shared by every transport.
+
+A transport hands the hub an admitted caller and a ``Sink`` (how it sends to
+that caller). The hub runs the pod's single playout loop: on every 20 ms tick of
+the shared ``PlayoutClock`` it pulls one frame from every live session and gives
+it to the session's sink, so the pod wakes once per tick however many sessions
+it serves. Session events are forwarded to the sink by one task per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Protocol
+
+from ..config import AgentConfig
+from ..pipeline.events import SessionEnded, SessionEvent
+from ..pipeline.playout import PlayoutClock
+from ..pipeline.session import AgentSession
+from ..providers.base import Providers
+from ..sessions.directory import AdmissionError, SessionDirectory
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+DRAINING_MESSAGE = (
+    "pod is draining: it takes no new sessions; create or resume the session again to be placed elsewhere"
+)
+
+
+class Sink(Protocol):
+    """How a transport delivers to its caller. Every method is called on the event loop and must not block."""
+
+    def on_audio(self, frame: bytes | None) -> None:
+        """One playout tick: a 20 ms PCM16 frame at the output rate, or None while the agent is silent."""
+        ...
+
+    def on_event(self, event: SessionEvent) -> None: ...
+
+    def on_end(self, reason: str) -> None:
+        """The session ended (after its SessionEnded event); the transport hangs up."""
+        ...
+
+
+class LiveSession:
+    """One admitted caller: its pipeline session and the sink it is delivered through."""
+
+    def __init__(
+        self, hub: SessionHub, transport: str, session: AgentSession, sink: Sink, resumed: bool
+    ) -> None:
+        self.hub = hub
+        self.transport = transport
+        self.session = session
+        self.sink = sink
+        self.resumed = resumed
+        self.resume_token: str | None = None
+        self.restored_turns = session.conversation.turns if resumed else 0
+        self.finished = asyncio.Event()
+        self.end_reason = ""
+        self._closing: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.session.session_id
+
+    async def close(self, reason: str) -> None:
+        """End the session (idempotent) and wait until it is released."""
+        if not self.session.ended:
+            await self.session.close(reason)
+        await self.finished.wait()
+
+    def request_close(self, reason: str) -> None:
+        """Close from synchronous code (a sink that gave up on its caller)."""
+        if self._closing is None and not self.finished.is_set():
+            self._closing = asyncio.get_running_loop().create_task(self.close(reason))
+
+
+class SessionHub:
+    def __init__(
+        self,
+        *,
+        config: AgentConfig,
+        providers: Providers,
+        directory: SessionDirectory,
+        clock: PlayoutClock,
+    ) -> None:
+        self.config = config
+        self.providers = providers
+        self.directory = directory
+        self.clock = clock
+        self.draining = False
+        self._live: dict[str, LiveSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._playout: asyncio.Task[None] | None = None
+
+    @property
+    def live_sessions(self) -> int:
+        return len(self._live)
+
+    def live(self) -> list[LiveSession]:
+        return list(self._live.values())
+
+    async def start(self) -> None:
+        self._playout = asyncio.get_running_loop().create_task(self._playout_loop(), name="playout")
+
+    async def open(
+        self,
+        *,
+        transport: str,
+        session_id: str | None,
+        resume_token: str | None,
+        output_sample_rate: int,
+        sink: Sink,
+    ) -> LiveSession:
+        """Admit a caller and start its session, or raise AdmissionError."""
+        if self.draining:
+            metrics.ADMISSIONS_REFUSED_TOTAL.labels(transport, "unavailable").inc()
+            raise AdmissionError("unavailable", DRAINING_MESSAGE, retry_after_seconds=1.0)
+        try:
+            admission = await self.directory.admit(
+                session_id or None, resume_token or None, self.config.prompt_id
+            )
+        except AdmissionError as exc:
+            metrics.ADMISSIONS_REFUSED_TOTAL.labels(transport, exc.code).inc()
+            raise
+        session = AgentSession(
+            session_id=admission.session_id,
+            config=self.config,
+            providers=self.providers,
+            output_sample_rate=output_sample_rate,
+            conversation=admission.conversation,
+            on_snapshot=self.directory.snapshot,
+        )
+        try:
+            await session.start()
+        except BaseException:
+            await self.directory.release(admission.session_id, "error")
+            raise
+        live = LiveSession(self, transport, session, sink, resumed=admission.resumed)
+        live.resume_token = admission.resume_token
+        self._live[live.id] = live
+        metrics.SESSIONS_ACTIVE.labels(transport).inc()
+        task = asyncio.get_running_loop().create_task(self._forward_events(live), name=f"events-{live.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        log.info(
+            "session started",
+            extra={"session_id": live.id, "transport": transport, "resumed": admission.resumed},
+        )
+        return live
+
+    async def _forward_events(self, live: LiveSession) -> None:
+        reason = "error"
+        try:
+            async for event in live.session.events():
+                live.sink.on_event(event)
+                if isinstance(event, SessionEnded):
+                    reason = event.reason
+                    break
+        except Exception:
+            log.exception("session event stream failed", extra={"session_id": live.id})
+            with contextlib.suppress(Exception):
+                await live.session.close("error")
+        finally:
+            await self._finish(live, live.session.end_reason or reason)
+
+    async def _finish(self, live: LiveSession, reason: str) -> None:
+        live.end_reason = reason
+        if self._live.get(live.id) is live:
+            del self._live[live.id]
+        metrics.SESSIONS_ACTIVE.labels(live.transport).dec()
+        metrics.SESSIONS_TOTAL.labels(live.transport, reason).inc()
+        try:
+            # A caller that vanished may come back: the directory keeps such a session resumable.
+            await self.directory.release(live.id, "transport_lost" if reason == "disconnected" else reason)
+        except Exception:
+            log.exception("releasing the session failed", extra={"session_id": live.id})
+        live.sink.on_end(reason)
+        live.finished.set()
+        log.info(
+            "session ended", extra={"session_id": live.id, "transport": live.transport, "reason": reason}
+        )
+
+    async def _playout_loop(self) -> None:
+        observe = metrics.PLAYOUT_FANOUT_SECONDS.observe
+        while True:
+            await self.clock.tick()
+            started = time.perf_counter()
+            for live in self._live.values():
+                session = live.session
+                if session.ended:
+                    continue
+                try:
+                    live.sink.on_audio(session.pull_audio())
+                except Exception:
+                    log.exception("playout failed", extra={"session_id": live.id})
+                    live.request_close("error")
+            observe(time.perf_counter() - started)
+
+    async def drain(self, timeout_seconds: float) -> None:
+        """Refuse new sessions, serve the live ones until they end or the deadline, then close the rest."""
+        self.draining = True
+        await self.directory.drain()
+        log.info("draining", extra={"live_sessions": self.live_sessions, "timeout_seconds": timeout_seconds})
+        deadline = time.monotonic() + timeout_seconds
+        while self._live and time.monotonic() < deadline:
+            waits = [asyncio.ensure_future(live.finished.wait()) for live in self._live.values()]
+            _, pending = await asyncio.wait(
+                waits, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in pending:
+                waiter.cancel()
+        if self._live:
+            log.info("drain deadline reached", extra={"live_sessions": self.live_sessions})
+            await asyncio.gather(*(live.close("drain_deadline") for live in self.live()))
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(live.close("shutdown") for live in self.live()))
+        if self._playout is not None:
+            self._playout.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._playout

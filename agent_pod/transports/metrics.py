@@ -1,0 +1,34 @@
+"""Prometheus metrics of the transports (voicefleet_transport_*)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SESSIONS_ACTIVE = Gauge(
+    "voicefleet_transport_sessions_active", "Live sessions on this pod, by transport.", ["transport"]
+)
+SESSIONS_TOTAL = Counter(
+    "voicefleet_transport_sessions_total",
+    "Sessions ended on this pod, by transport and reason.",
+    ["transport", "reason"],
+)
+ADMISSIONS_REFUSED_TOTAL = Counter(
+    "voicefleet_transport_admissions_refused_total",
+    "Streams refused before a session started, by transport and code.",
+    ["transport", "code"],
+)
+BAD_INPUT_TOTAL = Counter(
+    "voicefleet_transport_bad_input_total",
+    "Caller input refused with an error (the session went on), by transport and reason.",
+    ["transport", "reason"],
+)
+DROPPED_FRAMES_TOTAL = Counter(
+    "voicefleet_transport_dropped_frames_total",
+    "Agent audio frames dropped because the caller did not read them in time.",
+    ["transport"],
+)
+PLAYOUT_FANOUT_SECONDS = Histogram(
+    "voicefleet_transport_playout_fanout_seconds",
+    "Time the pod's shared playout loop spends handing one 20 ms frame to every live session.",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05),
+)

@@ -1,0 +1,311 @@
+"""The WebRTC transport (aiortc): one peer connection per caller, Opus both ways, an "events" data channel.
+
+Signaling is WHIP-style HTTP (see signaling.py): the caller POSTs an SDP offer, gets
+the answer and a resource URL to DELETE when it hangs up. Caller audio is decoded by
+aiortc, folded to mono and handed to the session at 48 kHz (the session resamples to
+what its VAD/STT want). Agent audio is pulled on the pod's shared playout tick and
+queued for aiortc's sender, with silence while the agent says nothing, so RTP
+timing follows the pod clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+import uuid
+from collections import deque
+from typing import Any
+
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from pydantic import BaseModel, Field, ValidationError
+
+from ..audio.pcm import InvalidAudio
+from ..pipeline.events import ErrorEvent, SessionEvent
+from . import metrics
+from .hub import LiveSession, SessionHub
+from .ice import IcePolicy, PortAllocator, confine
+from .wire import event_to_json
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 48000
+FRAME_SAMPLES = 960  # 20 ms at 48 kHz
+TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
+SILENCE = bytes(FRAME_SAMPLES * 2)
+EVENTS_CHANNEL = "events"
+# A peer that has not connected by then (ICE failed silently) is given up on.
+CONNECT_TIMEOUT_SECONDS = 30.0
+# Frames waiting for aiortc's sender; more means the sender stalled, and old audio is dropped.
+MAX_QUEUED_FRAMES = 10
+
+
+class OfferError(ValueError):
+    """The caller's offer cannot be answered (HTTP 400)."""
+
+
+class ChannelMessage(BaseModel):
+    """What a caller may send on the events data channel."""
+
+    type: str = Field(pattern="^(text|end)$")
+    text: str = Field(default="", max_length=4000)
+
+
+class AgentAudioTrack(MediaStreamTrack):
+    """Agent audio for aiortc's sender, one frame per playout tick."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frames: deque[bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._pts = 0
+        self.dropped = 0
+
+    def put(self, pcm: bytes) -> None:
+        if len(self._frames) >= MAX_QUEUED_FRAMES:
+            self._frames.popleft()
+            self.dropped += 1
+            metrics.DROPPED_FRAMES_TOTAL.labels("webrtc").inc()
+        self._frames.append(pcm)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def recv(self) -> av.AudioFrame:
+        while not self._frames:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(self._frames.popleft())
+        frame.sample_rate = SAMPLE_RATE
+        frame.time_base = TIME_BASE
+        frame.pts = self._pts
+        self._pts += FRAME_SAMPLES
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class WebRTCPeer:
+    """One caller: the peer connection and the hub's Sink for it."""
+
+    def __init__(self, transport: WebRTCTransport, pc: RTCPeerConnection, resource_id: str) -> None:
+        self.transport = transport
+        self.pc = pc
+        self.resource_id = resource_id
+        self.track = AgentAudioTrack()
+        self.live: LiveSession | None = None
+        self.channel: RTCDataChannel | None = None
+        self._pending: list[str] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = asyncio.Event()
+
+    # -- Sink -----------------------------------------------------------------------------
+    def on_audio(self, frame: bytes | None) -> None:
+        self.track.put(SILENCE if frame is None else frame)
+
+    def on_event(self, event: SessionEvent) -> None:
+        self.send_json(event_to_json(event))
+
+    def on_end(self, reason: str) -> None:
+        self.spawn(self.close())
+
+    # -- helpers --------------------------------------------------------------------------
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def send_json(self, text: str) -> None:
+        channel = self.channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(text)
+        else:
+            self._pending.append(text)
+
+    def attach_channel(self, channel: RTCDataChannel) -> None:
+        if channel.label != EVENTS_CHANNEL:
+            return
+        self.channel = channel
+
+        def flush() -> None:
+            pending, self._pending = self._pending, []
+            for text in pending:
+                channel.send(text)
+
+        if channel.readyState == "open":
+            flush()
+        else:
+            channel.on("open", flush)
+        channel.on("message", self._on_message)
+
+    def _on_message(self, message: str | bytes) -> None:
+        live = self.live
+        if live is None:
+            return
+        try:
+            parsed = ChannelMessage.model_validate_json(message)
+        except ValidationError as exc:
+            metrics.BAD_INPUT_TOTAL.labels("webrtc", "channel_message").inc()
+            problem = exc.errors()[0]["msg"] if exc.errors() else str(exc)
+            error = ErrorEvent(code="INVALID_ARGUMENT", message=f"data channel message refused: {problem}")
+            self.send_json(event_to_json(error))
+            return
+        if parsed.type == "end":
+            live.request_close("client_ended")
+        elif parsed.text.strip():
+            live.session.push_text(parsed.text)
+
+    def on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self.spawn(self.consume_audio(track))
+
+    async def consume_audio(self, track: MediaStreamTrack) -> None:
+        """Caller audio -> the session, as 48 kHz mono PCM16."""
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            live = self.live
+            if live is None or live.session.ended:
+                continue
+            pcm = _mono_pcm16(frame)
+            try:
+                live.session.push_audio(pcm, frame.sample_rate)
+            except InvalidAudio as exc:
+                metrics.BAD_INPUT_TOTAL.labels("webrtc", "audio").inc()
+                log.warning("caller audio refused: %s", exc, extra={"session_id": live.id})
+
+    async def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        self.transport.peers.pop(self.resource_id, None)
+        self.track.stop()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+
+
+def _mono_pcm16(frame: av.AudioFrame) -> bytes:
+    """aiortc's Opus decoder gives interleaved s16 stereo; the left channel is the caller's mono signal."""
+    data = frame.to_ndarray()
+    if len(frame.layout.channels) == 1:
+        return data.tobytes()
+    return data[0, :: len(frame.layout.channels)].tobytes()
+
+
+class Answer(BaseModel):
+    sdp: str
+    type: str = "answer"
+    session_id: str
+    resource_id: str
+    resume_token: str | None = None
+
+
+class WebRTCTransport:
+    """Every WebRTC caller of the pod."""
+
+    def __init__(self, hub: SessionHub, policy: IcePolicy) -> None:
+        self.hub = hub
+        self.policy = policy
+        self.allocator = PortAllocator(policy.port_min, policy.port_max)
+        self.peers: dict[str, WebRTCPeer] = {}
+
+    async def answer(self, offer_sdp: str, session_id: str | None, resume_token: str | None) -> Answer:
+        """Answer an SDP offer and start its session. Raises OfferError or AdmissionError."""
+        if "m=audio" not in offer_sdp:
+            raise OfferError("the offer has no audio media section (m=audio)")
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        peer = WebRTCPeer(self, pc, uuid.uuid4().hex)
+        pc.on("datachannel", peer.attach_channel)
+        pc.on("track", peer.on_track)
+        try:
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            except Exception as exc:  # aiortc raises ValueError, KeyError, IndexError... on malformed SDP
+                raise OfferError(f"malformed SDP offer: {exc or type(exc).__name__}") from exc
+            audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+            if not audio or audio[0].direction not in ("sendrecv", "recvonly", "sendonly"):
+                raise OfferError("the offer's audio section is inactive")
+            audio[0].sender.replaceTrack(peer.track)
+            audio[0].direction = "sendrecv"
+            confine(pc, self.policy, self.allocator)
+            live = await self.hub.open(
+                transport="webrtc",
+                session_id=session_id,
+                resume_token=resume_token,
+                output_sample_rate=SAMPLE_RATE,
+                sink=peer,
+            )
+            peer.live = live
+            pc.on("connectionstatechange", lambda: self._state_changed(peer))
+            try:
+                await pc.setLocalDescription(await pc.createAnswer())
+            except BaseException:
+                await live.close("error")
+                raise
+        except BaseException:
+            await peer.close()
+            raise
+        self.peers[peer.resource_id] = peer
+        peer.spawn(self._connect_deadline(peer))
+        return Answer(
+            sdp=pc.localDescription.sdp,
+            session_id=live.id,
+            resource_id=peer.resource_id,
+            resume_token=live.resume_token,
+        )
+
+    def _state_changed(self, peer: WebRTCPeer) -> None:
+        state = peer.pc.connectionState
+        if state in ("failed", "closed") and peer.live is not None:
+            peer.live.request_close("disconnected")
+
+    async def _connect_deadline(self, peer: WebRTCPeer) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_connected(peer.pc), CONNECT_TIMEOUT_SECONDS)
+            return
+        if peer.live is not None and not peer.closed.is_set():
+            log.warning("caller never connected", extra={"session_id": peer.live.id})
+            peer.live.request_close("disconnected")
+
+    async def hangup(self, resource_id: str) -> bool:
+        peer = self.peers.get(resource_id)
+        if peer is None:
+            return False
+        if peer.live is not None:
+            await peer.live.close("client_ended")
+        await peer.close()
+        return True
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(peer.close() for peer in list(self.peers.values())))
+
+
+async def _connected(pc: RTCPeerConnection) -> None:
+    done = asyncio.get_running_loop().create_future()
+
+    def check() -> None:
+        if pc.connectionState in ("connected", "failed", "closed") and not done.done():
+            done.set_result(None)
+
+    pc.on("connectionstatechange", check)
+    check()
+    await done

@@ -1,0 +1,77 @@
+"""Pure decision logic of the transports and the caller-side client."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agent_pod.client.audio import frames, speech_ends
+from agent_pod.settings import advertised_host
+from agent_pod.transports.audio import check_format
+from agent_pod.transports.ice import IcePolicy, candidate_ports, ports_from
+
+
+def test_ports_from_wraps_around_once():
+    assert list(ports_from(10, 14, 12)) == [12, 13, 14, 10, 11]
+    assert list(ports_from(10, 14, 99)) == [10, 11, 12, 13, 14]
+    assert list(ports_from(7, 7, 7)) == [7]
+
+
+def test_ice_policy_refuses_reversed_range():
+    with pytest.raises(ValueError):
+        IcePolicy(addresses=["127.0.0.1"], port_min=5000, port_max=4000)
+    with pytest.raises(ValueError):
+        IcePolicy(addresses=[])
+
+
+def test_candidate_ports_reads_udp_host_candidates():
+    sdp = (
+        "v=0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40001 typ host\r\n"
+        "a=candidate:2 1 tcp 1 1.2.3.4 9 typ host\r\n"
+    )
+    assert candidate_ports(sdp) == [40001]
+
+
+@pytest.mark.parametrize(
+    ("rate", "channels", "ok"),
+    [
+        (16000, 1, True),
+        (48000, 0, True),
+        (24000, 1, True),
+        (44100, 1, False),
+        (16000, 2, False),
+        (0, 1, False),
+    ],
+)
+def test_check_format(rate, channels, ok):
+    assert (check_format(rate, channels) is None) == ok
+
+
+def test_advertised_host_prefers_explicit_then_pod_ip():
+    assert advertised_host("voice.example", "10.0.0.5", "0.0.0.0") == "voice.example"
+    assert advertised_host("", "10.0.0.5", "0.0.0.0") == "10.0.0.5"
+    assert advertised_host("", "", "0.0.0.0") == "127.0.0.1"
+    assert advertised_host("", "", "192.0.2.7") == "192.0.2.7"
+
+
+def test_frames_pad_the_last_frame():
+    chunks = frames(b"\x01\x00" * 500, 16000)
+    assert [len(c) for c in chunks] == [640, 640]
+    assert chunks[1][360:] == bytes(280)
+
+
+def _tone(rate: int, seconds: float) -> bytes:
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.3 * np.sin(2 * np.pi * 300 * t) * 32767).astype("<i2").tobytes()
+
+
+def test_speech_ends_finds_each_utterance_end():
+    rate = 16000
+    quiet = bytes(rate * 2 // 2)  # 0.5 s
+    pcm = _tone(rate, 0.4) + quiet + _tone(rate, 0.2) + quiet
+    assert speech_ends(pcm, rate) == [20, 55]
+
+
+def test_speech_end_at_the_very_end_counts():
+    pcm = bytes(16000) + _tone(16000, 0.2)
+    assert speech_ends(pcm, 16000) == [len(frames(pcm, 16000))]
