@@ -1,3 +1,6 @@
 """Fixture plugins live in tests/support; each area registers its own module here."""
 
-pytest_plugins: list[str] = ["tests.support.redis"]
+pytest_plugins: list[str] = [
+    "tests.support.redis",
+    "tests.support.wire",
+]
