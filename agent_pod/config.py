@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 
+DEFAULT_PROMPT = "You are a helpful voice assistant. Keep answers short."
+
+
 class Model(BaseModel):
     """Base for every model that crosses a boundary: camelCase aliases, no unknown fields."""
 
@@ -283,6 +286,12 @@ class SessionSpec(Model):
         le=86400,
         description="On shutdown a pod serves its live calls this long (terminationGracePeriodSeconds).",
     )
+    placement_epsilon: float = Field(
+        default=0.25,
+        ge=0.0,
+        le=10.0,
+        description="Bounded-load placement: no pod takes a new session above (1 + epsilon) x the average load.",
+    )
 
 
 class RedisSpec(Model):
@@ -310,7 +319,7 @@ class AgentConfig(Model):
     agent: str = Field(default="local", description="VoiceAgent name.")
     namespace: str = Field(default="default", description="VoiceAgent namespace.")
     pipeline: PipelineSpec = Field(default_factory=PipelineSpec)
-    prompt_text: str = Field(default="You are a helpful voice assistant. Keep answers short.")
+    prompt_text: str = Field(default=DEFAULT_PROMPT)
     prompt_version: str = Field(default="", description="Label from the CR; empty when none was given.")
     tools: list[ToolSpec] = Field(default_factory=list)
     transport: TransportSpec = Field(default_factory=TransportSpec)

@@ -1,6 +1,8 @@
 """Fixture plugins live in tests/support; each area registers its own module here."""
 
 pytest_plugins: list[str] = [
+    "tests.support.kube",
     "tests.support.redis",
     "tests.support.wire",
+    "tests.support.pod",
 ]

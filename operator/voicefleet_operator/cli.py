@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
             await kopf.operator(
                 standalone=True,  # no peering: the Lease decides who runs
                 clusterwide=not args.namespace,
-                namespaces=args.namespace or None,
+                namespaces=args.namespace or (),
                 liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
                 stop_flag=stop,
             )

@@ -13,6 +13,9 @@ import sys
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema
+from pydantic_core import core_schema
 
 from .spec import GROUP, KIND, PLURAL, VERSION, VoiceAgentSpec, VoiceAgentStatus
 
@@ -60,8 +63,22 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
+class _WithFactoryDefaults(GenerateJsonSchema):
+    """Writes defaults made by default_factory too, in full: the API server checks every default
+    against the CEL rules, so an object field the user leaves out needs its complete default."""
+
+    def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            value = factory()  # type: ignore[call-arg]
+            if isinstance(value, BaseModel):
+                return value.model_dump(by_alias=True, mode="json", exclude_none=True)
+            return value
+        return super().get_default_value(schema)
+
+
 def openapi_schema(model: type) -> dict[str, Any]:
-    raw = model.model_json_schema(by_alias=True)  # type: ignore[attr-defined]
+    raw = model.model_json_schema(by_alias=True, schema_generator=_WithFactoryDefaults)  # type: ignore[attr-defined]
     return _structural(raw, raw.get("$defs", {}))  # type: ignore[no-any-return]
 
 

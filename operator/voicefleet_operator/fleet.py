@@ -12,7 +12,7 @@ import logging
 
 import redis.asyncio as aioredis
 
-from agent_pod.sessions.fleet import FleetState, delete_agent_keys, read_fleet
+from agent_pod.sessions.fleet import FleetState, delete_agent_keys, deletion_costs, read_fleet
 
 from .kube import Kube
 from .spec import VoiceAgentSpec
@@ -59,12 +59,13 @@ class FleetReader:
         return FleetView(active_sessions=state.live_sessions, capacity=state.capacity)
 
     async def pod_sessions(self, namespace: str, name: str, spec: VoiceAgentSpec) -> dict[str, int] | None:
+        """Sessions per registered pod (live or placed), the basis of its pod-deletion-cost."""
         try:
             state = await self.read(namespace, name, spec)
         except Exception as exc:
             log.warning("session counts of %s/%s unavailable: %s", namespace, name, exc)
             return None
-        return {pod.name: pod.live_sessions for pod in state.pods}
+        return deletion_costs(state)
 
     async def delete_keys(self, namespace: str, name: str, spec: VoiceAgentSpec) -> int:
         client = await self._client(namespace, spec)

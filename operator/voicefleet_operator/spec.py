@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from agent_pod.config import (
+    DEFAULT_PROMPT,
     Model,
     PipelineSpec,
     PromptSpec,
@@ -85,8 +86,9 @@ class VoiceAgentSpec(Model):
     )
     pipeline: PipelineSpec = Field(default_factory=PipelineSpec, description="The audio pipeline.")
     prompt: PromptSpec = Field(
-        default_factory=lambda: PromptSpec(inline="You are a helpful voice assistant. Keep answers short."),
+        default_factory=lambda: PromptSpec(inline=DEFAULT_PROMPT),
         description="System prompt.",
+        json_schema_extra={"default": {"inline": DEFAULT_PROMPT}},
     )
     tools: list[ToolSpec] = Field(
         default_factory=list,
