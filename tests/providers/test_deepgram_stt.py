@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -257,3 +258,18 @@ async def test_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
     with pytest.raises(ProviderError, match="no API key"):
         await DeepgramSTT(STTProvider(provider="deepgram")).open_stream()
+
+
+async def test_the_key_never_reaches_the_logs(
+    deepgram_server: DeepgramServer, key: str, speech: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # websockets logs handshake headers at DEBUG
+    deepgram_server.recognizer.script("hello")
+    stream = await stt(deepgram_server).open_stream()
+    try:
+        await say(stream, speech)
+        await until_final(stream.events())
+    finally:
+        await stream.aclose()
+    assert "Authorization" in caplog.text or "authorization" in caplog.text.lower()  # headers were logged...
+    assert key not in caplog.text  # ...with the key redacted
