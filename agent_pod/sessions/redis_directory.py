@@ -116,6 +116,7 @@ class RedisDirectory:
         self.scripts = Scripts(redis_client)
         self.draining = False
         self._owned: dict[str, _Owned] = {}
+        self._generation = 0  # bumped whenever _owned gains or loses a session (re-sync checks it)
         self._dirty: dict[str, None] = {}  # sessions whose latest snapshot is not in Redis yet (ordered)
         self._ended: dict[str, None] = {}  # sessions that ended while Redis was down
         self._healthy = True
@@ -139,6 +140,15 @@ class RedisDirectory:
     @property
     def pending_snapshots(self) -> int:
         return len(self._dirty)
+
+    def _own(self, session_id: str, owned: _Owned) -> None:
+        self._owned[session_id] = owned
+        self._generation += 1
+
+    def _disown(self, session_id: str) -> _Owned | None:
+        self._generation += 1
+        self._dirty.pop(session_id, None)
+        return self._owned.pop(session_id, None)
 
     def _ms(self, seconds: float) -> int:
         return int(seconds * 1000)
@@ -222,10 +232,10 @@ class RedisDirectory:
         if self._healthy:
             name = self.identity.name
             with contextlib.suppress(StoreDown):
-                pipe = self.redis.pipeline(transaction=True)
-                pipe.srem(self.keys.pods, name)
-                pipe.delete(self.keys.pod(name))
-                await self._io(pipe.execute())
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.srem(self.keys.pods, name)
+                    pipe.delete(self.keys.pod(name))
+                    await self._io(pipe.execute())
         for owned in self._owned.values():
             self._resolve(owned, ok=False)
         metrics.SNAPSHOT_QUEUE_DEPTH.dec(self._reported_depth)
@@ -237,9 +247,8 @@ class RedisDirectory:
     def _expire_local(self) -> None:
         now = time.monotonic()
         for sid in [s for s, o in self._owned.items() if o.until is not None and o.until < now]:
-            owned = self._owned.pop(sid)
-            self._resolve(owned, ok=False)
-            self._dirty.pop(sid, None)
+            self._resolve(self._owned[sid], ok=False)
+            self._disown(sid)
         self._set_depth()
 
     def _lease_ms(self, owned: _Owned) -> int:
@@ -272,25 +281,30 @@ class RedisDirectory:
         for sid in (_text(m) for m in moved):
             gone = self._owned.get(sid)
             if gone is not None and gone.state != "live":
-                self._owned.pop(sid)
-                self._dirty.pop(sid, None)
+                self._disown(sid)
                 self._resolve(gone, ok=False)
             log.warning("session %s is pinned to another pod now", sid, extra={"session_id": sid})
 
     async def _recover(self) -> None:
         """Redis is back: re-register, write back pins, flush queued snapshots and releases."""
-        await self._heartbeat()
+        while True:  # until a heartbeat carried every session owned when it landed
+            generation = self._generation
+            await self._heartbeat()
+            if generation == self._generation:
+                break
         # Redis may have restarted empty: every owned conversation goes back, latest version.
         for sid, owned in self._owned.items():
             if owned.conversation is not None:
                 self._dirty[sid] = None
-        if self._ended:
-            pipe = self.redis.pipeline(transaction=False)
-            for sid in self._ended:
-                pipe.delete(self.keys.pin(sid), self.keys.snapshot(sid))
-                pipe.zrem(self.keys.load(self.identity.name), sid)
-            await self._io(pipe.execute())
-            self._ended.clear()
+        while self._ended:
+            ended = list(self._ended)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for sid in ended:
+                    pipe.delete(self.keys.pin(sid), self.keys.snapshot(sid))
+                    pipe.zrem(self.keys.load(self.identity.name), sid)
+                await self._io(pipe.execute())
+            for sid in ended:
+                self._ended.pop(sid, None)
         self._healthy = True
         self._backoff = 0.0
         self._set_depth()
@@ -343,24 +357,24 @@ class RedisDirectory:
             batch = list(self._dirty)[:WRITE_BATCH]
             for sid in batch:
                 del self._dirty[sid]
-            pipe = self.redis.pipeline(transaction=False)
             sent: list[tuple[str, _Owned, int]] = []
-            for sid in batch:
-                owned = self._owned.get(sid)
-                if owned is None or owned.conversation is None:
-                    continue
-                await self.scripts.snapshot(
-                    keys=[self.keys.pin(sid), self.keys.snapshot(sid)],
-                    args=[
-                        self.identity.name,
-                        owned.conversation.model_dump_json(by_alias=True),
-                        self._ms(self.tuning.snapshot_ttl_seconds),
-                    ],
-                    client=pipe,
-                )
-                sent.append((sid, owned, owned.version))
             try:
-                results = await self._io(pipe.execute())
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for sid in batch:
+                        owned = self._owned.get(sid)
+                        if owned is None or owned.conversation is None:
+                            continue
+                        await self.scripts.snapshot(
+                            keys=[self.keys.pin(sid), self.keys.snapshot(sid)],
+                            args=[
+                                self.identity.name,
+                                owned.conversation.model_dump_json(by_alias=True),
+                                self._ms(self.tuning.snapshot_ttl_seconds),
+                            ],
+                            client=pipe,
+                        )
+                        sent.append((sid, owned, owned.version))
+                    results = await self._io(pipe.execute())
             except StoreDown:
                 for sid, owned, _ in sent:
                     if sid in self._owned:
@@ -469,13 +483,16 @@ class RedisDirectory:
         conversation = owned.conversation if owned is not None else None
         if conversation is None and raw_snapshot:
             conversation = self._parse_snapshot(session_id, raw_snapshot)
-        self._owned[session_id] = _Owned(
-            token_hash=th,
-            prompt_id=prompt_id,
-            state="live",
-            conversation=conversation,
-            version=owned.version if owned else 0,
-            written=owned.written if owned else 0,
+        self._own(
+            session_id,
+            _Owned(
+                token_hash=th,
+                prompt_id=prompt_id,
+                state="live",
+                conversation=conversation,
+                version=owned.version if owned else 0,
+                written=owned.written if owned else 0,
+            ),
         )
         resumed = previous_state in ("live", "detached") or conversation is not None
         log.info("session admitted (resumed=%s)", resumed, extra={"session_id": session_id})
@@ -505,7 +522,7 @@ class RedisDirectory:
                 session_id=session_id, resumed=owned.conversation is not None, conversation=owned.conversation
             )
         if new and self._local_room():
-            self._owned[session_id] = _Owned(token_hash=th, prompt_id=prompt_id, state="live")
+            self._own(session_id, _Owned(token_hash=th, prompt_id=prompt_id, state="live"))
             metrics.PLACEMENTS.labels("local").inc()
             return Admission(session_id=session_id, resume_token=token)
         raise AdmissionError(
@@ -523,8 +540,7 @@ class RedisDirectory:
             owned.state = "detached"
             owned.until = time.monotonic() + self.tuning.resume_window_seconds
         else:
-            self._owned.pop(session_id)
-            self._dirty.pop(session_id, None)
+            self._disown(session_id)
             self._set_depth()
             self._resolve(owned, ok=False)
         try:
@@ -584,11 +600,14 @@ class RedisDirectory:
                     "session store unreachable and this pod has no room; retry shortly",
                     NO_ROOM_RETRY_SECONDS,
                 ) from None
-            self._owned[session_id] = _Owned(
-                token_hash=th,
-                prompt_id=self.prompt_id,
-                state="reserved",
-                until=time.monotonic() + self.tuning.reservation_seconds,
+            self._own(
+                session_id,
+                _Owned(
+                    token_hash=th,
+                    prompt_id=self.prompt_id,
+                    state="reserved",
+                    until=time.monotonic() + self.tuning.reservation_seconds,
+                ),
             )
             metrics.PLACEMENTS.labels("local").inc()
             return self._grant_here(session_id, issued.token, issued.expires_unix, resumed=False)
@@ -652,10 +671,10 @@ class RedisDirectory:
 
     async def _resume(self, session_id: str, token: str, expires: int, th: str) -> Grant:
         started = time.perf_counter()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.keys.pin(session_id))
-        pipe.exists(self.keys.snapshot(session_id))
-        raw_pin, has_snapshot = await self._io(pipe.execute())
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.pin(session_id))
+            pipe.exists(self.keys.snapshot(session_id))
+            raw_pin, has_snapshot = await self._io(pipe.execute())
         expected = ""
         if raw_pin:
             pin = PinRecord.from_mapping(raw_pin)
@@ -695,7 +714,7 @@ class RedisDirectory:
         metrics.PLACEMENT_SECONDS.observe(time.perf_counter() - started)
         metrics.PLACEMENTS.labels("replaced").inc()
         if expected == self.identity.name:
-            self._owned.pop(session_id, None)
+            self._disown(session_id)
         pod, grpc, http = _text(result[1]), _text(result[4]), _text(result[5])
         log.info(
             "session re-placed from %s to %s",
@@ -722,8 +741,8 @@ class RedisDirectory:
         return record
 
     async def _pod_and_time(self, pod: str) -> tuple[dict[str, str], int]:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.keys.pod(pod))
-        pipe.time()
-        raw, (seconds, micros) = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.pod(pod))
+            pipe.time()
+            raw, (seconds, micros) = await pipe.execute()
         return decode_mapping(raw), int(seconds) * 1000 + int(micros) // 1000

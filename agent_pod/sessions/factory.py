@@ -1,0 +1,80 @@
+"""Builds the pod's session directory from its settings and AgentConfig.
+
+With ``redis_url`` set the pod joins its fleet through Redis (RedisDirectory;
+the resume key file is then required: every pod must verify the tokens any pod
+issued). Without it the pod serves alone (LocalDirectory).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from ..config import AgentConfig
+from .directory import LocalDirectory, PodIdentity
+from .keys import AgentKeys
+from .redis_directory import DirectoryTuning, RedisDirectory
+from .tokens import ResumeTokens
+
+# Fail fast when Redis is unreachable (the directory falls back to local state);
+# one quick retry covers a pooled connection that died with a Redis restart.
+CONNECT_TIMEOUT_SECONDS = 0.5
+SOCKET_TIMEOUT_SECONDS = 1.0
+
+
+class DirectorySettings(Protocol):
+    """What the factory reads from agent_pod.settings.PodSettings."""
+
+    pod_name: str
+    revision: str
+    redis_url: str | None
+    resume_key_file: Path | None
+
+
+def connect_redis(url: str) -> Redis:
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+    )
+
+
+def token_ttl_seconds(config: AgentConfig, tuning: DirectoryTuning) -> float:
+    """A token outlives the longest call plus the time to connect and to resume it."""
+    return config.session.max_duration_seconds + tuning.reservation_seconds + tuning.resume_window_seconds
+
+
+def build_directory(
+    settings: DirectorySettings,
+    config: AgentConfig,
+    identity: PodIdentity | None = None,
+    tuning: DirectoryTuning | None = None,
+) -> RedisDirectory | LocalDirectory:
+    """``identity`` may still get its addresses filled in until ``start()`` (ports bound late)."""
+    identity = identity or PodIdentity(name=settings.pod_name, revision=settings.revision)
+    tuning = tuning or DirectoryTuning(epsilon=config.session.placement_epsilon)
+    ttl = token_ttl_seconds(config, tuning)
+    key_file = settings.resume_key_file
+    if not settings.redis_url:
+        tokens = ResumeTokens.from_file(key_file, ttl) if key_file else ResumeTokens.ephemeral(ttl)
+        return LocalDirectory(identity, tokens, config.sessions_per_pod, tuning.resume_window_seconds)
+    if key_file is None:
+        raise ValueError(
+            "VOICEFLEET_RESUME_KEY_FILE is required with VOICEFLEET_REDIS_URL: every pod of the fleet "
+            "must verify the resume tokens the others issue"
+        )
+    return RedisDirectory(
+        connect_redis(settings.redis_url),
+        AgentKeys(config.namespace, config.agent),
+        identity,
+        config.sessions_per_pod,
+        ResumeTokens.from_file(key_file, ttl),
+        prompt_id=config.prompt_id,
+        tuning=tuning,
+    )
