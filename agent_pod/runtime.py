@@ -15,11 +15,14 @@ import signal
 from dataclasses import dataclass
 
 from aiohttp import web
+from voicefleet.v1 import session_pb2
 
 from .config import AgentConfig
 from .pipeline.playout import PlayoutClock
 from .providers.base import Providers
-from .sessions.directory import LocalDirectory, PodIdentity, SessionDirectory
+from .sessions.api import add_session_service, session_routes
+from .sessions.directory import PodIdentity, SessionDirectory
+from .sessions.factory import build_directory
 from .settings import PodSettings
 from .transports.grpc_server import GrpcServer
 from .transports.http import Health, build_app, build_metrics_app, serve
@@ -29,6 +32,8 @@ from .transports.signaling import Signaling
 from .transports.webrtc import WebRTCTransport
 
 log = logging.getLogger(__name__)
+
+SESSION_SERVICE = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
 
 
 @dataclass
@@ -111,9 +116,10 @@ class Pod:
         identity = PodIdentity(
             name=settings.pod_name, grpc_address="", http_url="", revision=settings.revision
         )
-        self.directory = LocalDirectory(identity)
+        directory = build_directory(settings, config, identity)
+        self.directory = directory
         self.hub = SessionHub(config=config, providers=providers, directory=self.directory, clock=self.clock)
-        routes: list[web.RouteDef] = []
+        routes: list[web.RouteDef] = list(session_routes(directory))
         if transport.webrtc.enabled:
             policy = IcePolicy(
                 addresses=[self.ice_address], port_min=self.ports.udp_min, port_max=self.ports.udp_max
@@ -128,6 +134,7 @@ class Pod:
             self.grpc = GrpcServer(
                 self.hub,
                 pod_name=settings.pod_name,
+                extra_services=[(SESSION_SERVICE, lambda server: add_session_service(server, directory))],
                 slow_reader_seconds=self._slow_reader_seconds,
             )
             self.grpc_port = await self.grpc.start(bind, self.ports.grpc)

@@ -106,6 +106,10 @@ class GrpcCaller:
                     recorder.event(EVENT_TYPES.get(kind, kind), fields)
         except grpc.aio.AioRpcError as exc:
             self.status, self.details = exc.code(), exc.details() or ""
+        except asyncio.CancelledError:
+            if not self._call.cancelled():
+                raise
+            self.status = grpc.StatusCode.CANCELLED
         else:
             self.status = grpc.StatusCode.OK
         if recorder.summary.ended is None:
@@ -128,6 +132,10 @@ class GrpcCaller:
     async def play(self, pcm: bytes, speech_ends: list[int] | None = None) -> None:
         """Stream ``pcm`` in real time (20 ms chunks on absolute deadlines), marking speech ends."""
         await play_realtime(self.send_audio, self.recorder, pcm, self.sample_rate, speech_ends)
+
+    def drop(self) -> None:
+        """Lose the connection abruptly (no EndSession), as a network failure would."""
+        self._call.cancel()
 
     async def end(self, reason: str = "caller hung up") -> None:
         self._outgoing.put_nowait(agent_pb2.ClientEvent(end=agent_pb2.EndSession(reason=reason)))

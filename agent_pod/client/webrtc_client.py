@@ -76,6 +76,7 @@ class WebRTCCaller:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.channel = self.pc.createDataChannel("events")
         self.location: str | None = None
+        self.answer_sdp = ""
         self._http = http
         self._own_http = http is None
         self._tasks: list[asyncio.Task[None]] = []
@@ -112,6 +113,7 @@ class WebRTCCaller:
             if response.status != 201:
                 raise ConnectionError(f"offer refused ({response.status}): {payload.get('message', payload)}")
         self.location = urljoin(self.url, payload["location"])
+        self.answer_sdp = payload["sdp"]
         recorder.summary.resume_token = payload.get("resume_token")
         recorder.event("session_started", {"session_id": payload["session_id"]})
         self.session_id = payload["session_id"]

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from voicefleet.v1 import agent_pb2, agent_pb2_grpc
@@ -59,6 +60,7 @@ class GrpcSink:
         self.dropped_frames = 0
         self.ended: str | None = None
         self.gave_up = asyncio.Event()
+        self.failure: str | None = None
 
     def on_audio(self, frame: bytes | None) -> None:
         if frame is None:
@@ -180,12 +182,16 @@ class VoiceAgentService(agent_pb2_grpc.VoiceAgentServicer):
             log.warning(
                 "caller stopped reading", extra={"session_id": live.id, "dropped_frames": sink.dropped_frames}
             )
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"the caller stopped reading for {self.slow_reader_seconds:g} s: the session was ended",
+            # A write is still stuck in the transport, so no status can be sent: the stream is just dropped.
+            context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+            context.set_details(
+                f"the caller stopped reading for {self.slow_reader_seconds:g} s: session ended"
             )
+            return
         with contextlib.suppress(asyncio.CancelledError):
             await writer
+        if sink.failure is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, sink.failure)
 
 
 async def _first_message(
@@ -224,7 +230,10 @@ async def _abort_admission(context: grpc.aio.ServicerContext[Any, Any], exc: Adm
 
 
 async def _read(
-    requests: AsyncIterator[agent_pb2.ClientEvent], live: LiveSession, sink: GrpcSink, input_rate: int
+    requests: AsyncIterator[agent_pb2.ClientEvent],
+    live: LiveSession,
+    sink: GrpcSink,
+    input_rate: int,
 ) -> None:
     session = live.session
     try:
@@ -250,13 +259,17 @@ async def _read(
                 _refuse(sink, "unknown_message", "unknown client event (newer protocol?): ignored")
     except asyncio.CancelledError:
         raise
+    except DecodeError as exc:
+        # The stream cannot be read past a message that is not a ClientEvent: end this call only.
+        _refuse(sink, "undecodable", f"could not decode a ClientEvent: {exc}")
+        sink.failure = f"could not decode a ClientEvent: {exc}"
+        live.request_close("invalid_message")
     except Exception as exc:
-        # gRPC refused the stream (an oversized message, a reset): only this session ends.
+        # gRPC gave up on the stream (an oversized message, a reset): only this session ends, resumable.
         log.info("caller stream failed: %s", exc, extra={"session_id": live.id})
-        live.request_close("transport_error")
-        return
-    # The caller half-closed: it has nothing more to say, the call is over.
-    live.request_close("client_ended")
+        live.request_close("disconnected")
+    # The caller half-closed: it says nothing more but may still listen; the session goes on until
+    # EndSession, a cancelled stream (handled by Converse) or the idle timeout.
 
 
 def _refuse(sink: GrpcSink, reason: str, message: str) -> None:

@@ -47,6 +47,7 @@ EVENTS_CHANNEL = "events"
 CONNECT_TIMEOUT_SECONDS = 30.0
 # Frames waiting for aiortc's sender; more means the sender stalled, and old audio is dropped.
 MAX_QUEUED_FRAMES = 10
+FLUSH_SECONDS = 1.0
 
 
 class OfferError(ValueError):
@@ -199,8 +200,20 @@ class WebRTCPeer:
         self.closed.set()
         self.transport.peers.pop(self.resource_id, None)
         self.track.stop()
+        await self._flush_channel()
         with contextlib.suppress(Exception):
             await self.pc.close()
+
+    async def _flush_channel(self) -> None:
+        """Let the last events (SessionEnded) leave before the connection closes, for a moment at most."""
+        channel = self.channel
+        if channel is None or channel.readyState != "open" or channel.bufferedAmount == 0:
+            return
+        drained = asyncio.Event()
+        channel.bufferedAmountLowThreshold = 0
+        channel.on("bufferedamountlow", drained.set)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(drained.wait(), FLUSH_SECONDS)
 
 
 def _mono_pcm16(frame: av.AudioFrame) -> bytes:

@@ -1,0 +1,134 @@
+"""gRPC transport end to end on loopback: synthetic and real speech, errors, health, reflection, resume."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from voicefleet.v1 import agent_pb2, agent_pb2_grpc
+
+from agent_pod.client.audio import read_wav, speech_ends
+from agent_pod.client.grpc_client import GrpcCaller
+from tests.support.pod import offline_config, synthetic_config, tone
+
+
+async def test_synthetic_call_hears_answers_and_streams_audio(pod_factory):
+    pod = await pod_factory(synthetic_config(transcript="hello there"))
+    async with GrpcCaller(pod.grpc_address, sample_rate=16000, output_sample_rate=24000) as call:
+        started = call.recorder.events[0]
+        assert started[1] == "session_started"
+        assert started[2]["pod"] == pod.settings.pod_name
+        assert started[2]["prompt_version"] == pod.config.prompt_id
+        assert started[2]["output_format"]["sample_rate_hz"] == 24000
+        assert call.recorder.summary.resume_token  # a new session gets its token in the initial metadata
+        await call.play(tone(16000, 0.6, silence_after=0.8), speech_ends=[30])
+        summary = await call.recorder.wait(lambda s: bool(s.agent_texts) and s.audible_frames >= 10, 15)
+        assert summary.transcripts == ["hello there"]
+        assert summary.agent_texts[0].startswith("Hello")
+        assert summary.turn_metrics and summary.turn_metrics[0]["response_latency_ms"] > 0
+        assert summary.latencies, "the first audible agent frame answered the marked end of speech"
+        await call.end()
+        summary = await call.recorder.wait(lambda s: s.ended is not None, 10)
+    assert summary.ended == "client_ended"
+    assert summary.errors == []
+    assert pod.hub is not None and pod.hub.live_sessions == 0
+
+
+async def test_text_input_and_bad_chunks_are_reported_not_fatal(pod_factory):
+    pod = await pod_factory()
+    async with GrpcCaller(pod.grpc_address) as call:
+        call.send_audio(b"\x00" * 321)  # odd byte count
+        call.send_audio(b"\x00" * 40000)  # 1.25 s at 16 kHz
+        call.send_raw(agent_pb2.ClientEvent())  # no event set: what an unknown (newer) message parses to
+        call.send_raw(agent_pb2.ClientEvent(start=agent_pb2.StartSession()))
+        await call.recorder.wait(lambda s: len(s.errors) >= 4, 10)
+        call.send_text("what is the weather")
+        summary = await call.recorder.wait(lambda s: bool(s.agent_texts), 10)
+        assert summary.transcripts == ["what is the weather"]
+        assert any("even number of bytes" in e for e in summary.errors)
+        assert any("at most 1 s" in e for e in summary.errors)
+        assert any("unknown client event" in e for e in summary.errors)
+        assert any("only valid as the first message" in e for e in summary.errors)
+        assert all(e.startswith("INVALID_ARGUMENT") for e in summary.errors)
+        await call.end()
+        await call.recorder.wait(lambda s: s.ended is not None, 10)
+
+
+async def _converse_status(address: str, messages: list[agent_pb2.ClientEvent]) -> grpc.aio.AioRpcError:
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = agent_pb2_grpc.VoiceAgentStub(channel).Converse(iter(messages))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in call:
+                pass
+        return info.value
+
+
+async def test_stream_must_start_with_a_valid_start_session(pod_factory):
+    pod = await pod_factory()
+    fmt = agent_pb2.AudioFormat
+    err = await _converse_status(
+        pod.grpc_address, [agent_pb2.ClientEvent(text=agent_pb2.TextInput(text="hi"))]
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "first message must be StartSession" in err.details()
+    start = agent_pb2.StartSession(input_format=fmt(sample_rate_hz=44100, channels=1))
+    err = await _converse_status(pod.grpc_address, [agent_pb2.ClientEvent(start=start)])
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "44100" in err.details()
+    start = agent_pb2.StartSession(input_format=fmt(sample_rate_hz=16000, channels=2))
+    err = await _converse_status(pod.grpc_address, [agent_pb2.ClientEvent(start=start)])
+    assert "mono" in err.details()
+    start = agent_pb2.StartSession(
+        session_id="abc", resume_token="forged", input_format=fmt(sample_rate_hz=16000)
+    )
+    err = await _converse_status(pod.grpc_address, [agent_pb2.ClientEvent(start=start)])
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_health_and_reflection_are_served(pod_factory):
+    pod = await pod_factory()
+    async with grpc.aio.insecure_channel(pod.grpc_address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "voicefleet.v1.VoiceAgent"):
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        async for reply in stub.ServerReflectionInfo(iter([request])):
+            names = {s.name for s in reply.list_services_response.service}
+            break
+    assert {"voicefleet.v1.VoiceAgent", "grpc.health.v1.Health"} <= names
+
+
+async def test_a_dropped_stream_resumes_with_its_history(pod_factory):
+    pod = await pod_factory()
+    first = GrpcCaller(pod.grpc_address)
+    await first.open()
+    first.send_text("what is the weather")
+    await first.recorder.wait(lambda s: bool(s.agent_texts), 10)
+    session_id, token = first.session_id, first.recorder.summary.resume_token
+    first.drop()  # the network went away: no EndSession
+    await first.close()
+    assert pod.hub is not None
+
+    async with GrpcCaller(pod.grpc_address, session_id=session_id, resume_token=token or "") as again:
+        started = again.recorder.events[0][2]
+        assert started["session_id"] == session_id
+        assert started["resumed"] is True
+        assert started["restored_turns"] == 1
+        await again.end()
+        await again.recorder.wait(lambda s: s.ended is not None, 10)
+
+
+async def test_real_speech_through_the_offline_pipeline(pod_factory, hello_wav):
+    """espeak-ng "hello" -> silero VAD -> pocketsphinx -> scripted LLM -> espeak-ng TTS, over gRPC."""
+    pod = await pod_factory(offline_config())
+    async with GrpcCaller(pod.grpc_address, sample_rate=16000) as call:
+        pcm = read_wav(hello_wav, 16000)
+        await call.play(pcm, speech_ends(pcm, 16000))
+        summary = await call.recorder.wait(lambda s: bool(s.agent_texts) and s.audible_frames >= 10, 60)
+        assert "hello" in summary.transcripts[0].lower()
+        assert summary.agent_texts[0].startswith("Hello")
+        assert summary.peak_level > 1000, "espeak's answer came back as real audio"
+        await call.end()
