@@ -54,6 +54,16 @@ def make_client(choice: ProviderChoice, what: str) -> AsyncDeepgramClient | None
     )
 
 
+def sample_rate_option(options: dict[str, str], default: int) -> int:
+    """``options["sample_rate"]`` in Hz, checked so a typo fails with a clear message at startup."""
+    raw = options.get("sample_rate")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 8000 <= int(raw) <= 48000:
+        raise ValueError(f"deepgram: options.sample_rate must be a rate in Hz (8000-48000), got {raw!r}")
+    return int(raw)
+
+
 def require(client: AsyncDeepgramClient | None, what: str) -> AsyncDeepgramClient:
     if client is None:
         raise ProviderError(f"deepgram {what}: no API key configured")

@@ -26,7 +26,7 @@ from deepgram.listen.v1.types import ListenV1Error, ListenV1Results
 
 from ..config import STTProvider
 from .base import ProviderError, STTStream, Transcript
-from .deepgram_common import SDK_ERRORS, make_client, provider_error, require
+from .deepgram_common import SDK_ERRORS, make_client, provider_error, require, sample_rate_option
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class DeepgramSTT:
         self.name = "deepgram"
         self._choice = choice
         self._model = choice.model or DEFAULT_MODEL
-        self.sample_rate = int(choice.options.get("sample_rate", DEFAULT_SAMPLE_RATE))
+        self.sample_rate = sample_rate_option(choice.options, DEFAULT_SAMPLE_RATE)
         self._keepalive_seconds = keepalive_seconds
         self._grace = finalize_grace_seconds
         self._client = make_client(choice, "stt")

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from deepgram.core.request_options import RequestOptions
 
 from ..config import TTSProvider
-from .deepgram_common import SDK_ERRORS, make_client, provider_error, require
+from .deepgram_common import SDK_ERRORS, make_client, provider_error, require, sample_rate_option
 from .pcm_stream import whole_samples
 
 DEFAULT_VOICE = "aura-2-thalia-en"
@@ -24,7 +24,7 @@ class DeepgramTTS:
     def __init__(self, choice: TTSProvider) -> None:
         self.name = "deepgram"
         self._voice = choice.voice or choice.model or DEFAULT_VOICE
-        self.sample_rate = int(choice.options.get("sample_rate", DEFAULT_SAMPLE_RATE))
+        self.sample_rate = sample_rate_option(choice.options, DEFAULT_SAMPLE_RATE)
         self._client = make_client(choice, "tts")
         extra = {k: v for k, v in choice.options.items() if k not in _OWN_PARAMS}
         self._extra: RequestOptions = {"additional_query_parameters": extra}

@@ -10,7 +10,7 @@ from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall, ChoiceD
 
 from agent_pod.conversation import ChatMessage, ToolCall
 from agent_pod.providers.base import ProviderError, Transcript
-from agent_pod.providers.deepgram_common import environment_for
+from agent_pod.providers.deepgram_common import environment_for, sample_rate_option
 from agent_pod.providers.deepgram_common import provider_error as deepgram_error
 from agent_pod.providers.deepgram_stt import UtteranceText, passthrough_params, vocabulary_params
 from agent_pod.providers.openai_llm import ToolCallAssembler, to_api_messages
@@ -88,6 +88,14 @@ def test_deepgram_vocabulary_by_model() -> None:
     assert passthrough_params({"model": "x", "sample_rate": "8000", "punctuate": "true"}) == {
         "punctuate": "true"
     }
+
+
+def test_deepgram_sample_rate_option() -> None:
+    assert sample_rate_option({}, 24000) == 24000
+    assert sample_rate_option({"sample_rate": "8000"}, 24000) == 8000
+    for bad in ("16k", "96000", ""):
+        with pytest.raises(ValueError, match=r"options\.sample_rate"):
+            sample_rate_option({"sample_rate": bad}, 16000)
 
 
 def test_deepgram_environment_from_base_url() -> None:
