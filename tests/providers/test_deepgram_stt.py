@@ -168,17 +168,16 @@ async def test_unanswered_finalize_gives_the_segments_at_hand_after_the_grace(
 async def test_keepalive_holds_a_quiet_socket_open(
     deepgram_server: DeepgramServer, key: str, speech: bytes
 ) -> None:
-    deepgram_server.idle_timeout = 0.6
+    deepgram_server.idle_timeout = 1.0
     deepgram_server.recognizer.script("still here")
     stream = await stt(deepgram_server, keepalive_seconds=0.1).open_stream()
     try:
 
         async def keepalives() -> bool:
-            return deepgram_server.last("/v1/listen").control.count("KeepAlive") >= 8
+            return deepgram_server.last("/v1/listen").control.count("KeepAlive") >= 15
 
-        await async_wait_for(
-            keepalives, timeout=10, what="8 KeepAlive messages (longer than the idle timeout)"
-        )
+        # 15 keepalives 0.1 s apart outlast the server's 1 s idle timeout
+        await async_wait_for(keepalives, timeout=20, what="15 KeepAlive messages")
         await say(stream, speech)
         assert (await until_final(stream.events()))[-1].text == "still here"
     finally:
