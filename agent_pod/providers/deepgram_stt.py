@@ -68,6 +68,7 @@ class UtteranceText:
     committed: list[str] = field(default_factory=list)
     covered: float = 0.0  # stream audio seconds that final segments account for
     pending: deque[float] = field(default_factory=deque)  # audio end each awaited final must cover
+    finals: int = 0  # finals emitted so far (the n-th finalize() is answered by the n-th final)
 
     def result(
         self, text: str, start: float, duration: float, is_final: bool, from_finalize: bool
@@ -87,9 +88,13 @@ class UtteranceText:
         self.pending.append(sent_seconds)
         return self._resolve(flushed=False)
 
-    def expire(self) -> list[Transcript]:
-        """The grace after finalize() ran out: the segments at hand are the final."""
-        return [self._final()] if self.pending else []
+    def expire(self, finalize_number: int) -> list[Transcript]:
+        """The grace after the n-th finalize() ran out: if it is still unanswered, the segments
+        at hand make its final (and the finals of any earlier ones still waiting)."""
+        out = []
+        while self.pending and self.finals < finalize_number:
+            out.append(self._final())
+        return out
 
     def _resolve(self, flushed: bool) -> list[Transcript]:
         out = []
@@ -100,6 +105,7 @@ class UtteranceText:
 
     def _final(self) -> Transcript:
         self.pending.popleft()
+        self.finals += 1
         text, self.committed = " ".join(self.committed), []
         return Transcript(text, final=True)
 
@@ -124,7 +130,8 @@ class DeepgramSTTStream:
         self._events: asyncio.Queue[Transcript | ProviderError | None] = asyncio.Queue()
         self._error: ProviderError | None = None
         self._closing = False
-        self._grace_timers: set[asyncio.TimerHandle] = set()
+        self._finalizes = 0
+        self._grace_timers: dict[int, asyncio.TimerHandle] = {}
         self._reader = asyncio.create_task(self._read(), name="deepgram-listen-reader")
         self._keepalive = asyncio.create_task(self._keep_alive(), name="deepgram-listen-keepalive")
 
@@ -136,11 +143,11 @@ class DeepgramSTTStream:
     async def finalize(self) -> None:
         self._check()
         await self._send(self._socket.send_finalize())
+        self._finalizes += 1
         self._emit(self._text.finalize(self._sent_seconds))
         if self._text.pending:
             loop = asyncio.get_running_loop()
-            timer = loop.call_later(self._grace, self._expire)
-            self._grace_timers.add(timer)
+            self._grace_timers[self._finalizes] = loop.call_later(self._grace, self._expire, self._finalizes)
 
     async def events(self) -> AsyncIterator[Transcript]:
         while (item := await self._events.get()) is not None:
@@ -152,7 +159,7 @@ class DeepgramSTTStream:
         if self._closing:
             return
         self._closing = True
-        for timer in self._grace_timers:
+        for timer in self._grace_timers.values():
             timer.cancel()
         self._keepalive.cancel()
         if self._error is None:
@@ -187,10 +194,14 @@ class DeepgramSTTStream:
         for t in transcripts:
             self._events.put_nowait(t)
 
-    def _expire(self) -> None:
-        if self._text.pending and not self._closing:
+    def _expire(self, finalize_number: int) -> None:
+        del self._grace_timers[finalize_number]
+        if self._closing or self._error is not None:
+            return
+        finals = self._text.expire(finalize_number)
+        if finals:
             log.info("deepgram listen: no flush reply to Finalize; final made of the segments received")
-            self._emit(self._text.expire())
+        self._emit(finals)
 
     def _fail(self, error: ProviderError) -> None:
         if self._error is None and not self._closing:

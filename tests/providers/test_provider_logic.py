@@ -147,8 +147,17 @@ class TestUtteranceText:
         assert u.finalize(sent_seconds=0.0) == [Transcript("", True)]
         u.result("half", 0.0, 0.5, is_final=True, from_finalize=False)
         assert u.finalize(sent_seconds=2.0) == []
-        assert u.expire() == [Transcript("half", True)]
-        assert u.expire() == []  # nothing pending any more
+        assert u.expire(2) == [Transcript("half", True)]
+        assert u.expire(2) == []  # answered already
+
+    def test_a_late_grace_timer_leaves_the_next_utterance_alone(self) -> None:
+        u = UtteranceText()
+        u.result("one", 0.0, 1.0, is_final=True, from_finalize=False)
+        assert u.finalize(sent_seconds=1.0) == [Transcript("one", True)]  # finalize #1, answered
+        u.result("tw", 1.0, 0.5, is_final=False, from_finalize=False)
+        assert u.finalize(sent_seconds=2.0) == []  # finalize #2 waits for its flush reply
+        assert u.expire(1) == []  # the grace of #1 ends now: it must not cut #2 short
+        assert u.result("two", 1.0, 1.0, is_final=True, from_finalize=True) == [Transcript("two", True)]
 
     def test_a_flush_reply_answers_one_finalize(self) -> None:
         u = UtteranceText()
