@@ -7,6 +7,8 @@ import asyncio
 import sys
 from typing import Any
 
+import aiohttp
+
 from ..client.audio import read_wav, speech_ends
 from ..client.grpc_client import GrpcCaller
 from ..client.record import CallRecorder, CallSummary
@@ -97,5 +99,9 @@ async def call(args: argparse.Namespace) -> CallSummary:
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = asyncio.run(call(args))
+    try:
+        summary = asyncio.run(call(args))
+    except (ConnectionError, OSError, TimeoutError, aiohttp.ClientError) as exc:
+        print(f"call failed: {exc}", file=sys.stderr)
+        return 2
     return 0 if summary.agent_texts else 1

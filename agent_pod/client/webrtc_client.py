@@ -134,6 +134,8 @@ class WebRTCCaller:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            if not isinstance(frame, av.AudioFrame):
+                continue
             data = frame.to_ndarray()
             channels = len(frame.layout.channels)
             mono = data[0, ::channels] if channels > 1 else data[0]

@@ -85,7 +85,7 @@ class GrpcSink:
         self._wake.set()
 
     def error(self, code: int, message: str, fatal: bool = False) -> None:
-        self.send(agent_pb2.ServerEvent(error=Error(code=code, message=message, fatal=fatal)))  # type: ignore[arg-type]
+        self.send(agent_pb2.ServerEvent(error=Error(code=code, message=message, fatal=fatal)))
 
     def on_end(self, reason: str) -> None:
         self.ended = reason

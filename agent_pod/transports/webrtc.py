@@ -185,7 +185,7 @@ class WebRTCPeer:
             except MediaStreamError:
                 return
             live = self.live
-            if live is None or live.session.ended:
+            if live is None or live.session.ended or not isinstance(frame, av.AudioFrame):
                 continue
             pcm = _mono_pcm16(frame)
             try:

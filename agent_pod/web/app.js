@@ -7,6 +7,7 @@ const state = {
   status: "idle", sessionId: null, transcripts: [], agentTexts: [], errors: [], maxLevel: 0, ended: null,
 };
 window.voicefleet = state;
+window.voicefleetStats = () => (pc ? pc.getStats() : Promise.resolve(new Map()));
 
 let pc = null, channel = null, location_ = null, audioCtx = null, analyser = null, meterTimer = null;
 const agentLines = new Map(); // turn_id -> <li> of the agent's answer in progress
