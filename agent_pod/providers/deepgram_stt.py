@@ -229,6 +229,9 @@ class DeepgramSTTStream:
                 self._fail(ProviderError("deepgram listen: the server closed the stream"))
         except SDK_ERRORS as exc:
             self._fail(provider_error("listen", exc))
+        except Exception as exc:  # the reader must never die silently: the session waits on it
+            log.exception("deepgram listen: unexpected failure reading results")
+            self._fail(ProviderError(f"deepgram listen: {type(exc).__name__}"))
 
     async def _keep_alive(self) -> None:
         while True:

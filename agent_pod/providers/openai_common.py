@@ -17,8 +17,9 @@ from .credentials import resolve_credential
 
 log = logging.getLogger(__name__)
 
-# What the SDK raises: its own errors, and raw transport errors while a streamed body is read.
-SDK_ERRORS: tuple[type[Exception], ...] = (openai.OpenAIError, httpx2.HTTPError)
+# What the SDK raises: its own errors, raw transport errors while a streamed body is read,
+# and ValueError (JSON or schema) for a body that is not what the API defines.
+SDK_ERRORS: tuple[type[Exception], ...] = (openai.OpenAIError, httpx2.HTTPError, ValueError)
 
 # Sent when no key is configured but a base URL is: OpenAI-compatible servers often need none.
 _NO_KEY = "unused"
@@ -54,6 +55,8 @@ def provider_error(what: str, exc: Exception) -> ProviderError:
     elif isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__
         detail = f"connection failed ({type(cause).__name__})" if cause else "connection failed"
+    elif isinstance(exc, ValueError):
+        detail = f"malformed response ({type(exc).__name__})"
     else:
         detail = type(exc).__name__
     return ProviderError(f"openai {what}: {detail}")

@@ -104,6 +104,10 @@ class OpenAISTTStream:
             except ProviderError as exc:
                 self._events.put_nowait(exc)
                 return
+            except Exception as exc:  # a worker must never die silently: the session waits on it
+                log.exception("openai transcription: unexpected failure")
+                self._events.put_nowait(ProviderError(f"openai transcription: {type(exc).__name__}"))
+                return
 
     async def _transcribe(self, audio: bytes) -> None:
         if not audio:  # nothing was said: no request, an empty final keeps the one-final-per-utterance rule

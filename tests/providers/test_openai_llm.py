@@ -239,6 +239,13 @@ async def test_connection_dropped_mid_stream_is_a_provider_error(
     assert "".join(got) == "one two "  # the text before the drop was passed on
 
 
+async def test_malformed_event_is_a_provider_error(openai_server: OpenAIServer, key: str) -> None:
+    openai_server.script_chat(ChatReply(text="one two three four", text_chunk_chars=4))
+    openai_server.faults.corrupt_after_chunks = 2
+    with pytest.raises(ProviderError, match="malformed response"):
+        await collect(llm(openai_server).stream(HELLO, []))
+
+
 async def test_no_key_for_the_public_api_fails_without_a_request(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ProviderError, match="no API key"):

@@ -152,6 +152,18 @@ async def test_server_error_and_timeout(openai_server: OpenAIServer, key: str, s
         await stream.aclose()
 
 
+async def test_malformed_transcript_stream(openai_server: OpenAIServer, key: str, speech: bytes) -> None:
+    openai_server.recognizer.script("book a table")
+    openai_server.faults.corrupt_after_chunks = 1
+    stream = await open_stream(openai_server, model="gpt-4o-transcribe")
+    try:
+        await say(stream, speech)
+        with pytest.raises(ProviderError, match="malformed response"):
+            await until_final(stream.events())
+    finally:
+        await stream.aclose()
+
+
 def test_wav_bytes_is_a_16_bit_mono_wav() -> None:
     pcm = bytes(range(200))
     with wave.open(io.BytesIO(wav_bytes(pcm, 16000))) as w:

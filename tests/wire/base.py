@@ -24,6 +24,9 @@ class Faults(BaseModel):
     drop_after_chunks: int | None = Field(
         default=None, description="Close the TCP connection after this many streamed chunks."
     )
+    corrupt_after_chunks: int | None = Field(
+        default=None, description="After this many server-sent events, send one that is not JSON and end."
+    )
 
     def take_status(self) -> int | None:
         status = self.status
@@ -118,6 +121,9 @@ class WireServer:
                 if faults.drop_after_chunks is not None and n >= faults.drop_after_chunks:
                     self._drop(request)
                     return response
+                if faults.corrupt_after_chunks is not None and n >= faults.corrupt_after_chunks:
+                    await response.write(b"data: {this is not json\n\n")
+                    break
                 if n and faults.chunk_interval > 0:
                     await asyncio.sleep(faults.chunk_interval)
                 if request.transport is None or request.transport.is_closing():
