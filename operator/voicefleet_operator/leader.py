@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.leaderelection import electionconfig, leaderelection
+from kubernetes.aio.leaderelection.leaderelectionrecord import LeaderElectionRecord
 from kubernetes.aio.leaderelection.resourcelock.leaselock import LeaseLock
 
 from . import metrics
@@ -25,6 +26,20 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 15
 RENEW_DEADLINE_SECONDS = 10
 RETRY_SECONDS = 2
+
+
+class _LeaseLock(LeaseLock):
+    """The client's LeaseLock passes ``pretty=True`` on create, which its own (pydantic) API models
+    refuse before any request is sent; create the Lease without it."""
+
+    async def create(self, name: str, namespace: str, election_record: LeaderElectionRecord) -> bool:
+        body = client.V1Lease(metadata=client.V1ObjectMeta(name=name), spec=self.update_lease(election_record))
+        try:
+            await self.api_instance.create_namespaced_lease(namespace, body)
+            return True
+        except ApiException as exc:
+            log.warning("could not create the leader Lease: %s", exc.reason)
+            return False
 
 
 async def run_as_leader(
@@ -53,7 +68,7 @@ async def run_as_leader(
         stop.set()
 
     config = electionconfig.Config(
-        LeaseLock(lease_name, namespace, identity, api),
+        _LeaseLock(lease_name, namespace, identity, api),
         lease_duration=LEASE_SECONDS,
         renew_deadline=RENEW_DEADLINE_SECONDS,
         retry_period=RETRY_SECONDS,
@@ -65,10 +80,13 @@ async def run_as_leader(
     await asyncio.wait({election, stopping}, return_when=asyncio.FIRST_COMPLETED)
     election.cancel()
     stopping.cancel()
-    await asyncio.gather(election, stopping, return_exceptions=True)
+    results = await asyncio.gather(election, stopping, return_exceptions=True)
     if led.is_set():
         await release(api, lease_name, namespace, identity)
         metrics.IS_LEADER.set(0)
+    failure = results[0]
+    if isinstance(failure, Exception):
+        raise RuntimeError("leader election failed") from failure
 
 
 async def release(api: client.ApiClient, lease_name: str, namespace: str, identity: str) -> None:

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import json
+
+from voicefleet_operator.render import Owner, credential_refs, render
+from voicefleet_operator.spec import VoiceAgentSpec
+
+OWNER = Owner(name="desk", namespace="ns1", uid="u-1")
+REDIS = "redis://redis:6379/0"
+
+
+def spec(**kw: object) -> VoiceAgentSpec:
+    return VoiceAgentSpec.model_validate(kw)
+
+
+def test_render_is_deterministic() -> None:
+    a = render(OWNER, spec(replicas=3), "prompt", 3, REDIS)
+    b = render(OWNER, spec(replicas=3), "prompt", 3, REDIS)
+    assert a == b
+
+
+def test_every_child_is_owned_and_labelled() -> None:
+    children = render(OWNER, spec(), "p", 1, REDIS)
+    for obj in children.all():
+        ref = obj["metadata"]["ownerReferences"][0]
+        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("VoiceAgent", "desk", "u-1", True)
+        assert obj["metadata"]["labels"]["voicefleet.io/agent"] == "desk"
+        assert obj["metadata"]["namespace"] == "ns1"
+
+
+def test_config_or_prompt_change_changes_the_pod_template() -> None:
+    base = render(OWNER, spec(), "p1", 2, REDIS)
+    prompt = render(OWNER, spec(), "p2", 2, REDIS)
+    voice = render(OWNER, spec(pipeline={"tts": {"voice": "en-gb"}}), "p1", 2, REDIS)
+    replicas = render(OWNER, spec(), "p1", 5, REDIS)
+    hashes = {c.deployment["spec"]["template"]["metadata"]["annotations"]["voicefleet.io/config-hash"]
+              for c in (base, prompt, voice)}  # fmt: skip
+    assert len(hashes) == 3
+    # Replicas are not configuration: scaling must never roll the pods.
+    assert replicas.deployment["spec"]["template"] == base.deployment["spec"]["template"]
+
+
+def test_pod_config_carries_prompt_and_pipeline() -> None:
+    children = render(OWNER, spec(prompt={"inline": "x", "version": "v7"}), "Be brief.", 1, REDIS)
+    config = json.loads(children.config_map["data"]["agent.json"])
+    assert config["promptText"] == "Be brief."
+    assert config["promptVersion"] == "v7"
+    assert config["agent"] == "desk"
+    assert config["pipeline"]["stt"]["provider"] == "pocketsphinx"
+
+
+def test_grace_period_and_probes_follow_the_drain_design() -> None:
+    children = render(OWNER, spec(session={"drainTimeoutSeconds": 900}), "p", 1, REDIS)
+    pod = children.deployment["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 915
+    c = pod["containers"][0]
+    assert c["readinessProbe"]["httpGet"]["path"] != c["livenessProbe"]["httpGet"]["path"]
+    assert c["lifecycle"]["preStop"]["httpGet"]["path"] == "/drain"
+    assert children.deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_credentials_are_mounted_secrets_never_values() -> None:
+    s = spec(pipeline={
+        "llm": {"provider": "openai", "credentialsSecretRef": {"name": "openai", "key": "api-key"},
+                "fallback": [{"provider": "scripted"}]},
+        "tts": {"provider": "openai", "credentialsSecretRef": {"name": "openai", "key": "api-key"}},
+        "stt": {"provider": "deepgram", "credentialsSecretRef": {"name": "dg", "key": "token"}},
+    })  # fmt: skip
+    assert [(r.name, r.key) for r in credential_refs(s)] == [("dg", "token"), ("openai", "api-key")]
+    children = render(OWNER, s, "p", 1, REDIS)
+    pod = children.deployment["spec"]["template"]["spec"]
+    mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert {"/etc/voicefleet/credentials/dg", "/etc/voicefleet/credentials/openai"} <= mounts
+    assert "api-key" not in children.config_map["data"]["agent.json"].replace('"key": "api-key"', "")
+
+
+def test_redis_url_from_secret_or_spec_or_default() -> None:
+    def redis_env(s: VoiceAgentSpec) -> dict:
+        env = render(OWNER, s, "p", 1, REDIS).deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        return next(e for e in env if e["name"] == "VOICEFLEET_REDIS_URL")
+
+    assert redis_env(spec())["value"] == REDIS
+    assert redis_env(spec(redis={"url": "redis://other:6379/2"}))["value"] == "redis://other:6379/2"
+    ref = redis_env(spec(redis={"secretRef": {"name": "r", "key": "url"}}))["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "r", "key": "url"}
