@@ -8,13 +8,16 @@ import pytest
 from deepgram.core.api_error import ApiError
 from openai.types.chat.chat_completion_chunk import ChoiceDeltaToolCall, ChoiceDeltaToolCallFunction
 
+from agent_pod.config import LLMProvider, STTProvider, TTSProvider
 from agent_pod.conversation import ChatMessage, ToolCall
-from agent_pod.providers.base import ProviderError, Transcript
+from agent_pod.providers.base import LLM, STT, TTS, ProviderError, Transcript
 from agent_pod.providers.deepgram_common import environment_for, sample_rate_option
 from agent_pod.providers.deepgram_common import provider_error as deepgram_error
-from agent_pod.providers.deepgram_stt import UtteranceText, passthrough_params, vocabulary_params
-from agent_pod.providers.openai_llm import ToolCallAssembler, to_api_messages
-from agent_pod.providers.openai_stt import streams_transcript, vocabulary_prompt
+from agent_pod.providers.deepgram_stt import DeepgramSTT, UtteranceText, passthrough_params, vocabulary_params
+from agent_pod.providers.deepgram_tts import DeepgramTTS
+from agent_pod.providers.openai_llm import OpenAILLM, ToolCallAssembler, to_api_messages
+from agent_pod.providers.openai_stt import OpenAISTT, streams_transcript, vocabulary_prompt
+from agent_pod.providers.openai_tts import OpenAITTS
 from agent_pod.providers.pcm_stream import whole_samples
 
 
@@ -173,3 +176,21 @@ async def test_whole_samples_recuts_odd_chunks() -> None:
             yield c
 
     assert [c async for c in whole_samples(chunks())] == [b"\x01\x02\x03\x04", b"\x05\x06"]
+
+
+def test_providers_implement_the_stage_interfaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Typed so that mypy checks the Protocols; at run time, names and rates as the registry sees them."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    monkeypatch.setenv("DEEPGRAM_API_KEY", "dg-x")
+    stts: list[STT] = [
+        OpenAISTT(STTProvider(provider="openai")),
+        DeepgramSTT(STTProvider(provider="deepgram", options={"sample_rate": "8000"})),
+    ]
+    llm: LLM = OpenAILLM(LLMProvider(provider="openai"))
+    ttss: list[TTS] = [
+        OpenAITTS(TTSProvider(provider="openai")),
+        DeepgramTTS(TTSProvider(provider="deepgram")),
+    ]
+    assert [(s.name, s.sample_rate) for s in stts] == [("openai", 16000), ("deepgram", 8000)]
+    assert llm.name == "openai"
+    assert [(t.name, t.sample_rate) for t in ttss] == [("openai", 24000), ("deepgram", 24000)]
