@@ -3,10 +3,13 @@
 Mirrokni, Thorup and Zadimoghaddam, "Consistent Hashing with Bounded Loads"
 (as used by Vimeo and HAProxy): hash the session id onto a ring of pod points,
 walk clockwise, and take the first pod that is eligible (ready, not draining,
-fresh heartbeat), below its capacity and below the load bound
-``ceil((1 + eps) * (total load + 1) / eligible pods)`` (the average counts the
-new session). No pod ever ends up above (1 + eps) times the average, and the
-ring keeps choices stable as pods come and go.
+fresh heartbeat), below its capacity and below the load bound. With
+``avg = (total load + 1) / eligible pods`` (the average counts the new session)
+the bound is ``max(floor((1 + eps) * avg), ceil(avg))``: a pod never takes a
+session that puts it above (1 + eps) times the average, except where integers
+make that impossible, and then it stays at the ceiling of the average (tighter
+than the paper's ``ceil((1 + eps) * avg)``; some pod always fits). The ring keeps
+choices stable as pods come and go.
 
 These functions are pure; the Lua script in ``scripts.py`` runs the same
 ``choose`` rule inside Redis on the ring order computed here, so concurrent
@@ -64,7 +67,10 @@ def ring_order(session_id: str, pod_names: Iterable[str]) -> list[str]:
 
 def load_bound(total_load: int, eligible_pods: int, epsilon: float) -> int:
     """Most sessions a pod may hold after taking the new one (the Lua script computes it identically)."""
-    return math.ceil((1.0 + epsilon) * (total_load + 1) / eligible_pods)
+    return max(
+        math.floor((1.0 + epsilon) * (total_load + 1) / eligible_pods),
+        math.ceil((total_load + 1) / eligible_pods),
+    )
 
 
 def choose(order: Sequence[PodLoad], epsilon: float) -> str | None:

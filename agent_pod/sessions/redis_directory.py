@@ -116,6 +116,8 @@ class RedisDirectory:
         self.scripts = Scripts(redis_client)
         self.draining = False
         self._owned: dict[str, _Owned] = {}
+        # The registered pods as of the last heartbeat: placement's candidates (PLACE re-checks each).
+        self._pod_names: list[str] = []
         self._generation = 0  # bumped whenever _owned gains or loses a session (re-sync checks it)
         self._dirty: dict[str, None] = {}  # sessions whose latest snapshot is not in Redis yet (ordered)
         self._ended: dict[str, None] = {}  # sessions that ended while Redis was down
@@ -256,8 +258,9 @@ class RedisDirectory:
             return self._ms(self.tuning.stale_seconds)
         return max(1, self._ms(owned.until - time.monotonic()))
 
-    async def _heartbeat(self) -> None:
-        """Rewrite the registry entry and refresh (or write back) every owned session's pin and lease."""
+    async def _heartbeat(self, restore: bool = False) -> None:
+        """Rewrite the registry entry and refresh every owned session's pin and lease (``restore``:
+        also write back pins Redis lost)."""
         self._expire_local()
         name = self.identity.name
         fields: list[str] = []
@@ -271,13 +274,15 @@ class RedisDirectory:
             self._ms(self.tuning.pin_ttl_seconds),
             self._ms(self.tuning.snapshot_ttl_seconds),
             self.identity.revision,
+            "1" if restore else "0",
             len(fields),
             *fields,
         ]
         for sid, owned in self._owned.items():
             args += [sid, self._lease_ms(owned), owned.token_hash, owned.prompt_id, owned.state]
         keys = [self.keys.pod(name), self.keys.pods, self.keys.load(name)]
-        moved = await self._io(self.scripts.heartbeat(keys=keys, args=args))
+        moved, pods = await self._io(self.scripts.heartbeat(keys=keys, args=args))
+        self._pod_names = sorted(_text(p) for p in pods)
         for sid in (_text(m) for m in moved):
             gone = self._owned.get(sid)
             if gone is not None and gone.state != "live":
@@ -289,7 +294,7 @@ class RedisDirectory:
         """Redis is back: re-register, write back pins, flush queued snapshots and releases."""
         while True:  # until a heartbeat carried every session owned when it landed
             generation = self._generation
-            await self._heartbeat()
+            await self._heartbeat(restore=True)
             if generation == self._generation:
                 break
         # Redis may have restarted empty: every owned conversation goes back, latest version.
@@ -624,7 +629,7 @@ class RedisDirectory:
         return self._grant(session_id, issued.token, issued.expires_unix, pod, grpc, http, resumed=False)
 
     async def _place(self, session_id: str, th: str, expected_owner: str) -> list[Any]:
-        names = [_text(n) for n in await self._io(self.redis.smembers(self.keys.pods))]
+        names = self._pod_names or [_text(n) for n in await self._io(self.redis.smembers(self.keys.pods))]
         args: list[Any] = [
             self.keys.prefix,
             session_id,

@@ -23,7 +23,8 @@ end
 """
 
 # KEYS[1] pin. ARGV: prefix, session, epsilon, stale_ms, lease_ms, pin_ttl_ms, token_hash,
-# expected_owner ('' when the pin should not exist), then pod names in ring order.
+# expected_owner ('' when the pin should not exist), then pod names in ring order (a cached list:
+# registered pods missing from it are still considered, after the listed ones).
 # -> {'placed', pod, load_before, bound, grpc_address, http_url}
 #  | {'moved', current_owner} | {'full', '', total_load, eligible_pods}
 PLACE = (
@@ -37,10 +38,20 @@ local current = redis.call('HGET', KEYS[1], 'pod')
 if current and current ~= ARGV[8] then
   return {'moved', current}
 end
+-- the caller's ring order first; pods registered since its list was read go last
+local candidates, listed = {}, {}
+for i = 9, #ARGV do
+  candidates[#candidates + 1] = ARGV[i]
+  listed[ARGV[i]] = true
+end
+for _, name in ipairs(redis.call('SMEMBERS', prefix .. 'pods')) do
+  if not listed[name] then
+    candidates[#candidates + 1] = name
+  end
+end
 local names, loads, caps = {}, {}, {}
 local total, n = 0, 0
-for i = 9, #ARGV do
-  local name = ARGV[i]
+for _, name in ipairs(candidates) do
   local pod = redis.call('HMGET', prefix .. 'pod:' .. name, 'state', 'heartbeat_ms', 'capacity')
   if not pod[1] then
     redis.call('SREM', prefix .. 'pods', name)
@@ -54,7 +65,7 @@ end
 if n == 0 then
   return {'full', '', 0, 0}
 end
-local bound = math.ceil((1 + eps) * (total + 1) / n)
+local bound = math.max(math.floor((1 + eps) * (total + 1) / n), math.ceil((total + 1) / n))
 for i = 1, n do
   if loads[i] < caps[i] and loads[i] < bound then
     local pod = prefix .. 'pod:' .. names[i]
@@ -151,18 +162,21 @@ return 1
 
 # The pod's heartbeat, which is also its re-sync after a Redis outage or restart.
 # KEYS[1] pod, KEYS[2] pods set, KEYS[3] my load. ARGV: prefix, me, pod_ttl_ms, pin_ttl_ms,
-# snapshot_ttl_ms, revision, field count F, F registry fields (name, value, ...), then per owned
-# session: id, lease_ms, token_hash, prompt_id, state. Missing pins are written back; sessions whose
-# pin now names another pod are returned.
+# snapshot_ttl_ms, revision, restore ('1' after an outage), field count F, F registry fields
+# (name, value, ...), then per owned session: id, lease_ms, token_hash, prompt_id, state.
+# Missing pins are written back only when restoring or when the pod's own entry was gone (Redis
+# lost its data): otherwise a pin missing here was just deleted by a release racing this heartbeat.
+# -> {sessions whose pin now names another pod, names of the registered pods}
 HEARTBEAT = (
     _NOW
     + """
 local prefix, me = ARGV[1], ARGV[2]
 local pin_ttl, snap_ttl, rev = ARGV[4], ARGV[5], ARGV[6]
+local restore = ARGV[7] == '1' or redis.call('EXISTS', KEYS[1]) == 0
 local now = now_ms()
-local nf = tonumber(ARGV[7])
+local nf = tonumber(ARGV[8])
 local fields = {}
-for i = 8, 7 + nf do
+for i = 9, 8 + nf do
   fields[#fields + 1] = ARGV[i]
 end
 redis.call('HSET', KEYS[1], 'heartbeat_ms', now, unpack(fields))
@@ -170,14 +184,14 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('SADD', KEYS[2], me)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 local moved = {}
-local i = 8 + nf
+local i = 9 + nf
 while i + 4 <= #ARGV do
   local sid = ARGV[i]
   local pin = prefix .. 'pin:' .. sid
   local owner = redis.call('HGET', pin, 'pod')
   if owner and owner ~= me then
     moved[#moved + 1] = sid
-  else
+  elseif owner or restore then
     if not owner then
       redis.call('HSET', pin, 'pod', me, 'revision', rev, 'prompt_id', ARGV[i + 3], 'token_hash', ARGV[i + 2],
         'created_ms', now)
@@ -189,7 +203,7 @@ while i + 4 <= #ARGV do
   end
   i = i + 5
 end
-return moved
+return {moved, redis.call('SMEMBERS', KEYS[2])}
 """
 )
 

@@ -251,3 +251,25 @@ async def test_fleet_read_and_key_cleanup(redis_server: RedisServer) -> None:
 async def _live_total(redis, fleet: Fleet) -> bool:
     state = await read_fleet(redis, fleet.keys.namespace, fleet.keys.agent)
     return state.live_sessions == 1
+
+
+async def test_a_heartbeat_racing_a_release_does_not_resurrect_the_session(redis_server: RedisServer) -> None:
+    fleet = await start_fleet(redis_server.url, pods=1)
+    redis = fleet.client()
+    try:
+        pod = fleet.pods["pod-0"]
+        admission = await pod.admit(None, None, PROMPT)
+        sid = admission.session_id
+        stale_view = pod._owned[sid]  # what a heartbeat built before the release landed
+        await pod.release(sid, "completed")
+        pod._owned[sid] = stale_view
+        await pod._heartbeat()
+        assert not await redis.exists(fleet.keys.pin(sid))
+        assert await redis.zscore(fleet.keys.load("pod-0"), sid) is None
+        # after an outage (or with the pod's entry gone) the same heartbeat writes lost pins back
+        await pod._heartbeat(restore=True)
+        assert await redis.hget(fleet.keys.pin(sid), "pod") == "pod-0"
+        pod._owned.pop(sid)
+    finally:
+        await redis.aclose()
+        await fleet.close()
