@@ -288,6 +288,7 @@ async def deleted(
 ) -> None:
     """Owned objects go by garbage collection; Redis keys are ours to remove, without blocking deletion forever."""
     memo.agents.pop((namespace, name), None)
+    metrics.forget_agent(namespace, name)
     try:
         spec_model = VoiceAgentSpec.model_validate(dict(spec))
         removed = await memo.fleet.delete_keys(namespace, name, spec_model)
@@ -386,6 +387,10 @@ async def observe(
         patch.status.update(new.dump())
         state.last_status_patch = time.monotonic()
         metrics.STATUS_PATCHES.inc()
+    metrics.AGENT_SESSIONS.labels(namespace, name).set(new.active_sessions)
+    metrics.AGENT_CAPACITY.labels(namespace, name).set(new.capacity)
+    metrics.AGENT_REPLICAS.labels(namespace, name, "desired").set(new.desired_replicas)
+    metrics.AGENT_REPLICAS.labels(namespace, name, "ready").set(new.ready_replicas)
     metrics.MANAGED_AGENTS.set(len(memo.agents))
     metrics.OBSERVE_SECONDS.observe(time.perf_counter() - started)
 

@@ -27,3 +27,27 @@ DELETION_COST_PATCHES = Counter(
 )
 MANAGED_AGENTS = Gauge("voicefleet_operator_managed_agents", "VoiceAgents the operator manages")
 IS_LEADER = Gauge("voicefleet_operator_leader", "1 while this operator instance holds the leader lease")
+AGENT_SESSIONS = Gauge(
+    "voicefleet_agent_sessions", "Live sessions of a VoiceAgent (Redis registry)", ["namespace", "voiceagent"]
+)
+AGENT_CAPACITY = Gauge(
+    "voicefleet_agent_capacity_sessions",
+    "Session slots on ready, non-draining pods of a VoiceAgent",
+    ["namespace", "voiceagent"],
+)
+AGENT_REPLICAS = Gauge(
+    "voicefleet_agent_replicas", "Pods of a VoiceAgent by kind (desired, ready)", ["namespace", "voiceagent", "kind"]
+)
+
+
+def forget_agent(namespace: str, name: str) -> None:
+    for gauge in (AGENT_SESSIONS, AGENT_CAPACITY):
+        try:
+            gauge.remove(namespace, name)
+        except KeyError:
+            pass
+    for kind in ("desired", "ready"):
+        try:
+            AGENT_REPLICAS.remove(namespace, name, kind)
+        except KeyError:
+            pass
