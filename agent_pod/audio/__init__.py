@@ -1,0 +1,1 @@
+"""PCM16 mono audio helpers: validation, streaming resampling, framing, WAV streams."""

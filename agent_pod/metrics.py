@@ -1,0 +1,70 @@
+"""Prometheus metrics of the voice pipeline (prometheus-client default registry).
+
+Latency histograms share buckets suited to voice: 5 ms .. 5 s. The transports
+register their own metrics next to these.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+)
+# Frame lateness is sub-frame most of the time: finer buckets at the low end.
+LATENESS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.5)
+
+SESSIONS_LIVE = Gauge("voicefleet_sessions_live", "Sessions currently running on this pod.")
+SESSIONS_TOTAL = Counter("voicefleet_sessions_total", "Sessions ended, by outcome.", ["outcome"])
+STT_FINAL_SECONDS = Histogram(
+    "voicefleet_stt_final_seconds",
+    "End of the caller's speech (VAD) -> final transcript.",
+    buckets=LATENCY_BUCKETS,
+)
+LLM_FIRST_TOKEN_SECONDS = Histogram(
+    "voicefleet_llm_first_token_seconds", "LLM request -> first streamed output.", buckets=LATENCY_BUCKETS
+)
+TTS_FIRST_AUDIO_SECONDS = Histogram(
+    "voicefleet_tts_first_audio_seconds", "TTS request -> first audio.", buckets=LATENCY_BUCKETS
+)
+RESPONSE_LATENCY_SECONDS = Histogram(
+    "voicefleet_response_latency_seconds",
+    "End of the caller's turn (decision) -> first agent audio frame out.",
+    buckets=LATENCY_BUCKETS,
+)
+INTERRUPTIONS_TOTAL = Counter("voicefleet_interruptions_total", "Agent turns cut short by caller speech.")
+PROVIDER_ERRORS_TOTAL = Counter(
+    "voicefleet_provider_errors_total", "Provider calls that failed or timed out.", ["stage", "provider"]
+)
+PROVIDER_FALLBACKS_TOTAL = Counter(
+    "voicefleet_provider_fallbacks_total",
+    "Hand-overs from a failing provider to the next of its stage.",
+    ["stage", "from_provider", "to_provider"],
+)
+OUTPUT_FRAME_LATENESS_SECONDS = Histogram(
+    "voicefleet_output_frame_lateness_seconds",
+    "How late the playout clock woke up for a 20 ms output tick.",
+    buckets=LATENESS_BUCKETS,
+)
+TOOL_CALLS_TOTAL = Counter("voicefleet_tool_calls_total", "Tool calls by terminal state.", ["tool", "state"])
+TRANSCRIPT_DIVERGENCE_FLAGGED_TOTAL = Counter(
+    "voicefleet_transcript_divergence_flagged_total",
+    "Agent turns whose played audio, re-transcribed, diverges from the recorded text above the threshold.",
+)

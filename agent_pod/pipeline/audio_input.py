@@ -1,0 +1,57 @@
+"""Caller audio in: validate, resample to the VAD's rate, cut into VAD windows, score, gate.
+
+Everything here is synchronous and cheap so that it runs inline in
+``push_audio`` and a barge-in decision is taken on the very window that
+completes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Iterator
+
+from ..audio.pcm import BYTES_PER_SAMPLE, validate_chunk
+from ..audio.resample import Framer, StreamResampler
+from ..providers.base import VAD
+from .vad_gate import Decision, GateParams, VadGate
+
+
+class AudioInput:
+    def __init__(self, vad: VAD, params: GateParams, preroll_ms: int = 200) -> None:
+        self.vad = vad
+        self.gate = VadGate(params)
+        self.rate = vad.sample_rate
+        self.window_bytes = vad.frame_samples * BYTES_PER_SAMPLE
+        self._framer = Framer(self.window_bytes)
+        self._resampler: StreamResampler | None = None
+        # Audio just before speech is detected, so the STT hears the first syllable.
+        self._preroll: deque[bytes] = deque(maxlen=max(1, int(preroll_ms / params.window_ms)))
+        self.audio_ms = 0.0  # caller audio seen so far, at the VAD's rate
+
+    def replace_vad(self, vad: VAD) -> None:
+        """Switch to another VAD of the chain (same rate required for the gate's windows)."""
+        if vad.sample_rate != self.rate or vad.frame_samples * BYTES_PER_SAMPLE != self.window_bytes:
+            self._framer = Framer(vad.frame_samples * BYTES_PER_SAMPLE)
+            self.window_bytes = vad.frame_samples * BYTES_PER_SAMPLE
+            window_ms = vad.frame_samples * 1000 / vad.sample_rate
+            self.gate = VadGate(dataclasses.replace(self.gate.params, window_ms=window_ms))
+        self.vad = vad
+
+    def preroll(self) -> list[bytes]:
+        return list(self._preroll)
+
+    def feed(self, pcm: bytes, sample_rate: int) -> Iterator[tuple[Decision, bytes]]:
+        """Validate (InvalidAudio before any state changes), then yield (decision, window) per window."""
+        validate_chunk(pcm, sample_rate)
+        if self._resampler is None or self._resampler.in_rate != sample_rate:
+            self._resampler = StreamResampler(sample_rate, self.rate)
+        return self._windows(self._resampler.process(pcm))
+
+    def _windows(self, pcm: bytes) -> Iterator[tuple[Decision, bytes]]:
+        window_ms = self.gate.params.window_ms
+        for window in self._framer.push(pcm):
+            self.audio_ms += window_ms
+            decision = self.gate.update(self.vad.speech_probability(window))
+            yield decision, window
+            self._preroll.append(window)

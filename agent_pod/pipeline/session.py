@@ -1,0 +1,577 @@
+"""One live call: caller audio/text in, agent audio and events out.
+
+Threading model: everything runs on the event loop. ``push_audio`` runs the
+VAD inline (cheap) so a barge-in flushes the output on the window that decided
+it; STT, the turn (LLM -> tools -> TTS) and the session's timers are tasks.
+``pull_audio`` is called by the transport on every playout tick; a frame it
+returns counts as heard by the caller, which is what the history keeps.
+
+Echo: the pipeline does not cancel the agent's own voice in the caller's
+audio. Clients must run acoustic echo cancellation (browsers do with
+``echoCancellation``; phones and SIP gateways do); without it, loud agent audio
+picked up by the caller's microphone can interrupt the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from .. import metrics
+from ..audio.pcm import InvalidAudio, frame_bytes
+from ..audio.resample import Framer, StreamResampler
+from ..config import AgentConfig
+from ..conversation import ChatMessage, Conversation, ToolCall
+from ..providers.base import ProviderError, Providers
+from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
+from .audio_input import AudioInput
+from .chunking import SpeechChunker
+from .compliance import Auditor, TurnRecord
+from .events import (
+    AgentText,
+    ErrorEvent,
+    Interruption,
+    SessionEnded,
+    SessionEvent,
+    ToolEvent,
+    TurnMetrics,
+    UserTranscript,
+)
+from .playback import TurnPlayback
+from .tools import ToolRunner
+from .turn import AgentTurn, Round, UserTurn
+from .vad_gate import Decision, GateParams, State
+
+__all__ = ["AgentSession", "InvalidAudio"]
+
+log = logging.getLogger(__name__)
+
+FRAME_MS = 20
+MAX_LLM_ROUNDS = 6  # LLM requests per turn (tool call -> result -> answer ...)
+SNAPSHOT_TIMEOUT = 5.0
+# Outcomes of voicefleet_sessions_total; any other close reason counts as "other".
+KNOWN_OUTCOMES = frozenset(
+    {"client_ended", "idle_timeout", "max_duration", "error", "drain_deadline", "shutdown", "disconnected"}
+)
+
+
+class _Finalize:
+    """Marker in the STT queue: the caller's utterance ended at ``ended_at``."""
+
+    __slots__ = ("ended_at",)
+
+    def __init__(self, ended_at: float) -> None:
+        self.ended_at = ended_at
+
+
+class AgentSession:
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        config: AgentConfig,
+        providers: Providers,
+        output_sample_rate: int,
+        conversation: Conversation | None = None,
+        on_snapshot: Callable[[Conversation], Awaitable[None]] | None = None,
+    ) -> None:
+        if output_sample_rate <= 0 or output_sample_rate % 50:
+            raise ValueError(
+                f"output sample rate must be a positive multiple of 50 Hz, got {output_sample_rate}"
+            )
+        self.session_id = session_id
+        self.config = config
+        self.prompt_id = config.prompt_id
+        self.output_sample_rate = output_sample_rate
+        self._on_snapshot = on_snapshot
+        self._log = logging.LoggerAdapter(log, {"session_id": session_id})
+        pipeline = config.pipeline
+
+        if conversation is not None and conversation.session_id != session_id:
+            raise ValueError(f"conversation of {conversation.session_id!r} given to session {session_id!r}")
+        self._conversation = conversation or Conversation(session_id=session_id, prompt_id=self.prompt_id)
+        self._conversation.prompt_id = self.prompt_id
+        self._turn_counter = sum(1 for m in self._conversation.messages if m.role == "user")
+
+        self._vad_factories = list(providers.vad)
+        vad, self._vad_index = first_vad(self._vad_factories)
+        self._gate_params = GateParams(
+            window_ms=vad.frame_samples * 1000 / vad.sample_rate,
+            threshold=pipeline.vad.threshold,
+            min_speech_ms=pipeline.vad.min_speech_ms,
+            min_silence_ms=pipeline.vad.min_silence_ms,
+        )
+        self._input = AudioInput(vad, self._gate_params)
+        self._stt = STTChain(
+            chain(providers.stt, stage_timeouts(pipeline.stt)), vad.sample_rate, self._on_interim
+        )
+        self._llm = FallbackLLM(chain(providers.llm, stage_timeouts(pipeline.llm)))
+        self._tts = FallbackTTS(chain(providers.tts, stage_timeouts(pipeline.tts)))
+        self._tools = ToolRunner(config.tools, session_id, self._emit)
+        primary_stt = providers.stt[0].name if providers.stt else "synthetic"
+        # Re-transcription needs real speech: benchmarks with synthetic STT have tones, not words.
+        self._auditor = Auditor(enabled=primary_stt != "synthetic", session_id=session_id)
+        self.turn_records: list[TurnRecord] = []
+
+        self._events: asyncio.Queue[SessionEvent] = asyncio.Queue()
+        self._stt_queue: asyncio.Queue[bytes | _Finalize] = asyncio.Queue()
+        self._turn_queue: asyncio.Queue[UserTurn] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._audits: set[asyncio.Task[None]] = set()
+        self._current: AgentTurn | None = None
+        # The caller's utterance being heard: its audio until it is accepted as a turn.
+        self._utterance: list[bytes] | None = None
+        self._utterance_accepted = False
+        self._utterance_started_ms = 0.0
+        self._started_at = time.monotonic()
+        self._last_activity = self._started_at
+        self._started = False
+        self._closing = False
+        self._closed = asyncio.Event()
+        self._ended = False
+        self.end_reason: str | None = None
+        self._frame_bytes = frame_bytes(output_sample_rate, FRAME_MS)
+        self._stt_failed_reported = False
+        self._closer: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def conversation(self) -> Conversation:
+        return self._conversation
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    @property
+    def speaking(self) -> bool:
+        """An agent turn is in progress (generating or playing)."""
+        return self._current is not None
+
+    @property
+    def busy(self) -> bool:
+        """A turn is running or waiting to run."""
+        return self._current is not None or not self._turn_queue.empty()
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._started_at = self._last_activity = time.monotonic()
+        metrics.SESSIONS_LIVE.inc()
+        self._tasks = [
+            asyncio.create_task(self._guard(self._turn_loop), name=f"turns-{self.session_id}"),
+            asyncio.create_task(self._guard(self._stt_loop), name=f"stt-{self.session_id}"),
+            asyncio.create_task(self._guard(self._lifecycle), name=f"lifecycle-{self.session_id}"),
+        ]
+        self._log.info("session %s started (prompt %s)", self.session_id, self.prompt_id)
+
+    def push_audio(self, pcm: bytes, sample_rate: int) -> None:
+        if self._closing:
+            return
+        for decision, window in self._input.feed(pcm, sample_rate):
+            self._on_window(decision, window)
+
+    def push_text(self, text: str) -> None:
+        if self._closing:
+            return
+        text = text.strip()
+        if not text:
+            return
+        self._last_activity = time.monotonic()
+        # A typed turn interrupts the agent like speech does.
+        if self._current is not None and self.config.pipeline.barge_in.enabled:
+            self._interrupt()
+        self._queue_user_turn(text, time.monotonic(), 0.0)
+
+    def pull_audio(self) -> bytes | None:
+        turn = self._current
+        if turn is None:
+            return None
+        frame = turn.playback.pull()
+        if frame is not None and turn.first_frame_at is None:
+            turn.first_frame_at = time.monotonic()
+            self._report_latency(turn)
+        return frame
+
+    async def events(self) -> AsyncIterator[SessionEvent]:
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, SessionEnded):
+                return
+
+    async def close(self, reason: str) -> None:
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        self.end_reason = reason
+        me = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not me]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for audit in list(self._audits):
+            audit.cancel()
+        await asyncio.gather(*self._audits, return_exceptions=True)
+        await self._stt.aclose()
+        await self._tools.aclose()
+        self._ended = True
+        if self._started:
+            metrics.SESSIONS_LIVE.dec()
+        metrics.SESSIONS_TOTAL.labels(outcome=reason if reason in KNOWN_OUTCOMES else "other").inc()
+        self._log.info("session %s ended: %s", self.session_id, reason)
+        self._emit(SessionEnded(reason=reason))
+        self._closed.set()
+
+    async def wait_audits(self) -> None:
+        """Wait until the compliance re-transcriptions of finished turns are done."""
+        while self._audits:
+            await asyncio.gather(*list(self._audits), return_exceptions=True)
+
+    # ------------------------------------------------------------------ input side
+
+    def _on_window(self, decision: Decision, window: bytes) -> None:
+        if decision is Decision.CANDIDATE or (decision is Decision.START and self._utterance is None):
+            self._utterance = [*self._input.preroll(), window]
+            self._utterance_accepted = False
+            self._utterance_started_ms = self._input.audio_ms
+        elif self._utterance is not None:
+            if self._utterance_accepted:
+                self._stt_queue.put_nowait(window)
+            else:
+                self._utterance.append(window)
+
+        if decision is Decision.START:
+            self._last_activity = time.monotonic()
+        gate = self._input.gate
+        if self._utterance is not None and not self._utterance_accepted and gate.state is State.SPEECH:
+            if self._current is None:
+                self._accept_utterance()
+            elif self.config.pipeline.barge_in.enabled and gate.voiced_ms >= self._barge_in_ms():
+                self._interrupt()
+                self._accept_utterance()
+
+        if decision is Decision.END:
+            if self._utterance_accepted:
+                self._stt_queue.put_nowait(_Finalize(time.monotonic()))
+            self._utterance = None
+            self._utterance_accepted = False
+        elif decision is Decision.ABORT:
+            self._utterance = None
+
+    def _barge_in_ms(self) -> float:
+        return float(max(self.config.pipeline.barge_in.min_speech_ms, self.config.pipeline.vad.min_speech_ms))
+
+    def _accept_utterance(self) -> None:
+        assert self._utterance is not None
+        self._utterance_accepted = True
+        self._last_activity = time.monotonic()
+        for window in self._utterance:
+            self._stt_queue.put_nowait(window)
+        self._utterance = []
+
+    def _on_interim(self, text: str) -> None:
+        self._emit(UserTranscript(turn_id=self._next_turn_id(peek=True), text=text, final=False))
+
+    async def _stt_loop(self) -> None:
+        if self._stt.links:
+            try:
+                await self._stt.open()
+            except ProviderError as exc:
+                self._report_stt_failure(exc)
+        while True:
+            item = await self._stt_queue.get()
+            if not self._stt.available:
+                continue
+            try:
+                if isinstance(item, bytes):
+                    await self._stt.push(item)
+                    continue
+                text = await self._stt.finish_utterance()
+            except ProviderError as exc:
+                self._report_stt_failure(exc)
+                continue
+            stt_final_ms = (time.monotonic() - item.ended_at) * 1000
+            metrics.STT_FINAL_SECONDS.observe(stt_final_ms / 1000)
+            if text.strip():
+                self._queue_user_turn(text.strip(), item.ended_at, stt_final_ms)
+            else:
+                self._log.info("session %s: empty transcript, no turn", self.session_id)
+
+    def _report_stt_failure(self, exc: Exception) -> None:
+        self._log.warning("session %s: speech recognition failed: %s", self.session_id, exc)
+        if not self._stt_failed_reported:
+            self._stt_failed_reported = True
+            self._emit(ErrorEvent(code="PROVIDER_FAILED", message=f"speech recognition unavailable: {exc}"))
+
+    def _next_turn_id(self, peek: bool = False) -> str:
+        n = self._turn_counter + 1
+        if not peek:
+            self._turn_counter = n
+        return f"turn-{n}"
+
+    def _queue_user_turn(self, text: str, ended_at: float, stt_final_ms: float) -> None:
+        turn = UserTurn(turn_id=self._next_turn_id(), text=text, ended_at=ended_at, stt_final_ms=stt_final_ms)
+        self._emit(UserTranscript(turn_id=turn.turn_id, text=text, final=True))
+        self._turn_queue.put_nowait(turn)
+
+    # ------------------------------------------------------------------ turns
+
+    async def _turn_loop(self) -> None:
+        while True:
+            user = await self._turn_queue.get()
+            self._conversation.messages.append(
+                ChatMessage(role="user", content=user.text, turn_id=user.turn_id)
+            )
+            turn = AgentTurn(
+                user=user,
+                playback=TurnPlayback(
+                    sample_rate=self.output_sample_rate,
+                    frame_samples=self.output_sample_rate * FRAME_MS // 1000,
+                    keep_played_audio=self._auditor.enabled,
+                ),
+            )
+            self._current = turn
+            task = turn.task = asyncio.create_task(self._respond(turn), name=f"respond-{self.session_id}")
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:
+                # The session is closing mid-turn: record what was played, once, then stop.
+                turn.interrupted = True
+                turn.playback.flush()
+                task.cancel()
+                await asyncio.wait({task})
+                self._finish_turn(turn)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._snapshot(), SNAPSHOT_TIMEOUT)
+                raise
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+            self._finish_turn(turn)
+            await self._snapshot()
+
+    async def _respond(self, turn: AgentTurn) -> None:
+        """LLM rounds (with tool calls) feeding TTS; returns when the turn's audio has been played."""
+        pieces: asyncio.Queue[tuple[str, int] | None] = asyncio.Queue()
+        speaker = asyncio.create_task(self._speak(turn, pieces), name=f"tts-{self.session_id}")
+        try:
+            try:
+                await self._generate(turn, pieces)
+            except ProviderError as exc:
+                turn.failed = str(exc)
+                self._log.warning("session %s turn %s: %s", self.session_id, turn.turn_id, exc)
+                self._emit(ErrorEvent(code="PROVIDER_FAILED", message=str(exc)))
+            pieces.put_nowait(None)
+            await speaker
+        except BaseException:
+            speaker.cancel()
+            with contextlib.suppress(BaseException):
+                await speaker
+            raise
+        turn.playback.close()
+        await turn.playback.wait_drained()
+
+    async def _generate(self, turn: AgentTurn, pieces: asyncio.Queue[tuple[str, int] | None]) -> None:
+        messages = [ChatMessage(role="system", content=self.config.prompt_text), *self._conversation.messages]
+        offered = list(self.config.tools)
+        repairs = {t.name: t.max_argument_repairs for t in self.config.tools}
+        for index in range(MAX_LLM_ROUNDS):
+            rnd = Round()
+            turn.rounds.append(rnd)
+            chunker = SpeechChunker()
+            started = time.monotonic()
+            first = True
+            async for chunk in self._llm.stream(messages, offered):
+                if first:
+                    first = False
+                    ms = (time.monotonic() - started) * 1000
+                    metrics.LLM_FIRST_TOKEN_SECONDS.observe(ms / 1000)
+                    if index == 0:
+                        turn.llm_first_token_ms = ms
+                if chunk.text:
+                    rnd.text += chunk.text
+                    for piece in chunker.feed(chunk.text):
+                        pieces.put_nowait((piece, index))
+                        self._emit_agent_text(turn)
+                if chunk.tool_call is not None:
+                    rnd.tool_calls.append(chunk.tool_call)
+            for piece in chunker.flush():
+                pieces.put_nowait((piece, index))
+                self._emit_agent_text(turn)
+            if not rnd.tool_calls:
+                return
+            messages.append(ChatMessage(role="assistant", content=rnd.text, tool_calls=list(rnd.tool_calls)))
+            await asyncio.gather(*(self._call_tool(turn, call, repairs) for call in rnd.tool_calls))
+            for call in rnd.tool_calls:
+                messages.append(
+                    ChatMessage(role="tool", content=turn.outcomes[call.id].content, tool_call_id=call.id)
+                )
+            offered = [t for t in offered if repairs.get(t.name, 0) >= 0]
+
+    async def _call_tool(self, turn: AgentTurn, call: ToolCall, repairs: dict[str, int]) -> None:
+        args, outcome = self._tools.check(call, repairs.get(call.name, 0))
+        if outcome is not None:
+            if outcome.state == "invalid_arguments" and call.name in repairs:
+                repairs[call.name] -= 1  # below zero: the tool is withdrawn for the rest of the turn
+            turn.outcomes[call.id] = outcome
+            return
+        assert args is not None
+        turn.outcomes[call.id] = await self._tools.execute(call, args, lambda: turn.interrupted)
+
+    async def _speak(self, turn: AgentTurn, pieces: asyncio.Queue[tuple[str, int] | None]) -> None:
+        """Synthesize pieces in order into 20 ms frames of the turn's playback."""
+        playback = turn.playback
+        first_audio = True
+        while (item := await pieces.get()) is not None:
+            text, round_ = item
+            piece = playback.add_piece(text, round_)
+            framer = Framer(self._frame_bytes)
+            resampler: StreamResampler | None = None
+            started = time.monotonic()
+            try:
+                async for pcm, rate in self._tts.synthesize(text):
+                    if first_audio:
+                        first_audio = False
+                        turn.tts_first_audio_ms = (time.monotonic() - started) * 1000
+                        metrics.TTS_FIRST_AUDIO_SECONDS.observe(turn.tts_first_audio_ms / 1000)
+                    if resampler is None:
+                        resampler = StreamResampler(rate, self.output_sample_rate)
+                    for frame in framer.push(resampler.process(pcm)):
+                        playback.push(piece, frame, len(frame) // 2)
+            except ProviderError as exc:
+                self._log.warning("session %s: TTS failed for %r: %s", self.session_id, text[:40], exc)
+                self._emit(ErrorEvent(code="PROVIDER_FAILED", message=f"speech synthesis failed: {exc}"))
+            if resampler is not None:
+                for frame in framer.push(resampler.flush()):
+                    playback.push(piece, frame, len(frame) // 2)
+            tail = framer.flush_padded()
+            if tail is not None:
+                playback.push(piece, tail[0], tail[1] // 2)
+            playback.piece_done(piece)
+
+    def _interrupt(self) -> None:
+        """Barge-in: stop the agent now. Synchronous, so the next pull_audio already returns None."""
+        turn = self._current
+        if turn is None or turn.interrupted:
+            return
+        turn.interrupted = True
+        turn.playback.flush()
+        metrics.INTERRUPTIONS_TOTAL.inc()
+        played = turn.playback.played_text()
+        self._emit(Interruption(turn_id=turn.turn_id, played_text=played, played_ms=turn.playback.played_ms))
+        self._log.info(
+            "session %s turn %s interrupted after %d ms",
+            self.session_id,
+            turn.turn_id,
+            turn.playback.played_ms,
+        )
+        if turn.task is not None:
+            turn.task.cancel()
+
+    def _finish_turn(self, turn: AgentTurn) -> None:
+        """Record the turn in the history exactly once, with only the played text."""
+        for call in turn.cancel_pending():
+            self._tools.finish(call, turn.outcomes[call.id])
+        self._current = None
+        self._conversation.messages.extend(turn.history())
+        self._conversation.turns += 1
+        played = turn.playback.played_text()
+        self._emit(
+            AgentText(
+                turn_id=turn.turn_id,
+                text=turn.text,
+                played_text=played,
+                final=True,
+                interrupted=turn.interrupted,
+            )
+        )
+        record = TurnRecord(
+            turn_id=turn.turn_id,
+            sent_to_tts=turn.playback.sent_text(),
+            played_text=played,
+            played_ms=turn.playback.played_ms,
+            interrupted=turn.interrupted,
+        )
+        self.turn_records.append(record)
+        if not self._auditor.enabled:
+            record.audit = "skipped"
+        else:
+            audio = bytes(turn.playback.played_audio)
+            task = asyncio.create_task(self._auditor.audit(record, audio, self.output_sample_rate))
+            self._audits.add(task)
+            task.add_done_callback(self._audits.discard)
+
+    def _emit_agent_text(self, turn: AgentTurn) -> None:
+        self._emit(
+            AgentText(
+                turn_id=turn.turn_id, text=turn.text, played_text=turn.playback.played_text(), final=False
+            )
+        )
+
+    def _report_latency(self, turn: AgentTurn) -> None:
+        assert turn.first_frame_at is not None
+        latency = turn.first_frame_at - turn.user.ended_at
+        metrics.RESPONSE_LATENCY_SECONDS.observe(latency)
+        self._emit(
+            TurnMetrics(
+                turn_id=turn.turn_id,
+                response_latency_ms=latency * 1000,
+                stt_final_ms=turn.user.stt_final_ms,
+                llm_first_token_ms=turn.llm_first_token_ms,
+                tts_first_audio_ms=turn.tts_first_audio_ms,
+            )
+        )
+
+    async def _snapshot(self) -> None:
+        if self._on_snapshot is None:
+            return
+        try:
+            await self._on_snapshot(self._conversation.model_copy(deep=True))
+        except Exception:
+            self._log.exception("session %s: snapshot failed", self.session_id)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _lifecycle(self) -> None:
+        spec = self.config.session
+        while True:
+            now = time.monotonic()
+            max_deadline = self._started_at + spec.max_duration_seconds
+            idle_deadline = self._last_activity + spec.idle_timeout_seconds
+            if now >= max_deadline:
+                await self.close("max_duration")
+                return
+            if now >= idle_deadline:
+                if self._caller_quiet():
+                    await self.close("idle_timeout")
+                    return
+                # The agent is still answering or the caller is mid-utterance: not idle.
+                self._last_activity = now
+                continue
+            await asyncio.sleep(min(max_deadline, idle_deadline) - now)
+
+    def _caller_quiet(self) -> bool:
+        return self._current is None and self._turn_queue.empty() and self._utterance is None
+
+    async def _guard(self, body: Callable[[], Awaitable[None]]) -> None:
+        """A crashed session task ends the session with an error instead of leaving it half-alive."""
+        try:
+            await body()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._log.exception("session %s: internal error", self.session_id)
+            self._emit(
+                ErrorEvent(code="INTERNAL", message=f"internal error: {type(exc).__name__}", fatal=True)
+            )
+            if not self._closing:
+                self._closer = asyncio.create_task(self.close("error"))
+
+    def _emit(self, event: SessionEvent | ToolEvent) -> None:
+        self._events.put_nowait(event)
