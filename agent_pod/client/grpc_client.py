@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -154,17 +155,21 @@ class GrpcCaller:
 
 
 async def play_realtime(
-    send: Any, recorder: CallRecorder, pcm: bytes, sample_rate: int, speech_ends: list[int] | None = None
+    send: Callable[[bytes], None],
+    recorder: CallRecorder,
+    pcm: bytes,
+    sample_rate: int,
+    speech_ends: list[int] | None = None,
 ) -> None:
+    """Send ``pcm`` in 20 ms frames, each when its capture would end (as a microphone does).
+
+    ``speech_ends`` are frame indices where speech stops: the end is marked when the frame before goes out."""
     ends = set(speech_ends or ())
-    chunks = frames(pcm, sample_rate)
     start = time.monotonic()
-    for i, chunk in enumerate(chunks):
-        delay = start + i * FRAME_MS / 1000 - time.monotonic()
+    for i, chunk in enumerate(frames(pcm, sample_rate)):
+        delay = start + (i + 1) * FRAME_MS / 1000 - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        if i in ends:
-            recorder.mark_speech_end(i)
         send(chunk)
-    if len(chunks) in ends:
-        recorder.mark_speech_end(len(chunks))
+        if i + 1 in ends:
+            recorder.mark_speech_end(i + 1)

@@ -18,7 +18,9 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSes
 from aiortc.mediastreams import MediaStreamError
 
 from ..transports.ice import IcePolicy, PortAllocator, confine
+from ..transports.jitter import pass_through_audio
 from .audio import FRAME_MS, frames
+from .grpc_client import play_realtime
 from .record import CallRecorder
 
 SAMPLE_RATE = 48000
@@ -28,24 +30,34 @@ SILENCE = bytes(FRAME_SAMPLES * 2)
 
 
 class MicrophoneTrack(MediaStreamTrack):
-    """The caller's microphone: queued PCM frames (48 kHz mono), silence when none, paced at 20 ms."""
+    """The caller's microphone: a queued 20 ms frame (48 kHz mono) goes out as soon as it is queued,
+    as a real microphone hands over each frame when its capture ends; silence every 20 ms otherwise."""
 
     kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
         self.queue: deque[bytes] = deque()
-        self._start: float | None = None
+        self._queued = asyncio.Event()
+        self._last: float | None = None
         self._index = 0
+
+    def put(self, frame: bytes) -> None:
+        self.queue.append(frame)
+        self._queued.set()
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        delay = self._start + self._index * FRAME_MS / 1000 - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        deadline = time.monotonic() if self._last is None else self._last + FRAME_MS / 1000
+        while not self.queue:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._queued.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queued.wait(), remaining)
+        self._last = time.monotonic()
         frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
         frame.planes[0].update(self.queue.popleft() if self.queue else SILENCE)
         frame.sample_rate = SAMPLE_RATE
@@ -92,6 +104,8 @@ class WebRTCCaller:
     async def open(self, within: float = 30.0) -> None:
         pc, recorder = self.pc, self.recorder
         pc.addTransceiver(self.microphone, direction="sendrecv")
+        # This caller measures the agent, it plays nothing aloud: no playout smoothing delay on its side.
+        pass_through_audio(pc)
         self.channel.on("open", self._channel_open.set)
         self.channel.on("message", self._on_message)
         pc.on("track", self._on_track)
@@ -143,7 +157,8 @@ class WebRTCCaller:
 
     def send_audio(self, pcm: bytes) -> None:
         """Queue 48 kHz mono PCM16; it is sent in 20 ms frames as the microphone track is read."""
-        self.microphone.queue.extend(frames(pcm, SAMPLE_RATE))
+        for frame in frames(pcm, SAMPLE_RATE):
+            self.microphone.put(frame)
 
     def send_text(self, text: str) -> None:
         self.channel.send(json.dumps({"type": "text", "text": text}))
@@ -153,18 +168,7 @@ class WebRTCCaller:
 
     async def play(self, pcm: bytes, speech_ends: list[int] | None = None) -> None:
         """Speak ``pcm`` (48 kHz mono) in real time, marking speech ends when those frames go out."""
-        chunks = frames(pcm, SAMPLE_RATE)
-        ends = set(speech_ends or ())
-        start = time.monotonic()
-        for i, chunk in enumerate(chunks):
-            delay = start + i * FRAME_MS / 1000 - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if i in ends:
-                self.recorder.mark_speech_end(i)
-            self.microphone.queue.append(chunk)
-        if len(chunks) in ends:
-            self.recorder.mark_speech_end(len(chunks))
+        await play_realtime(self.microphone.put, self.recorder, pcm, SAMPLE_RATE, speech_ends)
 
     async def end(self, reason: str = "caller hung up") -> None:
         if self.location and self._http is not None:

@@ -1,18 +1,17 @@
 """The WebRTC transport (aiortc): one peer connection per caller, Opus both ways, an "events" data channel.
 
 Signaling is WHIP-style HTTP (see signaling.py): the caller POSTs an SDP offer, gets
-the answer and a resource URL to DELETE when it hangs up. Caller audio is decoded by
-aiortc, folded to mono and handed to the session at 48 kHz (the session resamples to
-what its VAD/STT want). Agent audio is pulled on the pod's shared playout tick and
-queued for aiortc's sender, with silence while the agent says nothing, so RTP
-timing follows the pod clock.
+the answer and a resource URL to DELETE when it hangs up. Caller packets are taken
+from aiortc's receive path as they arrive and decoded to 48 kHz mono for the session
+(which resamples to what its VAD/STT want). Agent audio is pulled on the pod's shared
+playout tick, encoded to Opus and queued for aiortc's sender, with a silence packet
+while the agent says nothing, so RTP timing follows the pod clock (see opus.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import logging
 import uuid
 from collections import deque
@@ -34,14 +33,12 @@ from ..pipeline.events import ErrorEvent, SessionEvent
 from . import metrics
 from .hub import LiveSession, SessionHub
 from .ice import IcePolicy, PortAllocator, confine
+from .jitter import pass_through_audio
+from .opus import FRAME_SAMPLES, SAMPLE_RATE, TIME_BASE, MonoDecoder, MonoEncoder, silence_packet
 from .wire import event_to_json
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 48000
-FRAME_SAMPLES = 960  # 20 ms at 48 kHz
-TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
-SILENCE = bytes(FRAME_SAMPLES * 2)
 EVENTS_CHANNEL = "events"
 # A peer that has not connected by then (ICE failed silently) is given up on.
 CONNECT_TIMEOUT_SECONDS = 30.0
@@ -62,18 +59,21 @@ class ChannelMessage(BaseModel):
 
 
 class AgentAudioTrack(MediaStreamTrack):
-    """Agent audio for aiortc's sender, one frame per playout tick."""
+    """Agent audio for aiortc's sender as ready Opus packets, one per playout tick."""
 
     kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
-        self._frames: deque[bytes] = deque()
+        self._frames: deque[bytes | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._encoder = MonoEncoder()
+        self._silence = silence_packet()
         self._pts = 0
         self.dropped = 0
 
-    def put(self, pcm: bytes) -> None:
+    def put(self, pcm: bytes | None) -> None:
+        """A 20 ms frame of agent audio at 48 kHz, or None for silence."""
         if len(self._frames) >= MAX_QUEUED_FRAMES:
             self._frames.popleft()
             self.dropped += 1
@@ -83,19 +83,18 @@ class AgentAudioTrack(MediaStreamTrack):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.Packet:
         while not self._frames:
             if self.readyState != "live":
                 raise MediaStreamError
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(self._frames.popleft())
-        frame.sample_rate = SAMPLE_RATE
-        frame.time_base = TIME_BASE
-        frame.pts = self._pts
+        pcm = self._frames.popleft()
+        packet = av.Packet(self._silence if pcm is None else self._encoder.encode(pcm))
+        packet.pts = self._pts
+        packet.time_base = TIME_BASE
         self._pts += FRAME_SAMPLES
-        return frame
+        return packet
 
     def stop(self) -> None:
         super().stop()
@@ -111,6 +110,7 @@ class WebRTCPeer:
         self.pc = pc
         self.resource_id = resource_id
         self.track = AgentAudioTrack()
+        self._decoder = MonoDecoder()
         self.live: LiveSession | None = None
         self.channel: RTCDataChannel | None = None
         self._pending: list[str] = []
@@ -119,7 +119,7 @@ class WebRTCPeer:
 
     # -- Sink -----------------------------------------------------------------------------
     def on_audio(self, frame: bytes | None) -> None:
-        self.track.put(SILENCE if frame is None else frame)
+        self.track.put(frame)
 
     def on_event(self, event: SessionEvent) -> None:
         self.send_json(event_to_json(event))
@@ -173,26 +173,20 @@ class WebRTCPeer:
         elif parsed.text.strip():
             live.session.push_text(parsed.text)
 
-    def on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio":
-            self.spawn(self.consume_audio(track))
-
-    async def consume_audio(self, track: MediaStreamTrack) -> None:
-        """Caller audio -> the session, as 48 kHz mono PCM16."""
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            live = self.live
-            if live is None or live.session.ended or not isinstance(frame, av.AudioFrame):
-                continue
-            pcm = _mono_pcm16(frame)
-            try:
-                live.session.push_audio(pcm, frame.sample_rate)
-            except InvalidAudio as exc:
-                metrics.BAD_INPUT_TOTAL.labels("webrtc", "audio").inc()
-                log.warning("caller audio refused: %s", exc, extra={"session_id": live.id})
+    def on_caller_packet(self, payload: bytes) -> None:
+        """One Opus packet of caller audio, straight from the receive path."""
+        live = self.live
+        if live is None or live.session.ended:
+            return
+        pcm = self._decoder.decode(payload)
+        if not pcm:
+            metrics.BAD_INPUT_TOTAL.labels("webrtc", "audio").inc()
+            return
+        try:
+            live.session.push_audio(pcm, SAMPLE_RATE)
+        except InvalidAudio as exc:
+            metrics.BAD_INPUT_TOTAL.labels("webrtc", "audio").inc()
+            log.warning("caller audio refused: %s", exc, extra={"session_id": live.id})
 
     async def close(self) -> None:
         if self.closed.is_set():
@@ -214,14 +208,6 @@ class WebRTCPeer:
         channel.on("bufferedamountlow", drained.set)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(drained.wait(), FLUSH_SECONDS)
-
-
-def _mono_pcm16(frame: av.AudioFrame) -> bytes:
-    """aiortc's Opus decoder gives interleaved s16 stereo; the left channel is the caller's mono signal."""
-    data = frame.to_ndarray()
-    if len(frame.layout.channels) == 1:
-        return data.tobytes()
-    return data[0, :: len(frame.layout.channels)].tobytes()
 
 
 class Answer(BaseModel):
@@ -248,7 +234,6 @@ class WebRTCTransport:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         peer = WebRTCPeer(self, pc, uuid.uuid4().hex)
         pc.on("datachannel", peer.attach_channel)
-        pc.on("track", peer.on_track)
         try:
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
@@ -257,6 +242,7 @@ class WebRTCTransport:
             audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
             if not audio or audio[0].direction not in ("sendrecv", "recvonly", "sendonly"):
                 raise OfferError("the offer's audio section is inactive")
+            pass_through_audio(pc, peer.on_caller_packet)
             audio[0].sender.replaceTrack(peer.track)
             audio[0].direction = "sendrecv"
             confine(pc, self.policy, self.allocator)
