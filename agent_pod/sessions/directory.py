@@ -29,6 +29,9 @@ from .tokens import ResumeTokens, TokenError, valid_session_id
 
 DEFAULT_TOKEN_TTL_SECONDS = 24 * 3600.0
 DEFAULT_RESUME_WINDOW_SECONDS = 120.0
+# Outcomes after which the caller may come back: its connection dropped, or the pod's drain
+# deadline cut the call (a resume then continues it on another pod, history included).
+RESUMABLE_OUTCOMES = frozenset({"transport_lost", "drain_deadline"})
 
 
 class AdmissionError(Exception):
@@ -111,7 +114,7 @@ class SessionDirectory(Protocol):
     async def release(self, session_id: str, outcome: str) -> None:
         """The session ended on this pod (outcome: completed, client_end, idle, max_duration, error, ...).
 
-        ``transport_lost`` keeps the session resumable for a while (the caller may reconnect)."""
+        ``transport_lost`` and ``drain_deadline`` keep the session resumable for a while."""
         ...
 
     async def drain(self) -> None:
@@ -254,7 +257,7 @@ class LocalDirectory:
         session = self._sessions.get(session_id)
         if session is None:
             return
-        if outcome == "transport_lost":
+        if outcome in RESUMABLE_OUTCOMES:
             session.live, session.detached_at = False, time.monotonic()
         else:
             del self._sessions[session_id]

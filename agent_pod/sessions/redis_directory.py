@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from ..conversation import Conversation
 from . import metrics
 from .directory import (
+    RESUMABLE_OUTCOMES,
     Admission,
     AdmissionError,
     Grant,
@@ -540,7 +541,7 @@ class RedisDirectory:
         owned = self._owned.get(session_id)
         if owned is None:
             return
-        detach = outcome == "transport_lost"
+        detach = outcome in RESUMABLE_OUTCOMES
         if detach:
             owned.state = "detached"
             owned.until = time.monotonic() + self.tuning.resume_window_seconds

@@ -273,3 +273,21 @@ async def test_a_heartbeat_racing_a_release_does_not_resurrect_the_session(redis
     finally:
         await redis.aclose()
         await fleet.close()
+
+
+async def test_a_call_cut_by_a_drain_deadline_resumes_on_another_pod(redis_server: RedisServer) -> None:
+    fleet = await start_fleet(redis_server.url, pods=2)
+    try:
+        grant = await fleet.pods["pod-0"].create({})
+        owner = fleet.pods[grant.pod]
+        other = next(d for n, d in fleet.pods.items() if n != grant.pod)
+        await owner.admit(grant.session_id, grant.resume_token, PROMPT)
+        await owner.snapshot(conversation(grant.session_id, 4))
+        await owner.drain()
+        await owner.release(grant.session_id, "drain_deadline")
+        moved = await other.resume(grant.session_id, grant.resume_token)
+        assert moved.pod == other.identity.name
+        admission = await other.admit(grant.session_id, grant.resume_token, PROMPT)
+        assert admission.resumed and admission.conversation == conversation(grant.session_id, 4)
+    finally:
+        await fleet.close()
