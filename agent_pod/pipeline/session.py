@@ -153,6 +153,12 @@ class AgentSession:
         return self._current is not None
 
     @property
+    def queued_audio_ms(self) -> int:
+        """Agent audio synthesized and waiting to be pulled."""
+        turn = self._current
+        return turn.playback.queued_frames * FRAME_MS if turn is not None else 0
+
+    @property
     def busy(self) -> bool:
         """A turn is running or waiting to run."""
         return self._current is not None or not self._turn_queue.empty()

@@ -75,6 +75,7 @@ class ToolRunner:
         self.session_id = session_id
         self.emit = emit
         self._http: aiohttp.ClientSession | None = None
+        self._attempts: dict[str, int] = {}  # call id -> attempts started so far
 
     def _client(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -85,8 +86,12 @@ class ToolRunner:
         if self._http is not None:
             await self._http.close()
 
-    def finish(self, call: ToolCall, outcome: ToolOutcome, attempt: int = 0) -> ToolOutcome:
-        """Emit the terminal event of ``call`` and count it."""
+    def finish(self, call: ToolCall, outcome: ToolOutcome, attempt: int | None = None) -> ToolOutcome:
+        """Emit the terminal event of ``call`` and count it (``attempt`` defaults to the attempts made)."""
+        if attempt is None:
+            attempt = self._attempts.pop(call.id, 0)
+        else:
+            self._attempts.pop(call.id, None)
         metrics.TOOL_CALLS_TOTAL.labels(tool=call.name, state=outcome.state).inc()
         self.emit(
             ToolEvent(
@@ -133,7 +138,8 @@ class ToolRunner:
         timed_out = False
         for attempt in range(1, attempts + 1):
             if interrupted():
-                return self.finish(call, cancelled_outcome(), attempt)
+                return self.finish(call, cancelled_outcome(), attempt - 1)
+            self._attempts[call.id] = attempt
             if attempt > 1:
                 self.emit(
                     ToolEvent(

@@ -138,6 +138,19 @@ class Harness:
             self.step(frame)
             await asyncio.sleep(0)
 
+    async def drain_agent_audio(self, within: float = 60.0) -> int:
+        """Pull agent frames until nothing is queued (the turn may go on, e.g. waiting for a tool)."""
+        n = 0
+        deadline = asyncio.get_running_loop().time() + within
+        while self.session.queued_audio_ms or n == 0:
+            if self.step() is not None:
+                n += 1
+            elif asyncio.get_running_loop().time() > deadline:
+                raise Timeout("agent audio did not start")
+            else:
+                await asyncio.sleep(0.002)
+        return n
+
     async def drain_agent(self, within: float = 60.0) -> int:
         """Pull agent frames until the current turn is over; returns the number of frames played."""
         n = 0
