@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine for voicefleet, idempotently:
+#   Debian packages (redis-server, espeak-ng, chromium, ...), a virtualenv in .venv
+#   with the project installed editable (this generates the gRPC stubs), and the
+#   Kubernetes test binaries built once from the Go module proxy (cached in
+#   ~/.cache/voicefleet, see hack/kube-binaries.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(redis-server espeak-ng chromium sox fonts-liberation)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "[bootstrap] apt-get install ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The agent pods' redis and the tests start their own servers; the distro one is not needed.
+systemctl disable --now redis-server >/dev/null 2>&1 || true
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "[bootstrap] creating .venv" >&2
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+echo "[bootstrap] pip install -e .[test]" >&2
+.venv/bin/python -m pip install -q -e '.[test]'
+
+echo "[bootstrap] Kubernetes test binaries" >&2
+hack/kube-binaries.sh >/dev/null
+echo "[bootstrap] done" >&2
