@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from agent_pod.config import AgentConfig
 from tests.support.net import free_port
@@ -44,10 +45,22 @@ def zero_latency_config(**session: Any) -> AgentConfig:
 
 
 class PodRunner:
-    def __init__(self, pid: int, http_url: str, grpc_address: str) -> None:
+    def __init__(self, pid: int, http_url: str, grpc_address: str, metrics_url: str) -> None:
         self.pid = pid
         self.http_url = http_url
         self.grpc_address = grpc_address
+        self.metrics_url = metrics_url
+
+    async def histogram(self, name: str) -> dict[float, float]:
+        """Cumulative bucket counts (upper bound -> count) of a histogram on the pod's /metrics."""
+        async with aiohttp.ClientSession() as http, http.get(self.metrics_url) as response:
+            text = await response.text()
+        buckets: dict[float, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name + "_bucket":
+                    buckets[float(sample.labels["le"])] = sample.value
+        return buckets
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the pod process (all its threads) so far."""
@@ -69,7 +82,12 @@ async def pod_process(config: AgentConfig) -> AsyncIterator[PodRunner]:
             cwd=ROOT, env={**os.environ, "VOICEFLEET_LOG_FORMAT": "json"},
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
-        runner = PodRunner(proc.pid, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}")
+        runner = PodRunner(
+            proc.pid,
+            f"http://127.0.0.1:{http_port}",
+            f"127.0.0.1:{grpc_port}",
+            f"http://127.0.0.1:{metrics_port}/metrics",
+        )
         try:
             await _wait_ready(runner.http_url, proc)
             yield runner
@@ -103,6 +121,17 @@ def tone(sample_rate: int, seconds: float, silence_after: float = 0.0) -> bytes:
     t = np.arange(int(sample_rate * seconds)) / sample_rate
     x = (0.3 * np.sin(2 * np.pi * 300 * t) * 32767).astype("<i2")
     return x.tobytes() + bytes(int(sample_rate * silence_after) * 2)
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """Upper bound of the bucket holding quantile ``q`` of the observations made between two scrapes."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        if total and count >= q * total:
+            return bound
+    return float("nan")
 
 
 def percentile(values: list[float], q: float) -> float:
