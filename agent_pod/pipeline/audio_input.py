@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..audio.pcm import BYTES_PER_SAMPLE, validate_chunk
 from ..audio.resample import Framer, StreamResampler
@@ -18,8 +18,11 @@ from .vad_gate import Decision, GateParams, VadGate
 
 
 class AudioInput:
-    def __init__(self, vad: VAD, params: GateParams, preroll_ms: int = 200) -> None:
+    def __init__(
+        self, vad: VAD, params: GateParams, on_vad_error: Callable[[Exception], VAD | None], preroll_ms: int = 200
+    ) -> None:
         self.vad = vad
+        self._on_vad_error = on_vad_error
         self.gate = VadGate(params)
         self.rate = vad.sample_rate
         self.window_bytes = vad.frame_samples * BYTES_PER_SAMPLE
@@ -30,13 +33,26 @@ class AudioInput:
         self.audio_ms = 0.0  # caller audio seen so far, at the VAD's rate
 
     def replace_vad(self, vad: VAD) -> None:
-        """Switch to another VAD of the chain (same rate required for the gate's windows)."""
-        if vad.sample_rate != self.rate or vad.frame_samples * BYTES_PER_SAMPLE != self.window_bytes:
-            self._framer = Framer(vad.frame_samples * BYTES_PER_SAMPLE)
-            self.window_bytes = vad.frame_samples * BYTES_PER_SAMPLE
+        """Continue with another VAD of the chain (the gate keeps its state; windows may change size)."""
+        window_bytes = vad.frame_samples * BYTES_PER_SAMPLE
+        if vad.sample_rate != self.rate:
+            raise ValueError(f"VAD {vad.name} runs at {vad.sample_rate} Hz, the chain at {self.rate} Hz")
+        if window_bytes != self.window_bytes:
+            self._framer = Framer(window_bytes)
+            self.window_bytes = window_bytes
             window_ms = vad.frame_samples * 1000 / vad.sample_rate
-            self.gate = VadGate(dataclasses.replace(self.gate.params, window_ms=window_ms))
+            self.gate.params = dataclasses.replace(self.gate.params, window_ms=window_ms)
         self.vad = vad
+
+    def _score(self, window: bytes) -> float:
+        try:
+            return self.vad.speech_probability(window)
+        except Exception as exc:
+            # A broken VAD must not break the call: move to the next one, or hear this window as silence.
+            replacement = self._on_vad_error(exc)
+            if replacement is not None:
+                self.replace_vad(replacement)
+            return 0.0
 
     def preroll(self) -> list[bytes]:
         return list(self._preroll)
@@ -52,6 +68,6 @@ class AudioInput:
         window_ms = self.gate.params.window_ms
         for window in self._framer.push(pcm):
             self.audio_ms += window_ms
-            decision = self.gate.update(self.vad.speech_probability(window))
+            decision = self.gate.update(self._score(window))
             yield decision, window
             self._preroll.append(window)

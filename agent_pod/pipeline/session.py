@@ -25,7 +25,7 @@ from ..audio.pcm import InvalidAudio, frame_bytes
 from ..audio.resample import Framer, StreamResampler
 from ..config import AgentConfig
 from ..conversation import ChatMessage, Conversation, ToolCall
-from ..providers.base import ProviderError, Providers
+from ..providers.base import VAD, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from .audio_input import AudioInput
 from .chunking import SpeechChunker
@@ -104,7 +104,7 @@ class AgentSession:
             min_speech_ms=pipeline.vad.min_speech_ms,
             min_silence_ms=pipeline.vad.min_silence_ms,
         )
-        self._input = AudioInput(vad, self._gate_params)
+        self._input = AudioInput(vad, self._gate_params, self._next_vad)
         self._stt = STTChain(
             chain(providers.stt, stage_timeouts(pipeline.stt)), vad.sample_rate, self._on_interim
         )
@@ -270,6 +270,23 @@ class AgentSession:
             self._utterance_accepted = False
         elif decision is Decision.ABORT:
             self._utterance = None
+
+    def _next_vad(self, exc: Exception) -> VAD | None:
+        """The VAD failed on a window: count it and build the next one of the chain that works."""
+        failed = self._input.vad.name
+        metrics.PROVIDER_ERRORS_TOTAL.labels(stage="vad", provider=failed).inc()
+        self._log.warning("session %s: VAD %s failed: %s", self.session_id, failed, exc)
+        while self._vad_index + 1 < len(self._vad_factories):
+            self._vad_index += 1
+            try:
+                vad = self._vad_factories[self._vad_index]()
+            except Exception as build_error:
+                self._log.warning("session %s: fallback VAD unusable: %s", self.session_id, build_error)
+                continue
+            if vad.sample_rate == self._input.rate:
+                metrics.PROVIDER_FALLBACKS_TOTAL.labels(stage="vad", from_provider=failed, to_provider=vad.name).inc()
+                return vad
+        return None
 
     def _barge_in_ms(self) -> float:
         return float(max(self.config.pipeline.barge_in.min_speech_ms, self.config.pipeline.vad.min_speech_ms))

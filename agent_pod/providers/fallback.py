@@ -157,7 +157,8 @@ def first_vad(factories: Sequence[VADFactory]) -> tuple[VAD, int]:
         try:
             return factory(), i
         except Exception as exc:
-            metrics.PROVIDER_ERRORS_TOTAL.labels(stage="vad", provider=str(i)).inc()
+            name = getattr(getattr(factory, "func", factory), "name", str(i))
+            metrics.PROVIDER_ERRORS_TOTAL.labels(stage="vad", provider=name).inc()
             errors.append(f"{type(exc).__name__}: {exc}")
     raise ProviderError("no VAD could be created: " + "; ".join(errors) if errors else "no VAD configured")
 

@@ -1,8 +1,10 @@
 """Zero-latency STT and TTS for benchmarks and tests: no model, no I/O.
 
 The platform's own latency is what remains when these stand in for real
-providers. Option ``fail: "true"`` makes every call raise ProviderError, a
-fault-injection switch for fallback drills.
+providers. ``delay_ms`` adds a fixed provider latency (final transcript after
+finalize, first audio after the request) to model a real provider; ``fail:
+"true"`` makes every call raise ProviderError, a fault-injection switch for
+fallback drills.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ def _fails(options: dict[str, str]) -> bool:
 
 
 class _SyntheticSTTStream:
-    def __init__(self, transcript: str) -> None:
+    def __init__(self, transcript: str, delay: float) -> None:
         self._transcript = transcript
+        self._delay = delay
         self._events: asyncio.Queue[Transcript | None] = asyncio.Queue()
         self.pushed_bytes = 0
 
@@ -31,8 +34,12 @@ class _SyntheticSTTStream:
         self.pushed_bytes += len(pcm)
 
     async def finalize(self) -> None:
-        self._events.put_nowait(Transcript(self._transcript, final=True))
         self.pushed_bytes = 0
+        final = Transcript(self._transcript, final=True)
+        if self._delay:
+            asyncio.get_running_loop().call_later(self._delay, self._events.put_nowait, final)
+        else:
+            self._events.put_nowait(final)
 
     async def events(self) -> AsyncIterator[Transcript]:
         while (item := await self._events.get()) is not None:
@@ -50,12 +57,13 @@ class SyntheticSTT:
     def __init__(self, choice: STTProvider) -> None:
         self.name = "synthetic"
         self.transcript = choice.options.get("transcript", "hello")
+        self.delay = float(choice.options.get("delay_ms", "0")) / 1000
         self._fail = _fails(choice.options)
 
     async def open_stream(self) -> STTStream:
         if self._fail:
             raise ProviderError("synthetic STT configured to fail")
-        return _SyntheticSTTStream(self.transcript)
+        return _SyntheticSTTStream(self.transcript, self.delay)
 
 
 class SyntheticTTS:
@@ -69,6 +77,7 @@ class SyntheticTTS:
         self.name = "synthetic"
         self.sample_rate = int(choice.options.get("sample_rate", "24000"))
         self.ms_per_char = float(choice.options.get("ms_per_char", "60"))
+        self.delay = float(choice.options.get("delay_ms", "0")) / 1000
         self._fail = _fails(choice.options)
         self._piece_samples = self.sample_rate // 5  # stream in 200 ms pieces
 
@@ -91,5 +100,7 @@ class SyntheticTTS:
         if self._fail:
             raise ProviderError("synthetic TTS configured to fail")
         audio = self.render(text)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         for start in range(0, len(audio), self._piece_samples):
             yield audio[start : start + self._piece_samples].tobytes()

@@ -137,3 +137,56 @@ async def test_max_duration_ends_the_session_mid_turn():
         assert msgs[1].content and "Once upon a time".startswith(msgs[1].content.rstrip(","))
         assert h.snapshots[-1].messages == msgs
         assert h.step() is None
+
+
+async def test_stt_missing_its_deadline_falls_back_with_the_whole_utterance():
+    config = make_config(
+        vad="webrtc",
+        stt="synthetic",
+        stt_fallback=[{"provider": "synthetic", "options": {"transcript": "heard by the backup"}}],
+    )
+    config.pipeline.stt.options["delay_ms"] = "30000"
+    config.pipeline.stt.timeout_seconds = 0.3
+    async with Harness(config) as h:
+        await h.play_caller(espeak_utterance("hello there"))
+        await h.until(lambda: h.of_type("user_transcript"), what="transcript")
+        await h.drain_agent()
+        assert h.of_type("user_transcript")[0].text == "heard by the backup"
+        assert h.of_type("turn_metrics")[0].stt_final_ms >= 300
+
+
+class _BrokenVAD:
+    """A VAD whose model breaks after a few windows (fault injection)."""
+
+    name = "broken"
+    sample_rate = 16000
+    frame_samples = 320
+
+    def __init__(self) -> None:
+        self.windows = 0
+
+    def speech_probability(self, frame: bytes) -> float:
+        self.windows += 1
+        if self.windows > 3:
+            raise RuntimeError("model crashed")
+        return 0.0
+
+    def reset(self) -> None:
+        self.windows = 0
+
+
+async def test_vad_failure_moves_to_the_next_vad():
+    from agent_pod.providers.base import Providers
+    from agent_pod.providers.registry import build_providers
+    from agent_pod.providers.vad_webrtc import WebRTCVAD
+
+    config = make_config(vad="webrtc", transcript="still heard")
+    built = build_providers(config.pipeline)
+    providers = Providers(vad=[_BrokenVAD, WebRTCVAD], stt=built.stt, llm=built.llm, tts=built.tts)
+    async with Harness(config, providers=providers) as h:
+        await h.play_caller(silence(200) + espeak_utterance("hello there"))
+        await h.until(lambda: h.of_type("user_transcript"), what="transcript")
+        assert h.of_type("user_transcript")[0].text == "still heard"
+    assert _count(
+        "voicefleet_provider_fallbacks_total", stage="vad", from_provider="broken", to_provider="webrtc"
+    )
