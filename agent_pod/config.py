@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
-
+from pydantic.json_schema import JsonDict
 
 DEFAULT_PROMPT = "You are a helpful voice assistant. Keep answers short."
 
@@ -42,7 +42,7 @@ class ConfigMapKeyRef(Model):
     key: str = Field(default="prompt", min_length=1, max_length=253, description="Key inside the ConfigMap.")
 
 
-_NO_LITERAL_KEYS = {
+_NO_LITERAL_KEYS: JsonDict = {
     "rule": "self.all(k, !(k.lowerAscii().contains('key') || k.lowerAscii().contains('secret') "
     "|| k.lowerAscii().contains('token') || k.lowerAscii().contains('password')))",
     "message": "options must not carry credentials; use credentialsSecretRef",
@@ -90,7 +90,7 @@ class STTProvider(ProviderChoice):
     vocabulary: list[str] = Field(
         default_factory=list,
         max_length=500,
-        description="Domain words and phrases; restricts or biases recognition where the provider supports it.",
+        description="Domain words and phrases; restrict or bias recognition where the provider can.",
     )
 
 
@@ -107,12 +107,12 @@ class LLMProvider(ProviderChoice):
 class TTSProvider(ProviderChoice):
     provider: Literal["espeak", "openai", "deepgram", "synthetic"] = Field(
         default="espeak",
-        description="espeak (espeak-ng, offline), openai, deepgram, or synthetic (zero-latency, for benchmarks).",
+        description="espeak (espeak-ng, offline), openai, deepgram, or synthetic (zero latency, benchmarks).",
     )
     voice: str = Field(default="", max_length=100, description="Voice name of the provider.")
 
 
-def _fallback_rule(stage: str) -> dict[str, str]:
+def _fallback_rule(stage: str) -> JsonDict:
     return {
         "rule": "!has(self.fallback) || self.fallback.all(f, f.provider != self.provider)",
         "message": f"pipeline.{stage}.fallback must not repeat the primary provider",
@@ -162,7 +162,7 @@ class BargeInSpec(Model):
         default=300,
         ge=40,
         le=5000,
-        description="Caller speech must last this long while the agent speaks to interrupt it (noise is shorter).",
+        description="Caller speech this long while the agent speaks interrupts it (shorter noise does not).",
     )
 
 
@@ -190,7 +190,9 @@ class PromptSpec(Model):
         }
     )
     inline: str | None = Field(default=None, max_length=65536, description="The prompt text.")
-    config_map_ref: ConfigMapKeyRef | None = Field(default=None, description="ConfigMap key holding the prompt.")
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None, description="ConfigMap key holding the prompt."
+    )
     version: str = Field(
         default="",
         max_length=63,
@@ -207,16 +209,21 @@ class PromptSpec(Model):
 
 class HTTPEndpoint(Model):
     url: str = Field(max_length=2048, pattern=r"^https?://.+", description="URL the tool call is sent to.")
-    method: Literal["POST", "PUT", "GET"] = Field(default="POST", description="HTTP method (arguments as JSON body, or query for GET).")
+    method: Literal["POST", "PUT", "GET"] = Field(
+        default="POST", description="HTTP method (arguments as JSON body, or query for GET)."
+    )
     headers_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret key holding a JSON object of extra headers (for example Authorization)."
+        default=None,
+        description="Secret key holding a JSON object of extra headers (for example Authorization).",
     )
 
 
 class ToolSpec(Model):
     """A tool the LLM may call, served by an HTTP endpoint."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$", description="Name the LLM calls the tool by.")
+    name: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$", description="Name the LLM calls the tool by."
+    )
     description: str = Field(min_length=1, max_length=1024, description="What the tool does, for the LLM.")
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
@@ -225,7 +232,11 @@ class ToolSpec(Model):
             "x-kubernetes-preserve-unknown-fields": True,
             "required": ["type"],
             "properties": {
-                "type": {"type": "string", "enum": ["object"], "description": "Arguments are always an object."}
+                "type": {
+                    "type": "string",
+                    "enum": ["object"],
+                    "description": "Arguments are always an object.",
+                }
             },
         },
     )
@@ -239,7 +250,11 @@ class ToolSpec(Model):
 
 class PortRange(Model):
     model_config = ConfigDict(
-        json_schema_extra={"x-kubernetes-validations": [{"rule": "self.min <= self.max", "message": "udpPortRange.min must be <= udpPortRange.max"}]}
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "self.min <= self.max", "message": "udpPortRange.min must be <= udpPortRange.max"}
+            ]
+        }
     )
     min: int = Field(default=40000, ge=1024, le=65535, description="First UDP port.")
     max: int = Field(default=40999, ge=1024, le=65535, description="Last UDP port.")
@@ -261,7 +276,10 @@ class TransportSpec(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "self.webrtc.enabled || self.grpc.enabled", "message": "transport needs at least one of webrtc or grpc enabled"}
+                {
+                    "rule": "self.webrtc.enabled || self.grpc.enabled",
+                    "message": "transport needs at least one of webrtc or grpc enabled",
+                }
             ]
         }
     )
@@ -276,7 +294,9 @@ class TransportSpec(Model):
 class SessionSpec(Model):
     """Limits of one call."""
 
-    max_duration_seconds: int = Field(default=3600, ge=10, le=86400, description="A call is ended after this.")
+    max_duration_seconds: int = Field(
+        default=3600, ge=10, le=86400, description="A call is ended after this."
+    )
     idle_timeout_seconds: int = Field(
         default=60, ge=5, le=3600, description="A call without caller audio or text for this long is ended."
     )
@@ -290,7 +310,7 @@ class SessionSpec(Model):
         default=0.25,
         ge=0.0,
         le=10.0,
-        description="Bounded-load placement: no pod takes a new session above (1 + epsilon) x the average load.",
+        description="Bounded-load placement: no pod takes a session above (1 + epsilon) x average load.",
     )
 
 
@@ -300,7 +320,10 @@ class RedisSpec(Model):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "!(has(self.url) && has(self.secretRef))", "message": "redis takes url or secretRef, not both"}
+                {
+                    "rule": "!(has(self.url) && has(self.secretRef))",
+                    "message": "redis takes url or secretRef, not both",
+                }
             ]
         }
     )
@@ -310,7 +333,9 @@ class RedisSpec(Model):
         pattern=r"^rediss?://[^:@/]*(:[0-9]+)?(/[0-9]+)?$",
         description="redis:// URL without credentials; defaults to the chart's in-cluster Redis.",
     )
-    secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the full redis:// URL.")
+    secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the full redis:// URL."
+    )
 
 
 class AgentConfig(Model):

@@ -36,11 +36,19 @@ def free_port() -> int:
 def manifest(n: int, replicas: int, namespace: str) -> str:
     docs = []
     for i in range(n):
-        docs.append(json.dumps({
-            "apiVersion": "voicefleet.io/v1alpha1", "kind": "VoiceAgent",
-            "metadata": {"name": f"agent-{i:04d}", "namespace": namespace},
-            "spec": {"replicas": replicas, "prompt": {"inline": f"You are agent {i}.", "version": "bench"}},
-        }))  # fmt: skip
+        docs.append(
+            json.dumps(
+                {
+                    "apiVersion": "voicefleet.io/v1alpha1",
+                    "kind": "VoiceAgent",
+                    "metadata": {"name": f"agent-{i:04d}", "namespace": namespace},
+                    "spec": {
+                        "replicas": replicas,
+                        "prompt": {"inline": f"You are agent {i}.", "version": "bench"},
+                    },
+                }
+            )
+        )
     return "\n---\n".join(docs)
 
 
@@ -98,27 +106,44 @@ def quantile_between(before: str, after: str, name: str, q: float) -> float:
     return math.nan
 
 
-def run_one(cluster: KwokCluster, agents: int, replicas: int, steady: float, redis_url: str) -> dict[str, Any]:
+def run_one(
+    cluster: KwokCluster, agents: int, replicas: int, steady: float, redis_url: str
+) -> dict[str, Any]:
     ns = f"bench-{agents}"
     cluster.kubectl("create", "namespace", ns)
     metrics_port, health_port = free_port(), free_port()
-    log = tempfile.NamedTemporaryFile(prefix="operator-", suffix=".log", delete=False)
+    log = Path(tempfile.mkdtemp(prefix="vf-operator-")) / "operator.log"
     env = {**cluster.env(), "VOICEFLEET_DEFAULT_REDIS_URL": redis_url}
     operator = subprocess.Popen(
-        [sys.executable, "-m", "voicefleet_operator.cli", "run", "--no-leader-election", "--namespace", ns,
-         "--metrics-port", str(metrics_port), "--health-port", str(health_port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "voicefleet_operator.cli",
+            "run",
+            "--no-leader-election",
+            "--namespace",
+            ns,
+            "--metrics-port",
+            str(metrics_port),
+            "--health-port",
+            str(health_port),
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         time.sleep(3)  # operator start-up (imports, first watch); not part of the measured window
         started = time.monotonic()
-        cluster.kubectl("apply", "--server-side", "-f", "-", stdin=manifest(agents, replicas, ns), timeout=600)
+        cluster.kubectl(
+            "apply", "--server-side", "-f", "-", stdin=manifest(agents, replicas, ns), timeout=600
+        )
         ready = 0
         while ready < agents:
             if operator.poll() is not None:
-                raise RuntimeError(f"operator exited; see {log.name}")
+                raise RuntimeError(f"operator exited; see {log}")
             if time.monotonic() - started > 900:
-                raise RuntimeError(f"only {ready}/{agents} Ready after 900 s; see {log.name}")
+                raise RuntimeError(f"only {ready}/{agents} Ready after 900 s; see {log}")
             ready = all_ready(cluster, ns, agents)
             time.sleep(1)
         to_ready = time.monotonic() - started
@@ -150,7 +175,9 @@ def run_one(cluster: KwokCluster, agents: int, replicas: int, steady: float, red
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--agents", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--steady", type=float, default=30.0, help="seconds of steady state measured")
@@ -161,12 +188,16 @@ def main() -> int:
     cluster = KwokCluster(name="vf-bench", bin_dir=kube_bin_dir(), workdir=workdir)
     nodes = max(3, math.ceil(max(args.agents) * args.replicas / PODS_PER_NODE) + 1)
     cluster.create(nodes=nodes)
-    redis = subprocess.Popen(["redis-server", "--port", str(port := free_port()), "--save", ""],
-                             stdout=subprocess.DEVNULL)  # fmt: skip
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port := free_port()), "--save", ""], stdout=subprocess.DEVNULL
+    )
     try:
         cluster.kubectl("apply", "-f", str(REPO / "crds"))
         time.sleep(2)
-        rows = [run_one(cluster, n, args.replicas, args.steady, f"redis://127.0.0.1:{port}/0") for n in args.agents]
+        rows = [
+            run_one(cluster, n, args.replicas, args.steady, f"redis://127.0.0.1:{port}/0")
+            for n in args.agents
+        ]
     finally:
         redis.terminate()
         cluster.delete()

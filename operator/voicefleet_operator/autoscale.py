@@ -42,7 +42,7 @@ def decide(
 ) -> Decision:
     rec = recommend(live_sessions, policy)
     window_start = now - policy.scale_down_stabilization_seconds
-    kept = tuple(r for r in history if r.at >= window_start) + (Recommendation(now, rec),)
+    kept = (*(r for r in history if r.at >= window_start), Recommendation(now, rec))
     if rec >= current:
         replicas, reason = rec, ("scale up" if rec > current else "steady")
     else:

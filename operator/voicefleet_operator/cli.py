@@ -1,8 +1,8 @@
 """voicefleet-operator: run the operator, print the CRD, or bring up a local cluster.
 
-    voicefleet-operator run            # in a cluster (Helm chart) or against $KUBECONFIG
-    voicefleet-operator crd            # the CustomResourceDefinition YAML
-    voicefleet-operator dev up         # local KWOK cluster + operator + example VoiceAgent
+voicefleet-operator run            # in a cluster (Helm chart) or against $KUBECONFIG
+voicefleet-operator crd            # the CustomResourceDefinition YAML
+voicefleet-operator dev up         # local KWOK cluster + operator + example VoiceAgent
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def _run(args: argparse.Namespace) -> int:
     from .kube import Kube
     from .leader import run_as_leader
 
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON if args.json_logs else kopf.LogFormat.FULL)
+    kopf.configure(
+        verbose=args.verbose, log_format=kopf.LogFormat.JSON if args.json_logs else kopf.LogFormat.FULL
+    )
     start_http_server(args.metrics_port)
 
     async def main() -> None:
@@ -70,13 +72,16 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="voicefleet-operator", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="voicefleet-operator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the operator")
     run.add_argument("--namespace", action="append", help="watch only this namespace (repeatable)")
-    run.add_argument("--metrics-port", type=int, default=int(os.environ.get("VOICEFLEET_METRICS_PORT", "9090")))
+    run.add_argument(
+        "--metrics-port", type=int, default=int(os.environ.get("VOICEFLEET_METRICS_PORT", "9090"))
+    )
     run.add_argument("--health-port", type=int, default=int(os.environ.get("VOICEFLEET_HEALTH_PORT", "8080")))
     run.add_argument("--leader-election", action=argparse.BooleanOptionalAction, default=True)
     run.add_argument("--lease-name", default="voicefleet-operator")

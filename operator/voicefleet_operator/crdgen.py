@@ -1,6 +1,7 @@
-"""Generates crds/voiceagents.voicefleet.io.yaml from the pydantic models.
+"""Generates the VoiceAgent CRD from the pydantic models.
 
-    python -m voicefleet_operator.crdgen > crds/voiceagents.voicefleet.io.yaml
+    python -m voicefleet_operator.crdgen --write   # crds/ and helm/voicefleet/crds/
+    python -m voicefleet_operator.crdgen           # to stdout
 
 A test keeps the committed file equal to this output. Pydantic's JSON Schema is
 turned into a Kubernetes *structural* schema: references inlined, Optional
@@ -10,6 +11,7 @@ unwrapped, int-or-string marked, and keywords the API server refuses dropped.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -77,9 +79,9 @@ class _WithFactoryDefaults(GenerateJsonSchema):
         return super().get_default_value(schema)
 
 
-def openapi_schema(model: type) -> dict[str, Any]:
-    raw = model.model_json_schema(by_alias=True, schema_generator=_WithFactoryDefaults)  # type: ignore[attr-defined]
-    return _structural(raw, raw.get("$defs", {}))  # type: ignore[no-any-return]
+def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, schema_generator=_WithFactoryDefaults)
+    return _structural(raw, raw.get("$defs", {}))
 
 
 def crd() -> dict[str, Any]:
@@ -154,5 +156,15 @@ def render() -> str:
     )
 
 
+CRD_FILES = [
+    Path(__file__).resolve().parents[2] / folder / f"{PLURAL}.{GROUP}.yaml"
+    for folder in ("crds", "helm/voicefleet/crds")
+]
+
+
 if __name__ == "__main__":
-    sys.stdout.write(render())
+    if sys.argv[1:] == ["--write"]:
+        for path in CRD_FILES:
+            path.write_text(render())
+    else:
+        sys.stdout.write(render())

@@ -55,18 +55,32 @@ def up(cluster: KwokCluster, nodes: int) -> int:
     redis_url = ""
     if redis := shutil.which("redis-server"):
         port = _free_port()
-        processes.append(subprocess.Popen([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-                                          stdout=subprocess.DEVNULL))  # fmt: skip
+        processes.append(
+            subprocess.Popen(
+                [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", ""], stdout=subprocess.DEVNULL
+            )
+        )
         redis_url = f"redis://127.0.0.1:{port}/0"
     else:
         print("redis-server not found: session counts will show as unavailable", flush=True)
     env = {**cluster.env(), "VOICEFLEET_DEFAULT_REDIS_URL": redis_url or "redis://127.0.0.1:1/0"}
     log = Path(cluster.workdir) / "operator.log"
     operator = subprocess.Popen(
-        [sys.executable, "-m", "voicefleet_operator.cli", "run", "--no-leader-election",
-         "--metrics-port", str(_free_port()), "--health-port", str(_free_port())],
-        env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "voicefleet_operator.cli",
+            "run",
+            "--no-leader-election",
+            "--metrics-port",
+            str(_free_port()),
+            "--health-port",
+            str(_free_port()),
+        ],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
     processes.append(operator)
     try:
         cluster.kubectl("apply", "-f", str(EXAMPLE))

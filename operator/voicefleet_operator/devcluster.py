@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def kube_bin_dir() -> Path:
-    """Where the pinned binaries are: $VOICEFLEET_KUBE_BIN, else build/find them with hack/kube-binaries.sh."""
+    """The pinned binaries: $VOICEFLEET_KUBE_BIN, else built or found by hack/kube-binaries.sh."""
     if env := os.environ.get("VOICEFLEET_KUBE_BIN"):
         return Path(env)
     script = REPO / "hack" / "kube-binaries.sh"
@@ -54,30 +54,51 @@ class KwokCluster:
         self.delete()
         b = self.bin_dir
         self._run(
-            str(b / "kwokctl"), "create", "cluster", "--name", self.name, "--runtime", "binary",
-            "--kube-apiserver-binary", str(b / "kube-apiserver"),
-            "--kube-controller-manager-binary", str(b / "kube-controller-manager"),
-            "--kube-scheduler-binary", str(b / "kube-scheduler"),
-            "--kwok-controller-binary", str(b / "kwok"),
-            "--etcd-binary", str(b / "etcd"),
-            "--kubeconfig", str(self.kubeconfig),
+            str(b / "kwokctl"),
+            "create",
+            "cluster",
+            "--name",
+            self.name,
+            "--runtime",
+            "binary",
+            "--kube-apiserver-binary",
+            str(b / "kube-apiserver"),
+            "--kube-controller-manager-binary",
+            str(b / "kube-controller-manager"),
+            "--kube-scheduler-binary",
+            str(b / "kube-scheduler"),
+            "--kwok-controller-binary",
+            str(b / "kwok"),
+            "--etcd-binary",
+            str(b / "etcd"),
+            "--kubeconfig",
+            str(self.kubeconfig),
             "--disable-qps-limits",
-            "--wait", "3m",
-        )  # fmt: skip
+            "--wait",
+            "3m",
+        )
         self.scale_nodes(nodes)
 
     def scale_nodes(self, nodes: int) -> None:
-        self._run(str(self.bin_dir / "kwokctl"), "scale", "node", "--name", self.name, "--replicas", str(nodes))
+        self._run(
+            str(self.bin_dir / "kwokctl"), "scale", "node", "--name", self.name, "--replicas", str(nodes)
+        )
 
     def delete(self) -> None:
         self._run(str(self.bin_dir / "kwokctl"), "delete", "cluster", "--name", self.name, check=False)
 
-    def kubectl(self, *args: str, check: bool = True, timeout: float = 120, stdin: str | None = None
-                ) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, timeout: float = 120, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.bin_dir / "kubectl"), *args],
-            env=self.env(), check=check, capture_output=True, text=True, timeout=timeout, input=stdin,
-        )  # fmt: skip
+            env=self.env(),
+            check=check,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=stdin,
+        )
 
     def helm(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return self._run(str(self.bin_dir / "helm"), *args, check=check, timeout=timeout)

@@ -8,6 +8,7 @@ autoscaler, keeps pod-deletion-costs in step before scale-down, and writes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -35,7 +36,7 @@ from .render import (
     selector_string,
 )
 from .spec import GROUP, PLURAL, VERSION, VoiceAgentSpec, VoiceAgentStatus
-from .status import DeploymentView, FleetView, Observed, compute_status
+from .status import DeploymentView, Observed, compute_status
 
 OBSERVE_INTERVAL = float(os.environ.get("VOICEFLEET_OBSERVE_INTERVAL", "2"))
 STATUS_MIN_INTERVAL = float(os.environ.get("VOICEFLEET_STATUS_MIN_INTERVAL", "5"))
@@ -52,7 +53,7 @@ class PodView:
 
 @dataclasses.dataclass
 class AgentMemo:
-    """What the operator remembers about one VoiceAgent between events (lost on restart, rebuilt on resume)."""
+    """What the operator remembers of one VoiceAgent between events (rebuilt on resume after a restart)."""
 
     applied_hash: str = ""
     prompt_id: str = ""
@@ -81,7 +82,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
     memo.kube = await Kube.connect()
-    memo.fleet = FleetReader(memo.kube, os.environ.get("VOICEFLEET_DEFAULT_REDIS_URL", "redis://redis:6379/0"))
+    memo.fleet = FleetReader(
+        memo.kube, os.environ.get("VOICEFLEET_DEFAULT_REDIS_URL", "redis://redis:6379/0")
+    )
     memo.agents = {}
 
 
@@ -95,24 +98,31 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def voiceagents(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+def voiceagents(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): {"spec": dict(body.spec), "uid": body.meta.uid}}
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def prompt_refs(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+def prompt_refs(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
     ref = (spec.get("prompt") or {}).get("configMapRef")
     return {(namespace, ref["name"]): name} if ref else {}
 
 
 @kopf.index("apps", "v1", "deployments", labels=CHILD_LABELS)
-def agent_deployments(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+def agent_deployments(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, Any]:
     return {(namespace, labels[AGENT_LABEL]): DeploymentView.from_body(dict(body), HASH_ANNOTATION)}
 
 
 @kopf.index("", "v1", "pods", labels=CHILD_LABELS)
 def agent_pods(
-    namespace: str, name: str, labels: kopf.Labels, annotations: kopf.Annotations, meta: kopf.Meta, **_: Any
+    namespace: str | None,
+    name: str,
+    labels: kopf.Labels,
+    annotations: kopf.Annotations,
+    meta: kopf.Meta,
+    **_: Any,
 ) -> dict[Any, Any]:
     view = PodView(name, annotations.get(COST_ANNOTATION), meta.get("deletionTimestamp") is not None)
     return {(namespace, labels[AGENT_LABEL]): view}
@@ -149,14 +159,7 @@ async def reconcile(
     started = time.perf_counter()
     try:
         spec = VoiceAgentSpec.model_validate(spec_body)
-        if spec.prompt.inline is not None:
-            prompt_text: str | None = spec.prompt.inline
-        else:
-            ref = spec.prompt.config_map_ref
-            assert ref is not None
-            prompt_text = await kube.read_config_map_key(namespace, ref.name, ref.key)
-            if prompt_text is None:
-                raise kopf.TemporaryError(f"prompt ConfigMap {ref.name!r} has no key {ref.key!r}", delay=10)
+        prompt_text = await _prompt_text(kube, namespace, spec)
         owner = Owner(name=name, namespace=namespace, uid=uid)
         children = render(owner, spec, prompt_text, spec.replicas, memo.fleet.default_url)
         current = _one(agent_deployments, (namespace, name))
@@ -189,6 +192,17 @@ async def reconcile(
     metrics.RECONCILES.labels(trigger, "ok").inc()
 
 
+async def _prompt_text(kube: Kube, namespace: str, spec: VoiceAgentSpec) -> str:
+    if spec.prompt.inline is not None:
+        return spec.prompt.inline
+    ref = spec.prompt.config_map_ref
+    assert ref is not None  # the CRD requires exactly one source
+    text = await kube.read_config_map_key(namespace, ref.name, ref.key)
+    if text is None:
+        raise kopf.TemporaryError(f"prompt ConfigMap {ref.name!r} has no key {ref.key!r}", delay=10)
+    return text
+
+
 async def _write_deletion_costs(
     memo: kopf.Memo,
     namespace: str,
@@ -214,10 +228,10 @@ async def _write_deletion_costs(
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")  # type: ignore[arg-type]  # kopf passes indexes as kwargs its Protocols do not list
 async def spec_changed(
     name: str,
-    namespace: str,
+    namespace: str | None,
     uid: str,
     spec: kopf.Spec,
     memo: kopf.Memo,
@@ -227,6 +241,7 @@ async def spec_changed(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
+    assert namespace is not None  # VoiceAgents are namespaced
     await reconcile(
         name=name,
         namespace=namespace,
@@ -240,10 +255,10 @@ async def spec_changed(
     )
 
 
-@kopf.on.event("", "v1", "configmaps")
+@kopf.on.event("", "v1", "configmaps")  # type: ignore[arg-type]  # kopf passes indexes as kwargs its Protocols do not list
 async def prompt_config_map_changed(
     name: str,
-    namespace: str,
+    namespace: str | None,
     type: str | None,
     memo: kopf.Memo,
     prompt_refs: kopf.Index[Any, Any],
@@ -254,7 +269,7 @@ async def prompt_config_map_changed(
     **_: Any,
 ) -> None:
     """A prompt ConfigMap changed: re-render the agents that use it (the hash rolls their pods)."""
-    if type not in ("MODIFIED", "ADDED", "DELETED"):
+    if namespace is None or type not in ("MODIFIED", "ADDED", "DELETED"):
         return
     for agent in prompt_refs.get((namespace, name), []):
         known = _one(voiceagents, (namespace, agent))
@@ -283,10 +298,17 @@ CLEANUP_ATTEMPTS = 3
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def deleted(
-    name: str, namespace: str, spec: kopf.Spec, body: kopf.Body, memo: kopf.Memo, retry: int, logger: kopf.Logger,
+    name: str,
+    namespace: str | None,
+    spec: kopf.Spec,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    retry: int,
+    logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    """Owned objects go by garbage collection; Redis keys are ours to remove, without blocking deletion forever."""
+    """Owned objects go by garbage collection; the Redis keys are ours, removed without blocking forever."""
+    assert namespace is not None
     memo.agents.pop((namespace, name), None)
     metrics.forget_agent(namespace, name)
     try:
@@ -306,10 +328,10 @@ async def deleted(
 # --- the state-checking loop --------------------------------------------------------------------------
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=OBSERVE_INTERVAL, initial_delay=1.0)
+@kopf.timer(GROUP, VERSION, PLURAL, interval=OBSERVE_INTERVAL, initial_delay=1.0)  # type: ignore[arg-type]  # kopf passes indexes as kwargs its Protocols do not list
 async def observe(
     name: str,
-    namespace: str,
+    namespace: str | None,
     uid: str,
     spec: kopf.Spec,
     status: kopf.Status,
@@ -322,6 +344,7 @@ async def observe(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
+    assert namespace is not None
     started = time.perf_counter()
     state = _memo(memo, namespace, name)
     try:
@@ -332,7 +355,8 @@ async def observe(
 
     # Drift: a child deleted or edited by hand, or a reconcile that failed earlier.
     if state.reconcile_error or deployment is None or deployment.config_hash != state.applied_hash:
-        try:
+        # A failure is recorded in state.reconcile_error and shown as Degraded.
+        with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):
             await reconcile(
                 name=name,
                 namespace=namespace,
@@ -344,14 +368,14 @@ async def observe(
                 trigger="drift",
                 logger=logger,
             )
-        except (kopf.TemporaryError, kopf.PermanentError):
-            pass  # recorded in state.reconcile_error, shown as Degraded
 
     fleet = await memo.fleet.fleet_view(namespace, name, model)
 
     replicas = model.replicas
     if model.autoscaling.enabled and fleet.active_sessions is not None:
-        decision = decide(replicas, fleet.active_sessions, model.autoscaling, state.scale_history, time.monotonic())
+        decision = decide(
+            replicas, fleet.active_sessions, model.autoscaling, state.scale_history, time.monotonic()
+        )
         state.scale_history = decision.history
         if decision.replicas != replicas:
             direction = "up" if decision.replicas > replicas else "down"
@@ -397,13 +421,19 @@ async def observe(
 
 def _differs(a: VoiceAgentStatus, b: VoiceAgentStatus) -> bool:
     strip = {"conditions": {"__all__": {"last_transition_time"}}}
-    return a.model_dump(exclude=strip) != b.model_dump(exclude=strip)  # type: ignore[arg-type]
+    return a.model_dump(exclude=strip) != b.model_dump(exclude=strip)
 
 
 def _transitions(body: kopf.Body, before: VoiceAgentStatus, after: VoiceAgentStatus) -> None:
     """A Kubernetes Event for each condition that changed its status."""
     old = {c.type: c.status for c in before.conditions}
     for c in after.conditions:
-        if old.get(c.type) != c.status and not (c.type == "Degraded" and c.status == "False" and c.type not in old):
+        if old.get(c.type) != c.status and not (
+            c.type == "Degraded" and c.status == "False" and c.type not in old
+        ):
             emit = kopf.warn if (c.type == "Degraded" and c.status == "True") else kopf.info
-            emit(body, reason=f"{c.type}{c.status}", message=f"{c.reason}: {c.message}" if c.message else c.reason)
+            emit(
+                body,
+                reason=f"{c.type}{c.status}",
+                message=f"{c.reason}: {c.message}" if c.message else c.reason,
+            )

@@ -64,7 +64,8 @@ class Kube:
     async def create_if_absent(self, secret: dict[str, Any]) -> bool:
         """Creates a Secret unless it exists; never overwrites (a generated key must stay stable)."""
         try:
-            await self.core.create_namespaced_secret(secret["metadata"]["namespace"], secret)
+            body: Any = secret  # the API accepts a manifest dict as well as a V1Secret
+            await self.core.create_namespaced_secret(secret["metadata"]["namespace"], body)
             return True
         except ApiException as exc:
             if exc.status == 409:

@@ -33,7 +33,9 @@ class _LeaseLock(LeaseLock):
     refuse before any request is sent; create the Lease without it."""
 
     async def create(self, name: str, namespace: str, election_record: LeaderElectionRecord) -> bool:
-        body = client.V1Lease(metadata=client.V1ObjectMeta(name=name), spec=self.update_lease(election_record))
+        body = client.V1Lease(
+            metadata=client.V1ObjectMeta(name=name), spec=self.update_lease(election_record)
+        )
         try:
             await self.api_instance.create_namespaced_lease(namespace, body)
             return True
@@ -94,7 +96,7 @@ async def release(api: client.ApiClient, lease_name: str, namespace: str, identi
     coordination = client.CoordinationV1Api(api)
     try:
         lease = await coordination.read_namespaced_lease(lease_name, namespace)
-        if lease.spec.holder_identity != identity:
+        if lease.spec is None or lease.spec.holder_identity != identity:
             return
         now = datetime.now(UTC).isoformat()
         body = {"spec": {"holderIdentity": None, "leaseDurationSeconds": 1, "renewTime": now}}

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
-    "voicefleet_operator_reconciles_total", "Reconciles of VoiceAgents by trigger and result", ["trigger", "result"]
+    "voicefleet_operator_reconciles_total",
+    "Reconciles of VoiceAgents by trigger and result",
+    ["trigger", "result"],
 )
 RECONCILE_SECONDS = Histogram(
     "voicefleet_operator_reconcile_seconds",
@@ -20,7 +24,9 @@ OBSERVE_SECONDS = Histogram(
 ERRORS = Counter("voicefleet_operator_errors_total", "Operator errors by stage", ["stage"])
 STATUS_PATCHES = Counter("voicefleet_operator_status_patches_total", "Status patches written")
 SCALE_DECISIONS = Counter(
-    "voicefleet_operator_autoscale_decisions_total", "Replica changes decided by the autoscaler", ["direction"]
+    "voicefleet_operator_autoscale_decisions_total",
+    "Replica changes decided by the autoscaler",
+    ["direction"],
 )
 DELETION_COST_PATCHES = Counter(
     "voicefleet_operator_deletion_cost_patches_total", "pod-deletion-cost annotations written"
@@ -36,18 +42,16 @@ AGENT_CAPACITY = Gauge(
     ["namespace", "voiceagent"],
 )
 AGENT_REPLICAS = Gauge(
-    "voicefleet_agent_replicas", "Pods of a VoiceAgent by kind (desired, ready)", ["namespace", "voiceagent", "kind"]
+    "voicefleet_agent_replicas",
+    "Pods of a VoiceAgent by kind (desired, ready)",
+    ["namespace", "voiceagent", "kind"],
 )
 
 
 def forget_agent(namespace: str, name: str) -> None:
     for gauge in (AGENT_SESSIONS, AGENT_CAPACITY):
-        try:
+        with contextlib.suppress(KeyError):
             gauge.remove(namespace, name)
-        except KeyError:
-            pass
     for kind in ("desired", "ready"):
-        try:
+        with contextlib.suppress(KeyError):
             AGENT_REPLICAS.remove(namespace, name, kind)
-        except KeyError:
-            pass

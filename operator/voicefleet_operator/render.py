@@ -48,7 +48,11 @@ class Children:
 
 
 def selector_labels(name: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "voicefleet-agent", "app.kubernetes.io/instance": name, AGENT_LABEL: name}
+    return {
+        "app.kubernetes.io/name": "voicefleet-agent",
+        "app.kubernetes.io/instance": name,
+        AGENT_LABEL: name,
+    }
 
 
 def labels(name: str) -> dict[str, str]:
@@ -184,7 +188,9 @@ def render(
     return Children(config_map, deployment, service, headless, pdb, config_hash)
 
 
-def _pod_template(owner: Owner, spec: VoiceAgentSpec, config_hash: str, default_redis_url: str) -> dict[str, Any]:
+def _pod_template(
+    owner: Owner, spec: VoiceAgentSpec, config_hash: str, default_redis_url: str
+) -> dict[str, Any]:
     t = spec.transport
     env: list[dict[str, Any]] = [
         {"name": "VOICEFLEET_CONFIG", "value": f"{CONFIG_DIR}/agent.json"},
@@ -198,14 +204,24 @@ def _pod_template(owner: Owner, spec: VoiceAgentSpec, config_hash: str, default_
     ]
     if spec.redis.secret_ref:
         ref = spec.redis.secret_ref
-        env.append({"name": "VOICEFLEET_REDIS_URL", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+        env.append(
+            {
+                "name": "VOICEFLEET_REDIS_URL",
+                "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
+            }
+        )
     else:
         env.append({"name": "VOICEFLEET_REDIS_URL", "value": spec.redis.url or default_redis_url})
 
-    resume_ref = spec.resume_key_secret_ref or SecretKeyRef(name=resume_key_secret_name(owner.name), key="key")
+    resume_ref = spec.resume_key_secret_ref or SecretKeyRef(
+        name=resume_key_secret_name(owner.name), key="key"
+    )
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": f"{owner.name}-config"}},
-        {"name": "resume-key", "secret": {"secretName": resume_ref.name, "items": [{"key": resume_ref.key, "path": "key"}]}},
+        {
+            "name": "resume-key",
+            "secret": {"secretName": resume_ref.name, "items": [{"key": resume_ref.key, "path": "key"}]},
+        },
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
@@ -216,7 +232,10 @@ def _pod_template(owner: Owner, spec: VoiceAgentSpec, config_hash: str, default_
         by_secret.setdefault(ref.name, []).append(ref.key)
     for i, (secret, keys) in enumerate(sorted(by_secret.items())):
         volumes.append(
-            {"name": f"cred-{i}", "secret": {"secretName": secret, "items": [{"key": k, "path": k} for k in keys]}}
+            {
+                "name": f"cred-{i}",
+                "secret": {"secretName": secret, "items": [{"key": k, "path": k} for k in keys]},
+            }
         )
         mounts.append({"name": f"cred-{i}", "mountPath": f"{CREDENTIALS_DIR}/{secret}", "readOnly": True})
 
@@ -267,8 +286,11 @@ def _pod_template(owner: Owner, spec: VoiceAgentSpec, config_hash: str, default_
     return {
         "metadata": {
             "labels": labels(owner.name),
-            "annotations": {HASH_ANNOTATION: config_hash, "prometheus.io/scrape": "true",
-                            "prometheus.io/port": str(t.metrics_port)},
+            "annotations": {
+                HASH_ANNOTATION: config_hash,
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(t.metrics_port),
+            },
         },
         "spec": pod_spec,
     }

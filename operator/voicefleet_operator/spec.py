@@ -50,12 +50,17 @@ class AutoscalingSpec(Model):
         default=0, ge=0, le=100000, description="Free session slots kept ready for new calls."
     )
     scale_down_stabilization_seconds: int = Field(
-        default=300, ge=0, le=3600, description="Scale down only to the highest recommendation of this window."
+        default=300,
+        ge=0,
+        le=3600,
+        description="Scale down only to the highest recommendation of this window.",
     )
 
 
 class ResourceRequirements(Model):
-    requests: dict[str, int | str] = Field(default_factory=dict, description="Minimum resources (cpu, memory).")
+    requests: dict[str, int | str] = Field(
+        default_factory=dict, description="Minimum resources (cpu, memory)."
+    )
     limits: dict[str, int | str] = Field(default_factory=dict, description="Maximum resources (cpu, memory).")
 
 
@@ -65,7 +70,9 @@ class VoiceAgentSpec(Model):
     replicas: int = Field(
         default=1, ge=0, le=1000, description="Pods when autoscaling is disabled (the scale subresource)."
     )
-    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Session-based autoscaling.")
+    autoscaling: AutoscalingSpec = Field(
+        default_factory=AutoscalingSpec, description="Session-based autoscaling."
+    )
     image: str = Field(default=DEFAULT_IMAGE, min_length=1, max_length=512, description="Agent pod image.")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
         default="IfNotPresent", description="Image pull policy of the agent container."
@@ -104,7 +111,7 @@ class VoiceAgentSpec(Model):
     redis: RedisSpec = Field(default_factory=RedisSpec, description="Session store.")
     resume_key_secret_ref: SecretKeyRef | None = Field(
         default=None,
-        description="Secret key with the HMAC key that signs resume tokens; the operator creates one when unset.",
+        description="Secret key holding the HMAC key for resume tokens; the operator makes one if unset.",
     )
 
 

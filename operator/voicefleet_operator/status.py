@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .spec import Condition, VoiceAgentStatus
 
@@ -74,9 +74,15 @@ class Observed:
 
 
 def _condition(
-    previous: dict[str, Condition], type_: str, status: bool, reason: str, message: str, generation: int, now: str
+    previous: dict[str, Condition],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    now: str,
 ) -> Condition:
-    value = "True" if status else "False"
+    value: Literal["True", "False"] = "True" if status else "False"
     before = previous.get(type_)
     changed = before is None or before.status != value
     return Condition(
@@ -126,8 +132,11 @@ def compute_status(observed: Observed, previous: VoiceAgentStatus, now: str) -> 
         problems.append(("ReplicaFailure", d.replica_failure))
     if fleet.error:
         problems.append(("SessionStoreUnavailable", fleet.error))
-    degraded = (bool(problems), problems[0][0] if problems else "AsExpected",
-                "; ".join(m for _, m in problems) if problems else "")
+    degraded = (
+        bool(problems),
+        problems[0][0] if problems else "AsExpected",
+        "; ".join(m for _, m in problems) if problems else "",
+    )
 
     conditions = [
         _condition(prev, "Ready", *ready, gen, now),
@@ -137,7 +146,9 @@ def compute_status(observed: Observed, previous: VoiceAgentStatus, now: str) -> 
     return VoiceAgentStatus(
         replicas=d.replicas if d else 0,
         ready_replicas=d.ready if d else 0,
-        active_sessions=fleet.active_sessions if fleet.active_sessions is not None else previous.active_sessions,
+        active_sessions=fleet.active_sessions
+        if fleet.active_sessions is not None
+        else previous.active_sessions,
         capacity=fleet.capacity if fleet.capacity is not None else previous.capacity,
         selector=observed.selector,
         prompt_version=observed.prompt_version,

@@ -1,68 +1,23 @@
 """Session-driven scaling on a real control plane.
 
 KWOK pods run no processes, so the registry heartbeats that agent pods write
-to Redis are written here, for the KWOK pods' names, with the session layer's
-own records and keys (real Redis, real Deployment/ReplicaSet controllers).
+to Redis are written by tests.support.registry for the KWOK pods' names (real
+Redis, real Deployment/ReplicaSet controllers).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import redis
 
-from agent_pod.sessions.keys import AgentKeys
-from agent_pod.sessions.records import PodRecord
 from tests.e2e.test_lifecycle import agent, ready, running_pods
 from tests.support.kube import Cluster, OperatorProcess
 from tests.support.redis import RedisServer
+from tests.support.registry import Heartbeats
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-class Heartbeats:
-    """Plays the agent pods' registry heartbeats: pod name -> live sessions."""
-
-    def __init__(self, url: str, namespace: str, agent: str, capacity: int) -> None:
-        self.redis = redis.Redis.from_url(url)
-        self.keys = AgentKeys(namespace, agent)
-        self.capacity = capacity
-        self.sessions: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _beat(self) -> None:
-        seconds, micros = self.redis.time()
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
-        pipe = self.redis.pipeline()
-        for pod, live in dict(self.sessions).items():
-            rec = PodRecord(name=pod, capacity=self.capacity, live=live, heartbeat_ms=now_ms)
-            pipe.sadd(self.keys.pods, pod)
-            pipe.hset(self.keys.pod(pod), mapping=rec.to_mapping())
-        pipe.execute()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            self._beat()
-
-    def set(self, sessions: dict[str, int]) -> None:
-        for gone in set(self.sessions) - set(sessions):
-            self.redis.srem(self.keys.pods, gone)
-            self.redis.delete(self.keys.pod(gone))
-        self.sessions = dict(sessions)
-        self._beat()
-
-    def __enter__(self) -> Heartbeats:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @pytest.fixture
@@ -76,7 +31,9 @@ def pod_names(cluster: Cluster, name: str, ns: str) -> list[str]:
 
 def costs(cluster: Cluster, name: str, ns: str) -> dict[str, str | None]:
     return {
-        p["metadata"]["name"]: p["metadata"].get("annotations", {}).get("controller.kubernetes.io/pod-deletion-cost")
+        p["metadata"]["name"]: p["metadata"]
+        .get("annotations", {})
+        .get("controller.kubernetes.io/pod-deletion-cost")
         for p in running_pods(cluster, name, ns)
     }
 
@@ -85,8 +42,14 @@ def test_autoscaler_follows_live_sessions_and_removes_idle_pods_first(
     kwok_cluster: Cluster, operator: OperatorProcess, redis_server: RedisServer, namespace: str
 ) -> None:
     ns = namespace
-    policy = {"enabled": True, "minReplicas": 1, "maxReplicas": 6, "sessionsPerPod": 10, "bufferSessions": 0,
-              "scaleDownStabilizationSeconds": 0}  # fmt: skip
+    policy = {
+        "enabled": True,
+        "minReplicas": 1,
+        "maxReplicas": 6,
+        "sessionsPerPod": 10,
+        "bufferSessions": 0,
+        "scaleDownStabilizationSeconds": 0,
+    }
     kwok_cluster.apply(agent("elastic", replicas=1, autoscaling=policy), ns)
     ready(kwok_cluster, "elastic", ns, 1)
     first = pod_names(kwok_cluster, "elastic", ns)
@@ -96,8 +59,11 @@ def test_autoscaler_follows_live_sessions_and_removes_idle_pods_first(
         beats.set({first[0]: 25})
         va = ready(kwok_cluster, "elastic", ns, 3)
         assert va["spec"]["replicas"] == 3
-        wait_for(lambda: kwok_cluster.get("voiceagent", "elastic", ns)["status"]["activeSessions"] == 25,
-                 timeout=30, what="status.activeSessions from the registry")  # fmt: skip
+        wait_for(
+            lambda: kwok_cluster.get("voiceagent", "elastic", ns)["status"]["activeSessions"] == 25,
+            timeout=30,
+            what="status.activeSessions from the registry",
+        )
         events = kwok_cluster.get("events", namespace=ns)["items"]
         assert any(e["reason"] == "Autoscaled" and "1 -> 3" in e["message"] for e in events)
 
@@ -106,8 +72,11 @@ def test_autoscaler_follows_live_sessions_and_removes_idle_pods_first(
         busy = pods[1]
         beats.set({p: (10 if p == busy else 0) for p in pods})
         ready(kwok_cluster, "elastic", ns, 1)
-        wait_for(lambda: pod_names(kwok_cluster, "elastic", ns) == [busy], timeout=60,
-                 what="only the pod with live sessions left")  # fmt: skip
+        wait_for(
+            lambda: pod_names(kwok_cluster, "elastic", ns) == [busy],
+            timeout=60,
+            what="only the pod with live sessions left",
+        )
 
 
 def test_deletion_cost_follows_sessions_on_manual_scale_down(
@@ -122,13 +91,21 @@ def test_deletion_cost_follows_sessions_on_manual_scale_down(
     with Heartbeats(redis_server.url, ns, "manual", capacity=20) as beats:
         beats.set(load)
         # The slow refresh writes costs even without a scale-down.
-        wait_for(lambda: costs(kwok_cluster, "manual", ns) == {p: str(n) for p, n in load.items()}, timeout=30,
-                 what="pod-deletion-costs equal to live sessions")  # fmt: skip
+        wait_for(
+            lambda: costs(kwok_cluster, "manual", ns) == {p: str(n) for p, n in load.items()},
+            timeout=30,
+            what="pod-deletion-costs equal to live sessions",
+        )
         # Costs are refreshed right before replicas go down, so a change just before the scale counts.
         beats.set({pods[0]: 0, pods[1]: 9, pods[2]: 2, pods[3]: 1})
         kwok_cluster.kubectl("scale", "voiceagent/manual", "-n", ns, "--replicas=2")
         ready(kwok_cluster, "manual", ns, 2)
-        wait_for(lambda: pod_names(kwok_cluster, "manual", ns) == sorted([pods[1], pods[2]]), timeout=60,
-                 what="the two busiest pods kept")  # fmt: skip
-    conditions = {c["type"]: c["status"] for c in kwok_cluster.get("voiceagent", "manual", ns)["status"]["conditions"]}
+        wait_for(
+            lambda: pod_names(kwok_cluster, "manual", ns) == sorted([pods[1], pods[2]]),
+            timeout=60,
+            what="the two busiest pods kept",
+        )
+    conditions = {
+        c["type"]: c["status"] for c in kwok_cluster.get("voiceagent", "manual", ns)["status"]["conditions"]
+    }
     assert conditions == {"Ready": "True", "Progressing": "False", "Degraded": "False"}

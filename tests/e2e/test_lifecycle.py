@@ -25,7 +25,12 @@ CHILDREN = [
 
 
 def agent(name: str, **spec: Any) -> str:
-    body = {"apiVersion": "voicefleet.io/v1alpha1", "kind": "VoiceAgent", "metadata": {"name": name}, "spec": spec}
+    body = {
+        "apiVersion": "voicefleet.io/v1alpha1",
+        "kind": "VoiceAgent",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
     return json.dumps(body)
 
 
@@ -105,7 +110,11 @@ def test_kubectl_scale_changes_replicas(kwok_cluster: Cluster, operator: Operato
     assert kwok_cluster.get("deployment", "scaler", ns)["spec"]["replicas"] == 3
     assert len(running_pods(kwok_cluster, "scaler", ns)) == 3
 
-    scale = json.loads(kwok_cluster.kubectl("get", "--raw", f"/apis/voicefleet.io/v1alpha1/namespaces/{ns}/voiceagents/scaler/scale").stdout)
+    scale = json.loads(
+        kwok_cluster.kubectl(
+            "get", "--raw", f"/apis/voicefleet.io/v1alpha1/namespaces/{ns}/voiceagents/scaler/scale"
+        ).stdout
+    )
     assert scale["status"]["replicas"] == 3
     assert "voicefleet.io/agent=scaler" in scale["status"]["selector"]
 
@@ -119,7 +128,9 @@ def test_spec_and_prompt_edits_roll_the_deployment(kwok_cluster: Cluster, operat
     kwok_cluster.kubectl(
         "create", "configmap", "prompts", "-n", ns, "--from-literal=prompt=You are the first prompt."
     )
-    kwok_cluster.apply(agent("roller", replicas=2, prompt={"configMapRef": {"name": "prompts"}, "version": "a"}), ns)
+    kwok_cluster.apply(
+        agent("roller", replicas=2, prompt={"configMapRef": {"name": "prompts"}, "version": "a"}), ns
+    )
     first = ready(kwok_cluster, "roller", ns, 2)["status"]["promptVersion"]
     assert first.startswith("a@sha256:")
 
@@ -132,16 +143,41 @@ def test_spec_and_prompt_edits_roll_the_deployment(kwok_cluster: Cluster, operat
     assert config["promptText"] == "You are the first prompt."
 
     # Editing the referenced ConfigMap rolls the pods (the operator watches prompt ConfigMaps).
-    kwok_cluster.kubectl("patch", "configmap", "prompts", "-n", ns, "--type", "merge",
-                         "-p", json.dumps({"data": {"prompt": "You are the second prompt."}}))  # fmt: skip
-    hash2 = wait_for(lambda: template_hash() if template_hash() != hash1 else None, timeout=30, what="rollout on prompt edit")
+    kwok_cluster.kubectl(
+        "patch",
+        "configmap",
+        "prompts",
+        "-n",
+        ns,
+        "--type",
+        "merge",
+        "-p",
+        json.dumps({"data": {"prompt": "You are the second prompt."}}),
+    )
+    hash2 = wait_for(
+        lambda: template_hash() if template_hash() != hash1 else None,
+        timeout=30,
+        what="rollout on prompt edit",
+    )
     va = ready(kwok_cluster, "roller", ns, 2)
-    wait_for(lambda: kwok_cluster.get("voiceagent", "roller", ns)["status"]["promptVersion"] != first, timeout=30,
-             what="promptVersion follows the rolled-out prompt")  # fmt: skip
+    wait_for(
+        lambda: kwok_cluster.get("voiceagent", "roller", ns)["status"]["promptVersion"] != first,
+        timeout=30,
+        what="promptVersion follows the rolled-out prompt",
+    )
 
     # A spec edit (TTS voice) rolls again; old ReplicaSets end at 0.
-    kwok_cluster.kubectl("patch", "voiceagent", "roller", "-n", ns, "--type", "merge",
-                         "-p", json.dumps({"spec": {"pipeline": {"tts": {"voice": "en-gb"}}}}))  # fmt: skip
+    kwok_cluster.kubectl(
+        "patch",
+        "voiceagent",
+        "roller",
+        "-n",
+        ns,
+        "--type",
+        "merge",
+        "-p",
+        json.dumps({"spec": {"pipeline": {"tts": {"voice": "en-gb"}}}}),
+    )
     wait_for(lambda: template_hash() not in (hash1, hash2), timeout=30, what="rollout on spec edit")
     va = ready(kwok_cluster, "roller", ns, 2)
     progressing = next(c for c in va["status"]["conditions"] if c["type"] == "Progressing")
@@ -151,7 +187,9 @@ def test_spec_and_prompt_edits_roll_the_deployment(kwok_cluster: Cluster, operat
     assert sorted(r["spec"]["replicas"] for r in rs) == [0, 0, 2]
 
 
-def test_delete_collects_everything(kwok_cluster: Cluster, operator: OperatorProcess, redis_server: Any) -> None:
+def test_delete_collects_everything(
+    kwok_cluster: Cluster, operator: OperatorProcess, redis_server: Any
+) -> None:
     import redis
 
     ns = kwok_cluster.create_namespace()
@@ -164,8 +202,11 @@ def test_delete_collects_everything(kwok_cluster: Cluster, operator: OperatorPro
 
     kwok_cluster.kubectl("delete", "voiceagent", "doomed", "-n", ns, "--timeout=60s")
     for kind, pattern in CHILDREN:
-        wait_for(lambda k=kind, p=pattern: not kwok_cluster.exists(k, p.format(n="doomed"), ns), timeout=60,
-                 what=f"{kind} garbage-collected")  # fmt: skip
+        wait_for(
+            lambda k=kind, p=pattern: not kwok_cluster.exists(k, p.format(n="doomed"), ns),
+            timeout=60,
+            what=f"{kind} garbage-collected",
+        )
     wait_for(lambda: not running_pods(kwok_cluster, "doomed", ns), timeout=60, what="pods gone")
     assert r.keys(prefix.replace("{", "\\{").replace("}", "\\}") + "*") == []
 
@@ -177,7 +218,15 @@ def test_operator_restart_duplicates_nothing(kwok_cluster: Cluster, operator: Op
 
     def snapshot() -> dict[str, tuple[str, str]]:
         out = {}
-        for kind in ("deployment", "service", "poddisruptionbudget", "configmap", "secret", "replicaset", "pod"):
+        for kind in (
+            "deployment",
+            "service",
+            "poddisruptionbudget",
+            "configmap",
+            "secret",
+            "replicaset",
+            "pod",
+        ):
             for item in kwok_cluster.get(kind, namespace=ns)["items"]:
                 meta = item["metadata"]
                 if meta["name"] == "kube-root-ca.crt":
@@ -189,10 +238,16 @@ def test_operator_restart_duplicates_nothing(kwok_cluster: Cluster, operator: Op
     operator.stop()
     operator.start()
     # Give the restarted operator a full resume + several state checks, then compare.
-    wait_for(lambda: "voicefleet_operator_reconciles_total{result=\"ok\",trigger=\"resume\"}" in operator.metrics(),
-             timeout=60, what="resume reconcile after restart")  # fmt: skip
-    wait_for(lambda: float(_metric(operator.metrics(), "voicefleet_operator_observe_seconds_count")) >= 3,
-             timeout=60, what="three state checks after restart")  # fmt: skip
+    wait_for(
+        lambda: 'voicefleet_operator_reconciles_total{result="ok",trigger="resume"}' in operator.metrics(),
+        timeout=60,
+        what="resume reconcile after restart",
+    )
+    wait_for(
+        lambda: float(_metric(operator.metrics(), "voicefleet_operator_observe_seconds_count")) >= 3,
+        timeout=60,
+        what="three state checks after restart",
+    )
     after = snapshot()
     assert after == before, "an operator restart changed or duplicated children"
 
@@ -210,12 +265,20 @@ def test_drifted_children_are_repaired(kwok_cluster: Cluster, operator: Operator
     ready(kwok_cluster, "drifty", ns, 1)
     kwok_cluster.kubectl("delete", "deployment", "drifty", "-n", ns)
     kwok_cluster.kubectl("delete", "service", "drifty-pods", "-n", ns)
-    wait_for(lambda: kwok_cluster.exists("deployment", "drifty", ns) and kwok_cluster.exists("service", "drifty-pods", ns),
-             timeout=30, what="deleted children recreated")  # fmt: skip
+    wait_for(
+        lambda: (
+            kwok_cluster.exists("deployment", "drifty", ns)
+            and kwok_cluster.exists("service", "drifty-pods", ns)
+        ),
+        timeout=30,
+        what="deleted children recreated",
+    )
     ready(kwok_cluster, "drifty", ns, 1)
 
 
-def test_missing_prompt_configmap_degrades_then_recovers(kwok_cluster: Cluster, operator: OperatorProcess) -> None:
+def test_missing_prompt_configmap_degrades_then_recovers(
+    kwok_cluster: Cluster, operator: OperatorProcess
+) -> None:
     ns = kwok_cluster.create_namespace()
     kwok_cluster.apply(agent("lost", prompt={"configMapRef": {"name": "nowhere", "key": "prompt"}}), ns)
 

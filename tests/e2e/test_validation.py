@@ -16,23 +16,47 @@ TOOL = {"name": "book", "description": "Book a slot.", "endpoint": {"url": "http
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("min above max", {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "spec.autoscaling"),
     ("unknown STT provider", {"pipeline": {"stt": {"provider": "whisper"}}}, "spec.pipeline.stt.provider"),
-    ("no transport", {"transport": {"webrtc": {"enabled": False}, "grpc": {"enabled": False}}}, "spec.transport"),
-    ("literal API key", {"pipeline": {"llm": {"provider": "openai", "options": {"apiKey": "sk-x"}}}},
-     "spec.pipeline.llm.options"),
+    (
+        "no transport",
+        {"transport": {"webrtc": {"enabled": False}, "grpc": {"enabled": False}}},
+        "spec.transport",
+    ),
+    (
+        "literal API key",
+        {"pipeline": {"llm": {"provider": "openai", "options": {"apiKey": "sk-x"}}}},
+        "spec.pipeline.llm.options",
+    ),
     ("two prompt sources", {"prompt": {"inline": "hi", "configMapRef": {"name": "p"}}}, "spec.prompt"),
     ("no prompt source", {"prompt": {"version": "v3"}}, "spec.prompt"),
-    ("fallback repeats primary", {"pipeline": {"tts": {"provider": "espeak", "fallback": [{"provider": "espeak"}]}}},
-     "spec.pipeline.tts"),
+    (
+        "fallback repeats primary",
+        {"pipeline": {"tts": {"provider": "espeak", "fallback": [{"provider": "espeak"}]}}},
+        "spec.pipeline.tts",
+    ),
     ("unknown field", {"replicas": 1, "apiKey": "x"}, "spec.apiKey"),
-    ("port range reversed", {"transport": {"webrtc": {"udpPortRange": {"min": 50000, "max": 40000}}}},
-     "spec.transport.webrtc.udpPortRange"),
-    ("tool arguments not an object", {"tools": [{**TOOL, "parameters": {"type": "string"}}]},
-     "spec.tools[0].parameters.type"),
+    (
+        "port range reversed",
+        {"transport": {"webrtc": {"udpPortRange": {"min": 50000, "max": 40000}}}},
+        "spec.transport.webrtc.udpPortRange",
+    ),
+    (
+        "tool arguments not an object",
+        {"tools": [{**TOOL, "parameters": {"type": "string"}}]},
+        "spec.tools[0].parameters.type",
+    ),
     ("duplicate tool names", {"tools": [TOOL, {**TOOL, "description": "again"}]}, "spec.tools[1]"),
     ("negative replicas", {"replicas": -1}, "spec.replicas"),
     ("tool name with spaces", {"tools": [{**TOOL, "name": "book a slot"}]}, "spec.tools[0].name"),
-    ("tool URL not http", {"tools": [{**TOOL, "endpoint": {"url": "file:///etc/passwd"}}]}, "spec.tools[0].endpoint.url"),
-    ("barge-in threshold too small", {"pipeline": {"bargeIn": {"minSpeechMs": 5}}}, "spec.pipeline.bargeIn.minSpeechMs"),
+    (
+        "tool URL not http",
+        {"tools": [{**TOOL, "endpoint": {"url": "file:///etc/passwd"}}]},
+        "spec.tools[0].endpoint.url",
+    ),
+    (
+        "barge-in threshold too small",
+        {"pipeline": {"bargeIn": {"minSpeechMs": 5}}},
+        "spec.pipeline.bargeIn.minSpeechMs",
+    ),
     ("redis URL with password", {"redis": {"url": "redis://:hunter2@redis:6379/0"}}, "spec.redis.url"),
     ("grpc port privileged", {"transport": {"grpc": {"port": 80}}}, "spec.transport.grpc.port"),
     ("temperature out of range", {"pipeline": {"llm": {"temperature": 3}}}, "spec.pipeline.llm.temperature"),
@@ -44,7 +68,12 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
 def test_invalid_voiceagent_is_rejected_naming_the_field(
     kwok_cluster: Cluster, case: str, spec: dict[str, Any], field: str
 ) -> None:
-    body = {"apiVersion": "voicefleet.io/v1alpha1", "kind": "VoiceAgent", "metadata": {"name": "bad"}, "spec": spec}
+    body = {
+        "apiVersion": "voicefleet.io/v1alpha1",
+        "kind": "VoiceAgent",
+        "metadata": {"name": "bad"},
+        "spec": spec,
+    }
     out = kwok_cluster.kubectl("create", "--dry-run=server", "-f", "-", stdin=json.dumps(body), check=False)
     assert out.returncode != 0, f"{case}: the API server accepted it"
     assert field in out.stderr, f"{case}: message does not name {field}: {out.stderr}"

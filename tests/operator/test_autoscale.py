@@ -3,8 +3,14 @@ from __future__ import annotations
 from voicefleet_operator.autoscale import Recommendation, decide, recommend
 from voicefleet_operator.spec import AutoscalingSpec
 
-POLICY = AutoscalingSpec(enabled=True, min_replicas=1, max_replicas=10, sessions_per_pod=20, buffer_sessions=5,
-                         scale_down_stabilization_seconds=60)  # fmt: skip
+POLICY = AutoscalingSpec(
+    enabled=True,
+    min_replicas=1,
+    max_replicas=10,
+    sessions_per_pod=20,
+    buffer_sessions=5,
+    scale_down_stabilization_seconds=60,
+)
 
 
 def test_recommendation_is_ceil_of_sessions_plus_buffer_over_capacity() -> None:

@@ -23,7 +23,12 @@ def test_every_child_is_owned_and_labelled() -> None:
     children = render(OWNER, spec(), "p", 1, REDIS)
     for obj in children.all():
         ref = obj["metadata"]["ownerReferences"][0]
-        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("VoiceAgent", "desk", "u-1", True)
+        assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == (
+            "VoiceAgent",
+            "desk",
+            "u-1",
+            True,
+        )
         assert obj["metadata"]["labels"]["voicefleet.io/agent"] == "desk"
         assert obj["metadata"]["namespace"] == "ns1"
 
@@ -33,8 +38,10 @@ def test_config_or_prompt_change_changes_the_pod_template() -> None:
     prompt = render(OWNER, spec(), "p2", 2, REDIS)
     voice = render(OWNER, spec(pipeline={"tts": {"voice": "en-gb"}}), "p1", 2, REDIS)
     replicas = render(OWNER, spec(), "p1", 5, REDIS)
-    hashes = {c.deployment["spec"]["template"]["metadata"]["annotations"]["voicefleet.io/config-hash"]
-              for c in (base, prompt, voice)}  # fmt: skip
+    hashes = {
+        c.deployment["spec"]["template"]["metadata"]["annotations"]["voicefleet.io/config-hash"]
+        for c in (base, prompt, voice)
+    }
     assert len(hashes) == 3
     # Replicas are not configuration: scaling must never roll the pods.
     assert replicas.deployment["spec"]["template"] == base.deployment["spec"]["template"]
@@ -60,12 +67,17 @@ def test_grace_period_and_probes_follow_the_drain_design() -> None:
 
 
 def test_credentials_are_mounted_secrets_never_values() -> None:
-    s = spec(pipeline={
-        "llm": {"provider": "openai", "credentialsSecretRef": {"name": "openai", "key": "api-key"},
-                "fallback": [{"provider": "scripted"}]},
-        "tts": {"provider": "openai", "credentialsSecretRef": {"name": "openai", "key": "api-key"}},
-        "stt": {"provider": "deepgram", "credentialsSecretRef": {"name": "dg", "key": "token"}},
-    })  # fmt: skip
+    s = spec(
+        pipeline={
+            "llm": {
+                "provider": "openai",
+                "credentialsSecretRef": {"name": "openai", "key": "api-key"},
+                "fallback": [{"provider": "scripted"}],
+            },
+            "tts": {"provider": "openai", "credentialsSecretRef": {"name": "openai", "key": "api-key"}},
+            "stt": {"provider": "deepgram", "credentialsSecretRef": {"name": "dg", "key": "token"}},
+        }
+    )
     assert [(r.name, r.key) for r in credential_refs(s)] == [("dg", "token"), ("openai", "api-key")]
     children = render(OWNER, s, "p", 1, REDIS)
     pod = children.deployment["spec"]["template"]["spec"]

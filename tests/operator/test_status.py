@@ -7,8 +7,14 @@ NOW = "2026-01-01T00:00:00Z"
 
 
 def observed(deployment: DeploymentView | None, **kw: object) -> Observed:
-    base = dict(generation=4, selector="a=b", prompt_version="v1@sha256:x", desired_replicas=2,
-                deployment=deployment, config_hash="h1")  # fmt: skip
+    base = dict(
+        generation=4,
+        selector="a=b",
+        prompt_version="v1@sha256:x",
+        desired_replicas=2,
+        deployment=deployment,
+        config_hash="h1",
+    )
     base.update(kw)
     return Observed(**base)  # type: ignore[arg-type]
 
@@ -17,27 +23,50 @@ def conds(status: VoiceAgentStatus) -> dict[str, tuple[str, str]]:
     return {c.type: (c.status, c.reason) for c in status.conditions}
 
 
-ROLLED = DeploymentView(generation=3, observed_generation=3, desired=2, replicas=2, updated=2, ready=2, available=2,
-                        config_hash="h1")  # fmt: skip
+ROLLED = DeploymentView(
+    generation=3,
+    observed_generation=3,
+    desired=2,
+    replicas=2,
+    updated=2,
+    ready=2,
+    available=2,
+    config_hash="h1",
+)
 
 
 def test_ready_when_all_pods_ready_at_current_revision() -> None:
-    st = compute_status(observed(ROLLED, fleet=FleetView(active_sessions=7, capacity=40)), VoiceAgentStatus(), NOW)
-    assert conds(st) == {"Ready": ("True", "AllPodsReady"), "Progressing": ("False", "RolledOut"),
-                         "Degraded": ("False", "AsExpected")}  # fmt: skip
+    st = compute_status(
+        observed(ROLLED, fleet=FleetView(active_sessions=7, capacity=40)), VoiceAgentStatus(), NOW
+    )
+    assert conds(st) == {
+        "Ready": ("True", "AllPodsReady"),
+        "Progressing": ("False", "RolledOut"),
+        "Degraded": ("False", "AsExpected"),
+    }
     assert (st.ready_replicas, st.active_sessions, st.capacity, st.observed_generation) == (2, 7, 40, 4)
 
 
 def test_old_revision_is_progressing_not_ready() -> None:
-    d = DeploymentView(generation=3, observed_generation=3, desired=2, replicas=3, updated=1, ready=3, available=3,
-                       config_hash="h0")  # fmt: skip
+    d = DeploymentView(
+        generation=3,
+        observed_generation=3,
+        desired=2,
+        replicas=3,
+        updated=1,
+        ready=3,
+        available=3,
+        config_hash="h0",
+    )
     st = compute_status(observed(d), VoiceAgentStatus(), NOW)
     assert conds(st)["Progressing"][0] == "True"
     assert conds(st)["Ready"][0] == "False"
 
 
 def test_missing_deployment_and_errors_degrade() -> None:
-    st = compute_status(observed(None, reconcile_error="prompt ConfigMap 'x' missing"), VoiceAgentStatus(), NOW)
+    st = compute_status(
+        observed(None, reconcile_error="prompt ConfigMap 'x' missing"), VoiceAgentStatus(), NOW
+    )
     assert conds(st)["Ready"] == ("False", "Creating")
     assert conds(st)["Degraded"] == ("True", "ReconcileFailed")
 
@@ -53,8 +82,16 @@ def test_transition_time_moves_only_on_change() -> None:
     first = compute_status(observed(ROLLED), VoiceAgentStatus(), "T1")
     second = compute_status(observed(ROLLED), first, "T2")
     assert [c.last_transition_time for c in second.conditions] == ["T1", "T1", "T1"]
-    d = DeploymentView(generation=3, observed_generation=3, desired=2, replicas=2, updated=2, ready=1, available=1,
-                       config_hash="h1")  # fmt: skip
+    d = DeploymentView(
+        generation=3,
+        observed_generation=3,
+        desired=2,
+        replicas=2,
+        updated=2,
+        ready=1,
+        available=1,
+        config_hash="h1",
+    )
     third = compute_status(observed(d), second, "T3")
     ready = next(c for c in third.conditions if c.type == "Ready")
     assert (ready.status, ready.last_transition_time) == ("False", "T3")

@@ -34,10 +34,14 @@ class Cluster:
     def __init__(self, kwok: KwokCluster) -> None:
         self.kwok = kwok
 
-    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return self.kwok.kubectl(*args, check=check, stdin=stdin)
 
-    def get(self, kind: str, name: str = "", namespace: str = "default", check: bool = True) -> dict[str, Any]:
+    def get(
+        self, kind: str, name: str = "", namespace: str = "default", check: bool = True
+    ) -> dict[str, Any]:
         args = ["get", kind, *([name] if name else []), "-n", namespace, "-o", "json"]
         out = self.kubectl(*args, check=check)
         return json.loads(out.stdout) if out.returncode == 0 else {}
@@ -76,10 +80,16 @@ class OperatorProcess:
         if identity:
             env["POD_NAME"] = identity
         args = [
-            sys.executable, "-m", "voicefleet_operator.cli", "run",
-            "--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port),
+            sys.executable,
+            "-m",
+            "voicefleet_operator.cli",
+            "run",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--health-port",
+            str(self.health_port),
             "--leader-election" if leader_election else "--no-leader-election",
-        ]  # fmt: skip
+        ]
         self.process = subprocess.Popen(args, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
         if not leader_election:
             wait_for(self.healthy, timeout=60, what="operator liveness endpoint")
@@ -119,8 +129,11 @@ def kwok_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = Cluster(kwok)
     try:
         cluster.kubectl("apply", "-f", str(CRDS))
-        wait_for(lambda: cluster.kubectl("get", "voiceagents", check=False).returncode == 0, timeout=30,
-                 what="VoiceAgent API served")  # fmt: skip
+        wait_for(
+            lambda: cluster.kubectl("get", "voiceagents", check=False).returncode == 0,
+            timeout=30,
+            what="VoiceAgent API served",
+        )
         yield cluster
     finally:
         if not os.environ.get("VOICEFLEET_KEEP_CLUSTER"):
