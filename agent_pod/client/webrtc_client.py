@@ -13,12 +13,12 @@ from urllib.parse import urljoin, urlparse
 
 import aiohttp
 import av
-import numpy as np
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from ..transports.ice import IcePolicy, PortAllocator, confine
 from ..transports.jitter import pass_through_audio
+from ..transports.opus import MonoDecoder
 from .audio import FRAME_MS, frames
 from .grpc_client import play_realtime
 from .record import CallRecorder
@@ -91,7 +91,7 @@ class WebRTCCaller:
         self.answer_sdp = ""
         self._http = http
         self._own_http = http is None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._decoder = MonoDecoder()
         self._channel_open = asyncio.Event()
 
     async def __aenter__(self) -> WebRTCCaller:
@@ -104,11 +104,11 @@ class WebRTCCaller:
     async def open(self, within: float = 30.0) -> None:
         pc, recorder = self.pc, self.recorder
         pc.addTransceiver(self.microphone, direction="sendrecv")
-        # This caller measures the agent, it plays nothing aloud: no playout smoothing delay on its side.
-        pass_through_audio(pc)
+        # This caller measures the agent and plays nothing aloud: no playout smoothing delay, and each
+        # packet is decoded to mono as it arrives (no decoder thread per call).
+        pass_through_audio(pc, self._on_packet)
         self.channel.on("open", self._channel_open.set)
         self.channel.on("message", self._on_message)
-        pc.on("track", self._on_track)
         host = urlparse(self.url).hostname or ""
         if _is_loopback(host):
             # Offer loopback only: the pod on this machine is reached without touching other interfaces.
@@ -138,22 +138,10 @@ class WebRTCCaller:
         data = json.loads(message)
         self.recorder.event(data.pop("type", "unknown"), data)
 
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio":
-            self._tasks.append(asyncio.get_running_loop().create_task(self._consume(track)))
-
-    async def _consume(self, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            if not isinstance(frame, av.AudioFrame):
-                continue
-            data = frame.to_ndarray()
-            channels = len(frame.layout.channels)
-            mono = data[0, ::channels] if channels > 1 else data[0]
-            self.recorder.audio(np.ascontiguousarray(mono).tobytes())
+    def _on_packet(self, payload: bytes) -> None:
+        pcm = self._decoder.decode(payload)
+        if pcm:
+            self.recorder.audio(pcm)
 
     def send_audio(self, pcm: bytes) -> None:
         """Queue 48 kHz mono PCM16; it is sent in 20 ms frames as the microphone track is read."""
@@ -181,8 +169,6 @@ class WebRTCCaller:
             await self.end()
         self.microphone.stop()
         await self.pc.close()
-        for task in self._tasks:
-            task.cancel()
         if self._own_http and self._http is not None:
             await self._http.close()
 

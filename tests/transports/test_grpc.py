@@ -98,7 +98,7 @@ async def test_health_and_reflection_are_served(pod_factory):
         async for reply in stub.ServerReflectionInfo(iter([request])):
             names = {s.name for s in reply.list_services_response.service}
             break
-    assert {"voicefleet.v1.VoiceAgent", "grpc.health.v1.Health"} <= names
+    assert {"voicefleet.v1.VoiceAgent", "voicefleet.v1.SessionService", "grpc.health.v1.Health"} <= names
 
 
 async def test_a_dropped_stream_resumes_with_its_history(pod_factory):

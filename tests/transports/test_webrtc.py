@@ -121,3 +121,17 @@ async def test_signaling_refuses_a_forged_resume_token(pod_factory):
             assert (await response.json())["error"] == "unauthenticated"
     finally:
         await caller.pc.close()
+
+
+async def test_a_session_granted_by_the_session_api_connects_at_its_webrtc_url(pod_factory):
+    pod = await pod_factory()
+    async with aiohttp.ClientSession() as http:
+        async with http.post(pod.http_url + "/v1/sessions", json={}) as response:
+            assert response.status == 201
+            grant = await response.json()
+        assert grant["webrtcUrl"] == f"{pod.http_url}/v1/sessions/{grant['sessionId']}/webrtc"
+        caller = WebRTCCaller(grant["webrtcUrl"], resume_token=grant["resumeToken"], http=http)
+        async with caller:
+            assert caller.session_id == grant["sessionId"]
+            caller.send_text("hello")
+            await caller.recorder.wait(lambda s: bool(s.agent_texts), 20)
