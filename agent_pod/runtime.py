@@ -15,6 +15,7 @@ import signal
 from dataclasses import dataclass
 
 from aiohttp import web
+
 from voicefleet.v1 import session_pb2
 
 from .config import AgentConfig

@@ -22,7 +22,6 @@ import time
 from typing import Any
 
 import grpc
-from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 from agent_pod.client.webrtc_client import WebRTCCaller
 from bench.transport_common import (
@@ -33,6 +32,7 @@ from bench.transport_common import (
     write_json,
     zero_latency_config,
 )
+from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 FRAME = 0.020
 RATE = 16000

@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
+
 from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 from .audio import FRAME_MS, frames

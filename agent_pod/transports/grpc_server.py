@@ -14,6 +14,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 from ..audio.pcm import InvalidAudio

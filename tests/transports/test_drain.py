@@ -7,12 +7,12 @@ import json
 import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.client.webrtc_client import WebRTCCaller
 from tests.support.pod import synthetic_config
 from tests.support.wait import async_wait_for
+from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 
 async def _status(url: str) -> int:

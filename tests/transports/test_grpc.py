@@ -6,11 +6,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 from agent_pod.client.audio import read_wav, speech_ends
 from agent_pod.client.grpc_client import GrpcCaller
 from tests.support.pod import offline_config, synthetic_config, tone
+from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 
 async def test_synthetic_call_hears_answers_and_streams_audio(pod_factory):

@@ -6,11 +6,11 @@ import asyncio
 
 import aiohttp
 import grpc
-from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.transports import metrics
 from tests.support.pod import synthetic_config, tone, wait_until
+from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 HEALTHY = 20
 TURNS = 2
