@@ -69,6 +69,7 @@ async def call(args: argparse.Namespace) -> CallSummary:
         )
     async with caller:
         expected_answers = len(args.text)
+        spoken_turns = 0
         for text in args.text:
             caller.send_text(text)
         if args.wav:
@@ -77,11 +78,12 @@ async def call(args: argparse.Namespace) -> CallSummary:
             )
             ends = speech_ends(pcm, caller.sample_rate)
             expected_answers += len(ends)
+            spoken_turns = len(ends)
             await caller.play(pcm, ends)
         try:
             await recorder.wait(
                 lambda s: (
-                    (len(s.agent_texts) >= expected_answers and len(s.latencies) >= min(1, expected_answers))
+                    (len(s.agent_texts) >= expected_answers and len(s.latencies) >= min(1, spoken_turns))
                     or s.ended is not None
                 ),
                 args.wait,

@@ -39,3 +39,13 @@ async def test_call_reports_a_refused_target():
     assert code == 2
     assert "call failed: stream refused: StatusCode.UNAVAILABLE" in out
     assert "Traceback" not in out
+
+
+async def test_text_only_call_returns_once_answered(pod_factory):
+    pod = await pod_factory()
+    code, out = await _voicefleet(
+        "call", "--webrtc", pod.http_url + "/v1/webrtc", "--text", "what is the weather", "--wait", "60"
+    )
+    assert code == 0, out
+    assert "agent:  You said: what is the weather." in out
+    assert "stopped waiting" not in out
