@@ -9,6 +9,15 @@ from typing import Literal
 from pythonjsonlogger.json import JsonFormatter
 
 
+class TextFormatter(logging.Formatter):
+    """Plain lines that still name the session they are about."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        session_id = getattr(record, "session_id", None)
+        return f"{line} [session {session_id}]" if session_id else line
+
+
 def setup_logging(fmt: Literal["json", "text"] = "json", level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -19,7 +28,7 @@ def setup_logging(fmt: Literal["json", "text"] = "json", level: int = logging.IN
             )
         )
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
