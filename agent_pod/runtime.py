@@ -20,7 +20,7 @@ from voicefleet.v1 import session_pb2
 
 from .config import AgentConfig
 from .pipeline.playout import PlayoutClock
-from .providers.base import Providers
+from .providers.registry import build_providers
 from .sessions.api import add_session_service, session_routes
 from .sessions.directory import PodIdentity, SessionDirectory
 from .sessions.factory import build_directory
@@ -65,7 +65,6 @@ class Pod:
         settings: PodSettings,
         config: AgentConfig,
         ports: Ports | None = None,
-        providers: Providers | None = None,
         slow_reader_seconds: float = 5.0,
     ) -> None:
         self.settings = settings
@@ -73,7 +72,6 @@ class Pod:
         self.ports = ports or Ports.from_config(config)
         self.health = Health()
         self.clock = PlayoutClock()
-        self._providers = providers
         self._slow_reader_seconds = slow_reader_seconds
         self.directory: SessionDirectory | None = None
         self.hub: SessionHub | None = None
@@ -106,14 +104,10 @@ class Pod:
 
     async def start(self) -> None:
         settings, config, transport = self.settings, self.config, self.config.transport
-        if self._providers is None:
-            from .providers.registry import build_providers
-
-        providers = self._providers or build_providers(config.pipeline)
+        providers = build_providers(config.pipeline)
         await self.clock.start()
         bind = settings.bind_host
         # The HTTP and gRPC ports are bound before the directory starts, so it announces real addresses.
-        self.grpc_port = self.ports.grpc if transport.grpc.enabled else 0
         identity = PodIdentity(
             name=settings.pod_name, grpc_address="", http_url="", revision=settings.revision
         )
