@@ -19,7 +19,11 @@ from .vad_gate import Decision, GateParams, VadGate
 
 class AudioInput:
     def __init__(
-        self, vad: VAD, params: GateParams, on_vad_error: Callable[[Exception], VAD | None], preroll_ms: int = 200
+        self,
+        vad: VAD,
+        params: GateParams,
+        on_vad_error: Callable[[Exception], VAD | None],
+        preroll_ms: int = 200,
     ) -> None:
         self.vad = vad
         self._on_vad_error = on_vad_error

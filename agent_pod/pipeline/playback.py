@@ -77,6 +77,7 @@ class TurnPlayback:
     played_audio: bytearray = field(default_factory=bytearray)
     _frames: deque[_Frame] = field(default_factory=deque)
     _drained: asyncio.Event = field(default_factory=asyncio.Event)
+    _room: asyncio.Event = field(default_factory=asyncio.Event)
     _ms_per_char: float = DEFAULT_MS_PER_CHAR
 
     def add_piece(self, text: str, round_: int) -> SpokenPiece:
@@ -105,6 +106,7 @@ class TurnPlayback:
         if not self._frames:
             return None
         frame = self._frames.popleft()
+        self._room.set()
         frame.piece.played_samples += frame.samples
         self.played_frames += 1
         if self.keep_played_audio:
@@ -125,7 +127,14 @@ class TurnPlayback:
         self._frames.clear()
         self.closed = True
         self._drained.set()
+        self._room.set()
         return dropped
+
+    async def wait_for_room(self, max_frames: int) -> None:
+        """Wait until fewer than ``max_frames`` frames are queued (or the playback was flushed)."""
+        while len(self._frames) >= max_frames and not self.closed:
+            self._room.clear()
+            await self._room.wait()
 
     async def wait_drained(self) -> None:
         await self._drained.wait()

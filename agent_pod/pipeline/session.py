@@ -50,11 +50,25 @@ __all__ = ["AgentSession", "InvalidAudio"]
 log = logging.getLogger(__name__)
 
 FRAME_MS = 20
+# TTS runs at most this far ahead of playout: a barge-in then wastes little synthesis (cloud
+# TTS bills per character), and a long answer is synthesized piece by piece instead of in one
+# burst of CPU that would delay every session's playout tick.
+TTS_LOOKAHEAD_MS = 2000
 MAX_LLM_ROUNDS = 6  # LLM requests per turn (tool call -> result -> answer ...)
 SNAPSHOT_TIMEOUT = 5.0
 # Outcomes of voicefleet_sessions_total; any other close reason counts as "other".
 KNOWN_OUTCOMES = frozenset(
-    {"client_ended", "idle_timeout", "max_duration", "error", "drain_deadline", "shutdown", "disconnected"}
+    {
+        "client_ended",
+        "idle_timeout",
+        "max_duration",
+        "error",
+        "drain_deadline",
+        "shutdown",
+        "disconnected",
+        "invalid_message",
+        "slow_reader",
+    }
 )
 
 
@@ -135,6 +149,7 @@ class AgentSession:
         self.end_reason: str | None = None
         self._frame_bytes = frame_bytes(output_sample_rate, FRAME_MS)
         self._stt_failed_reported = False
+        self._stt_finalizing = False
         self._closer: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ public API
@@ -284,7 +299,9 @@ class AgentSession:
                 self._log.warning("session %s: fallback VAD unusable: %s", self.session_id, build_error)
                 continue
             if vad.sample_rate == self._input.rate:
-                metrics.PROVIDER_FALLBACKS_TOTAL.labels(stage="vad", from_provider=failed, to_provider=vad.name).inc()
+                metrics.PROVIDER_FALLBACKS_TOTAL.labels(
+                    stage="vad", from_provider=failed, to_provider=vad.name
+                ).inc()
                 return vad
         return None
 
@@ -316,7 +333,11 @@ class AgentSession:
                 if isinstance(item, bytes):
                     await self._stt.push(item)
                     continue
-                text = await self._stt.finish_utterance()
+                self._stt_finalizing = True
+                try:
+                    text = await self._stt.finish_utterance()
+                finally:
+                    self._stt_finalizing = False
             except ProviderError as exc:
                 self._report_stt_failure(exc)
                 continue
@@ -453,6 +474,7 @@ class AgentSession:
         first_audio = True
         while (item := await pieces.get()) is not None:
             text, round_ = item
+            await playback.wait_for_room(TTS_LOOKAHEAD_MS // FRAME_MS)
             piece = playback.add_piece(text, round_)
             framer = Framer(self._frame_bytes)
             resampler: StreamResampler | None = None
@@ -477,6 +499,7 @@ class AgentSession:
             if tail is not None:
                 playback.push(piece, tail[0], tail[1] // 2)
             playback.piece_done(piece)
+            await asyncio.sleep(0)  # zero-latency TTS never yields: let the playout clock tick
 
     def _interrupt(self) -> None:
         """Barge-in: stop the agent now. Synchronous, so the next pull_audio already returns None."""
@@ -580,7 +603,13 @@ class AgentSession:
             await asyncio.sleep(min(max_deadline, idle_deadline) - now)
 
     def _caller_quiet(self) -> bool:
-        return self._current is None and self._turn_queue.empty() and self._utterance is None
+        return (
+            self._current is None
+            and self._turn_queue.empty()
+            and self._utterance is None
+            and self._stt_queue.empty()
+            and not self._stt_finalizing
+        )
 
     async def _guard(self, body: Callable[[], Awaitable[None]]) -> None:
         """A crashed session task ends the session with an error instead of leaving it half-alive."""

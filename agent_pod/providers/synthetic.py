@@ -10,6 +10,7 @@ fallback drills.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from collections.abc import AsyncIterator
 
@@ -81,7 +82,9 @@ class SyntheticTTS:
         self._fail = _fails(choice.options)
         self._piece_samples = self.sample_rate // 5  # stream in 200 ms pieces
 
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - providers live as long as the pod; answers repeat
     def render(self, text: str) -> np.ndarray:
+        """The audio of ``text`` (cached: deterministic, and benchmarks repeat their phrases)."""
         words = text.split()
         parts: list[np.ndarray] = []
         for i, word in enumerate(words):
@@ -94,7 +97,9 @@ class SyntheticTTS:
             parts.append(tone)
             parts.append(np.zeros(gap))
         audio = np.concatenate(parts) if parts else np.zeros(0)
-        return (audio * 32767).astype("<i2")
+        out = (audio * 32767).astype("<i2")
+        out.flags.writeable = False  # shared through the cache
+        return out
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         if self._fail:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from agent_pod.audio.pcm import InvalidAudio
 from agent_pod.conversation import ChatMessage, Conversation
@@ -149,3 +150,15 @@ async def test_close_is_idempotent_and_ends_events():
     assert [e.type for e in h.events].count("session_ended") == 1
     h.session.push_text("ignored after close")
     h.session.push_audio(silence(20), CALLER_RATE)
+
+
+async def test_empty_transcript_makes_no_turn():
+    def finals() -> float:
+        return REGISTRY.get_sample_value("voicefleet_stt_final_seconds_count") or 0.0
+
+    before = finals()
+    async with Harness(make_config(vad="webrtc", transcript="")) as h:
+        await h.play_caller(espeak_utterance("mumble"), then_silence_ms=600)
+        await h.until(lambda: finals() > before, what="the utterance's final transcript")
+        assert not h.of_type("user_transcript")
+        assert h.session.conversation.messages == [] and not h.session.busy
