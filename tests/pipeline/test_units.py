@@ -240,3 +240,19 @@ def test_registry_builds_the_offline_pipeline_and_names_unknowns():
 def test_every_registered_provider_class_imports(stage, name):
     cls = provider_class(stage, name)
     assert isinstance(cls, type)
+
+
+def test_silero_skips_silent_windows_and_hears_speech():
+    from agent_pod.providers.vad_silero import SileroVAD
+    from tests.support.audio import espeak_utterance, silence
+
+    vad = SileroVAD()
+    size = vad.frame_samples * 2
+    quiet = silence(320)
+    assert all(
+        vad.speech_probability(quiet[i : i + size]) == 0.0 for i in range(0, len(quiet) - size + 1, size)
+    )
+    assert vad.skipped == 10
+    speech = espeak_utterance("hello there, how are you")
+    scores = [vad.speech_probability(speech[i : i + size]) for i in range(0, len(speech) - size + 1, size)]
+    assert max(scores) > 0.9
