@@ -38,9 +38,5 @@ def to_float32(pcm: bytes) -> np.ndarray:
     return samples(pcm).astype(np.float32) / 32768.0
 
 
-def duration_ms(n_bytes: int, sample_rate: int) -> float:
-    return n_bytes / BYTES_PER_SAMPLE * 1000.0 / sample_rate
-
-
 def frame_bytes(sample_rate: int, frame_ms: int) -> int:
     return sample_rate * frame_ms // 1000 * BYTES_PER_SAMPLE

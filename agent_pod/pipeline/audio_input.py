@@ -34,7 +34,6 @@ class AudioInput:
         self._resampler: StreamResampler | None = None
         # Audio just before speech is detected, so the STT hears the first syllable.
         self._preroll: deque[bytes] = deque(maxlen=max(1, int(preroll_ms / params.window_ms)))
-        self.audio_ms = 0.0  # caller audio seen so far, at the VAD's rate
 
     def replace_vad(self, vad: VAD) -> None:
         """Continue with another VAD of the chain (the gate keeps its state; windows may change size)."""
@@ -69,9 +68,7 @@ class AudioInput:
         return self._windows(self._resampler.process(pcm))
 
     def _windows(self, pcm: bytes) -> Iterator[tuple[Decision, bytes]]:
-        window_ms = self.gate.params.window_ms
         for window in self._framer.push(pcm):
-            self.audio_ms += window_ms
             decision = self.gate.update(self._score(window))
             yield decision, window
             self._preroll.append(window)

@@ -6,6 +6,11 @@ it; STT, the turn (LLM -> tools -> TTS) and the session's timers are tasks.
 ``pull_audio`` is called by the transport on every playout tick; a frame it
 returns counts as heard by the caller, which is what the history keeps.
 
+Turn taking: caller speech starts a turn once the VAD confirms it; while the
+agent speaks, it has to last ``bargeIn.minSpeechMs`` to interrupt, and shorter
+speech (a cough, "yeah", "ok") is ignored rather than queued as a turn. A typed
+turn (``push_text``) interrupts at once.
+
 Echo: the pipeline does not cancel the agent's own voice in the caller's
 audio. Clients must run acoustic echo cancellation (browsers do with
 ``echoCancellation``; phones and SIP gateways do); without it, loud agent audio
@@ -139,7 +144,6 @@ class AgentSession:
         # The caller's utterance being heard: its audio until it is accepted as a turn.
         self._utterance: list[bytes] | None = None
         self._utterance_accepted = False
-        self._utterance_started_ms = 0.0
         self._started_at = time.monotonic()
         self._last_activity = self._started_at
         self._started = False
@@ -261,7 +265,6 @@ class AgentSession:
         if decision is Decision.CANDIDATE or (decision is Decision.START and self._utterance is None):
             self._utterance = [*self._input.preroll(), window]
             self._utterance_accepted = False
-            self._utterance_started_ms = self._input.audio_ms
         elif self._utterance is not None:
             if self._utterance_accepted:
                 self._stt_queue.put_nowait(window)
@@ -395,10 +398,10 @@ class AgentSession:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._snapshot(), SNAPSHOT_TIMEOUT)
                 raise
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
             self._finish_turn(turn)
             await self._snapshot()
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error
 
     async def _respond(self, turn: AgentTurn) -> None:
         """LLM rounds (with tool calls) feeding TTS; returns when the turn's audio has been played."""

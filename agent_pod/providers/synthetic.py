@@ -29,13 +29,11 @@ class _SyntheticSTTStream:
         self._transcript = transcript
         self._delay = delay
         self._events: asyncio.Queue[Transcript | None] = asyncio.Queue()
-        self.pushed_bytes = 0
 
     async def push(self, pcm: bytes) -> None:
-        self.pushed_bytes += len(pcm)
+        """The audio is not listened to: the transcript is fixed."""
 
     async def finalize(self) -> None:
-        self.pushed_bytes = 0
         final = Transcript(self._transcript, final=True)
         if self._delay:
             asyncio.get_running_loop().call_later(self._delay, self._events.put_nowait, final)

@@ -8,7 +8,7 @@ import pytest
 
 from agent_pod.config import ToolSpec
 from agent_pod.conversation import ChatMessage, ToolCall
-from agent_pod.pipeline.events import ToolEvent
+from agent_pod.pipeline.events import TERMINAL_TOOL_STATES, ToolEvent
 from agent_pod.pipeline.tools import ToolRunner, parse_arguments
 from tests.pipeline.harness import Harness, make_config
 from tests.pipeline.toolserver import ToolServer, tool
@@ -38,7 +38,12 @@ def assert_paired(messages: list[ChatMessage]) -> None:
 
 
 def tool_states(h: Harness) -> list[tuple[str, int]]:
-    return [(e.state, e.attempt) for e in h.of_type("tool")]
+    """(state, attempt) of every ToolEvent, after checking each started call ended exactly once."""
+    events = h.of_type("tool")
+    for call_id in {e.call_id for e in events}:
+        terminal = [e for e in events if e.call_id == call_id and e.state in TERMINAL_TOOL_STATES]
+        assert len(terminal) == 1, f"tool call {call_id} has {len(terminal)} terminal states"
+    return [(e.state, e.attempt) for e in events]
 
 
 async def test_tool_call_succeeds_and_answer_uses_result(tmp_path, monkeypatch):
