@@ -35,7 +35,7 @@ SESSIONS_LIVE = Gauge("voicefleet_sessions_live", "Sessions currently running on
 SESSIONS_TOTAL = Counter("voicefleet_sessions_total", "Sessions ended, by outcome.", ["outcome"])
 STT_FINAL_SECONDS = Histogram(
     "voicefleet_stt_final_seconds",
-    "End of the caller's speech (VAD) -> final transcript.",
+    "End of the caller's speech (VAD) -> final transcript (the end-of-turn decision).",
     buckets=LATENCY_BUCKETS,
 )
 LLM_FIRST_TOKEN_SECONDS = Histogram(
@@ -46,7 +46,7 @@ TTS_FIRST_AUDIO_SECONDS = Histogram(
 )
 RESPONSE_LATENCY_SECONDS = Histogram(
     "voicefleet_response_latency_seconds",
-    "End of the caller's turn (decision) -> first agent audio frame out.",
+    "End-of-turn decision (final transcript in hand, or text received) -> first agent audio frame out.",
     buckets=LATENCY_BUCKETS,
 )
 INTERRUPTIONS_TOTAL = Counter("voicefleet_interruptions_total", "Agent turns cut short by caller speech.")

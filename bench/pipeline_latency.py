@@ -4,9 +4,10 @@ Sessions (energy VAD, synthetic STT and TTS, scripted LLM) are driven by one
 PlayoutClock the way a transport drives them: on every 20 ms tick each caller
 pushes one 20 ms frame of its microphone and pulls one frame of agent audio.
 
-* response latency: the session's end-of-turn decision -> the first agent frame
-  pulled (TurnMetrics), p50/p99 at 1, 10 and 50 concurrent sessions. It includes
-  the wait for the next playout tick (0-20 ms), as a transport would see it.
+* response latency: the session's end-of-turn decision (the VAD heard the end
+  of speech and the final transcript is in) -> the first agent frame pulled
+  (TurnMetrics), p50/p99 at 1, 10 and 50 concurrent sessions. It includes the
+  wait for the next playout tick (0-20 ms), as a transport would see it.
 * barge-in: the first caller frame that holds speech -> the first tick whose
   pull returns no agent audio, in audio time (frames x 20 ms) and wall time.
 

@@ -78,7 +78,7 @@ KNOWN_OUTCOMES = frozenset(
 
 
 class _Finalize:
-    """Marker in the STT queue: the caller's utterance ended at ``ended_at``."""
+    """Marker in the STT queue: the VAD heard the caller's utterance end at ``ended_at``."""
 
     __slots__ = ("ended_at",)
 
@@ -344,10 +344,12 @@ class AgentSession:
             except ProviderError as exc:
                 self._report_stt_failure(exc)
                 continue
-            stt_final_ms = (time.monotonic() - item.ended_at) * 1000
+            # The end-of-turn decision: the caller stopped speaking and the transcript says something.
+            decided = time.monotonic()
+            stt_final_ms = (decided - item.ended_at) * 1000
             metrics.STT_FINAL_SECONDS.observe(stt_final_ms / 1000)
             if text.strip():
-                self._queue_user_turn(text.strip(), item.ended_at, stt_final_ms)
+                self._queue_user_turn(text.strip(), decided, stt_final_ms)
             else:
                 self._log.info("session %s: empty transcript, no turn", self.session_id)
 

@@ -22,8 +22,8 @@ class Round:
 class UserTurn:
     turn_id: str
     text: str
-    ended_at: float  # monotonic time of the end-of-turn decision
-    stt_final_ms: float = 0.0
+    ended_at: float  # monotonic time of the end-of-turn decision (final transcript in hand, or text received)
+    stt_final_ms: float = 0.0  # the VAD's end of speech -> that decision
 
 
 @dataclass
