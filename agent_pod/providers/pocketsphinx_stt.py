@@ -15,7 +15,7 @@ from pocketsphinx import Decoder
 
 from ..config import STTProvider
 from .base import ProviderError, STTStream, Transcript
-from .sphinx import SAMPLE_RATE, make_decoder
+from .sphinx import SAMPLE_RATE, make_decoder, vocabulary_phrases
 
 # Audio is decoded in batches of this many bytes (100 ms) to keep thread hand-offs few.
 BATCH_BYTES = SAMPLE_RATE // 10 * 2
@@ -93,11 +93,14 @@ class PocketsphinxSTT:
         self.name = "pocketsphinx"
         if not choice.language.lower().startswith("en"):
             raise ProviderError(f"pocketsphinx has an English model only, not {choice.language!r}")
-        self.vocabulary = list(choice.vocabulary)
+        # Checked once here (phrases the dictionary cannot pronounce are logged and left out).
+        self.phrases = vocabulary_phrases(list(choice.vocabulary))
+        if choice.vocabulary and not self.phrases:
+            raise ProviderError("pocketsphinx: no vocabulary phrase is in the pronunciation dictionary")
         self._idle: list[Decoder] = []
 
     async def open_stream(self) -> STTStream:
-        decoder = self._idle.pop() if self._idle else await asyncio.to_thread(make_decoder, self.vocabulary)
+        decoder = self._idle.pop() if self._idle else await asyncio.to_thread(make_decoder, self.phrases)
         return _Stream(self, decoder)
 
     def release(self, decoder: Decoder) -> None:

@@ -256,3 +256,16 @@ def test_silero_skips_silent_windows_and_hears_speech():
     speech = espeak_utterance("hello there, how are you")
     scores = [vad.speech_probability(speech[i : i + size]) for i in range(0, len(speech) - size + 1, size)]
     assert max(scores) > 0.9
+
+
+def test_vocabulary_grammar_skips_unpronounceable_phrases(caplog):
+    from agent_pod.providers.sphinx import make_decoder, transcribe, vocabulary_phrases
+    from tests.support.audio import espeak_utterance
+
+    assert vocabulary_phrases(["Tell me a story!", "zzqx foo", "hello", "hello"]) == [
+        "hello",
+        "tell me a story",
+    ]
+    assert "zzqx" in caplog.text
+    decoder = make_decoder(["tell me a story", "zzqx foo", "hello"])
+    assert transcribe(decoder, espeak_utterance("tell me a story")) == "tell me a story"
