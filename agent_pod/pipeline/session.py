@@ -413,7 +413,6 @@ class AgentSession:
             try:
                 await self._generate(turn, pieces)
             except ProviderError as exc:
-                turn.failed = str(exc)
                 self._log.warning("session %s turn %s: %s", self.session_id, turn.turn_id, exc)
                 self._emit(ErrorEvent(code="PROVIDER_FAILED", message=str(exc)))
             pieces.put_nowait(None)

@@ -33,7 +33,6 @@ class AgentTurn:
     rounds: list[Round] = field(default_factory=list)
     outcomes: dict[str, ToolOutcome] = field(default_factory=dict)  # call id -> terminal outcome
     interrupted: bool = False
-    failed: str = ""  # why the generation stopped early (provider error), if it did
     task: asyncio.Task[None] | None = None  # the generation; cancelled on barge-in
     first_frame_at: float | None = None
     llm_first_token_ms: float = 0.0
