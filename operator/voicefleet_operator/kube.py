@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -50,22 +51,23 @@ class Kube:
         kwargs: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY}
         call: Callable[..., Awaitable[Any]]
         if kind == "ConfigMap":
-            call = self.core.patch_namespaced_config_map
+            call = self.core.patch_namespaced_config_map_without_preload_content
         elif kind == "Service":
-            call = self.core.patch_namespaced_service
+            call = self.core.patch_namespaced_service_without_preload_content
         elif kind == "Deployment":
-            call = self.apps.patch_namespaced_deployment
+            call = self.apps.patch_namespaced_deployment_without_preload_content
         elif kind == "PodDisruptionBudget":
-            call = self.policy.patch_namespaced_pod_disruption_budget
+            call = self.policy.patch_namespaced_pod_disruption_budget_without_preload_content
         else:
             raise ValueError(f"the operator does not apply {kind}")
-        await retry_conflicts(lambda: call(name, ns, obj, **kwargs))
+        await retry_conflicts(lambda: raw(call(name, ns, obj, **kwargs)))
 
     async def create_if_absent(self, secret: dict[str, Any]) -> bool:
         """Creates a Secret unless it exists; never overwrites (a generated key must stay stable)."""
+        ns = secret["metadata"]["namespace"]
+        body: Any = secret  # the API takes a manifest dict as well as a V1Secret
         try:
-            body: Any = secret  # the API accepts a manifest dict as well as a V1Secret
-            await self.core.create_namespaced_secret(secret["metadata"]["namespace"], body)
+            await raw(self.core.create_namespaced_secret_without_preload_content(ns, body))
             return True
         except ApiException as exc:
             if exc.status == 409:
@@ -73,40 +75,47 @@ class Kube:
             raise
 
     async def read_config_map_key(self, namespace: str, name: str, key: str) -> str | None:
-        try:
-            cm = await self.core.read_namespaced_config_map(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return (cm.data or {}).get(key)
+        cm = await raw(
+            self.core.read_namespaced_config_map_without_preload_content(name, namespace), missing_ok=True
+        )
+        return (cm.get("data") or {}).get(key) if cm else None
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
-        try:
-            secret = await self.core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        raw = (secret.data or {}).get(key)
-        return base64.b64decode(raw).decode() if raw is not None else None
+        secret = await raw(
+            self.core.read_namespaced_secret_without_preload_content(name, namespace), missing_ok=True
+        )
+        value = (secret.get("data") or {}).get(key) if secret else None
+        return base64.b64decode(value).decode() if value is not None else None
 
     async def annotate_pod(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
         body = {"metadata": {"annotations": annotations}}
-        try:
-            await self.core.patch_namespaced_pod(name, namespace, body, _content_type=MERGE)
-        except ApiException as exc:
-            if exc.status != 404:  # a pod that is already gone needs no cost
-                raise
+        call = self.core.patch_namespaced_pod_without_preload_content(
+            name, namespace, body, _content_type=MERGE
+        )
+        await raw(call, missing_ok=True)  # a pod that is already gone needs no cost
 
     async def scale_agent(self, namespace: str, name: str, replicas: int) -> None:
         """Through the scale subresource, the same door HPA, KEDA and kubectl scale use."""
         body = {"spec": {"replicas": replicas}}
         await retry_conflicts(
-            lambda: self.custom.patch_namespaced_custom_object_scale(
-                GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE
+            lambda: raw(
+                self.custom.patch_namespaced_custom_object_scale_without_preload_content(
+                    GROUP, VERSION, namespace, PLURAL, name, body, _content_type=MERGE
+                )
             )
         )
+
+
+async def raw(request: Awaitable[Any], missing_ok: bool = False) -> dict[str, Any] | None:
+    """The response as plain JSON. Skipping the client's model classes keeps the operator lean:
+    deserializing a Deployment builds dozens of pydantic models (tens of MB across a fleet)."""
+    response = await request
+    data = await response.read()
+    if missing_ok and response.status == 404:
+        return None
+    if response.status >= 400:
+        raise ApiException(status=response.status, reason=response.reason, body=data.decode(errors="replace"))
+    return json.loads(data) if data else {}
 
 
 async def retry_conflicts(call: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
