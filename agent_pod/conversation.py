@@ -33,5 +33,7 @@ class Conversation(Model):
 
     session_id: str
     prompt_id: str = Field(description="Prompt version (label@hash) the session runs with.")
-    messages: list[ChatMessage] = Field(default_factory=list, description="History without the system prompt.")
+    messages: list[ChatMessage] = Field(
+        default_factory=list, description="History without the system prompt."
+    )
     turns: int = Field(default=0, description="Completed agent turns.")

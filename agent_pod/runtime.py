@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ class Pod:
         self.http_port = 0
         self.metrics_port = 0
         self._drained = asyncio.Event()
+        self._drain_task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
     @property
@@ -114,7 +116,7 @@ class Pod:
         directory = build_directory(settings, config, identity)
         self.directory = directory
         self.hub = SessionHub(config=config, providers=providers, directory=self.directory, clock=self.clock)
-        routes: list[web.RouteDef] = list(session_routes(directory))
+        routes: list[web.RouteDef] = [*session_routes(directory), web.post("/drain", self._begin_drain)]
         if transport.webrtc.enabled:
             policy = IcePolicy(
                 addresses=[self.ice_address], port_min=self.ports.udp_min, port_max=self.ports.udp_max
@@ -146,6 +148,18 @@ class Pod:
                 "metrics_port": self.metrics_port,
             },
         )
+
+    async def _begin_drain(self, request: web.Request) -> web.Response:
+        """The preStop hook (`voicefleet drain`): leave routing before SIGTERM arrives. Only from inside
+        the pod, so no caller can drain it."""
+        if not ipaddress.ip_address(request.remote or "0.0.0.0").is_loopback:
+            return web.json_response({"error": "drain is only accepted from the pod itself"}, status=403)
+        if self._drain_task is None and not self.health.draining:
+            self._drain_task = asyncio.create_task(self.drain())
+        log.info(
+            "drain requested by preStop", extra={"live_sessions": self.hub.live_sessions if self.hub else 0}
+        )
+        return web.json_response({"draining": True})
 
     async def drain(self) -> None:
         """SIGTERM: not ready at once, no new sessions, live ones served up to the drain deadline."""

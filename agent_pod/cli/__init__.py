@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("agent_pod.cli.pod", "agent_pod.cli.call")
+SUBCOMMANDS = ("agent_pod.cli.pod", "agent_pod.cli.call", "agent_pod.cli.drain")
 
 
 def build_parser() -> argparse.ArgumentParser:

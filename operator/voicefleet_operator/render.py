@@ -264,7 +264,7 @@ def _pod_template(
             "failureThreshold": 3,
         },
         # Leave routing before SIGTERM arrives: the pod marks itself draining at once.
-        "lifecycle": {"preStop": {"httpGet": {"path": "/drain", "port": "http"}}},
+        "lifecycle": {"preStop": {"exec": {"command": ["voicefleet", "drain", "--port", str(t.http_port)]}}},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True},
     }
     resources = {k: v for k, v in spec.resources.dump().items() if v}

@@ -62,7 +62,7 @@ def test_grace_period_and_probes_follow_the_drain_design() -> None:
     assert pod["terminationGracePeriodSeconds"] == 915
     c = pod["containers"][0]
     assert c["readinessProbe"]["httpGet"]["path"] != c["livenessProbe"]["httpGet"]["path"]
-    assert c["lifecycle"]["preStop"]["httpGet"]["path"] == "/drain"
+    assert c["lifecycle"]["preStop"]["exec"]["command"] == ["voicefleet", "drain", "--port", "8080"]
     assert children.deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 

@@ -88,3 +88,34 @@ async def _not(status, value: int) -> bool:
         return await status != value
     except aiohttp.ClientError:
         return False
+
+
+async def test_prestop_drain_command_starts_draining_before_sigterm(pod_process_factory):
+    """The preStop hook (`voicefleet drain`) turns readiness off while live sessions go on."""
+    import asyncio
+    import sys
+
+    pod = await pod_process_factory(synthetic_config(session={"drainTimeoutSeconds": 120}))
+    port = int(pod.http_url.rsplit(":", 1)[1])
+    async with GrpcCaller(pod.grpc_address) as call:
+        call.send_text("hello")
+        await call.recorder.wait(lambda s: len(s.agent_texts) >= 1, 30)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent_pod.cli", "drain", "--port", str(port)
+        )
+        assert await proc.wait() == 0
+        await async_wait_for(
+            lambda: _not(_status(pod.http_url + "/readyz"), 200), timeout=10, what="readiness to turn off"
+        )
+        refused = await _refusal(pod.grpc_address)
+        assert refused.code() == grpc.StatusCode.UNAVAILABLE
+        call.send_text("still there")
+        summary = await call.recorder.wait(lambda s: len(s.agent_texts) >= 2, 30)
+        assert summary.transcripts[-1] == "still there"
+        assert pod.proc is not None and pod.proc.returncode is None, (
+            "preStop drains; it does not stop the pod"
+        )
+        await call.end()
+        await call.recorder.wait(lambda s: s.ended is not None, 30)
+    pod.terminate()
+    assert await pod.wait_exit(30) == 0
