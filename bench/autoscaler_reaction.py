@@ -21,10 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.support.net import free_port
 from tests.support.registry import Heartbeats
 from voicefleet_operator.devcluster import REPO, KwokCluster, kube_bin_dir
-
-from .operator_scale import free_port
 
 NS = "default"
 NAME = "elastic"
@@ -67,22 +66,7 @@ def main() -> int:
         ["redis-server", "--port", str(redis_port), "--save", ""], stdout=subprocess.DEVNULL
     )
     url = f"redis://127.0.0.1:{redis_port}/0"
-    operator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "voicefleet_operator.cli",
-            "run",
-            "--no-leader-election",
-            "--metrics-port",
-            str(free_port()),
-            "--health-port",
-            str(free_port()),
-        ],
-        env={**cluster.env(), "VOICEFLEET_DEFAULT_REDIS_URL": url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    operator = cluster.start_operator(url, cluster.workdir / "operator.log")
     rows = []
     try:
         cluster.kubectl("apply", "-f", str(REPO / "crds"))
@@ -136,9 +120,7 @@ def main() -> int:
         print(" | ".join(str(row[c]) for c in cols))
     patch = [r["deployment_patch_s"] for r in rows]
     summary = {"patch_p50_s": statistics.median(patch), "patch_max_s": max(patch)}
-    print(
-        f"Deployment patch after a load step: median {summary['patch_p50_s']} s, max {max(patch)} s"
-    )
+    print(f"Deployment patch after a load step: median {summary['patch_p50_s']} s, max {max(patch)} s")
     if args.json:
         args.json.write_text(
             json.dumps({"benchmark": "autoscaler_reaction", "rows": rows, **summary}, indent=2)

@@ -20,17 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.support.net import free_port
 from voicefleet_operator.devcluster import REPO, KwokCluster, kube_bin_dir
 
 PODS_PER_NODE = 100
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def manifest(n: int, replicas: int, namespace: str) -> str:
@@ -111,27 +104,9 @@ def run_one(
 ) -> dict[str, Any]:
     ns = f"bench-{agents}"
     cluster.kubectl("create", "namespace", ns)
-    metrics_port, health_port = free_port(), free_port()
+    metrics_port = free_port()
     log = Path(tempfile.mkdtemp(prefix="vf-operator-")) / "operator.log"
-    env = {**cluster.env(), "VOICEFLEET_DEFAULT_REDIS_URL": redis_url}
-    operator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "voicefleet_operator.cli",
-            "run",
-            "--no-leader-election",
-            "--namespace",
-            ns,
-            "--metrics-port",
-            str(metrics_port),
-            "--health-port",
-            str(health_port),
-        ],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    operator = cluster.start_operator(redis_url, log, metrics_port=metrics_port, namespaces=[ns])
     try:
         time.sleep(3)  # operator start-up (imports, first watch); not part of the measured window
         started = time.monotonic()

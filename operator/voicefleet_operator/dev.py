@@ -16,17 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from .devcluster import REPO, KwokCluster, default_cluster
+from .devcluster import REPO, KwokCluster, default_cluster, free_port
 
 EXAMPLE = REPO / "examples" / "voiceagent.yaml"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(what: str, check: object, timeout: float) -> None:
@@ -54,7 +46,7 @@ def up(cluster: KwokCluster, nodes: int) -> int:
     processes: list[subprocess.Popen[bytes]] = []
     redis_url = ""
     if redis := shutil.which("redis-server"):
-        port = _free_port()
+        port = free_port()
         processes.append(
             subprocess.Popen(
                 [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", ""], stdout=subprocess.DEVNULL
@@ -63,24 +55,8 @@ def up(cluster: KwokCluster, nodes: int) -> int:
         redis_url = f"redis://127.0.0.1:{port}/0"
     else:
         print("redis-server not found: session counts will show as unavailable", flush=True)
-    env = {**cluster.env(), "VOICEFLEET_DEFAULT_REDIS_URL": redis_url or "redis://127.0.0.1:1/0"}
     log = Path(cluster.workdir) / "operator.log"
-    operator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "voicefleet_operator.cli",
-            "run",
-            "--no-leader-election",
-            "--metrics-port",
-            str(_free_port()),
-            "--health-port",
-            str(_free_port()),
-        ],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
+    operator = cluster.start_operator(redis_url or "redis://127.0.0.1:1/0", log)
     processes.append(operator)
     try:
         cluster.kubectl("apply", "-f", str(EXAMPLE))

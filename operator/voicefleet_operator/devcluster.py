@@ -10,7 +10,10 @@ containers. Used by the e2e tests, the benchmarks and `voicefleet-operator dev u
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +103,29 @@ class KwokCluster:
             input=stdin,
         )
 
+    def start_operator(
+        self,
+        redis_url: str,
+        log: Path,
+        *,
+        metrics_port: int = 0,
+        health_port: int = 0,
+        namespaces: Sequence[str] = (),
+        leader_election: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """`voicefleet-operator run` against this cluster, as a child process logging to ``log``."""
+        args = [
+            sys.executable, "-m", "voicefleet_operator.cli", "run",
+            "--metrics-port", str(metrics_port or free_port()),
+            "--health-port", str(health_port or free_port()),
+            "--leader-election" if leader_election else "--no-leader-election",
+            *(f"--namespace={ns}" for ns in namespaces),
+        ]  # fmt: skip
+        full_env = {**self.env(), "VOICEFLEET_DEFAULT_REDIS_URL": redis_url, **(env or {})}
+        with log.open("ab") as out:
+            return subprocess.Popen(args, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+
     def helm(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return self._run(str(self.bin_dir / "helm"), *args, check=check, timeout=timeout)
 
@@ -107,3 +133,9 @@ class KwokCluster:
 def default_cluster(name: str = "voicefleet") -> KwokCluster:
     cache = Path(os.environ.get("VOICEFLEET_CACHE", Path.home() / ".cache" / "voicefleet"))
     return KwokCluster(name=name, bin_dir=kube_bin_dir(), workdir=cache / "clusters" / name)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -425,12 +425,12 @@ def _differs(a: VoiceAgentStatus, b: VoiceAgentStatus) -> bool:
 
 
 def _transitions(body: kopf.Body, before: VoiceAgentStatus, after: VoiceAgentStatus) -> None:
-    """A Kubernetes Event for each condition that changed its status."""
+    """A Kubernetes Event for each condition that changed its status (a first Degraded=False is news to
+    nobody and gets none)."""
     old = {c.type: c.status for c in before.conditions}
     for c in after.conditions:
-        if old.get(c.type) != c.status and not (
-            c.type == "Degraded" and c.status == "False" and c.type not in old
-        ):
+        first_healthy = c.type == "Degraded" and c.status == "False" and c.type not in old
+        if old.get(c.type) != c.status and not first_healthy:
             emit = kopf.warn if (c.type == "Degraded" and c.status == "True") else kopf.info
             emit(
                 body,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,27 +69,20 @@ class OperatorProcess:
 
     def start(self, leader_election: bool = False, identity: str = "") -> None:
         env = {
-            **self.cluster.kwok.env(),
-            "VOICEFLEET_DEFAULT_REDIS_URL": self.redis_url,
             "VOICEFLEET_STATUS_MIN_INTERVAL": "1",
             "VOICEFLEET_OBSERVE_INTERVAL": "1",
             "VOICEFLEET_COST_REFRESH_INTERVAL": "5",
+            **({"POD_NAME": identity} if identity else {}),
             **self.extra_env,
         }
-        if identity:
-            env["POD_NAME"] = identity
-        args = [
-            sys.executable,
-            "-m",
-            "voicefleet_operator.cli",
-            "run",
-            "--metrics-port",
-            str(self.metrics_port),
-            "--health-port",
-            str(self.health_port),
-            "--leader-election" if leader_election else "--no-leader-election",
-        ]
-        self.process = subprocess.Popen(args, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        self.process = self.cluster.kwok.start_operator(
+            self.redis_url,
+            self.log,
+            metrics_port=self.metrics_port,
+            health_port=self.health_port,
+            leader_election=leader_election,
+            env=env,
+        )
         if not leader_election:
             wait_for(self.healthy, timeout=60, what="operator liveness endpoint")
 
