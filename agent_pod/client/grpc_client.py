@@ -165,12 +165,22 @@ async def play_realtime(
     """Send ``pcm`` in 20 ms frames, each when its capture would end (as a microphone does).
 
     ``speech_ends`` are frame indices where speech stops: the end is marked when the frame before goes out."""
+    await pace(send, recorder, frames(pcm, sample_rate), speech_ends)
+
+
+async def pace(
+    send: Callable[[bytes], None],
+    recorder: CallRecorder,
+    items: list[bytes],
+    speech_ends: list[int] | None = None,
+) -> None:
+    """Send one item (a 20 ms frame or packet) every 20 ms on absolute deadlines, marking speech ends."""
     ends = set(speech_ends or ())
     start = time.monotonic()
-    for i, chunk in enumerate(frames(pcm, sample_rate)):
+    for i, item in enumerate(items):
         delay = start + (i + 1) * FRAME_MS / 1000 - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        send(chunk)
+        send(item)
         if i + 1 in ends:
             recorder.mark_speech_end(i + 1)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import ipaddress
 import json
 import time
@@ -18,35 +17,51 @@ from aiortc.mediastreams import MediaStreamError
 
 from ..transports.ice import IcePolicy, PortAllocator, confine
 from ..transports.jitter import pass_through_audio
-from ..transports.opus import MonoDecoder
+from ..transports.opus import (
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    TIME_BASE,
+    MonoDecoder,
+    MonoEncoder,
+    silence_packet,
+)
 from .audio import FRAME_MS, frames
-from .grpc_client import play_realtime
+from .grpc_client import pace, play_realtime
 from .record import CallRecorder
-
-SAMPLE_RATE = 48000
-FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
-TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)
-SILENCE = bytes(FRAME_SAMPLES * 2)
 
 
 class MicrophoneTrack(MediaStreamTrack):
-    """The caller's microphone: a queued 20 ms frame (48 kHz mono) goes out as soon as it is queued,
-    as a real microphone hands over each frame when its capture ends; silence every 20 ms otherwise."""
+    """The caller's microphone as ready mono Opus packets (as the pod sends its audio).
+
+    A queued 20 ms frame goes out as soon as it is queued, as a real microphone hands
+    over each frame when its capture ends; a pre-encoded silence packet every 20 ms
+    otherwise. Frames are encoded inline (mono, ~0.1 ms), which spares aiortc's stereo
+    resampling and its encoder thread hop per frame; callers that say the same audio
+    many times (benchmarks) can queue packets encoded once with ``encode_frames``."""
 
     kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
         self.queue: deque[bytes] = deque()
+        self._encoder: MonoEncoder | None = None
+        self._silence = silence_packet()
         self._queued = asyncio.Event()
         self._last: float | None = None
         self._index = 0
 
     def put(self, frame: bytes) -> None:
-        self.queue.append(frame)
+        """A 20 ms PCM16 frame at 48 kHz mono."""
+        if self._encoder is None:
+            self._encoder = MonoEncoder()
+        self.put_packet(self._encoder.encode(frame))
+
+    def put_packet(self, packet: bytes) -> None:
+        """One Opus packet of 20 ms."""
+        self.queue.append(packet)
         self._queued.set()
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         deadline = time.monotonic() if self._last is None else self._last + FRAME_MS / 1000
@@ -58,13 +73,17 @@ class MicrophoneTrack(MediaStreamTrack):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queued.wait(), remaining)
         self._last = time.monotonic()
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(self.queue.popleft() if self.queue else SILENCE)
-        frame.sample_rate = SAMPLE_RATE
-        frame.time_base = TIME_BASE
-        frame.pts = self._index * FRAME_SAMPLES
+        packet = av.Packet(self.queue.popleft() if self.queue else self._silence)
+        packet.pts = self._index * FRAME_SAMPLES
+        packet.time_base = TIME_BASE
         self._index += 1
-        return frame
+        return packet
+
+
+def encode_frames(pcm: bytes) -> list[bytes]:
+    """48 kHz mono PCM16 as 20 ms Opus packets (the last frame padded with silence)."""
+    encoder = MonoEncoder()
+    return [encoder.encode(frame) for frame in frames(pcm, SAMPLE_RATE)]
 
 
 class WebRTCCaller:
@@ -157,6 +176,10 @@ class WebRTCCaller:
     async def play(self, pcm: bytes, speech_ends: list[int] | None = None) -> None:
         """Speak ``pcm`` (48 kHz mono) in real time, marking speech ends when those frames go out."""
         await play_realtime(self.microphone.put, self.recorder, pcm, SAMPLE_RATE, speech_ends)
+
+    async def play_packets(self, packets: list[bytes], speech_ends: list[int] | None = None) -> None:
+        """Like ``play`` with audio already encoded by ``encode_frames``."""
+        await pace(self.microphone.put_packet, self.recorder, packets, speech_ends)
 
     async def end(self, reason: str = "caller hung up") -> None:
         if self.location and self._http is not None:
