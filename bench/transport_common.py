@@ -1,4 +1,13 @@
-"""For the transport benchmarks: a `voicefleet pod` subprocess with zero-latency providers, CPU, tables."""
+"""For the transport benchmarks: a `voicefleet pod` subprocess with zero-latency providers, caller
+worker processes, CPU, tables.
+
+Callers run in worker processes (``python -m bench.transport_callers``), a few
+sessions each, so that no single client process is the bottleneck; every
+worker reports what its callers measured plus its own CPU and event-loop lag,
+which tells how much of a caller-measured number is the client's share.
+Processes on one machine share CLOCK_MONOTONIC, so the workers start and
+record on absolute ``time.monotonic()`` deadlines set by the benchmark.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +21,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel, Field
 
 from agent_pod.config import AgentConfig
 from tests.support.net import free_port
@@ -25,6 +35,7 @@ from tests.support.pod import free_udp_range
 ROOT = Path(__file__).resolve().parents[1]
 MIN_SILENCE_MS = 300
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+TICK_LATENESS = "voicefleet_output_frame_lateness_seconds"
 
 
 def zero_latency_config(**session: Any) -> AgentConfig:
@@ -42,6 +53,112 @@ def zero_latency_config(**session: Any) -> AgentConfig:
             "sessionsPerPod": 10000,
         }
     )
+
+
+class CallerJob(BaseModel):
+    """What one worker process is asked to do."""
+
+    kind: Literal["latency", "grpc_load", "webrtc_load"]
+    transport: Literal["grpc", "webrtc"] = "grpc"
+    grpc_address: str = ""
+    webrtc_url: str = ""
+    sessions: int
+    turns: int = 5
+    spread_seconds: float = Field(default=1.0, description="latency: first turns start spread over this")
+    warmup_seconds: float = 3.0
+    seconds: float = Field(default=10.0, description="load: length of the recorded window")
+
+
+class TurnResult(BaseModel):
+    added_ms: float = Field(
+        description="caller's end of speech -> first audible agent frame, minus minSilenceMs"
+    )
+    pod_ms: float | None = Field(
+        description="pod: end-of-turn decision -> first frame handed to the transport"
+    )
+    stt_final_ms: float | None = Field(description="pod: VAD end of speech -> end-of-turn decision")
+
+
+class WorkerResult(BaseModel):
+    sessions: int
+    failed: list[str] = Field(default_factory=list)
+    turns: list[TurnResult] = Field(default_factory=list)
+    lateness_ms: list[float] = Field(default_factory=list, description="gRPC load: output-frame lateness")
+    frames: int = Field(default=0, description="load: agent frames received in the recorded window")
+    min_audible_frames: int = 0
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    loop_lag_ms: list[float] = Field(default_factory=list, description="event-loop lag samples (10 ms timer)")
+
+
+class Workers:
+    """Caller worker processes: each connects its sessions, says ready, and starts on ``go``."""
+
+    def __init__(self, job: CallerJob, per_worker: int) -> None:
+        counts = [per_worker] * (job.sessions // per_worker)
+        if job.sessions % per_worker:
+            counts.append(job.sessions % per_worker)
+        self.jobs = [job.model_copy(update={"sessions": n}) for n in counts]
+        self.procs: list[asyncio.subprocess.Process] = []
+
+    async def __aenter__(self) -> Workers:
+        for job in self.jobs:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.transport_callers", cwd=ROOT,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            assert proc.stdin is not None
+            proc.stdin.write(job.model_dump_json().encode() + b"\n")
+            self.procs.append(proc)
+        return self
+
+    async def ready(self, within: float = 120.0) -> None:
+        """Wait until every worker has connected its callers."""
+        async with asyncio.timeout(within):
+            for proc in self.procs:
+                assert proc.stdout is not None
+                line = await proc.stdout.readline()
+                if line.strip() != b"ready":
+                    raise RuntimeError(f"caller worker failed to start: {await self._stderr(proc)}")
+
+    def go(self, start_at: float) -> None:
+        """Start every worker at ``start_at`` (time.monotonic of this machine)."""
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write(f"{start_at}\n".encode())
+
+    async def results(self, within: float = 600.0) -> list[WorkerResult]:
+        out = []
+        async with asyncio.timeout(within):
+            for proc in self.procs:
+                assert proc.stdout is not None
+                line = await proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"caller worker died: {await self._stderr(proc)}")
+                out.append(WorkerResult.model_validate_json(line))
+        return out
+
+    async def _stderr(self, proc: asyncio.subprocess.Process) -> str:
+        await proc.wait()
+        assert proc.stderr is not None
+        return (await proc.stderr.read()).decode(errors="replace")[-2000:]
+
+    async def __aexit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+
+
+def client_summary(results: list[WorkerResult]) -> dict[str, Any]:
+    """The callers' own load: CPU cores used by all workers and their worst event-loop lag."""
+    lag = [v for r in results for v in r.loop_lag_ms]
+    wall = max((r.wall_seconds for r in results), default=0.0)
+    return {
+        "workers": len(results),
+        "client_cores": sum(r.cpu_seconds for r in results) / wall if wall else float("nan"),
+        "client_loop_lag_p99_ms": percentile(lag, 0.99),
+    }
 
 
 class PodRunner:
@@ -66,6 +183,24 @@ class PodRunner:
         """User + system CPU of the pod process (all its threads) so far."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    async def snapshot(self) -> tuple[dict[float, float], float, float]:
+        """(tick lateness histogram, CPU seconds, time) now, for ``since``."""
+        return await self.histogram(TICK_LATENESS), self.cpu_seconds(), time.monotonic()
+
+    async def since(self, before: tuple[dict[float, float], float, float]) -> PodWindow:
+        """The pod's CPU and playout tick lateness since a ``snapshot``."""
+        ticks0, cpu0, t0 = before
+        ticks1, cpu1, t1 = await self.snapshot()
+        return PodWindow(
+            cores=(cpu1 - cpu0) / (t1 - t0),
+            tick_lateness_p99_ms_at_most=bucket_quantile(ticks0, ticks1, 0.99) * 1000,
+        )
+
+
+class PodWindow(BaseModel):
+    cores: float = Field(description="CPU cores the pod process used")
+    tick_lateness_p99_ms_at_most: float = Field(description="pod playout tick lateness p99 (bucket bound)")
 
 
 @asynccontextmanager
@@ -142,14 +277,18 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def print_table(headers: list[str], rows: list[list[Any]]) -> None:
-    cells = [[h for h in headers]] + [
-        [f"{c:.1f}" if isinstance(c, float) else str(c) for c in r] for r in rows
-    ]
+    cells = [[h for h in headers]] + [[_cell(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
         print("| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + " |")
         if n == 0:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}" if 0 < abs(value) < 1 else f"{value:.1f}"
+    return str(value)
 
 
 def write_json(path: str | None, data: Any) -> None:

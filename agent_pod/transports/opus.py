@@ -57,6 +57,8 @@ def silence_packet() -> bytes:
 
 
 class MonoDecoder:
+    sample_rate = SAMPLE_RATE
+
     def __init__(self) -> None:
         codec = av.CodecContext.create("libopus", "r")
         codec.sample_rate = SAMPLE_RATE

@@ -183,7 +183,7 @@ class WebRTCPeer:
             metrics.BAD_INPUT_TOTAL.labels("webrtc", "audio").inc()
             return
         try:
-            live.session.push_audio(pcm, SAMPLE_RATE)
+            live.session.push_audio(pcm, self._decoder.sample_rate)
         except InvalidAudio as exc:
             metrics.BAD_INPUT_TOTAL.labels("webrtc", "audio").inc()
             log.warning("caller audio refused: %s", exc, extra={"session_id": live.id})
