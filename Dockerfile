@@ -2,7 +2,7 @@
 # Not built in this repository's CI (no Docker engine there); see README.
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
- && apt-get install -y --no-install-recommends espeak-ng \
+ && apt-get install -y --no-install-recommends espeak-ng libopus0 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

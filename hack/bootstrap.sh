@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for voicefleet, idempotently:
-#   Debian packages (redis-server, espeak-ng, chromium, ...), a virtualenv in .venv
+#   Debian packages (redis-server, espeak-ng, chromium, libopus0, ...), a virtualenv in .venv
 #   with the project installed editable (this generates the gRPC stubs), and the
 #   Kubernetes test binaries built once from the Go module proxy (cached in
 #   ~/.cache/voicefleet, see hack/kube-binaries.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(redis-server espeak-ng chromium sox fonts-liberation)
+APT_PACKAGES=(redis-server espeak-ng chromium sox fonts-liberation libopus0)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
