@@ -45,6 +45,17 @@ CONNECT_TIMEOUT_SECONDS = 30.0
 # Frames waiting for aiortc's sender; more means the sender stalled, and old audio is dropped.
 MAX_QUEUED_FRAMES = 10
 FLUSH_SECONDS = 1.0
+# Opus DTX as libopus does it: silence is sent for 200 ms after speech, then every 400 ms.
+DTX_HANGOVER_TICKS = 10
+DTX_SILENCE_EVERY_TICKS = 20
+
+
+def send_silence(silent_ticks: int) -> bool:
+    """Whether the ``silent_ticks``-th silent tick in a row sends a silence packet (DTX)."""
+    return (
+        silent_ticks <= DTX_HANGOVER_TICKS
+        or (silent_ticks - DTX_HANGOVER_TICKS) % DTX_SILENCE_EVERY_TICKS == 0
+    )
 
 
 class OfferError(ValueError):
@@ -59,26 +70,44 @@ class ChannelMessage(BaseModel):
 
 
 class AgentAudioTrack(MediaStreamTrack):
-    """Agent audio for aiortc's sender as ready Opus packets, one per playout tick."""
+    """Agent audio for aiortc's sender as ready Opus packets, on the playout ticks.
+
+    Every tick's frame is sent while the agent speaks. While it is silent, the
+    track does what Opus DTX (RFC 7587) does: silence packets for the first
+    ``DTX_HANGOVER_TICKS`` ticks, then one every ``DTX_SILENCE_EVERY_TICKS``;
+    the receiver conceals the gaps as silence. RTP timestamps count every tick,
+    sent or not, so they keep real time and the receiver's playout stays
+    aligned. A silent caller-facing stream then costs a twentieth of the
+    packets (RTP, SRTP and a send system call each, on both ends).
+    """
 
     kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
-        self._frames: deque[bytes | None] = deque()
+        self._frames: deque[tuple[int, bytes | None]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._encoder = MonoEncoder()
         self._silence = silence_packet()
-        self._pts = 0
+        self._tick_pts = 0  # RTP time of the next playout tick
+        self._silent_ticks = 0
         self.dropped = 0
 
     def put(self, pcm: bytes | None) -> None:
-        """A 20 ms frame of agent audio at 48 kHz, or None for silence."""
+        """One playout tick: 20 ms of agent audio at 48 kHz, or None while the agent is silent."""
+        pts = self._tick_pts
+        self._tick_pts += FRAME_SAMPLES
+        if pcm is None:
+            self._silent_ticks += 1
+            if not send_silence(self._silent_ticks):
+                return
+        else:
+            self._silent_ticks = 0
         if len(self._frames) >= MAX_QUEUED_FRAMES:
             self._frames.popleft()
             self.dropped += 1
             metrics.DROPPED_FRAMES_TOTAL.labels("webrtc").inc()
-        self._frames.append(pcm)
+        self._frames.append((pts, pcm))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -89,11 +118,10 @@ class AgentAudioTrack(MediaStreamTrack):
                 raise MediaStreamError
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        pcm = self._frames.popleft()
+        pts, pcm = self._frames.popleft()
         packet = av.Packet(self._silence if pcm is None else self._encoder.encode(pcm))
-        packet.pts = self._pts
+        packet.pts = pts
         packet.time_base = TIME_BASE
-        self._pts += FRAME_SAMPLES
         return packet
 
     def stop(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,8 @@ from agent_pod.client.audio import frames, speech_ends
 from agent_pod.settings import advertised_host
 from agent_pod.transports.audio import check_format
 from agent_pod.transports.ice import IcePolicy, candidate_ports, ports_from
+from agent_pod.transports.webrtc import AgentAudioTrack, send_silence
+from tests.support.pod import tone
 
 
 def test_ports_from_wraps_around_once():
@@ -75,3 +79,20 @@ def test_speech_ends_finds_each_utterance_end():
 def test_speech_end_at_the_very_end_counts():
     pcm = bytes(16000) + _tone(16000, 0.2)
     assert speech_ends(pcm, 16000) == [len(frames(pcm, 16000))]
+
+
+def test_dtx_sends_silence_for_200_ms_after_speech_then_every_400_ms():
+    assert [n for n in range(1, 71) if send_silence(n)] == [*range(1, 11), 30, 50, 70]
+
+
+async def test_agent_track_keeps_rtp_time_across_dtx_gaps():
+    track = AgentAudioTrack()
+    speech = tone(48000, 0.02)
+    ticks = [speech] + [None] * 40 + [speech]
+    sent = [0, *range(1, 11), 30, 41]  # speech, hangover silence, one silence packet, speech again
+    for tick, pcm in enumerate(ticks):
+        track.put(pcm)
+        if tick in sent:
+            packet = await asyncio.wait_for(track.recv(), 5)
+            assert packet.pts == tick * 960, f"tick {tick}: RTP time must count every tick"
+    track.stop()
