@@ -51,7 +51,7 @@ class GrpcSink:
         self, *, max_audio_frames: int = 50, max_events: int = 1000, slow_reader_seconds: float = 5.0
     ) -> None:
         self._events: deque[agent_pb2.ServerEvent] = deque()
-        self._audio: deque[bytes] = deque()
+        self._audio: deque[tuple[bytes, float]] = deque()  # (frame, when it was handed over)
         self._max_audio = max_audio_frames
         self._max_events = max_events
         self._slow_reader_seconds = slow_reader_seconds
@@ -72,7 +72,7 @@ class GrpcSink:
             self.dropped_frames += 1
             metrics.DROPPED_FRAMES_TOTAL.labels("grpc").inc()
             self._check_stalled()
-        audio.append(frame)
+        audio.append((frame, time.monotonic()))
         self._wake.set()
 
     def on_event(self, event: SessionEvent) -> None:
@@ -100,14 +100,15 @@ class GrpcSink:
     async def write_all(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Write until the session has ended and everything queued is sent."""
         events, audio = self._events, self._audio
+        observe = metrics.SEND_DELAY_SECONDS.labels("grpc").observe
         while True:
+            handed: float | None = None
             if events:
                 message = events.popleft()
             elif audio:
                 self._sequence += 1
-                message = agent_pb2.ServerEvent(
-                    audio=agent_pb2.AudioChunk(pcm=audio.popleft(), sequence=self._sequence)
-                )
+                pcm, handed = audio.popleft()
+                message = agent_pb2.ServerEvent(audio=agent_pb2.AudioChunk(pcm=pcm, sequence=self._sequence))
             elif self.ended is not None:
                 return
             else:
@@ -117,6 +118,8 @@ class GrpcSink:
             self._write_started = time.monotonic()
             await context.write(message)
             self._write_started = None
+            if handed is not None:
+                observe(time.monotonic() - handed)
 
 
 class VoiceAgentService(agent_pb2_grpc.VoiceAgentServicer):

@@ -32,3 +32,10 @@ PLAYOUT_FANOUT_SECONDS = Histogram(
     "Time the pod's shared playout loop spends handing one 20 ms frame to every live session.",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05),
 )
+SEND_DELAY_SECONDS = Histogram(
+    "voicefleet_transport_send_delay_seconds",
+    "Agent audio: a frame handed to the transport on a playout tick -> taken for sending "
+    "(gRPC: the stream write is done; WebRTC: the packet goes to the RTP sender).",
+    ["transport"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
 from typing import Any
@@ -50,6 +51,9 @@ DTX_HANGOVER_TICKS = 10
 DTX_SILENCE_EVERY_TICKS = 20
 
 
+SEND_DELAY = metrics.SEND_DELAY_SECONDS.labels("webrtc")
+
+
 def send_silence(silent_ticks: int) -> bool:
     """Whether the ``silent_ticks``-th silent tick in a row sends a silence packet (DTX)."""
     return (
@@ -85,7 +89,7 @@ class AgentAudioTrack(MediaStreamTrack):
 
     def __init__(self) -> None:
         super().__init__()
-        self._frames: deque[tuple[int, bytes | None]] = deque()
+        self._frames: deque[tuple[int, bytes | None, float]] = deque()  # (RTP time, frame, handed at)
         self._waiter: asyncio.Future[None] | None = None
         self._encoder = MonoEncoder()
         self._silence = silence_packet()
@@ -107,7 +111,7 @@ class AgentAudioTrack(MediaStreamTrack):
             self._frames.popleft()
             self.dropped += 1
             metrics.DROPPED_FRAMES_TOTAL.labels("webrtc").inc()
-        self._frames.append((pts, pcm))
+        self._frames.append((pts, pcm, time.monotonic()))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -118,7 +122,8 @@ class AgentAudioTrack(MediaStreamTrack):
                 raise MediaStreamError
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
-        pts, pcm = self._frames.popleft()
+        pts, pcm, handed = self._frames.popleft()
+        SEND_DELAY.observe(time.monotonic() - handed)
         packet = av.Packet(self._silence if pcm is None else self._encoder.encode(pcm))
         packet.pts = pts
         packet.time_base = TIME_BASE
