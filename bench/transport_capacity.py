@@ -59,7 +59,7 @@ async def step(pod: PodRunner, kind: str, sessions: int, seconds: float, per_wor
         await asyncio.sleep(max(0.0, start_at + WARMUP_SECONDS - time.monotonic()))
         before = await pod.snapshot()
         await asyncio.sleep(max(0.0, start_at + WARMUP_SECONDS + seconds - time.monotonic()))
-        window = await pod.since(before)
+        window = await pod.since(before, kind)
         results = await workers.results()
     frames = sum(r.frames for r in results)
     row = {
@@ -68,6 +68,8 @@ async def step(pod: PodRunner, kind: str, sessions: int, seconds: float, per_wor
         "sessions_per_core": sessions / window.cores if window.cores else float("inf"),
         "frames_per_session_per_s": frames / sessions / seconds,
         "pod_tick_lateness_p99_ms_at_most": window.tick_lateness_p99_ms_at_most,
+        "pod_send_delay_p50_ms_at_most": window.send_delay_p50_ms_at_most,
+        "pod_send_delay_p99_ms_at_most": window.send_delay_p99_ms_at_most,
         "failed": sum(len(r.failed) for r in results),
         **client_summary(results),
     }
@@ -113,6 +115,8 @@ GRPC_COLUMNS = [
     ("late p50 ms", "lateness_p50_ms"),
     ("late p99 ms", "lateness_p99_ms"),
     ("pod tick p99 <= ms", "pod_tick_lateness_p99_ms_at_most"),
+    ("pod send p50 <= ms", "pod_send_delay_p50_ms_at_most"),
+    ("pod send p99 <= ms", "pod_send_delay_p99_ms_at_most"),
     ("failed", "failed"),
     ("workers", "workers"),
     ("client cores", "client_cores"),
@@ -124,6 +128,7 @@ WEBRTC_COLUMNS = [
     ("CPU ms per audio s", "cpu_ms_per_audio_s"),
     ("sessions/core", "sessions_per_core"),
     ("pod tick p99 <= ms", "pod_tick_lateness_p99_ms_at_most"),
+    ("pod send p99 <= ms", "pod_send_delay_p99_ms_at_most"),
     ("min audible frames", "min_audible_frames"),
     ("valid", "valid"),
     ("workers", "workers"),

@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MIN_SILENCE_MS = 300
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TICK_LATENESS = "voicefleet_output_frame_lateness_seconds"
+SEND_DELAY = "voicefleet_transport_send_delay_seconds"
+RESULT_LIMIT = 64 * 1024 * 1024  # a worker's result line holds every lateness sample of its callers
 
 
 def zero_latency_config(**session: Any) -> AgentConfig:
@@ -106,6 +108,7 @@ class Workers:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bench.transport_callers", cwd=ROOT,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                limit=RESULT_LIMIT,
             )  # fmt: skip
             assert proc.stdin is not None
             proc.stdin.write(job.model_dump_json().encode() + b"\n")
@@ -168,39 +171,55 @@ class PodRunner:
         self.grpc_address = grpc_address
         self.metrics_url = metrics_url
 
-    async def histogram(self, name: str) -> dict[float, float]:
-        """Cumulative bucket counts (upper bound -> count) of a histogram on the pod's /metrics."""
+    async def histograms(self) -> dict[str, dict[float, float]]:
+        """Cumulative bucket counts (upper bound -> count) of the pod's histograms, by name and labels."""
         async with aiohttp.ClientSession() as http, http.get(self.metrics_url) as response:
             text = await response.text()
-        buckets: dict[float, float] = {}
+        out: dict[str, dict[float, float]] = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == name + "_bucket":
-                    buckets[float(sample.labels["le"])] = sample.value
-        return buckets
+                if sample.name.endswith("_bucket"):
+                    labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "le")
+                    key = sample.name.removesuffix("_bucket") + (f"{{{labels}}}" if labels else "")
+                    out.setdefault(key, {})[float(sample.labels["le"])] = sample.value
+        return out
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the pod process (all its threads) so far."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
-    async def snapshot(self) -> tuple[dict[float, float], float, float]:
-        """(tick lateness histogram, CPU seconds, time) now, for ``since``."""
-        return await self.histogram(TICK_LATENESS), self.cpu_seconds(), time.monotonic()
+    async def snapshot(self) -> PodSnapshot:
+        """The pod's histograms and CPU now, for ``since``."""
+        return PodSnapshot(histograms=await self.histograms(), cpu=self.cpu_seconds(), at=time.monotonic())
 
-    async def since(self, before: tuple[dict[float, float], float, float]) -> PodWindow:
-        """The pod's CPU and playout tick lateness since a ``snapshot``."""
-        ticks0, cpu0, t0 = before
-        ticks1, cpu1, t1 = await self.snapshot()
+    async def since(self, before: PodSnapshot, transport: str = "") -> PodWindow:
+        """The pod's CPU, playout tick lateness and send delay (of ``transport``) since a ``snapshot``."""
+        after = await self.snapshot()
+
+        def quantile_ms(name: str, q: float) -> float:
+            return bucket_quantile(before.histograms.get(name, {}), after.histograms.get(name, {}), q) * 1000
+
+        send = f"{SEND_DELAY}{{transport={transport}}}"
         return PodWindow(
-            cores=(cpu1 - cpu0) / (t1 - t0),
-            tick_lateness_p99_ms_at_most=bucket_quantile(ticks0, ticks1, 0.99) * 1000,
+            cores=(after.cpu - before.cpu) / (after.at - before.at),
+            tick_lateness_p99_ms_at_most=quantile_ms(TICK_LATENESS, 0.99),
+            send_delay_p50_ms_at_most=quantile_ms(send, 0.5),
+            send_delay_p99_ms_at_most=quantile_ms(send, 0.99),
         )
+
+
+class PodSnapshot(BaseModel):
+    histograms: dict[str, dict[float, float]]
+    cpu: float
+    at: float
 
 
 class PodWindow(BaseModel):
     cores: float = Field(description="CPU cores the pod process used")
     tick_lateness_p99_ms_at_most: float = Field(description="pod playout tick lateness p99 (bucket bound)")
+    send_delay_p50_ms_at_most: float = Field(description="frame handed to the transport -> taken for sending")
+    send_delay_p99_ms_at_most: float
 
 
 @asynccontextmanager

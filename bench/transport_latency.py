@@ -68,6 +68,7 @@ COLUMNS = [
     ("rest p99", "rest_p99_ms"),
     ("pod cores", "pod_cores"),
     ("pod tick p99 <=", "pod_tick_lateness_p99_ms_at_most"),
+    ("pod send p99 <=", "pod_send_delay_p99_ms_at_most"),
     ("workers", "workers"),
     ("client cores", "client_cores"),
     ("client lag p99", "client_loop_lag_p99_ms"),
@@ -90,7 +91,7 @@ async def measure(
         before = await pod.snapshot()
         workers.go(time.monotonic() + 0.2)
         results = await workers.results()
-        window = await pod.since(before)
+        window = await pod.since(before, transport)
     turns_ = [t for r in results for t in r.turns]
     added = [t.added_ms for t in turns_]
     pod_ms = [t.pod_ms for t in turns_ if t.pod_ms is not None]
@@ -118,6 +119,7 @@ async def measure(
         "rest_p99_ms": percentile(rest, 0.99),
         "pod_cores": window.cores,
         "pod_tick_lateness_p99_ms_at_most": window.tick_lateness_p99_ms_at_most,
+        "pod_send_delay_p99_ms_at_most": window.send_delay_p99_ms_at_most,
         **client_summary(results),
     }
 
