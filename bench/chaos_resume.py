@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.chaos.harness import Caller, ChaosFleet, Channels, Stats, chaos_config, run_callers
+from tests.chaos.harness import Caller, Channels, ChaosFleet, Stats, chaos_config, run_callers
 from tests.support.redis import RedisServer
 from tests.support.wait import async_wait_for
 

@@ -68,9 +68,10 @@ class BenchFleet:
     async def kill(self, name: str) -> None:
         """SIGKILL stand-in: heartbeats stop, nothing deregisters, the port closes."""
         directory = self.pods.pop(name)
+        directory._closed = True  # its loops stop at their next step
         for task in directory._tasks:
             task.cancel()
-        directory._tasks, directory._closed = [], True
+        directory._tasks = []
         await directory.redis.aclose()
         self.listeners.pop(name).close()
 

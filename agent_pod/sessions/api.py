@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
+
 from voicefleet.v1 import session_pb2, session_pb2_grpc
 
 from ..config import Model

@@ -91,6 +91,11 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _settle(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 def split_address(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
@@ -221,16 +226,17 @@ class RedisDirectory:
     async def aclose(self) -> None:
         if self._closed:
             return
+        # The loops see the flag, write the last snapshots and return. They are not cancelled
+        # while waiting on Redis: redis-py (8.x, Python 3.11) can swallow a cancellation there.
         self._closed = True
-        if self._healthy and self._dirty:
-            self._kick_writer.set()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._flush_snapshots(), self.tuning.heartbeat_seconds)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        self._wake.set()
+        self._kick_writer.set()
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=self.tuning.heartbeat_seconds + 2)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
         self._tasks = []
         if self._healthy:
             name = self.identity.name
@@ -318,15 +324,20 @@ class RedisDirectory:
         log.info("session store reachable again: registry and %d sessions re-synced", len(self._owned))
 
     async def _heartbeat_loop(self) -> None:
-        while True:
-            if self._healthy:
-                timeout = self.tuning.heartbeat_seconds
-            else:
-                self._backoff = min(self.tuning.max_backoff_seconds, max(0.25, self._backoff * 2))
-                timeout = self._backoff
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+        while not self._closed:
+            if self._healthy:  # a heartbeat every interval, or at once when woken (drain, outage)
+                timer = asyncio.get_running_loop().call_later(self.tuning.heartbeat_seconds, self._wake.set)
+                try:
+                    await self._wake.wait()
+                finally:
+                    timer.cancel()
+            elif self._backoff:  # probing a dead store: back off, whatever wakes us
+                await asyncio.sleep(self._backoff)
             self._wake.clear()
+            if self._closed:
+                return
+            if not self._healthy:
+                self._backoff = min(self.tuning.max_backoff_seconds, max(0.25, self._backoff * 2))
             try:
                 if self._healthy:
                     await self._heartbeat()
@@ -354,8 +365,8 @@ class RedisDirectory:
         for version, fut in owned.waiters:
             if ok and upto is not None and version > upto:
                 keep.append((version, fut))
-            elif not fut.done():
-                fut.set_result(None)
+            else:
+                _settle(fut)
         owned.waiters = keep
 
     async def _flush_snapshots(self) -> None:
@@ -398,7 +409,7 @@ class RedisDirectory:
                     )
 
     async def _writer_loop(self) -> None:
-        while True:
+        while not self._closed:
             await self._kick_writer.wait()
             self._kick_writer.clear()
             try:
@@ -426,8 +437,13 @@ class RedisDirectory:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         owned.waiters.append((owned.version, fut))
         self._kick_writer.set()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(fut), self.tuning.max_backoff_seconds * 2)
+        # A timer ends the wait, not asyncio.wait_for/timeout: on Python 3.11 those can swallow the
+        # cancellation of a session that closes right as its snapshot lands (its task then never ends).
+        timer = asyncio.get_running_loop().call_later(self.tuning.max_backoff_seconds * 2, _settle, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
 
     # ----- admission (streams arriving on this pod) --------------------------------
 
@@ -648,11 +664,18 @@ class RedisDirectory:
     async def _reachable(self, address: str) -> bool:
         try:
             host, port = split_address(address)
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), self.tuning.probe_timeout_seconds
-            )
-        except (TimeoutError, OSError, ValueError):
+        except ValueError:
             return False
+        connect = asyncio.ensure_future(asyncio.open_connection(host, port))
+        try:
+            done, _ = await asyncio.wait({connect}, timeout=self.tuning.probe_timeout_seconds)
+        finally:
+            if not connect.done():
+                connect.cancel()
+        if not done or connect.exception() is not None:
+            await asyncio.gather(connect, return_exceptions=True)
+            return False
+        _, writer = connect.result()
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()

@@ -28,7 +28,6 @@ from typing import Any
 import aiohttp
 import grpc
 from redis.asyncio import Redis
-from voicefleet.v1 import agent_pb2, agent_pb2_grpc, session_pb2, session_pb2_grpc
 
 from agent_pod.config import AgentConfig
 from agent_pod.sessions.fleet import FleetState, read_fleet
@@ -36,6 +35,7 @@ from tests.support.net import free_port
 from tests.support.pod import synthetic_config
 from tests.support.redis import RedisServer
 from tests.support.wait import async_wait_for
+from voicefleet.v1 import agent_pb2, agent_pb2_grpc, session_pb2, session_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 RESUME_KEY = b"chaos-resume-key-0123456789abcdef"
@@ -277,6 +277,16 @@ class Caller:
             if kind == "error" and message.error.fatal:
                 raise Dropped(f"fatal error: {message.error.message}")
 
+    async def _finish(self, call: Any) -> None:
+        """After EndSession: the pod confirms with SessionEnded, then the RPC closes with its status."""
+        with contextlib.suppress(StreamBroken):
+            await self._read_until(call, "ended")
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await call.done_writing()
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            while await asyncio.wait_for(call.read(), READ_TIMEOUT) is not grpc.aio.EOF:
+                pass
+
     async def session(
         self, turns: int, think: tuple[float, float], stop: asyncio.Event | None = None
     ) -> None:
@@ -322,10 +332,7 @@ class Caller:
                         elif done < turns:
                             await asyncio.sleep(self.rng.uniform(*think))
                     await call.write(agent_pb2.ClientEvent(end=agent_pb2.EndSession(reason="bye")))
-                    with contextlib.suppress(StreamBroken):
-                        await self._read_until(call, "ended")
-                    with contextlib.suppress(grpc.aio.AioRpcError):
-                        await call.done_writing()
+                    await self._finish(call)
                 except (StreamBroken, grpc.aio.AioRpcError, asyncio.InvalidStateError):
                     call.cancel()
                     if broken_at is None:

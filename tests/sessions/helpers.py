@@ -63,10 +63,10 @@ class Fleet:
     async def crash(self, name: str) -> None:
         """The pod dies without a word (SIGKILL): no deregistration, its port closes."""
         directory = self.pods[name]
+        directory._closed = True  # its loops stop at their next step
         for task in directory._tasks:
             task.cancel()
         directory._tasks = []
-        directory._closed = True
         await directory.redis.aclose()
         self.listeners.pop(name).close()
 

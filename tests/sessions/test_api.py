@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from aiohttp import ClientSession, web
-from voicefleet.v1 import session_pb2, session_pb2_grpc
 
 from agent_pod.sessions.api import add_session_service, session_routes
 from agent_pod.sessions.redis_directory import RedisDirectory
 from tests.support.redis import RedisServer
+from voicefleet.v1 import session_pb2, session_pb2_grpc
 
 from .helpers import PROMPT, Fleet, conversation
 
