@@ -87,7 +87,8 @@ def main() -> None:
         ("dropped", f"{r['dropped']}", "0"),
         (
             "stream broken -> resumed on new pod",
-            f"p50 {r['resume_p50_ms']:.0f} ms, p99 {r['resume_p99_ms']:.0f} ms, max {r['resume_max_ms']:.0f} ms"
+            f"p50 {r['resume_p50_ms']:.0f} ms, p99 {r['resume_p99_ms']:.0f} ms, "
+            f"max {r['resume_max_ms']:.0f} ms"
             if r["resumed"]
             else "-",
             "",
