@@ -82,9 +82,6 @@ class GrpcCaller:
         if not summary.session_id:
             raise ConnectionError(f"stream refused: {self.status} {self.details}")
         self.session_id = summary.session_id
-        for key, value in await self._call.initial_metadata() or ():
-            if key == "voicefleet-resume-token":
-                self.recorder.summary.resume_token = value
 
     async def _requests(self) -> Any:
         while True:
@@ -146,7 +143,8 @@ class GrpcCaller:
         self._outgoing.put_nowait(None)
         if self._reader is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._reader), 5.0)
+                async with asyncio.timeout(5.0):
+                    await asyncio.shield(self._reader)
             except TimeoutError:
                 self._call.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -53,6 +53,7 @@ class CallRecorder:
         s = self.summary
         if kind == "session_started":
             s.session_id = fields.get("session_id", s.session_id)
+            s.resume_token = fields.get("resume_token") or s.resume_token
         elif kind == "user_transcript" and fields.get("final"):
             s.transcripts.append(fields.get("text", ""))
         elif kind == "agent_text" and fields.get("final"):
@@ -101,7 +102,8 @@ class CallRecorder:
                 raise TimeoutError(f"call condition not met within {within:g} s: {self.summary!r}")
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
             except TimeoutError:
                 continue
         return self.summary

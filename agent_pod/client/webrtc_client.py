@@ -71,7 +71,8 @@ class MicrophoneTrack(MediaStreamTrack):
                 break
             self._queued.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queued.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._queued.wait()
         self._last = time.monotonic()
         packet = av.Packet(self.queue.popleft() if self.queue else self._silence)
         packet.pts = self._index * FRAME_SAMPLES
@@ -151,7 +152,8 @@ class WebRTCCaller:
         recorder.event("session_started", {"session_id": payload["session_id"]})
         self.session_id = payload["session_id"]
         await pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="answer"))
-        await asyncio.wait_for(self._channel_open.wait(), within)
+        async with asyncio.timeout(within):
+            await self._channel_open.wait()
 
     def _on_message(self, message: str | bytes) -> None:
         data = json.loads(message)

@@ -148,7 +148,7 @@ class AgentSession:
         self._last_activity = self._started_at
         self._started = False
         self._closing = False
-        self._closed = asyncio.Event()
+        self._shutdown_task: asyncio.Task[None] | None = None
         self._ended = False
         self.end_reason: str | None = None
         self._frame_bytes = frame_bytes(output_sample_rate, FRAME_MS)
@@ -231,11 +231,15 @@ class AgentSession:
                 return
 
     async def close(self, reason: str) -> None:
-        if self._closing:
-            await self._closed.wait()
-            return
-        self._closing = True
-        self.end_reason = reason
+        """Idempotent, and safe to cancel: the shutdown runs as a task of its own, so a caller cancelled
+        midway (a transport's reader task) never leaves the session half closed."""
+        if self._shutdown_task is None:
+            self._closing = True
+            self.end_reason = reason
+            self._shutdown_task = asyncio.create_task(self._shutdown(reason), name=f"close-{self.session_id}")
+        await asyncio.shield(self._shutdown_task)
+
+    async def _shutdown(self, reason: str) -> None:
         me = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not me]
         for task in tasks:
@@ -252,7 +256,6 @@ class AgentSession:
         metrics.SESSIONS_TOTAL.labels(outcome=reason if reason in KNOWN_OUTCOMES else "other").inc()
         self._log.info("session %s ended: %s", self.session_id, reason)
         self._emit(SessionEnded(reason=reason))
-        self._closed.set()
 
     async def wait_audits(self) -> None:
         """Wait until the compliance re-transcriptions of finished turns are done."""
@@ -396,12 +399,16 @@ class AgentSession:
                 turn.playback.flush()
                 task.cancel()
                 await asyncio.wait({task})
-                self._finish_turn(turn)
+                final = self._finish_turn(turn)
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._snapshot(), SNAPSHOT_TIMEOUT)
+                    async with asyncio.timeout(SNAPSHOT_TIMEOUT):
+                        await self._snapshot()
+                self._emit(final)
                 raise
-            self._finish_turn(turn)
+            final = self._finish_turn(turn)
+            # Persist before telling the caller the turn is final: a caller that saw it can resume it.
             await self._snapshot()
+            self._emit(final)
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error
 
@@ -524,22 +531,17 @@ class AgentSession:
         if turn.task is not None:
             turn.task.cancel()
 
-    def _finish_turn(self, turn: AgentTurn) -> None:
-        """Record the turn in the history exactly once, with only the played text."""
+    def _finish_turn(self, turn: AgentTurn) -> AgentText:
+        """Record the turn in the history exactly once, with only the played text; returns the final
+        AgentText for the caller to emit once the history is persisted."""
         for call in turn.cancel_pending():
             self._tools.finish(call, turn.outcomes[call.id])
         self._current = None
         self._conversation.messages.extend(turn.history())
         self._conversation.turns += 1
         played = turn.playback.played_text()
-        self._emit(
-            AgentText(
-                turn_id=turn.turn_id,
-                text=turn.text,
-                played_text=played,
-                final=True,
-                interrupted=turn.interrupted,
-            )
+        final = AgentText(
+            turn_id=turn.turn_id, text=turn.text, played_text=played, final=True, interrupted=turn.interrupted
         )
         record = TurnRecord(
             turn_id=turn.turn_id,
@@ -556,6 +558,7 @@ class AgentSession:
             task = asyncio.create_task(self._auditor.audit(record, audio, self.output_sample_rate))
             self._audits.add(task)
             task.add_done_callback(self._audits.discard)
+        return final
 
     def _emit_agent_text(self, turn: AgentTurn) -> None:
         self._emit(

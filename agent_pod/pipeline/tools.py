@@ -151,7 +151,8 @@ class ToolRunner:
                     )
                 )
             try:
-                status, body = await asyncio.wait_for(self._request(spec, args), spec.timeout_seconds)
+                async with asyncio.timeout(spec.timeout_seconds):  # not wait_for: 3.11's can lose a cancel
+                    status, body = await self._request(spec, args)
             except TimeoutError:
                 timed_out, last_error = True, f"no answer within {spec.timeout_seconds:g} s"
             except (aiohttp.ClientError, OSError) as exc:

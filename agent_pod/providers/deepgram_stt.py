@@ -166,7 +166,8 @@ class DeepgramSTTStream:
             with contextlib.suppress(*SDK_ERRORS):
                 await self._socket.send_close_stream()
                 # Deepgram flushes, sends Metadata and closes: the reader sees the end.
-                await asyncio.wait_for(asyncio.shield(self._reader), self._grace)
+                async with asyncio.timeout(self._grace):
+                    await asyncio.shield(self._reader)
         self._reader.cancel()
         with contextlib.suppress(*SDK_ERRORS):
             await self._exits.aclose()

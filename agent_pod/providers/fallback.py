@@ -212,7 +212,8 @@ class STTChain:
     async def _open_current(self) -> None:
         link = self.links[self.index]
         self._error = None
-        self._stream = await asyncio.wait_for(link.provider.open_stream(), link.timeout)
+        async with asyncio.timeout(link.timeout):  # not wait_for: 3.11's can lose a cancellation
+            self._stream = await link.provider.open_stream()
         self._resampler = StreamResampler(self.input_rate, link.provider.sample_rate)
         self._reader = asyncio.create_task(self._read(self._stream), name=f"stt-reader-{link.name}")
 
@@ -287,7 +288,8 @@ class STTChain:
             while True:
                 link = self.links[self.index]
                 try:
-                    return await asyncio.wait_for(self._final(), link.timeout)
+                    async with asyncio.timeout(link.timeout):
+                        return await self._final()
                 except Exception as exc:
                     await self._failover(exc)
         finally:

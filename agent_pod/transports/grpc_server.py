@@ -153,11 +153,9 @@ class VoiceAgentService(agent_pb2_grpc.VoiceAgentServicer):
             )
         except AdmissionError as exc:
             await _abort_admission(context, exc)
-        metadata = [("voicefleet-session-id", live.id), ("voicefleet-pod", self.pod_name)]
-        if live.resume_token:
-            # A brand-new session: the caller needs its token to resume after a disconnect.
-            metadata.append(("voicefleet-resume-token", live.resume_token))
-        await context.send_initial_metadata(tuple(metadata))
+        await context.send_initial_metadata(
+            (("voicefleet-session-id", live.id), ("voicefleet-pod", self.pod_name))
+        )
         sink.send(
             agent_pb2.ServerEvent(
                 started=agent_pb2.SessionStarted(
@@ -169,6 +167,8 @@ class VoiceAgentService(agent_pb2_grpc.VoiceAgentServicer):
                     ),
                     resumed=live.resumed,
                     restored_turns=live.restored_turns,
+                    # A brand-new session: the caller needs its token to resume after a disconnect.
+                    resume_token=live.resume_token or "",
                 )
             )
         )
@@ -202,7 +202,8 @@ async def _first_message(
     requests: AsyncIterator[agent_pb2.ClientEvent], context: grpc.aio.ServicerContext[Any, Any]
 ) -> agent_pb2.StartSession:
     try:
-        first = await asyncio.wait_for(anext(requests), FIRST_MESSAGE_TIMEOUT_SECONDS)
+        async with asyncio.timeout(FIRST_MESSAGE_TIMEOUT_SECONDS):
+            first = await anext(requests)
     except StopAsyncIteration:
         first = None
     except TimeoutError:

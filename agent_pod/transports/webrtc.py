@@ -240,7 +240,8 @@ class WebRTCPeer:
         channel.bufferedAmountLowThreshold = 0
         channel.on("bufferedamountlow", drained.set)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(drained.wait(), FLUSH_SECONDS)
+            async with asyncio.timeout(FLUSH_SECONDS):
+                await drained.wait()
 
 
 class Answer(BaseModel):
@@ -312,7 +313,8 @@ class WebRTCTransport:
 
     async def _connect_deadline(self, peer: WebRTCPeer) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_connected(peer.pc), CONNECT_TIMEOUT_SECONDS)
+            async with asyncio.timeout(CONNECT_TIMEOUT_SECONDS):
+                await _connected(peer.pc)
             return
         if peer.live is not None and not peer.closed.is_set():
             log.warning("caller never connected", extra={"session_id": peer.live.id})

@@ -49,7 +49,8 @@ class FleetReader:
 
     async def read(self, namespace: str, name: str, spec: VoiceAgentSpec) -> FleetState:
         client = await self._client(namespace, spec)
-        return await asyncio.wait_for(read_fleet(client, namespace, name), READ_TIMEOUT * 2)
+        async with asyncio.timeout(READ_TIMEOUT * 2):
+            return await read_fleet(client, namespace, name)
 
     async def fleet_view(self, namespace: str, name: str, spec: VoiceAgentSpec) -> FleetView:
         try:
@@ -69,7 +70,8 @@ class FleetReader:
 
     async def delete_keys(self, namespace: str, name: str, spec: VoiceAgentSpec) -> int:
         client = await self._client(namespace, spec)
-        return await asyncio.wait_for(delete_agent_keys(client, namespace, name), READ_TIMEOUT * 5)
+        async with asyncio.timeout(READ_TIMEOUT * 5):
+            return await delete_agent_keys(client, namespace, name)
 
     async def close(self) -> None:
         for client in self._clients.values():

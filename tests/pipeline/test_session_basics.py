@@ -152,6 +152,22 @@ async def test_close_is_idempotent_and_ends_events():
     h.session.push_audio(silence(20), CALLER_RATE)
 
 
+async def test_close_cancelled_midway_still_ends_the_session():
+    """A transport's reader task may be cancelled while it awaits close(): the session must still end,
+    and a later close() must return instead of waiting forever."""
+    h = Harness(make_config())
+    await h.session.start()
+    reader = asyncio.create_task(h._read())
+    closer = asyncio.create_task(h.session.close("client_ended"))
+    await asyncio.sleep(0)  # one loop step: the close has begun
+    closer.cancel()
+    async with asyncio.timeout(10):
+        await h.session.close("again")
+        await reader
+    assert h.session.ended and h.session.end_reason == "client_ended"
+    assert [e.type for e in h.events].count("session_ended") == 1
+
+
 async def test_empty_transcript_makes_no_turn():
     def finals() -> float:
         return REGISTRY.get_sample_value("voicefleet_stt_final_seconds_count") or 0.0
