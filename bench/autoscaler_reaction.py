@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import print_records, write_json
 from tests.support.net import free_port
 from tests.support.registry import Heartbeats
 from voicefleet_operator.devcluster import REPO, KwokCluster, kube_bin_dir
@@ -113,18 +114,11 @@ def main() -> int:
         operator.wait(timeout=30)
         redis.terminate()
         cluster.delete()
-    cols = list(rows[0])
-    print(" | ".join(cols))
-    print(" | ".join("---" for _ in cols))
-    for row in rows:
-        print(" | ".join(str(row[c]) for c in cols))
-    patch = [r["deployment_patch_s"] for r in rows]
+    print_records(rows)
+    patch = [float(r["deployment_patch_s"]) for r in rows]
     summary = {"patch_p50_s": statistics.median(patch), "patch_max_s": max(patch)}
     print(f"Deployment patch after a load step: median {summary['patch_p50_s']} s, max {max(patch)} s")
-    if args.json:
-        args.json.write_text(
-            json.dumps({"benchmark": "autoscaler_reaction", "rows": rows, **summary}, indent=2)
-        )
+    write_json(args.json, {"benchmark": "autoscaler_reaction", "rows": rows, **summary})
     return 0
 
 

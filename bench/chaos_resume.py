@@ -19,14 +19,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.report import percentile
 from tests.chaos.harness import Caller, Channels, ChaosFleet, Stats, chaos_config, run_callers
 from tests.support.redis import RedisServer
 from tests.support.wait import async_wait_for
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def _true(value: bool) -> bool:

@@ -29,6 +29,7 @@ from agent_pod.providers.deepgram_stt import DeepgramSTT
 from agent_pod.providers.deepgram_tts import DeepgramTTS
 from agent_pod.providers.openai_llm import OpenAILLM
 from agent_pod.providers.openai_tts import OpenAITTS
+from bench.report import percentile
 from tests.support.net import free_port
 from tests.wire import deepgram_server, openai_server
 
@@ -49,11 +50,6 @@ async def wire_server(module: str) -> AsyncIterator[str]:
     finally:
         proc.terminate()
         await proc.wait()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def measure(n: int, once: Callable[[], Awaitable[float]]) -> dict[str, float]:

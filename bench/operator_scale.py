@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import print_records, write_json
 from tests.support.net import free_port
 from voicefleet_operator.devcluster import REPO, KwokCluster, kube_bin_dir
 
@@ -176,13 +177,8 @@ def main() -> int:
     finally:
         redis.terminate()
         cluster.delete()
-    cols = list(rows[0])
-    print(" | ".join(cols))
-    print(" | ".join("---" for _ in cols))
-    for row in rows:
-        print(" | ".join(str(row[c]) for c in cols))
-    if args.json:
-        args.json.write_text(json.dumps({"benchmark": "operator_scale", "rows": rows}, indent=2))
+    print_records(rows)
+    write_json(args.json, {"benchmark": "operator_scale", "rows": rows})
     return 0
 
 

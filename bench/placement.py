@@ -26,21 +26,17 @@ from typing import Any
 from redis.asyncio import Redis
 
 from agent_pod.conversation import ChatMessage, Conversation
-from agent_pod.sessions.directory import PodIdentity
+from agent_pod.sessions.directory import Grant, PodIdentity
 from agent_pod.sessions.factory import connect_redis
 from agent_pod.sessions.fleet import read_fleet
 from agent_pod.sessions.keys import AgentKeys
 from agent_pod.sessions.redis_directory import RedisDirectory
 from agent_pod.sessions.tokens import ResumeTokens
+from bench.report import percentile
 from tests.support.redis import RedisServer
 
 PROMPT = "bench@sha256:0"
 TOKENS = ResumeTokens(b"bench-resume-key-0123456789abcdef", 3600)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class BenchFleet:
@@ -189,7 +185,7 @@ async def bench_resume_after_loss(url: str, pods: int, sessions: int) -> dict[st
     for i in range(pods):
         await fleet.add(f"pod-{i}")
     victim = fleet.pods["pod-0"]
-    grants = []
+    grants: list[Grant] = []
     while len(grants) < sessions:  # sessions that live on the victim
         g = await fleet.pods["pod-1"].create({})
         await fleet.pods[g.pod].admit(g.session_id, g.resume_token, PROMPT)

@@ -26,15 +26,13 @@ import asyncio
 import time
 from typing import Any
 
+from bench.report import percentile, print_table, write_json
 from bench.transport_common import (
     CallerJob,
     PodRunner,
     Workers,
     client_summary,
-    percentile,
     pod_process,
-    print_table,
-    write_json,
     zero_latency_config,
 )
 

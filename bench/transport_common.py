@@ -12,7 +12,6 @@ record on absolute ``time.monotonic()`` deadlines set by the benchmark.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -29,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 
 from agent_pod.config import AgentConfig
+from bench.report import percentile
 from tests.support.net import free_port
 from tests.support.pod import free_udp_range
 
@@ -286,30 +286,3 @@ def bucket_quantile(before: dict[float, float], after: dict[float, float], q: fl
         if total and count >= q * total:
             return bound
     return float("nan")
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def print_table(headers: list[str], rows: list[list[Any]]) -> None:
-    cells = [[h for h in headers]] + [[_cell(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for n, row in enumerate(cells):
-        print("| " + " | ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) + " |")
-        if n == 0:
-            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.2f}" if 0 < abs(value) < 1 else f"{value:.1f}"
-    return str(value)
-
-
-def write_json(path: str | None, data: Any) -> None:
-    if path:
-        Path(path).write_text(json.dumps(data, indent=2))

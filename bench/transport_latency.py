@@ -39,16 +39,14 @@ import os
 import time
 from typing import Any
 
+from bench.report import percentile, print_table, write_json
 from bench.transport_common import (
     MIN_SILENCE_MS,
     CallerJob,
     PodRunner,
     Workers,
     client_summary,
-    percentile,
     pod_process,
-    print_table,
-    write_json,
     zero_latency_config,
 )
 from bench.transport_input import input_audio_delay_ms

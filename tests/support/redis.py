@@ -73,8 +73,9 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        process = self.process
         wait_for(
-            lambda: _answers_ping(self.host, self.port) or self.process.poll() is not None,
+            lambda: _answers_ping(self.host, self.port) or process.poll() is not None,
             timeout=15,
             what=f"redis-server on {self.host}:{self.port}",
         )

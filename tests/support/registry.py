@@ -33,7 +33,7 @@ class Heartbeats:
         for pod, live in dict(self.sessions).items():
             rec = PodRecord(name=pod, capacity=self.capacity, live=live, heartbeat_ms=now_ms)
             pipe.sadd(self.keys.pods, pod)
-            pipe.hset(self.keys.pod(pod), mapping=rec.to_mapping())
+            pipe.hset(self.keys.pod(pod), mapping=dict[Any, Any](rec.to_mapping()))
         pipe.execute()
 
     def _run(self) -> None:
