@@ -26,7 +26,7 @@ GROUP = "voicefleet.io"
 VERSION = "v1alpha1"
 KIND = "VoiceAgent"
 PLURAL = "voiceagents"
-DEFAULT_IMAGE = "ghcr.io/voicefleet/agent-pod:0.1.0"
+DEFAULT_IMAGE = "ghcr.io/voicefleet/voicefleet:0.1.0"  # the one image of the Dockerfile
 
 
 class AutoscalingSpec(Model):
