@@ -19,5 +19,6 @@ def desired_costs(pod_sessions: Mapping[str, int], pods: list[str]) -> dict[str,
 
 
 def changed_costs(desired: Mapping[str, int], current: Mapping[str, str | None]) -> dict[str, int]:
-    """Only the pods whose annotation differs from what they should carry."""
-    return {pod: cost for pod, cost in desired.items() if current.get(pod) != str(cost)}
+    """Only the pods whose annotation differs from what they should carry. A pod without the
+    annotation already costs 0, so new idle pods need no write (and cause no pod event)."""
+    return {pod: cost for pod, cost in desired.items() if (current.get(pod) or "0") != str(cost)}

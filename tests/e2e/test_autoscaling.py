@@ -29,11 +29,12 @@ def pod_names(cluster: Cluster, name: str, ns: str) -> list[str]:
     return sorted(p["metadata"]["name"] for p in running_pods(cluster, name, ns))
 
 
-def costs(cluster: Cluster, name: str, ns: str) -> dict[str, str | None]:
+def costs(cluster: Cluster, name: str, ns: str) -> dict[str, int]:
+    """Each pod's deletion cost; a pod without the annotation costs 0, as the ReplicaSet reads it."""
     return {
-        p["metadata"]["name"]: p["metadata"]
-        .get("annotations", {})
-        .get("controller.kubernetes.io/pod-deletion-cost")
+        p["metadata"]["name"]: int(
+            p["metadata"].get("annotations", {}).get("controller.kubernetes.io/pod-deletion-cost", "0")
+        )
         for p in running_pods(cluster, name, ns)
     }
 
@@ -92,7 +93,7 @@ def test_deletion_cost_follows_sessions_on_manual_scale_down(
         beats.set(load)
         # The slow refresh writes costs even without a scale-down.
         wait_for(
-            lambda: costs(kwok_cluster, "manual", ns) == {p: str(n) for p, n in load.items()},
+            lambda: costs(kwok_cluster, "manual", ns) == load,
             timeout=30,
             what="pod-deletion-costs equal to live sessions",
         )

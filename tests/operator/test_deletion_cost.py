@@ -8,6 +8,10 @@ def test_costs_follow_sessions_and_unknown_pods_are_idle() -> None:
 
 
 def test_only_changed_annotations_are_written() -> None:
-    desired = {"a": 5, "b": 0, "c": 2}
-    current = {"a": "5", "b": None, "c": "3"}
-    assert changed_costs(desired, current) == {"b": 0, "c": 2}
+    desired = {"a": 5, "b": 0, "c": 2, "d": 0, "e": 1}
+    current = {"a": "5", "b": "4", "c": "3", "d": None, "e": None}
+    assert changed_costs(desired, current) == {"b": 0, "c": 2, "e": 1}
+
+
+def test_a_missing_annotation_already_means_cost_zero() -> None:
+    assert changed_costs({"new": 0}, {"new": None}) == {}
