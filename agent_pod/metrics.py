@@ -63,6 +63,12 @@ OUTPUT_FRAME_LATENESS_SECONDS = Histogram(
     "How late the playout clock woke up for a 20 ms output tick.",
     buckets=LATENESS_BUCKETS,
 )
+GC_PAUSE_SECONDS = Histogram(
+    "voicefleet_gc_pause_seconds",
+    "Garbage-collector pauses of the pod process, by generation (the event loop stands still meanwhile).",
+    ["generation"],
+    buckets=LATENESS_BUCKETS,
+)
 TOOL_CALLS_TOTAL = Counter("voicefleet_tool_calls_total", "Tool calls by terminal state.", ["tool", "state"])
 TRANSCRIPT_DIVERGENCE_FLAGGED_TOTAL = Counter(
     "voicefleet_transcript_divergence_flagged_total",

@@ -20,6 +20,7 @@ from aiohttp import web
 from voicefleet.v1 import session_pb2
 
 from .config import AgentConfig
+from .gc_pauses import PauseMeter, freeze_startup_heap
 from .pipeline.playout import PlayoutClock
 from .providers.registry import build_providers
 from .sessions.api import add_session_service, session_routes
@@ -194,6 +195,10 @@ class Pod:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        # The process is this pod's alone from here on: keep its start-up heap out of collections.
+        PauseMeter().install()
+        frozen = freeze_startup_heap()
+        log.info("start-up heap frozen", extra={"objects": frozen})
         try:
             await stop.wait()
             log.info(

@@ -3,8 +3,9 @@
 One timer for the whole pod instead of one per session keeps wakeups (and
 asyncio overhead) constant as sessions are added. Ticks are scheduled against
 absolute monotonic deadlines, so lateness never accumulates into drift; when
-the loop falls more than a frame behind, the missed ticks are skipped rather
-than fired in a burst.
+the loop falls more than a frame behind, the missed ticks are not fired one by
+one: the tick index jumps, and the consumer decides how many frames to make
+good (see SessionHub).
 """
 
 from __future__ import annotations

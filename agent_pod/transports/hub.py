@@ -77,6 +77,22 @@ class LiveSession:
             self._closing = asyncio.get_running_loop().create_task(self.close(reason))
 
 
+# A stalled loop (a collector pause, a slow callback) makes the clock jump; up to this many
+# missed ticks are made good at once so agent audio keeps to real time (the caller's jitter
+# buffer absorbs the burst). A longer stall is lost time: bursting seconds of audio would
+# overflow jitter buffers, so the agent's speech is delayed instead.
+MAX_CATCH_UP_TICKS = 5
+
+
+def ticks_due(last: int | None, index: int) -> tuple[int, int]:
+    """Frames to hand each session on this tick, and ticks given up as lost."""
+    if last is None:
+        return 1, 0
+    elapsed = max(1, index - last)
+    due = min(elapsed, MAX_CATCH_UP_TICKS)
+    return due, elapsed - due
+
+
 class SessionHub:
     def __init__(
         self,
@@ -185,15 +201,23 @@ class SessionHub:
 
     async def _playout_loop(self) -> None:
         observe = metrics.PLAYOUT_FANOUT_SECONDS.observe
+        last: int | None = None
         while True:
-            await self.clock.tick()
+            index = await self.clock.tick()
             started = time.perf_counter()
+            due, lost = ticks_due(last, index)
+            last = index
+            if due > 1:
+                metrics.PLAYOUT_MISSED_TICKS_TOTAL.labels("caught_up").inc(due - 1)
+            if lost:
+                metrics.PLAYOUT_MISSED_TICKS_TOTAL.labels("lost").inc(lost)
             for live in self._live.values():
                 session = live.session
-                if session.ended:
-                    continue
                 try:
-                    live.sink.on_audio(session.pull_audio())
+                    for _ in range(due):
+                        if session.ended:
+                            break
+                        live.sink.on_audio(session.pull_audio())
                 except Exception:
                     log.exception("playout failed", extra={"session_id": live.id})
                     live.request_close("error")

@@ -27,6 +27,11 @@ DROPPED_FRAMES_TOTAL = Counter(
     "Agent audio frames dropped because the caller did not read them in time.",
     ["transport"],
 )
+PLAYOUT_MISSED_TICKS_TOTAL = Counter(
+    "voicefleet_transport_playout_missed_ticks_total",
+    "Playout ticks the pod's loop woke up too late for: caught up in a burst, or lost (agent audio delayed).",
+    ["outcome"],
+)
 PLAYOUT_FANOUT_SECONDS = Histogram(
     "voicefleet_transport_playout_fanout_seconds",
     "Time the pod's shared playout loop spends handing one 20 ms frame to every live session.",

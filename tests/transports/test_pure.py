@@ -10,6 +10,7 @@ import pytest
 from agent_pod.client.audio import frames, speech_ends
 from agent_pod.settings import advertised_host
 from agent_pod.transports.audio import check_format
+from agent_pod.transports.hub import MAX_CATCH_UP_TICKS, ticks_due
 from agent_pod.transports.ice import IcePolicy, candidate_ports, ports_from
 from agent_pod.transports.webrtc import AgentAudioTrack, send_silence
 from tests.support.pod import tone
@@ -96,3 +97,11 @@ async def test_agent_track_keeps_rtp_time_across_dtx_gaps():
             packet = await asyncio.wait_for(track.recv(), 5)
             assert packet.pts == tick * 960, f"tick {tick}: RTP time must count every tick"
     track.stop()
+
+
+def test_missed_playout_ticks_are_made_good_up_to_a_bound():
+    assert ticks_due(None, 7) == (1, 0)  # the first tick
+    assert ticks_due(7, 8) == (1, 0)
+    assert ticks_due(7, 10) == (3, 0)  # two ticks missed: three frames now
+    assert ticks_due(7, 7 + MAX_CATCH_UP_TICKS + 4) == (MAX_CATCH_UP_TICKS, 4)
+    assert ticks_due(7, 7) == (1, 0)  # never fewer than one frame per tick
