@@ -166,6 +166,24 @@ class BargeInSpec(Model):
     )
 
 
+class ComplianceSpec(Model):
+    """The audit of what the caller heard against what the transcript records."""
+
+    audit: bool = Field(
+        default=True,
+        description="Re-transcribe each agent turn's played audio off the call path (offline pocketsphinx) "
+        "and compare it with the recorded played text. Not run with the synthetic STT.",
+    )
+    divergence_threshold: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Word error rate above which a turn is flagged: a log line and "
+        "voicefleet_transcript_divergence_flagged_total. The offline re-transcriber is rough, so 0.5 "
+        "flags gross mismatches only.",
+    )
+
+
 class PipelineSpec(Model):
     """The cascaded audio pipeline: VAD -> STT -> LLM -> TTS."""
 
@@ -174,6 +192,9 @@ class PipelineSpec(Model):
     llm: LLMStage = Field(default_factory=LLMStage, description="Language model.")
     tts: TTSStage = Field(default_factory=TTSStage, description="Text-to-speech.")
     barge_in: BargeInSpec = Field(default_factory=BargeInSpec, description="Interruption by the caller.")
+    compliance: ComplianceSpec = Field(
+        default_factory=ComplianceSpec, description="Audit of played audio against the transcript."
+    )
 
 
 class PromptSpec(Model):

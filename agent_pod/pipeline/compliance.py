@@ -29,7 +29,6 @@ from ..providers.sphinx import SAMPLE_RATE, make_decoder, transcribe, words_of
 
 log = logging.getLogger(__name__)
 
-DIVERGENCE_THRESHOLD = 0.5
 MAX_BACKLOG = 32
 
 _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compliance")
@@ -74,7 +73,7 @@ def _retranscribe(pcm: bytes, rate: int) -> str:
 
 
 class Auditor:
-    def __init__(self, *, enabled: bool, session_id: str, threshold: float = DIVERGENCE_THRESHOLD) -> None:
+    def __init__(self, *, enabled: bool, session_id: str, threshold: float = 0.5) -> None:
         self.enabled = enabled
         self.session_id = session_id
         self.threshold = threshold

@@ -132,7 +132,11 @@ class AgentSession:
         self._tools = ToolRunner(config.tools, session_id, self._emit)
         primary_stt = providers.stt[0].name if providers.stt else "synthetic"
         # Re-transcription needs real speech: benchmarks with synthetic STT have tones, not words.
-        self._auditor = Auditor(enabled=primary_stt != "synthetic", session_id=session_id)
+        self._auditor = Auditor(
+            enabled=pipeline.compliance.audit and primary_stt != "synthetic",
+            session_id=session_id,
+            threshold=pipeline.compliance.divergence_threshold,
+        )
         self.turn_records: list[TurnRecord] = []
 
         self._events: asyncio.Queue[SessionEvent] = asyncio.Queue()

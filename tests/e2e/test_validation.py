@@ -57,6 +57,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         {"pipeline": {"bargeIn": {"minSpeechMs": 5}}},
         "spec.pipeline.bargeIn.minSpeechMs",
     ),
+    (
+        "divergence threshold above 1",
+        {"pipeline": {"compliance": {"divergenceThreshold": 1.5}}},
+        "spec.pipeline.compliance.divergenceThreshold",
+    ),
     ("redis URL with password", {"redis": {"url": "redis://:hunter2@redis:6379/0"}}, "spec.redis.url"),
     ("grpc port privileged", {"transport": {"grpc": {"port": 80}}}, "spec.transport.grpc.port"),
     ("temperature out of range", {"pipeline": {"llm": {"temperature": 3}}}, "spec.pipeline.llm.temperature"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
+from agent_pod.config import ComplianceSpec
 from agent_pod.pipeline.compliance import Auditor, TurnRecord, word_error_rate
 from tests.pipeline.harness import OUT_RATE, Harness, make_config
 from tests.support.audio import espeak_utterance, silence
@@ -84,9 +85,26 @@ async def test_divergent_record_is_flagged():
     after = REGISTRY.get_sample_value("voicefleet_transcript_divergence_flagged_total")
     assert after == before + 1
 
+    # The threshold is the operator's to set: at 1.0 only worse than all-wrong would be flagged.
+    lenient = Auditor(enabled=True, session_id="audit-test", threshold=1.0)
+    await lenient.audit(lying, audio, OUT_RATE)
+    assert lying.divergence is not None and lying.divergence > 0.5 and not lying.flagged
+
     silent = TurnRecord(turn_id="t3", sent_to_tts="x", played_text="", played_ms=0, interrupted=True)
     await auditor.audit(silent, b"", OUT_RATE)
     assert silent.audit == "skipped" and not silent.flagged
+
+
+async def test_audit_can_be_turned_off():
+    config = make_config(vad="webrtc", stt="pocketsphinx", tts="espeak", vocabulary=VOCABULARY)
+    pipeline = config.pipeline.model_copy(update={"compliance": ComplianceSpec(audit=False)})
+    async with Harness(config.model_copy(update={"pipeline": pipeline})) as h:
+        await h.play_caller(silence(300) + espeak_utterance("hello"))
+        await h.until(lambda: [e for e in h.of_type("user_transcript") if e.final], what="final transcript")
+        await h.drain_agent()
+        await h.session.wait_audits()
+        [record] = h.session.turn_records
+        assert record.played_text and record.audit == "skipped" and record.retranscript is None
 
 
 def test_word_error_rate():
