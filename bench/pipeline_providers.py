@@ -1,7 +1,8 @@
 """CPU cost of the offline providers, measured on real espeak-ng speech.
 
 * VAD: microseconds per window and CPU milliseconds per second of caller audio
-  (the VAD runs inline in push_audio, on the event loop, for every session).
+  (the VAD runs inline in push_audio, on the event loop, for every session),
+  and the memory each further silero call adds (its runtime is shared).
 * pocketsphinx STT: real-time factor of streaming decoding with a vocabulary
   grammar and with the general English model (runs in worker threads).
 * espeak-ng TTS: time to the first audio and real-time factor.
@@ -18,6 +19,7 @@ import asyncio
 import json
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,6 +75,22 @@ def bench_vads(audio: bytes, call: bytes) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def rss_mib() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def bench_silero_memory(audio: bytes, calls: int = 50) -> dict[str, Any]:
+    """RSS added by ``calls`` more silero VADs, each having scored a window (the runtime already exists)."""
+    window = audio[: SileroVAD.frame_samples * 2]
+    before = rss_mib()
+    vads = [SileroVAD() for _ in range(calls)]
+    for vad in vads:
+        vad.speech_probability(window)
+    added = rss_mib() - before
+    return {"calls": calls, "rss_added_mib": added, "mib_per_call": added / calls}
 
 
 def bench_sphinx(audio: bytes) -> list[dict[str, Any]]:
@@ -145,6 +163,7 @@ def main() -> None:
     repeats = max(1, int(args.seconds * RATE * 2 / len(story)))
     call = b"".join(story[i : i + RATE * 2] + bytes(RATE * 2) for i in range(0, len(story), RATE * 2))
     vads = bench_vads(story * repeats, call * repeats)
+    silero_memory = bench_silero_memory(story)
     sphinx = bench_sphinx(sentence)
     espeak = asyncio.run(bench_espeak())
     audit = bench_audit(story[: RATE * 2 * 8])
@@ -158,6 +177,10 @@ def main() -> None:
             f"{r['vad']:>28} {r['window_ms']:>5.0f}ms {r['us_per_window']:>10.1f} "
             f"{r['cpu_ms_per_audio_second']:>15.2f} {r['sessions_per_core_vad_only']:>24.0f}"
         )
+    print(
+        f"silero memory: {silero_memory['calls']} more calls add {silero_memory['rss_added_mib']:.1f} MiB "
+        f"({silero_memory['mib_per_call']:.2f} MiB per call)"
+    )
     print("\nSTT / TTS / audit (worker threads and subprocesses)")
     for r in sphinx:
         print(f"  {r['stt']:<40} RTF {r['real_time_factor']:.3f}  heard: {r['heard']!r}")
@@ -172,6 +195,7 @@ def main() -> None:
                 {
                     "benchmark": "pipeline_providers",
                     "vad": vads,
+                    "silero_memory": silero_memory,
                     "stt": sphinx,
                     "tts": espeak,
                     "audit": audit,

