@@ -6,8 +6,9 @@ pushes one 20 ms frame of its microphone and pulls one frame of agent audio.
 
 * response latency: the session's end-of-turn decision (the VAD heard the end
   of speech and the final transcript is in) -> the first agent frame pulled
-  (TurnMetrics), p50/p99 at 1, 10 and 50 concurrent sessions. It includes the
-  wait for the next playout tick (0-20 ms), as a transport would see it.
+  (TurnMetrics), p50/p99 at 1, 10 and 50 concurrent sessions. As the pod's
+  transport hub does, a turn's first frame is pulled the moment it is queued;
+  every later frame waits for its tick.
 * barge-in: the first caller frame that holds speech -> the first tick whose
   pull returns no agent audio, in audio time (frames x 20 ms) and wall time.
 
@@ -106,9 +107,20 @@ async def caller(
 
     reader = asyncio.create_task(read())
 
+    ahead: list[bytes] = []
+
+    def first_frame_ready() -> None:  # what SessionHub does: the first frame goes out at once
+        frame = session.pull_audio()
+        if frame is not None:
+            ahead.append(frame)
+
+    session.first_frame_ready = first_frame_ready
+
     async def tick(frame: bytes) -> bytes | None:
         await clock.tick()
         session.push_audio(frame, RATE)
+        if ahead:  # this tick's frame already went out
+            return ahead.pop()
         return session.pull_audio()
 
     async def quiet(n: int) -> None:

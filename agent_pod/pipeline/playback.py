@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Speaking rate used to estimate a piece's length while its audio is still
@@ -79,6 +80,9 @@ class TurnPlayback:
     _drained: asyncio.Event = field(default_factory=asyncio.Event)
     _room: asyncio.Event = field(default_factory=asyncio.Event)
     _ms_per_char: float = DEFAULT_MS_PER_CHAR
+    # Called once the turn's first frame is queued, so a transport can send it without waiting for
+    # the next playout tick.
+    on_first_frame: Callable[[], None] | None = None
 
     def add_piece(self, text: str, round_: int) -> SpokenPiece:
         piece = SpokenPiece(text=text, round=round_)
@@ -90,7 +94,10 @@ class TurnPlayback:
         if self.closed:
             return
         piece.produced_samples += samples
+        first = self.played_frames == 0 and not self._frames
         self._frames.append(_Frame(frame, piece, samples))
+        if first and self.on_first_frame is not None:
+            self.on_first_frame()
 
     def piece_done(self, piece: SpokenPiece) -> None:
         piece.done = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from typing import Protocol
@@ -59,6 +60,7 @@ class LiveSession:
         self.restored_turns = session.conversation.turns if resumed else 0
         self.finished = asyncio.Event()
         self.end_reason = ""
+        self.sent_ahead = False  # this tick's frame already went out with the turn's first frame
         self._closing: asyncio.Task[None] | None = None
 
     @property
@@ -156,6 +158,7 @@ class SessionHub:
             raise
         live = LiveSession(self, transport, session, sink, resumed=admission.resumed)
         live.resume_token = admission.resume_token
+        session.first_frame_ready = functools.partial(self._send_ahead, live)
         self._live[live.id] = live
         metrics.SESSIONS_ACTIVE.labels(transport).inc()
         task = asyncio.get_running_loop().create_task(self._forward_events(live), name=f"events-{live.id}")
@@ -199,6 +202,23 @@ class SessionHub:
             "session ended", extra={"session_id": live.id, "transport": live.transport, "reason": reason}
         )
 
+    def _send_ahead(self, live: LiveSession) -> None:
+        """A turn's first frame goes out the moment it exists rather than on the next tick (up to
+        20 ms sooner, 10 ms on average); the session then sits that tick out, so it still gets one
+        frame per tick and the rest of the turn keeps the pod's cadence. (A turn that starts within
+        the same tick as an interrupted one also goes at once: one frame early beats one tick late.)"""
+        if live.session.ended:
+            return
+        frame = live.session.pull_audio()
+        if frame is None:
+            return
+        live.sent_ahead = True
+        try:
+            live.sink.on_audio(frame)
+        except Exception:
+            log.exception("playout failed", extra={"session_id": live.id})
+            live.request_close("error")
+
     async def _playout_loop(self) -> None:
         observe = metrics.PLAYOUT_FANOUT_SECONDS.observe
         last: int | None = None
@@ -213,8 +233,12 @@ class SessionHub:
                 metrics.PLAYOUT_MISSED_TICKS_TOTAL.labels("lost").inc(lost)
             for live in self._live.values():
                 session = live.session
+                frames = due
+                if live.sent_ahead:
+                    live.sent_ahead = False
+                    frames -= 1
                 try:
-                    for _ in range(due):
+                    for _ in range(frames):
                         if session.ended:
                             break
                         live.sink.on_audio(session.pull_audio())

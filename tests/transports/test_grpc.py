@@ -12,7 +12,10 @@ from prometheus_client import REGISTRY
 
 from agent_pod.client.audio import read_wav, speech_ends
 from agent_pod.client.grpc_client import GrpcCaller
-from tests.support.pod import offline_config, synthetic_config, tone
+from agent_pod.pipeline.playout import PlayoutClock
+from agent_pod.runtime import Pod
+from agent_pod.settings import PodSettings
+from tests.support.pod import offline_config, pod_ports, synthetic_config, tone
 from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 
@@ -158,3 +161,26 @@ async def test_a_stalled_loop_is_made_good_not_lost(pod_factory):
         assert _missed_ticks("lost") == lost
         assert summary.ended is None and summary.errors == []
         await call.end()
+
+
+async def test_a_turns_first_frame_does_not_wait_for_the_playout_tick():
+    """With a 500 ms playout tick, waiting for the tick would cost each turn 0-500 ms; the first
+    frame of each answer is pulled the moment it exists instead."""
+    settings = PodSettings(bind_host="127.0.0.1", pod_name="slow-tick", log_format="text")
+    pod = Pod(settings, synthetic_config(), pod_ports())
+    pod.clock = PlayoutClock(frame_ms=500)
+    await pod.start()
+    try:
+        async with GrpcCaller(pod.grpc_address) as call:
+            for turn in range(1, 4):
+                call.send_text("hello")  # a typed turn also interrupts the answer still playing
+                summary = await call.recorder.wait(lambda s, n=turn: len(s.turn_metrics) >= n, 10)
+            latencies = [m["response_latency_ms"] for m in summary.turn_metrics]
+            assert all(0 < ms < 150 for ms in latencies), latencies
+            # The frames after the first keep the tick's cadence: one per 500 ms, not a burst.
+            frames = summary.audio_frames
+            await call.recorder.wait(lambda s: s.audio_frames >= frames + 2, 5)
+            assert call.recorder.summary.audio_frames <= frames + 3
+            await call.end()
+    finally:
+        await pod.stop()
