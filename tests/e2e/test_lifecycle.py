@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -22,6 +23,10 @@ CHILDREN = [
     ("configmap", "{n}-config"),
     ("secret", "{n}-resume-key"),
 ]
+
+
+def absent(cluster: Cluster, kind: str, name: str, ns: str) -> bool:
+    return not cluster.exists(kind, name, ns)
 
 
 def agent(name: str, **spec: Any) -> str:
@@ -202,11 +207,8 @@ def test_delete_collects_everything(
 
     kwok_cluster.kubectl("delete", "voiceagent", "doomed", "-n", ns, "--timeout=60s")
     for kind, pattern in CHILDREN:
-        wait_for(
-            lambda k=kind, p=pattern: not kwok_cluster.exists(k, p.format(n="doomed"), ns),
-            timeout=60,
-            what=f"{kind} garbage-collected",
-        )
+        gone = functools.partial(absent, kwok_cluster, kind, pattern.format(n="doomed"), ns)
+        wait_for(gone, timeout=60, what=f"{kind} garbage-collected")
     wait_for(lambda: not running_pods(kwok_cluster, "doomed", ns), timeout=60, what="pods gone")
     assert r.keys(prefix.replace("{", "\\{").replace("}", "\\}") + "*") == []
 

@@ -19,7 +19,7 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), 
 def exported() -> set[str]:
     assert agent_pod.metrics and agent_pod.sessions.metrics and agent_pod.transports.metrics
     assert voicefleet_operator.metrics
-    names = set()
+    names: set[str] = set()
     for family in REGISTRY.collect():
         names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ("",)))
     return names

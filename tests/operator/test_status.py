@@ -16,7 +16,7 @@ def observed(deployment: DeploymentView | None, **kw: object) -> Observed:
         config_hash="h1",
     )
     base.update(kw)
-    return Observed(**base)  # type: ignore[arg-type]
+    return Observed(**base)
 
 
 def conds(status: VoiceAgentStatus) -> dict[str, tuple[str, str]]:

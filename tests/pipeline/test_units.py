@@ -268,7 +268,7 @@ def test_silero_calls_share_one_runtime_but_not_their_state():
     from tests.support.audio import espeak_utterance, silence
 
     def floats(window: bytes) -> memoryview:
-        return memoryview(np.frombuffer(window, np.int16) / np.float32(32768))
+        return (np.frombuffer(window, np.int16).astype(np.float32) / np.float32(32768)).data
 
     size = 512 * 2
     talks = [silence(200) + espeak_utterance(text) for text in ("hello there", "book a table for two")]

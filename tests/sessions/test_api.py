@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -81,7 +82,7 @@ async def test_http_errors_are_json_with_clear_messages(api) -> None:
         async with http.post(f"{url}/v1/sessions", json={}) as r:
             grant = await r.json()
         resume = f"{url}/v1/sessions/{grant['sessionId']}/resume"
-        cases = [
+        cases: list[tuple[str, dict[str, Any], int, str]] = [
             (f"{url}/v1/sessions", {"data": b"{not json"}, 400, "invalid request"),
             (f"{url}/v1/sessions", {"json": {"metadata": {"k": 5}}}, 400, "metadata"),
             (f"{url}/v1/sessions", {"json": {"unknown": 1}}, 400, "unknown"),

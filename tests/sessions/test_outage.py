@@ -90,7 +90,8 @@ async def test_redis_outage_drops_nothing_and_resyncs(private_redis: RedisServer
             for grant, pod in live:
                 pin = PinRecord.from_mapping(await redis.hgetall(fleet.keys.pin(grant.session_id)))
                 assert pin.pod == pod.identity.name
-                assert '"turns":3' in await redis.get(fleet.keys.snapshot(grant.session_id))
+                snapshot = await redis.get(fleet.keys.snapshot(grant.session_id))
+                assert isinstance(snapshot, str) and '"turns":3' in snapshot
                 assert await redis.zscore(fleet.keys.load(pod.identity.name), grant.session_id)
             for sid, name in ((direct.session_id, "pod-b"), (local_grant.session_id, "pod-a")):
                 assert PinRecord.from_mapping(await redis.hgetall(fleet.keys.pin(sid))).pod == name

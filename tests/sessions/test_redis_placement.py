@@ -8,13 +8,15 @@ import math
 import random
 import uuid
 from collections import Counter
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
 from agent_pod.sessions.directory import AdmissionError
 from agent_pod.sessions.fleet import read_fleet
 from agent_pod.sessions.placement import PodLoad, place, ring_order
-from agent_pod.sessions.records import PodRecord
+from agent_pod.sessions.records import PodRecord, PodState
 from agent_pod.sessions.scripts import Scripts
 from tests.support.redis import RedisServer
 
@@ -34,7 +36,8 @@ async def test_lua_placement_matches_the_pure_function(redis_server: RedisServer
             now_ms = int(seconds) * 1000
             pods: list[PodLoad] = []
             for i in range(rng.randint(1, 8)):
-                state = rng.choice(["ready", "ready", "ready", "draining", "lost"])
+                states: list[PodState] = ["ready", "ready", "ready", "draining", "lost"]
+                state = rng.choice(states)
                 fresh = rng.random() > 0.15
                 record = PodRecord(
                     name=f"pod-{i}",
@@ -42,7 +45,8 @@ async def test_lua_placement_matches_the_pure_function(redis_server: RedisServer
                     state=state,
                     heartbeat_ms=now_ms if fresh else now_ms - 60_000,
                 )
-                await redis.hset(keys.pod(record.name), mapping=record.to_mapping())
+                fields: Mapping[Any, Any] = record.to_mapping()
+                await redis.hset(keys.pod(record.name), mapping=fields)
                 await redis.sadd(keys.pods, record.name)
                 load = rng.randint(0, 25)
                 if load:

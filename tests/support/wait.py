@@ -14,7 +14,9 @@ class Timeout(AssertionError):
     pass
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> T:
+def wait_for(
+    condition: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> T:
     """Poll ``condition`` until it returns a truthy value; return it, or fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -31,7 +33,10 @@ def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float 
 
 
 async def async_wait_for(
-    condition: Callable[[], Awaitable[T]], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+    condition: Callable[[], Awaitable[T | None]],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "",
 ) -> T:
     """Async twin of wait_for for coroutine conditions."""
     deadline = time.monotonic() + timeout

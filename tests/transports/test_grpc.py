@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import grpc
@@ -12,6 +13,7 @@ from prometheus_client import REGISTRY
 
 from agent_pod.client.audio import read_wav, speech_ends
 from agent_pod.client.grpc_client import GrpcCaller
+from agent_pod.client.record import CallSummary
 from agent_pod.pipeline.playout import PlayoutClock
 from agent_pod.runtime import Pod
 from agent_pod.settings import PodSettings
@@ -163,6 +165,10 @@ async def test_a_stalled_loop_is_made_good_not_lost(pod_factory):
         await call.end()
 
 
+def answered(summary: CallSummary, turns: int) -> bool:
+    return len(summary.turn_metrics) >= turns
+
+
 async def test_a_turns_first_frame_does_not_wait_for_the_playout_tick():
     """With a 500 ms playout tick, waiting for the tick would cost each turn 0-500 ms; the first
     frame of each answer is pulled the moment it exists instead."""
@@ -174,7 +180,7 @@ async def test_a_turns_first_frame_does_not_wait_for_the_playout_tick():
         async with GrpcCaller(pod.grpc_address) as call:
             for turn in range(1, 4):
                 call.send_text("hello")  # a typed turn also interrupts the answer still playing
-                summary = await call.recorder.wait(lambda s, n=turn: len(s.turn_metrics) >= n, 10)
+                summary = await call.recorder.wait(functools.partial(answered, turns=turn), 10)
             latencies = [m["response_latency_ms"] for m in summary.turn_metrics]
             assert all(0 < ms < 150 for ms in latencies), latencies
             # The frames after the first keep the tick's cadence: one per 500 ms, not a burst.

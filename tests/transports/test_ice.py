@@ -64,7 +64,10 @@ async def test_peer_connection_uses_only_the_configured_ports():
 
         @answerer.on("datachannel")
         def on_channel(remote):
-            remote.on("message", lambda m: received.done() or received.set_result(m))
+            @remote.on("message")
+            def on_message(message):
+                if not received.done():
+                    received.set_result(message)
 
         await answerer.setRemoteDescription(offerer.localDescription)
         confine(
@@ -87,6 +90,7 @@ async def test_peer_connection_uses_only_the_configured_ports():
         for sdp in (offerer.localDescription.sdp, answerer.localDescription.sdp):
             hosts = {line.split()[4] for line in sdp.splitlines() if line.startswith("a=candidate:")}
             assert hosts == {"127.0.0.1"}  # no other interface is offered
+        assert answerer.sctp is not None
         pair = answerer.sctp.transport.transport._connection._nominated[1]
         assert answer_range[0] <= pair.local_addr[1] <= answer_range[1]
     finally:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import aiohttp
 import grpc
 
 from agent_pod.client.grpc_client import GrpcCaller
+from agent_pod.client.record import CallSummary
 from agent_pod.transports import metrics
 from tests.support.pod import synthetic_config, tone, wait_until
 from voicefleet.v1 import agent_pb2, agent_pb2_grpc
@@ -29,11 +31,15 @@ def _counter(metric, **labels) -> float:
     return metric.labels(**labels)._value.get()
 
 
+def answered(summary: CallSummary, turns: int) -> bool:
+    return len(summary.agent_texts) >= turns
+
+
 async def healthy_caller(address: str) -> list[str]:
     async with GrpcCaller(address) as call:
         for turn in range(1, TURNS + 1):
             await call.play(tone(16000, 0.4, silence_after=0.5))
-            await call.recorder.wait(lambda s, n=turn: len(s.agent_texts) >= n, 60)
+            await call.recorder.wait(functools.partial(answered, turns=turn), 60)
         await call.end()
         summary = await call.recorder.wait(lambda s: s.ended is not None, 30)
     assert summary.errors == [], summary.errors

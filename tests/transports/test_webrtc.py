@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import aiohttp
 
@@ -41,7 +42,7 @@ async def test_call_with_audio_both_ways_and_events_on_the_data_channel(pod_fact
 async def test_malformed_offers_get_400_and_the_pod_carries_on(pod_factory):
     pod = await pod_factory()
     url = pod.http_url + "/v1/webrtc"
-    bad = [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"data": "v=0\r\nthis is not sdp\r\n", "headers": {"Content-Type": "application/sdp"}}, "no audio"),
         (
             {
