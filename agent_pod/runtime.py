@@ -122,7 +122,7 @@ class Pod:
             policy = IcePolicy(
                 addresses=[self.ice_address], port_min=self.ports.udp_min, port_max=self.ports.udp_max
             )
-            self.webrtc = WebRTCTransport(self.hub, policy)
+            self.webrtc = WebRTCTransport(self.hub, policy, transport.webrtc.opus_complexity)
             routes += Signaling(self.webrtc).routes()
         runner, self.http_port = await serve(build_app(self.health, routes), bind, self.ports.http)
         self._runners.append(runner)

@@ -87,11 +87,11 @@ class AgentAudioTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, opus_complexity: int = 5) -> None:
         super().__init__()
         self._frames: deque[tuple[int, bytes | None, float]] = deque()  # (RTP time, frame, handed at)
         self._waiter: asyncio.Future[None] | None = None
-        self._encoder = MonoEncoder()
+        self._encoder = MonoEncoder(opus_complexity)
         self._silence = silence_packet()
         self._tick_pts = 0  # RTP time of the next playout tick
         self._silent_ticks = 0
@@ -142,7 +142,7 @@ class WebRTCPeer:
         self.transport = transport
         self.pc = pc
         self.resource_id = resource_id
-        self.track = AgentAudioTrack()
+        self.track = AgentAudioTrack(transport.opus_complexity)
         self._decoder = MonoDecoder()
         self.live: LiveSession | None = None
         self.channel: RTCDataChannel | None = None
@@ -255,9 +255,10 @@ class Answer(BaseModel):
 class WebRTCTransport:
     """Every WebRTC caller of the pod."""
 
-    def __init__(self, hub: SessionHub, policy: IcePolicy) -> None:
+    def __init__(self, hub: SessionHub, policy: IcePolicy, opus_complexity: int = 5) -> None:
         self.hub = hub
         self.policy = policy
+        self.opus_complexity = opus_complexity
         self.allocator = PortAllocator(policy.port_min, policy.port_max)
         self.peers: dict[str, WebRTCPeer] = {}
 

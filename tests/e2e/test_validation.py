@@ -63,6 +63,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.pipeline.compliance.divergenceThreshold",
     ),
     ("redis URL with password", {"redis": {"url": "redis://:hunter2@redis:6379/0"}}, "spec.redis.url"),
+    (
+        "opus complexity above 10",
+        {"transport": {"webrtc": {"opusComplexity": 11}}},
+        "spec.transport.webrtc.opusComplexity",
+    ),
     ("grpc port privileged", {"transport": {"grpc": {"port": 80}}}, "spec.transport.grpc.port"),
     ("temperature out of range", {"pipeline": {"llm": {"temperature": 3}}}, "spec.pipeline.llm.temperature"),
     ("wrong type", {"session": {"maxDurationSeconds": "an hour"}}, "spec.session.maxDurationSeconds"),

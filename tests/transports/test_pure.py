@@ -13,6 +13,7 @@ from agent_pod.transports.audio import check_format
 from agent_pod.transports.hub import MAX_CATCH_UP_TICKS, ticks_due
 from agent_pod.transports.ice import IcePolicy, candidate_ports, ports_from
 from agent_pod.transports.webrtc import AgentAudioTrack, send_silence
+from tests.support.audio import espeak_utterance
 from tests.support.pod import tone
 
 
@@ -105,3 +106,20 @@ def test_missed_playout_ticks_are_made_good_up_to_a_bound():
     assert ticks_due(7, 10) == (3, 0)  # two ticks missed: three frames now
     assert ticks_due(7, 7 + MAX_CATCH_UP_TICKS + 4) == (MAX_CATCH_UP_TICKS, 4)
     assert ticks_due(7, 7) == (1, 0)  # never fewer than one frame per tick
+
+
+def test_opus_complexity_reaches_the_encoder_and_every_level_decodes():
+    from agent_pod.transports.opus import FRAME_SAMPLES, MonoDecoder, MonoEncoder
+
+    speech = espeak_utterance("the quick brown fox jumps over the lazy dog", rate=48000)
+    frames = [
+        speech[i : i + FRAME_SAMPLES * 2]
+        for i in range(0, len(speech) - FRAME_SAMPLES * 2 + 1, FRAME_SAMPLES * 2)
+    ]
+    streams = {}
+    for complexity in (0, 5, 10):
+        encoder, decoder = MonoEncoder(complexity), MonoDecoder(16000)
+        packets = [encoder.encode(f) for f in frames]
+        assert all(len(decoder.decode(p)) == 640 for p in packets)  # 20 ms at 16 kHz, every packet
+        streams[complexity] = packets
+    assert streams[0] != streams[5] != streams[10]  # the setting changes what libopus produces
