@@ -1,4 +1,4 @@
-"""The chart's alerts and dashboard only query metrics that the pods and the operator export."""
+"""The chart's alerts and dashboard, and docs/metrics.md, match what the pods and the operator export."""
 
 from __future__ import annotations
 
@@ -32,3 +32,14 @@ def test_every_metric_the_chart_queries_is_exported() -> None:
     assert len(queried) >= 15
     assert "voicefleet_transport_playout_missed_ticks_total" in queried
     assert queried - exported() == set()
+
+
+def test_docs_list_exactly_the_exported_metrics() -> None:
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    documented = set(re.findall(r"^\| `(voicefleet_[a-z0-9_]+)`", doc, re.M))
+    names = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in REGISTRY.collect()
+        if family.name.startswith("voicefleet_")
+    }
+    assert documented == names
