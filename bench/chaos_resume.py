@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.report import percentile
+from bench.report import percentile, write_json
 from tests.chaos.harness import Caller, Channels, ChaosFleet, Stats, chaos_config, run_callers
 from tests.support.redis import RedisServer
 from tests.support.wait import async_wait_for
@@ -95,8 +94,7 @@ def main() -> None:
     print("-" * (width + 56))
     for a, b, c in rows:
         print(f"{a:<{width}}  {b:<44}  {c}")
-    if args.json:
-        args.json.write_text(json.dumps(r, indent=2))
+    write_json(args.json, r)
 
 
 if __name__ == "__main__":

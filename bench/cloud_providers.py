@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -29,7 +28,7 @@ from agent_pod.providers.deepgram_stt import DeepgramSTT
 from agent_pod.providers.deepgram_tts import DeepgramTTS
 from agent_pod.providers.openai_llm import OpenAILLM
 from agent_pod.providers.openai_tts import OpenAITTS
-from bench.report import percentile
+from bench.report import percentile, write_json
 from tests.support.net import free_port
 from tests.wire import deepgram_server, openai_server
 
@@ -148,8 +147,7 @@ def main() -> None:
     print(f"{'measure':52} {'p50 ms':>8} {'p99 ms':>8} {'client CPU ms/call':>19}")
     for name, r in results.items():
         print(f"{name:52} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['client_cpu_ms_per_call']:19.2f}")
-    if args.json:
-        args.json.write_text(json.dumps({"iterations": args.iterations, "results": results}, indent=2))
+    write_json(args.json, {"iterations": args.iterations, "results": results})
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import subprocess
 import time
@@ -38,6 +37,7 @@ from agent_pod.pipeline.events import Interruption, TurnMetrics
 from agent_pod.pipeline.playout import PlayoutClock
 from agent_pod.pipeline.session import AgentSession
 from agent_pod.providers.registry import build_providers
+from bench.report import write_json
 
 RATE = 16000
 FRAME = RATE // 50 * 2
@@ -265,9 +265,7 @@ def main() -> None:
         "\nlatencies in ms; tick p99 = how late playout ticks reached the callers (machine scheduling noise, "
         "included in every latency); CPU ms/s = process CPU per session per wall second"
     )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"benchmark": "pipeline_latency", "results": rows}, f, indent=2)
+    write_json(args.json, {"benchmark": "pipeline_latency", "results": rows})
 
 
 if __name__ == "__main__":

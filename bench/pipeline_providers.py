@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from agent_pod.providers.sphinx import make_decoder, transcribe
 from agent_pod.providers.vad_energy import EnergyVAD
 from agent_pod.providers.vad_silero import SileroVAD
 from agent_pod.providers.vad_webrtc import WebRTCVAD
+from bench.report import write_json
 
 RATE = 16000
 SENTENCE = "I would like to book a table for two tonight at seven"
@@ -189,20 +189,17 @@ def main() -> None:
         f"{espeak['first_audio_p50_ms']:.1f} ms, max {espeak['first_audio_max_ms']:.1f} ms"
     )
     print(f"  {audit['audit']:<40} RTF {audit['real_time_factor']:.3f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "benchmark": "pipeline_providers",
-                    "vad": vads,
-                    "silero_memory": silero_memory,
-                    "stt": sphinx,
-                    "tts": espeak,
-                    "audit": audit,
-                },
-                f,
-                indent=2,
-            )
+    write_json(
+        args.json,
+        {
+            "benchmark": "pipeline_providers",
+            "vad": vads,
+            "silero_memory": silero_memory,
+            "stt": sphinx,
+            "tts": espeak,
+            "audit": audit,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import time
@@ -32,7 +31,7 @@ from agent_pod.sessions.fleet import read_fleet
 from agent_pod.sessions.keys import AgentKeys
 from agent_pod.sessions.redis_directory import RedisDirectory
 from agent_pod.sessions.tokens import ResumeTokens
-from bench.report import percentile
+from bench.report import percentile, write_json
 from tests.support.redis import RedisServer
 
 PROMPT = "bench@sha256:0"
@@ -271,8 +270,7 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(run(args))
     print(table(results, args.pods))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

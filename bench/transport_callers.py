@@ -16,7 +16,7 @@ import random
 import sys
 import time
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -32,6 +32,13 @@ GRPC_RATE = 16000
 # -80 dBFS: the VAD hears silence, but it is not digital zero.
 QUIET = (b"\x03\x00\xfd\xff" * (GRPC_RATE // 50 // 2))[: GRPC_RATE // 50 * 2]
 STORY = "tell me a story"
+
+
+class Opens(Protocol):
+    async def open(self, within: float = ...) -> None: ...
+
+
+C = TypeVar("C", bound=Opens)
 
 
 class Runner(Protocol):
@@ -74,6 +81,18 @@ async def sleep_until(at: float) -> None:
     await asyncio.sleep(max(0.0, at - time.monotonic()))
 
 
+async def open_all(callers: list[C], failed: list[str]) -> list[C]:
+    """Open every caller at once; the ones that could not connect are recorded in ``failed`` and left out."""
+    opened = await asyncio.gather(*(c.open() for c in callers), return_exceptions=True)
+    kept = []
+    for caller, outcome in zip(callers, opened, strict=True):
+        if isinstance(outcome, BaseException):
+            failed.append(f"connect: {outcome!r}")
+        else:
+            kept.append(caller)
+    return kept
+
+
 class LatencyCallers:
     """Callers that each say a short tone, go quiet and wait for the answer, ``turns`` times."""
 
@@ -96,11 +115,7 @@ class LatencyCallers:
             else:
                 caller = WebRTCCaller(self.job.webrtc_url)
             self.callers.append(caller)
-        opened = await asyncio.gather(*(c.open() for c in self.callers), return_exceptions=True)
-        for caller, outcome in zip(list(self.callers), opened, strict=True):
-            if isinstance(outcome, BaseException):
-                self.failed.append(f"connect: {outcome!r}")
-                self.callers.remove(caller)
+        self.callers = await open_all(self.callers, self.failed)
 
     async def run(self, start_at: float) -> WorkerResult:
         meter = Meter()
@@ -272,11 +287,7 @@ class WebRTCLoad:
 
     async def connect(self) -> None:
         self.callers = [self._caller() for _ in range(self.job.sessions)]
-        opened = await asyncio.gather(*(c.open() for c in self.callers), return_exceptions=True)
-        for caller, outcome in zip(list(self.callers), opened, strict=True):
-            if isinstance(outcome, BaseException):
-                self.failed.append(f"connect: {outcome!r}")
-                self.callers.remove(caller)
+        self.callers = await open_all(self.callers, self.failed)
 
     async def run(self, start_at: float) -> WorkerResult:
         job = self.job
