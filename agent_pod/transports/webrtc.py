@@ -255,7 +255,7 @@ class Answer(BaseModel):
 class WebRTCTransport:
     """Every WebRTC caller of the pod."""
 
-    def __init__(self, hub: SessionHub, policy: IcePolicy, opus_complexity: int = 5) -> None:
+    def __init__(self, hub: SessionHub, policy: IcePolicy, opus_complexity: int) -> None:
         self.hub = hub
         self.policy = policy
         self.opus_complexity = opus_complexity

@@ -13,16 +13,28 @@ import voicefleet_operator.metrics
 from voicefleet_operator.devcluster import REPO
 
 CHART = REPO / "helm" / "voicefleet"
-SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+HISTOGRAM_SERIES = ("_bucket", "_count", "_sum")
+
+
+def metrics() -> dict[str, str]:
+    """Every voicefleet metric by the name it is queried and documented by (counters end in _total),
+    with its type."""
+    assert agent_pod.metrics and agent_pod.sessions.metrics and agent_pod.transports.metrics
+    assert voicefleet_operator.metrics
+    return {
+        family.name + ("_total" if family.type == "counter" else ""): family.type
+        for family in REGISTRY.collect()
+        if family.name.startswith("voicefleet_")
+    }
 
 
 def exported() -> set[str]:
-    assert agent_pod.metrics and agent_pod.sessions.metrics and agent_pod.transports.metrics
-    assert voicefleet_operator.metrics
-    names: set[str] = set()
-    for family in REGISTRY.collect():
-        names.update(family.name + suffix for suffix in SUFFIXES.get(family.type, ("",)))
-    return names
+    """Every series name a query can use."""
+    return {
+        name + suffix
+        for name, kind in metrics().items()
+        for suffix in (HISTOGRAM_SERIES if kind == "histogram" else ("",))
+    }
 
 
 def test_every_metric_the_chart_queries_is_exported() -> None:
@@ -37,9 +49,4 @@ def test_every_metric_the_chart_queries_is_exported() -> None:
 def test_docs_list_exactly_the_exported_metrics() -> None:
     doc = (REPO / "docs" / "metrics.md").read_text()
     documented = set(re.findall(r"^\| `(voicefleet_[a-z0-9_]+)`", doc, re.M))
-    names = {
-        family.name + ("_total" if family.type == "counter" else "")
-        for family in REGISTRY.collect()
-        if family.name.startswith("voicefleet_")
-    }
-    assert documented == names
+    assert documented == set(metrics())
