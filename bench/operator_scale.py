@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.report import print_records, write_json
+from bench.report import bucket_quantile, print_records, write_json
 from tests.support.net import free_port
 from voicefleet_operator.devcluster import REPO, KwokCluster, kube_bin_dir
 
 PODS_PER_NODE = 100
+OBSERVE = "voicefleet_operator_observe_seconds"
 
 
 def manifest(n: int, replicas: int, namespace: str) -> str:
@@ -72,32 +73,18 @@ def scrape(port: int) -> str:
         return r.read().decode()
 
 
-def histogram(text: str, name: str) -> tuple[list[tuple[float, float]], float]:
-    buckets, count = [], 0.0
+def buckets(text: str, name: str) -> dict[float, float]:
+    """A histogram's cumulative counts by upper bound, from a /metrics scrape."""
+    out = {}
     for line in text.splitlines():
         if line.startswith(name + "_bucket{"):
             le = line.split('le="')[1].split('"')[0]
-            buckets.append((math.inf if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
-        elif line.startswith(name + "_count "):
-            count = float(line.rsplit(" ", 1)[1])
-    return buckets, count
+            out[math.inf if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def counter(text: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " "))
-
-
-def quantile_between(before: str, after: str, name: str, q: float) -> float:
-    """Upper bucket bound holding the q-quantile of observations made between two scrapes."""
-    b0, _ = histogram(before, name)
-    b1, _ = histogram(after, name)
-    old = dict(b0)
-    deltas = [(le, cum - old.get(le, 0.0)) for le, cum in b1]
-    total = deltas[-1][1] if deltas else 0.0
-    for le, cum in deltas:
-        if total and cum >= q * total:
-            return le
-    return math.nan
 
 
 def run_one(
@@ -139,8 +126,8 @@ def run_one(
             "seconds_to_all_ready": round(to_ready, 1),
             "operator_peak_rss_mib": max(peak_during_ramp, mem["VmHWM"]),
             "operator_rss_mib_steady": mem["VmRSS"],
-            "state_check_p99_seconds_upper_bound": quantile_between(
-                before, after, "voicefleet_operator_observe_seconds", 0.99
+            "state_check_p99_seconds_upper_bound": bucket_quantile(
+                buckets(before, OBSERVE), buckets(after, OBSERVE), 0.99
             ),
             "status_patches_per_agent_per_5s_steady": round(patches / agents / (steady / 5), 3),
         }

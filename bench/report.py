@@ -15,6 +15,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """Upper bound of the bucket holding quantile ``q`` of the observations made between two scrapes
+    of a Prometheus histogram (cumulative counts by upper bound)."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    for bound, count in zip(bounds, counts, strict=True):
+        if total and count >= q * total:
+            return bound
+    return float("nan")
+
+
 def print_table(headers: list[str], rows: list[list[Any]]) -> None:
     cells = [list(headers)] + [[_cell(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]

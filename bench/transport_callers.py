@@ -23,7 +23,8 @@ import grpc
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.client.record import CallRecorder, CallSummary
 from agent_pod.client.webrtc_client import WebRTCCaller, encode_frames
-from bench.transport_common import MIN_SILENCE_MS, CallerJob, TurnResult, WorkerResult, tone
+from bench.transport_common import MIN_SILENCE_MS, CallerJob, TurnResult, WorkerResult
+from tests.support.pod import tone
 from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 SPEECH_SECONDS = 0.4

@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
-import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, Field
 
 from agent_pod.config import AgentConfig
-from bench.report import percentile
+from bench.report import bucket_quantile, percentile
 from tests.support.net import free_port
 from tests.support.pod import free_udp_range
 
@@ -269,20 +268,3 @@ async def _wait_ready(url: str, proc: asyncio.subprocess.Process, within: float 
                 pass
             await asyncio.sleep(0.1)
     raise TimeoutError("pod not ready")
-
-
-def tone(sample_rate: int, seconds: float, silence_after: float = 0.0) -> bytes:
-    t = np.arange(int(sample_rate * seconds)) / sample_rate
-    x = (0.3 * np.sin(2 * np.pi * 300 * t) * 32767).astype("<i2")
-    return x.tobytes() + bytes(int(sample_rate * silence_after) * 2)
-
-
-def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
-    """Upper bound of the bucket holding quantile ``q`` of the observations made between two scrapes."""
-    bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0.0) for b in bounds]
-    total = counts[-1] if counts else 0.0
-    for bound, count in zip(bounds, counts, strict=True):
-        if total and count >= q * total:
-            return bound
-    return float("nan")

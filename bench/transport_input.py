@@ -19,7 +19,8 @@ from agent_pod.pipeline.events import UserTranscript
 from agent_pod.pipeline.session import AgentSession
 from agent_pod.providers.registry import build_providers
 from agent_pod.transports.opus import MonoDecoder
-from bench.transport_common import MIN_SILENCE_MS, tone, zero_latency_config
+from bench.transport_common import MIN_SILENCE_MS, zero_latency_config
+from tests.support.pod import tone
 
 FRAME_MS = 20
 LEAD_SECONDS = 0.2
