@@ -8,7 +8,6 @@ import math
 import random
 import uuid
 from collections import Counter
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -45,8 +44,7 @@ async def test_lua_placement_matches_the_pure_function(redis_server: RedisServer
                     state=state,
                     heartbeat_ms=now_ms if fresh else now_ms - 60_000,
                 )
-                fields: Mapping[Any, Any] = record.to_mapping()
-                await redis.hset(keys.pod(record.name), mapping=fields)
+                await redis.hset(keys.pod(record.name), mapping=dict[Any, Any](record.to_mapping()))
                 await redis.sadd(keys.pods, record.name)
                 load = rng.randint(0, 25)
                 if load:
