@@ -5,4 +5,5 @@ pytest_plugins: list[str] = [
     "tests.support.redis",
     "tests.support.wire",
     "tests.support.pod",
+    "tests.support.browser",
 ]

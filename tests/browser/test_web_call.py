@@ -2,82 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import pytest
-from playwright.async_api import async_playwright
 
-from tests.support.pod import espeak_wav, offline_config, wait_until
+from tests.support.browser import call_from_web_page
+from tests.support.pod import offline_config, wait_until
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture
-def speech_wav(tmp_path: Path) -> Path:
-    """espeak-ng "hello" with 1.5 s of silence before (the call connects meanwhile) and 2 s after."""
-    raw = espeak_wav("hello", tmp_path / "hello-raw.wav")
-    wav = tmp_path / "hello.wav"
-    subprocess.run(["sox", str(raw), "-r", "48000", str(wav), "pad", "1.5", "2"], check=True)
-    return wav
-
-
-def chromium_args(wav: Path) -> list[str]:
-    return [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={wav}%noloop",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-        "--autoplay-policy=no-user-gesture-required",
-        # The pod offers media on loopback only; Chromium skips loopback candidates unless told.
-        "--allow-loopback-in-peer-connection",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-    ]
 
 
 async def test_a_person_calls_the_agent_from_the_web_page(pod_factory, speech_wav, tmp_path):
     pod = await pod_factory(offline_config())
-    async with async_playwright() as pw:
-        # A fresh profile (--user-data-dir) per test.
-        browser = await pw.chromium.launch_persistent_context(
-            tmp_path / "profile", executable_path=CHROMIUM, args=chromium_args(speech_wav), headless=True
-        )
-        try:
-            page = await browser.new_page()
-            await page.goto(pod.http_url + "/")
-            assert await page.title() == "voicefleet agent"
-            await page.click("#call")
-            await page.wait_for_function("window.voicefleet.status === 'connected'", timeout=30_000)
-            await page.wait_for_function("window.voicefleet.transcripts.length > 0", timeout=60_000)
-            await page.wait_for_function("window.voicefleet.agentTexts.length > 0", timeout=60_000)
-            await page.wait_for_function("window.voicefleet.maxLevel > 0.05", timeout=30_000)
-            state = await page.evaluate("window.voicefleet")
-            assert "hello" in state["transcripts"][0].lower()
-            assert state["agentTexts"][0].startswith("Hello")
-            assert await page.locator("#log li.user").first.inner_text() == state["transcripts"][0]
-            assert await page.locator("#log li.agent").count() >= 1
-            energy = await page.evaluate(
-                """async () => {
-                    let total = 0;
-                    (await window.voicefleetStats()).forEach((r) => {
-                        if (r.type === 'inbound-rtp' && r.kind === 'audio') total += r.totalAudioEnergy || 0;
-                    });
-                    return total;
-                }"""
-            )
-            assert energy > 0, "the browser's WebRTC stats saw the agent's audio"
-            await page.click("#hangup")
-            await page.wait_for_function("window.voicefleet.status === 'ended'", timeout=10_000)
-        finally:
-            await browser.close()
+    state = await call_from_web_page(pod.http_url + "/", speech_wav, tmp_path / "profile")
+    assert "hello" in state["transcripts"][0].lower()
+    assert state["agentTexts"][0].startswith("Hello")
     assert pod.hub is not None
     await wait_until(lambda: pod.hub.live_sessions == 0, 10, "the pod to end the session after hang-up")
