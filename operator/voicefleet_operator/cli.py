@@ -2,7 +2,7 @@
 
 voicefleet-operator run            # in a cluster (Helm chart) or against $KUBECONFIG
 voicefleet-operator crd            # the CustomResourceDefinition YAML
-voicefleet-operator dev up         # local KWOK cluster + operator + example VoiceAgent
+voicefleet-operator dev up         # local cluster with a real node, the chart, and the example agent
 """
 
 from __future__ import annotations
@@ -37,9 +37,13 @@ def _run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
 
+        identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+
         async def operate() -> None:
             await kopf.operator(
                 standalone=True,  # no peering: the Lease decides who runs
+                # Without it kopf asks the OS for a user name the image may not have.
+                identity=identity,  # type: ignore[arg-type]  # kopf types it as its private NewType of str
                 clusterwide=not args.namespace,
                 namespaces=args.namespace or (),
                 liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
@@ -50,7 +54,6 @@ def _run(args: argparse.Namespace) -> int:
             await operate()
             return
         kube = await Kube.connect()
-        identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
         try:
             await run_as_leader(kube.api, args.lease_name, args.lease_namespace, identity, operate, stop)
         finally:
@@ -93,10 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     crd = sub.add_parser("crd", help="print the VoiceAgent CustomResourceDefinition")
     crd.set_defaults(func=_crd)
 
-    dev = sub.add_parser("dev", help="local KWOK cluster with the operator and an example VoiceAgent")
+    dev = sub.add_parser("dev", help="local cluster (real node + KWOK nodes), the chart, the example agent")
     dev.add_argument("action", choices=["up", "down"])
     dev.add_argument("--name", default="voicefleet")
-    dev.add_argument("--nodes", type=int, default=3)
+    dev.add_argument("--nodes", type=int, default=3, help="fake (KWOK) nodes beside the real one")
+    dev.add_argument(
+        "--real-node",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the fleet on a real local node (root); --no-real-node: KWOK nodes only",
+    )
+    dev.add_argument("--port", type=int, default=8080, help="local port of the example agent's web page")
     dev.set_defaults(func=_dev)
 
     args = parser.parse_args(argv)

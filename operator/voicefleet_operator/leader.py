@@ -61,6 +61,10 @@ async def run_as_leader(
         log.info("acquired leader lease %s/%s as %s", namespace, lease_name, identity)
         try:
             await lead()
+        except Exception:
+            # The election library runs this as a task nobody awaits: say why before exiting.
+            log.exception("the operator stopped with an error")
+            raise
         finally:
             stop.set()  # kopf stopped (or failed): let the process exit and be restarted
 

@@ -217,6 +217,8 @@ def _pod_template(
         name=resume_key_secret_name(owner.name), key="key"
     )
     volumes: list[dict[str, Any]] = [
+        # The root filesystem is read-only; the STT writes its vocabulary files here.
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         {"name": "config", "configMap": {"name": f"{owner.name}-config"}},
         {
             "name": "resume-key",
@@ -224,6 +226,7 @@ def _pod_template(
         },
     ]
     mounts: list[dict[str, Any]] = [
+        {"name": "tmp", "mountPath": "/tmp"},
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "resume-key", "mountPath": RESUME_KEY_DIR, "readOnly": True},
     ]
