@@ -36,7 +36,7 @@ from .render import (
     selector_string,
 )
 from .spec import GROUP, PLURAL, VERSION, VoiceAgentSpec, VoiceAgentStatus
-from .status import DeploymentView, Observed, compute_status
+from .status import DeploymentView, Observed, PodProblem, compute_status, pod_problem
 
 OBSERVE_INTERVAL = float(os.environ.get("VOICEFLEET_OBSERVE_INTERVAL", "2"))
 STATUS_MIN_INTERVAL = float(os.environ.get("VOICEFLEET_STATUS_MIN_INTERVAL", "5"))
@@ -49,6 +49,7 @@ class PodView:
     name: str
     cost: str | None
     terminating: bool
+    problem: PodProblem | None = None
 
 
 @dataclasses.dataclass
@@ -122,9 +123,15 @@ def agent_pods(
     labels: kopf.Labels,
     annotations: kopf.Annotations,
     meta: kopf.Meta,
+    status: kopf.Status,
     **_: Any,
 ) -> dict[Any, Any]:
-    view = PodView(name, annotations.get(COST_ANNOTATION), meta.get("deletionTimestamp") is not None)
+    view = PodView(
+        name,
+        annotations.get(COST_ANNOTATION),
+        meta.get("deletionTimestamp") is not None,
+        pod_problem(name, dict(status)),
+    )
     return {(namespace, labels[AGENT_LABEL]): view}
 
 
@@ -403,6 +410,9 @@ async def observe(
         fleet=fleet,
         config_hash=state.applied_hash,
         reconcile_error=state.reconcile_error,
+        pod_problems=tuple(
+            p.problem for p in agent_pods.get((namespace, name), []) if p.problem and not p.terminating
+        ),
     )
     previous = VoiceAgentStatus.model_validate(dict(status))
     new = compute_status(observed, previous, _now())

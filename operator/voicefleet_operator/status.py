@@ -52,6 +52,46 @@ class DeploymentView:
         )
 
 
+# Container states that no amount of waiting fixes: the pod shows why it cannot serve.
+FAILING_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CrashLoopBackOff",
+        "CreateContainerError",
+        "CreateContainerConfigError",
+        "RunContainerError",
+        "StartError",
+    }
+)
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    pod: str
+    reason: str
+    message: str
+
+
+def pod_problem(name: str, pod_status: dict[str, Any]) -> PodProblem | None:
+    """Why a pod cannot serve, from its container statuses (None while it is fine or just starting)."""
+    containers = [
+        *(pod_status.get("initContainerStatuses") or []),
+        *(pod_status.get("containerStatuses") or []),
+    ]
+    for c in containers:
+        state = c.get("state") or {}
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason") in FAILING_REASONS:
+            return PodProblem(name, waiting["reason"], (waiting.get("message") or "")[:200])
+        terminated = state.get("terminated") or {}
+        if terminated.get("reason") in FAILING_REASONS:
+            return PodProblem(name, terminated["reason"], (terminated.get("message") or "")[:200])
+    return None
+
+
 @dataclass(frozen=True)
 class FleetView:
     """Session load from the Redis registry; None fields mean Redis could not be read."""
@@ -71,6 +111,7 @@ class Observed:
     fleet: FleetView = field(default_factory=FleetView)
     config_hash: str = ""
     reconcile_error: str = ""
+    pod_problems: tuple[PodProblem, ...] = ()
 
 
 def _condition(
@@ -130,6 +171,8 @@ def compute_status(observed: Observed, previous: VoiceAgentStatus, now: str) -> 
         problems.append(("ProgressDeadlineExceeded", "the rollout made no progress within its deadline"))
     if d is not None and d.replica_failure:
         problems.append(("ReplicaFailure", d.replica_failure))
+    for pp in observed.pod_problems[:3]:
+        problems.append((pp.reason, f"pod {pp.pod}: {pp.reason}" + (f": {pp.message}" if pp.message else "")))
     if fleet.error:
         problems.append(("SessionStoreUnavailable", fleet.error))
     degraded = (

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from voicefleet_operator.spec import VoiceAgentStatus
-from voicefleet_operator.status import DeploymentView, FleetView, Observed, compute_status
+from voicefleet_operator.status import DeploymentView, FleetView, Observed, compute_status, pod_problem
 
 NOW = "2026-01-01T00:00:00Z"
 
@@ -100,3 +100,22 @@ def test_transition_time_moves_only_on_change() -> None:
 def test_scaled_to_zero_is_ready() -> None:
     d = DeploymentView(generation=1, observed_generation=1, config_hash="h1")
     assert conds(compute_status(observed(d), VoiceAgentStatus(), NOW))["Ready"] == ("True", "ScaledToZero")
+
+
+def test_a_failing_pod_degrades_with_its_reason() -> None:
+    pulling = {
+        "containerStatuses": [
+            {"state": {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "x:1"'}}}
+        ]
+    }
+    crashing = {"containerStatuses": [{"state": {"waiting": {"reason": "CrashLoopBackOff", "message": ""}}}]}
+    starting = {"containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}]}
+    assert pod_problem("p0", starting) is None
+    assert pod_problem("p0", {}) is None
+    problems = (pod_problem("p1", pulling), pod_problem("p2", crashing))
+    assert all(problems)
+    st = compute_status(observed(ROLLED, pod_problems=problems), VoiceAgentStatus(), NOW)
+    degraded = next(c for c in st.conditions if c.type == "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "ImagePullBackOff")
+    assert 'pod p1: ImagePullBackOff: Back-off pulling image "x:1"' in degraded.message
+    assert "pod p2: CrashLoopBackOff" in degraded.message
