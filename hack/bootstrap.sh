@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for voicefleet, idempotently:
-#   Debian packages (redis-server, espeak-ng, chromium, libopus0, ...), a virtualenv in .venv
-#   with the project installed editable (this generates the gRPC stubs), and the
-#   Kubernetes test binaries built once from the Go module proxy (cached in
-#   ~/.cache/voicefleet, see hack/kube-binaries.sh).
+#   Debian packages (redis-server, espeak-ng, chromium, libopus0, and for the real node runc,
+#   the CNI plugins, iptables, buildah, mmdebstrap), a virtualenv in .venv with the project
+#   installed editable (this generates the gRPC stubs), the Kubernetes binaries and the real
+#   node's containerd and CoreDNS built once from the Go module proxy, and the container
+#   images built from the Dockerfile without a Docker engine (all cached in
+#   ~/.cache/voicefleet; see hack/kube-binaries.sh, hack/node-binaries.sh, hack/images.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(redis-server espeak-ng chromium sox fonts-liberation libopus0)
+APT_PACKAGES=(redis-server espeak-ng chromium sox fonts-liberation libopus0
+  containernetworking-plugins iptables conntrack buildah mmdebstrap uidmap gcc libc6-dev libseccomp-dev pkg-config)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -32,4 +35,8 @@ echo "[bootstrap] pip install -e .[test]" >&2
 
 echo "[bootstrap] Kubernetes test binaries" >&2
 hack/kube-binaries.sh >/dev/null
+echo "[bootstrap] real node binaries (containerd, CoreDNS)" >&2
+hack/node-binaries.sh >/dev/null
+echo "[bootstrap] container images (Dockerfile, Redis, pause)" >&2
+hack/images.sh >/dev/null
 echo "[bootstrap] done" >&2

@@ -98,8 +98,11 @@ class WebRTCCaller:
         resume_token: str | None = None,
         recorder: CallRecorder | None = None,
         http: aiohttp.ClientSession | None = None,
+        local_address: str | None = None,
     ) -> None:
         self.url = url
+        # The one local address offered to the pod (default: loopback for a pod on loopback, else all).
+        self.local_address = local_address
         self.session_id = session_id
         self.resume_token = resume_token
         self.recorder = recorder or CallRecorder()
@@ -130,9 +133,10 @@ class WebRTCCaller:
         self.channel.on("open", self._channel_open.set)
         self.channel.on("message", self._on_message)
         host = urlparse(self.url).hostname or ""
-        if _is_loopback(host):
-            # Offer loopback only: the pod on this machine is reached without touching other interfaces.
-            confine(pc, IcePolicy(addresses=["127.0.0.1"]), PortAllocator(0, 0))
+        local = self.local_address or ("127.0.0.1" if _is_loopback(host) else None)
+        if local:
+            # Offer that address only: the pod is reached without touching other interfaces.
+            confine(pc, IcePolicy(addresses=[local]), PortAllocator(0, 0))
         await pc.setLocalDescription(await pc.createOffer())
         if self._http is None:
             self._http = aiohttp.ClientSession()

@@ -1,8 +1,11 @@
-"""`voicefleet-operator dev up|down`: the whole control plane on one machine.
+"""`voicefleet-operator dev up|down`: the whole fleet on one machine.
 
-Starts a KWOK cluster (real etcd, kube-apiserver, controller-manager and
-scheduler; fake nodes), a Redis for session counts, the operator, and applies
-the example VoiceAgent; then follows the fleet until Ctrl-C, which tears it down.
+Starts a local control plane (real etcd, kube-apiserver, controller-manager and
+scheduler) with fake KWOK nodes and one real node (kubelet, containerd, kube-proxy,
+CoreDNS; needs root), builds the project's image from its Dockerfile, installs the
+Helm chart onto the real node (operator pod, Redis pod, the example VoiceAgent), and
+prints a URL where a person talks to the agent. Ctrl-C tears everything down.
+With --no-real-node: KWOK nodes only, the operator and Redis as local processes.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import time
 from pathlib import Path
 
 from .devcluster import REPO, KwokCluster, default_cluster, free_port
+from .devnode import RealNode, build_images, chart_values
 
 EXAMPLE = REPO / "examples" / "voiceagent.yaml"
+NAMESPACE = "voicefleet"
 
 
 def _wait(what: str, check: object, timeout: float) -> None:
@@ -29,12 +34,73 @@ def _wait(what: str, check: object, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def _ready(cluster: KwokCluster, name: str) -> bool:
-    out = cluster.kubectl("get", "voiceagent", name, "-o", "json", check=False)
+def _ready(cluster: KwokCluster, name: str, namespace: str = "default") -> bool:
+    out = cluster.kubectl("get", "voiceagent", name, "-n", namespace, "-o", "json", check=False)
     if out.returncode != 0:
         return False
     conds = json.loads(out.stdout).get("status", {}).get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def up_real(cluster: KwokCluster, nodes: int, port: int) -> int:
+    """Control plane + real node + the chart; the example agent answers at a local URL."""
+    print(f"starting the control plane {cluster.name!r} ({nodes} fake nodes) ...", flush=True)
+    cluster.create(nodes=nodes)
+    print("building the images from the Dockerfile (cached; the first build takes minutes) ...", flush=True)
+    images = build_images()
+    node = RealNode(cluster, cluster.workdir / "node")
+    forward: subprocess.Popen[bytes] | None = None
+    try:
+        print("starting the real node (containerd, kubelet, kube-proxy, CoreDNS) ...", flush=True)
+        node.up(images)
+        values = node.workdir / "values.json"
+        chart = chart_values(images)
+        chart["example"].update(enabled=True, replicas=2)
+        values.write_text(json.dumps(chart))
+        print("helm install voicefleet (operator, Redis, example VoiceAgent) ...", flush=True)
+        cluster.helm(
+            "install", "voicefleet", str(REPO / "helm" / "voicefleet"), "-n", NAMESPACE, "--create-namespace",
+            "-f", str(values), "--wait", "--timeout", "300s", timeout=360,
+        )  # fmt: skip
+        _wait("the example VoiceAgent to serve", lambda: _serving(cluster, "receptionist", NAMESPACE), 300)
+        log = cluster.workdir / "port-forward.log"
+        with log.open("ab") as out:
+            forward = subprocess.Popen(
+                [str(cluster.bin_dir / "kubectl"), "port-forward", "-n", NAMESPACE, "svc/receptionist",
+                 f"{port}:8080", "--address", "127.0.0.1"],
+                env=cluster.env(), stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        print(cluster.kubectl("get", "voiceagents,pods", "-n", NAMESPACE, "-o", "wide").stdout)
+        print(
+            f"Talk to the receptionist: http://127.0.0.1:{port}/\n"
+            "In another shell:\n"
+            f"  export KUBECONFIG={cluster.kubeconfig} PATH={cluster.bin_dir}:$PATH\n"
+            f"  kubectl get va -n {NAMESPACE} -w      # SESSIONS and CAPACITY from the live pods\n"
+            f"  kubectl rollout restart deployment/receptionist -n {NAMESPACE}\n"
+            "Ctrl-C stops everything.",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
+        while forward.poll() is None:
+            time.sleep(1)
+        print(f"kubectl port-forward exited; see {log}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if forward is not None and forward.poll() is None:
+            forward.terminate()
+            forward.wait(timeout=10)
+        node.down()
+        cluster.delete()
+
+
+def _serving(cluster: KwokCluster, name: str, namespace: str) -> bool:
+    out = cluster.kubectl("get", "voiceagent", name, "-n", namespace, "-o", "json", check=False)
+    if out.returncode != 0:
+        return False
+    status = json.loads(out.stdout).get("status", {})
+    return _ready(cluster, name, namespace) and bool(status.get("capacity"))
 
 
 def up(cluster: KwokCluster, nodes: int) -> int:
@@ -88,6 +154,9 @@ def up(cluster: KwokCluster, nodes: int) -> int:
 def dev_command(args: argparse.Namespace) -> int:
     cluster = default_cluster(args.name)
     if args.action == "down":
+        RealNode(cluster, cluster.workdir / "node").down()
         cluster.delete()
         return 0
+    if args.real_node:
+        return up_real(cluster, args.nodes, args.port)
     return up(cluster, args.nodes)

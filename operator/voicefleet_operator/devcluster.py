@@ -16,8 +16,55 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+
+# Addresses of the real node (devnode.py). The API server advertises the node's address
+# so that pods there reach it through the `kubernetes` Service.
+NODE_IP = "10.234.0.1"
+POD_CIDR = "10.234.0.0/24"
+SERVICE_CIDR = "10.235.0.0/16"
+KUBERNETES_SERVICE_IP = "10.235.0.1"
+KWOK_POD_CIDR = "10.0.0.0/24"  # the KWOK controller's fake pod IPs (its default)
+
+
+def control_plane_config() -> dict[str, Any]:
+    """kwokctl settings that let a real node join beside the fake ones (see devnode.py)."""
+
+    def args(**flags: str) -> list[dict[str, Any]]:
+        # override replaces a flag kwokctl already passes (and only such a flag); others are added.
+        given = {"manage_all_nodes"}
+        return [{"key": k.replace("_", "-"), "value": v, "override": k in given} for k, v in flags.items()]
+
+    return {
+        "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+        "kind": "KwokctlConfiguration",
+        # In-cluster clients on the real node dial the `kubernetes` Service IP over TLS.
+        "options": {"kubeApiserverCertSANs": [KUBERNETES_SERVICE_IP, NODE_IP]},
+        "componentsPatches": [
+            # Pods on the real node reach the API server through its advertised address.
+            {
+                "name": "kube-apiserver",
+                "extraArgs": args(
+                    advertise_address=NODE_IP,
+                    service_cluster_ip_range=SERVICE_CIDR,
+                    # Logs, exec and port-forward dial the node's IP, never a name to resolve.
+                    kubelet_preferred_address_types="InternalIP",
+                ),
+            },
+            {"name": "kube-controller-manager", "extraArgs": args(service_cluster_ip_range=SERVICE_CIDR)},
+            # The KWOK controller plays kubelet only for its own nodes, never for the real one.
+            {
+                "name": "kwok-controller",
+                "extraArgs": args(
+                    manage_all_nodes="false", manage_nodes_with_annotation_selector="kwok.x-k8s.io/node=fake"
+                ),
+            },
+        ],
+    }
 
 
 def kube_bin_dir() -> Path:
@@ -56,8 +103,12 @@ class KwokCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.delete()
         b = self.bin_dir
+        config = self.workdir / "kwokctl.yaml"
+        config.write_text(yaml.safe_dump_all([control_plane_config()]))
         self._run(
             str(b / "kwokctl"),
+            "--config",
+            str(config),
             "create",
             "cluster",
             "--name",
