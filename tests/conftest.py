@@ -5,5 +5,6 @@ pytest_plugins: list[str] = [
     "tests.support.redis",
     "tests.support.wire",
     "tests.support.pod",
+    "tests.support.node",
     "tests.support.browser",
 ]

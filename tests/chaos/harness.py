@@ -23,7 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import grpc
@@ -222,9 +222,15 @@ def _retry_after(exc: grpc.aio.AioRpcError) -> float:
     return 0.2
 
 
+class Endpoints(Protocol):
+    """Where a caller asks for a session: the Service's addresses (a ChaosFleet plays one)."""
+
+    endpoints: list[str]
+
+
 class Caller:
     def __init__(
-        self, name: str, fleet: ChaosFleet, channels: Channels, stats: Stats, rng: random.Random
+        self, name: str, fleet: Endpoints, channels: Channels, stats: Stats, rng: random.Random
     ) -> None:
         self.name = name
         self.fleet = fleet

@@ -1,0 +1,116 @@
+"""WebRTC callers beside the gRPC ones: a session from the agent Service, media over UDP to the pod's IP.
+
+Each caller asks SessionService (through the Service's ClusterIP) for a session, opens a WebRTC
+call to the owning pod's signaling URL (the pod advertises its pod IP), says text turns on the
+data channel and checks every final answer, then hangs up and calls again until told to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from agent_pod.client.record import CallSummary
+from agent_pod.client.webrtc_client import WebRTCCaller
+from voicefleet.v1 import session_pb2, session_pb2_grpc
+from voicefleet_operator.devnode import NODE_IP
+
+ANSWER_TIMEOUT = 30.0
+
+
+def answered(turns: int) -> Callable[[CallSummary], bool]:
+    def check(summary: CallSummary) -> bool:
+        return len(summary.agent_texts) >= turns
+
+    return check
+
+
+@dataclass
+class WebRTCStats:
+    started: int = 0
+    completed: int = 0
+    turns: int = 0
+    pods_used: set[str] = field(default_factory=set)
+    dropped: list[str] = field(default_factory=list)
+
+
+class WebRTCCalls:
+    def __init__(self, service: str, count: int, turns: tuple[int, int], think: tuple[float, float]) -> None:
+        self.stats = WebRTCStats()
+        self.stop = asyncio.Event()
+        self.channel = grpc.aio.insecure_channel(service)
+        self._tasks = [
+            asyncio.ensure_future(self._loop(f"w{i}", random.Random(1000 + i), turns, think))
+            for i in range(count)
+        ]
+
+    async def _allocate(self) -> session_pb2.SessionGrant:
+        stub = session_pb2_grpc.SessionServiceStub(self.channel)
+        for _ in range(100):  # a pod may be leaving the Service just now: UNAVAILABLE means try again
+            try:
+                return await stub.CreateSession(session_pb2.CreateSessionRequest(), timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                await asyncio.sleep(0.3)
+        raise RuntimeError("no pod would take a WebRTC session")
+
+    async def _call(self, name: str, rng: random.Random, turns: int, think: tuple[float, float]) -> None:
+        grant = await self._allocate()
+        self.stats.started += 1
+        caller = WebRTCCaller(
+            grant.webrtc_url,
+            session_id=grant.session_id,
+            resume_token=grant.resume_token,
+            local_address=NODE_IP,  # the host's address on the pods' bridge
+        )
+        try:
+            await caller.open()
+            self.stats.pods_used.add(grant.pod)
+            for turn in range(turns):
+                text = f"{name} {grant.session_id[:8]} turn {turn}"
+                caller.send_text(text)
+                summary = await caller.recorder.wait(answered(turn + 1), ANSWER_TIMEOUT)
+                if summary.agent_texts[turn] != f"You said: {text}.":
+                    raise AssertionError(f"wrong answer {summary.agent_texts[turn]!r} to {text!r}")
+                if summary.ended is not None:
+                    raise AssertionError(f"the pod ended the call: {summary.ended}")
+                self.stats.turns += 1
+                if self.stop.is_set():
+                    break
+                await asyncio.sleep(rng.uniform(*think))
+            await caller.end()
+            self.stats.completed += 1
+        finally:
+            await caller.close()
+
+    async def _loop(
+        self, name: str, rng: random.Random, turns: tuple[int, int], think: tuple[float, float]
+    ) -> None:
+        while not self.stop.is_set():
+            try:
+                await self._call(name, rng, rng.randint(*turns), think)
+            except Exception as exc:
+                self.stats.dropped.append(f"{name}: {type(exc).__name__}: {exc}")
+                return
+
+    async def finish(self, within: float = 120) -> WebRTCStats:
+        self.stop.set()
+        try:
+            await asyncio.wait_for(asyncio.gather(*self._tasks), within)
+        finally:
+            await self.channel.close()
+        return self.stats
+
+    async def abort(self) -> None:
+        self.stop.set()
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.channel.close()
