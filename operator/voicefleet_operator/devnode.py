@@ -50,6 +50,7 @@ IPTABLES = ("iptables", "ip6tables")
 OWNED_CHAIN_PREFIXES = ("KUBE-", "CNI-", GUARD_CHAIN)
 KUBELET_PORT = 10250
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+CONTAINER_LOG_LINKS = Path("/var/log/containers")  # kubelet's fixed place for its log symlinks
 
 
 def pod_placement() -> dict[str, object]:
@@ -353,6 +354,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "fileCheckFrequency": "10s",
             "shutdownGracePeriod": "0s",
             "localStorageCapacityIsolation": False,
+            "podLogsDirectory": str(kdir / "pod-logs"),
             "logging": {"format": "text"},
         }
         path = _write(kdir / "config.yaml", yaml.safe_dump(config))
@@ -407,6 +409,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         self._remove_iptables()
         self._restore_sysctls()
         self._remove_cgroups()
+        for link in self._log_links():
+            link.unlink(missing_ok=True)
         if self.workdir.exists():
             shutil.rmtree(self.workdir, ignore_errors=True)
         with contextlib.suppress(Exception):
@@ -479,6 +483,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             with contextlib.suppress(OSError):
                 controller_dir.rmdir()
 
+    def _log_links(self) -> list[Path]:
+        if not CONTAINER_LOG_LINKS.is_dir():
+            return []
+        prefix = str(self.workdir)
+        return [
+            p
+            for p in CONTAINER_LOG_LINKS.iterdir()
+            if p.is_symlink() and str(p.readlink()).startswith(prefix)
+        ]
+
     # ---------------------------------------------------------------- audit
     def leftovers(self) -> list[str]:
         """Everything of the node still on this machine (empty after a clean ``down()``)."""
@@ -491,6 +505,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             for table in ("filter", "nat", "mangle", "raw"):
                 found += [f"{binary} {table} {c}" for c in _owned_chains(binary, table)]
         found += [f"cgroup {d}" for d in _cgroup_dirs()]
+        found += [f"log link {p}" for p in self._log_links()]
         if self.workdir.exists():
             found.append(f"dir {self.workdir}")
         return found

@@ -193,6 +193,7 @@ class Stats:
     pods_used: set[str] = field(default_factory=set)
     current: dict[str, str] = field(default_factory=dict)  # live session -> the pod serving it
     turns_in_window: dict[str, int] = field(default_factory=dict)  # caller -> turns since mark()
+    answer_seconds: list[float] = field(default_factory=list)  # text sent -> final answer, every turn
 
     def mark(self) -> None:
         self.turns_in_window = dict.fromkeys(self.turns_in_window, 0)
@@ -326,8 +327,10 @@ class Caller:
                         live = True
                     while done < turns:
                         text = f"{self.name} {sid[:8]} turn {done}"
+                        asked = time.monotonic()
                         await call.write(agent_pb2.ClientEvent(text=agent_pb2.TextInput(text=text)))
                         answer = await self._read_until(call, "agent_text")
+                        self.stats.answer_seconds.append(time.monotonic() - asked)
                         if answer.text != f"You said: {text}.":
                             raise Dropped(f"wrong answer {answer.text!r} to {text!r}")
                         done += 1

@@ -1,0 +1,208 @@
+"""The fleet on a real node: Helm install -> first answered call, and a rollout under live calls.
+
+Brings up the local control plane with the real node (kubelet, containerd, kube-proxy, CoreDNS;
+needs root), then measures:
+
+1. `helm install` (operator, Redis, a VoiceAgent) -> the first call answered through the agent
+   Service: with the image not yet on the node ("cold": imported during the measurement) and
+   with it already there ("warm", after `helm uninstall`). hack/images.sh builds the image
+   beforehand (its own cold/warm time is printed too).
+2. A rollout (`kubectl rollout restart`) of 5 agent pods carrying 100 live gRPC calls: time to
+   complete, calls dropped, and how long callers waited for each answer while it ran (text
+   sent -> final answer; a drained pod keeps serving its calls, so no call moves).
+
+    python -m bench.node_fleet [--pods 5] [--calls 100] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.report import percentile, print_records, write_json
+from tests.chaos.harness import Caller, Channels, Stats, run_callers
+from tests.node.test_calls import ServiceFleet, agent_spec
+from tests.support.wait import async_wait_for
+from voicefleet_operator.devcluster import REPO, KwokCluster, kube_bin_dir
+from voicefleet_operator.devnode import RealNode, build_images, chart_values, pod_placement
+
+CHART = REPO / "helm" / "voicefleet"
+AGENT = "bench"
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _json(cluster: KwokCluster, *args: str) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(cluster.kubectl(*args, "-o", "json").stdout)
+    return out
+
+
+def _ready_pods(cluster: KwokCluster, ns: str) -> set[str]:
+    items = _json(cluster, "get", "pods", "-n", ns, "-l", f"voicefleet.io/agent={AGENT}")["items"]
+    ready = set()
+    for pod in items:
+        conds = pod.get("status", {}).get("conditions", [])
+        if not pod["metadata"].get("deletionTimestamp") and any(
+            c["type"] == "Ready" and c["status"] == "True" for c in conds
+        ):
+            ready.add(pod["metadata"]["name"])
+    return ready
+
+
+def _all_pods(cluster: KwokCluster, ns: str) -> set[str]:
+    items = _json(cluster, "get", "pods", "-n", ns, "-l", f"voicefleet.io/agent={AGENT}")["items"]
+    return {p["metadata"]["name"] for p in items}
+
+
+def _install(cluster: KwokCluster, ns: str, values: dict[str, Any], workdir: Path, pods: int) -> None:
+    path = workdir / "values.json"
+    path.write_text(json.dumps(values))
+    cluster.helm("install", "vf", str(CHART), "-n", ns, "--create-namespace", "-f", str(path), "--wait",
+                 "--timeout", "300s", timeout=360)  # fmt: skip
+    image = f"{values['image']['repository']}:{values['image']['tag']}"
+    spec = {**agent_spec(pods), "image": image, **pod_placement()}
+    spec["prompt"] = {"inline": "Echo the caller.", "version": "v1"}
+    spec["autoscaling"] = {"enabled": False, "sessionsPerPod": 40}
+    manifest = {"apiVersion": "voicefleet.io/v1alpha1", "kind": "VoiceAgent",
+                "metadata": {"name": AGENT, "namespace": ns}, "spec": spec}  # fmt: skip
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+
+
+async def _first_call(cluster: KwokCluster, ns: str) -> float:
+    """Until one call is answered through the agent Service; returns when."""
+    svc = _json(cluster, "get", "service", AGENT, "-n", ns) if _exists(cluster, ns) else None
+    while svc is None:
+        await asyncio.sleep(0.5)
+        svc = _json(cluster, "get", "service", AGENT, "-n", ns) if _exists(cluster, ns) else None
+    fleet = ServiceFleet([f"{svc['spec']['clusterIP']}:50051"])
+    stats, channels = Stats(), Channels()
+    try:
+        await Caller("first", fleet, channels, stats, random.Random(0)).session(1, (0, 0))
+    finally:
+        await channels.close()
+    if stats.dropped:
+        raise RuntimeError(f"the first call failed: {stats.dropped}")
+    return time.monotonic()
+
+
+def _exists(cluster: KwokCluster, ns: str) -> bool:
+    return cluster.kubectl("get", "service", AGENT, "-n", ns, check=False).returncode == 0
+
+
+async def install_to_first_call(
+    cluster: KwokCluster, node: RealNode, images: dict[str, Path], workdir: Path, pods: int, cold: bool
+) -> dict[str, Any]:
+    ns = "bench-" + uuid.uuid4().hex[:4]
+    project = next(name for name in images if name.split(":")[0].endswith("/voicefleet"))
+    started = time.monotonic()
+    if cold:
+        node.ctr("images", "import", "--snapshotter", "overlayfs", str(images[project]), timeout=300)
+    imported = time.monotonic()
+    await asyncio.to_thread(_install, cluster, ns, chart_values(images), workdir, pods)
+    installed = time.monotonic()
+    answered = await asyncio.wait_for(_first_call(cluster, ns), 300)
+    return {
+        "image": "cold (imported)" if cold else "warm (on the node)",
+        "import_s": round(imported - started, 1),
+        "helm_install_wait_s": round(installed - imported, 1),
+        "first_call_s": round(answered - started, 1),
+        "namespace": ns,
+    }
+
+
+async def rollout_under_calls(cluster: KwokCluster, ns: str, pods: int, calls: int) -> dict[str, Any]:
+    await async_wait_for(
+        lambda: asyncio.to_thread(lambda: len(_ready_pods(cluster, ns)) == pods),
+        timeout=300, interval=1, what=f"{pods} ready pods",
+    )  # fmt: skip
+    svc = _json(cluster, "get", "service", AGENT, "-n", ns)
+    fleet = ServiceFleet([f"{svc['spec']['clusterIP']}:50051"])
+    stats, channels, stop = Stats(), Channels(), asyncio.Event()
+    callers = [Caller(f"c{i}", fleet, channels, stats, random.Random(i)) for i in range(calls)]
+    task = asyncio.ensure_future(
+        run_callers(callers, [c.loop(stop, turns=(3, 8), think=(0.3, 0.9)) for c in callers])
+    )
+    try:
+        await async_wait_for(lambda: _true(stats.live >= calls * 0.95), timeout=120, what="live calls")
+        old = await asyncio.to_thread(_ready_pods, cluster, ns)
+        answers_before = len(stats.answer_seconds)
+        started = time.monotonic()
+        await asyncio.to_thread(cluster.kubectl, "rollout", "restart", f"deployment/{AGENT}", "-n", ns)
+
+        def rolled() -> bool:
+            ready, every = _ready_pods(cluster, ns), _all_pods(cluster, ns)
+            return len(ready) == pods and not (every & old) and ready == every
+
+        await async_wait_for(lambda: asyncio.to_thread(rolled), timeout=900, interval=0.5, what="rollout")
+        duration = time.monotonic() - started
+        during = stats.answer_seconds[answers_before:]
+        stop.set()
+        await asyncio.wait_for(task, 180)
+    finally:
+        stop.set()
+        await channels.close()
+    return {
+        "pods": pods,
+        "live_calls": calls,
+        "rollout_s": round(duration, 1),
+        "calls_completed": stats.sessions_completed,
+        "calls_dropped": len(stats.dropped),
+        "resumes": stats.resumes,
+        "answer_wait_p50_ms": round(percentile(during, 0.5) * 1000, 1),
+        "answer_wait_p99_ms": round(percentile(during, 0.99) * 1000, 1),
+        "answer_wait_max_ms": round(max(during, default=0.0) * 1000, 1),
+    }
+
+
+async def measure(
+    cluster: KwokCluster, node: RealNode, images: dict[str, Path], args: argparse.Namespace
+) -> dict[str, Any]:
+    cold = await install_to_first_call(cluster, node, images, cluster.workdir, args.pods, cold=True)
+    await asyncio.to_thread(cluster.helm, "uninstall", "vf", "-n", cold["namespace"], "--wait")
+    await asyncio.to_thread(cluster.kubectl, "delete", "voiceagent", AGENT, "-n", cold["namespace"])
+    warm = await install_to_first_call(cluster, node, images, cluster.workdir, args.pods, cold=False)
+    rollout = await rollout_under_calls(cluster, warm["namespace"], args.pods, args.calls)
+    return {"install": [cold, warm], "rollout": rollout}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pods", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    started = time.monotonic()
+    images = build_images()  # hack/images.sh: cached by a hash of its inputs
+    images_s = time.monotonic() - started
+    workdir = Path(tempfile.mkdtemp(prefix="vf-bench-node-"))
+    cluster = KwokCluster(name=f"bench-{uuid.uuid4().hex[:4]}", bin_dir=kube_bin_dir(), workdir=workdir)
+    cluster.create(nodes=1)
+    cluster.kubectl("apply", "-f", str(REPO / "crds"))
+    node = RealNode(cluster, workdir / "node")
+    project = next(name for name in images if name.split(":")[0].endswith("/voicefleet"))
+    try:
+        node.up({k: v for k, v in images.items() if k != project})  # the project image comes later
+        result = {"images_sh_s": round(images_s, 1), **asyncio.run(measure(cluster, node, images, args))}
+    finally:
+        node.down()
+        cluster.delete()
+    print(f"hack/images.sh (this run): {result['images_sh_s']} s")
+    print_records([{k: v for k, v in r.items() if k != "namespace"} for r in result["install"]])
+    print()
+    print_records([result["rollout"]])
+    write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()
