@@ -156,6 +156,7 @@ async def rollout_under_calls(cluster: KwokCluster, ns: str, pods: int, calls: i
         "rollout_s": round(duration, 1),
         "calls_completed": stats.sessions_completed,
         "calls_dropped": len(stats.dropped),
+        "dropped_reasons": stats.dropped[:10],
         "resumes": stats.resumes,
         "answer_wait_p50_ms": round(percentile(during, 0.5) * 1000, 1),
         "answer_wait_p99_ms": round(percentile(during, 0.99) * 1000, 1),
@@ -167,8 +168,9 @@ async def measure(
     cluster: KwokCluster, node: RealNode, images: dict[str, Path], args: argparse.Namespace
 ) -> dict[str, Any]:
     cold = await install_to_first_call(cluster, node, images, cluster.workdir, args.pods, cold=True)
-    await asyncio.to_thread(cluster.helm, "uninstall", "vf", "-n", cold["namespace"], "--wait")
+    # The VoiceAgent first: its finalizer needs the operator that the uninstall removes.
     await asyncio.to_thread(cluster.kubectl, "delete", "voiceagent", AGENT, "-n", cold["namespace"])
+    await asyncio.to_thread(cluster.helm, "uninstall", "vf", "-n", cold["namespace"], "--wait")
     warm = await install_to_first_call(cluster, node, images, cluster.workdir, args.pods, cold=False)
     rollout = await rollout_under_calls(cluster, warm["namespace"], args.pods, args.calls)
     return {"install": [cold, warm], "rollout": rollout}
@@ -200,7 +202,9 @@ def main() -> None:
     print(f"hack/images.sh (this run): {result['images_sh_s']} s")
     print_records([{k: v for k, v in r.items() if k != "namespace"} for r in result["install"]])
     print()
-    print_records([result["rollout"]])
+    print_records([{k: v for k, v in result["rollout"].items() if k != "dropped_reasons"}])
+    for reason in result["rollout"]["dropped_reasons"]:
+        print("dropped:", reason)
     write_json(args.json, result)
 
 
