@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     dev.set_defaults(func=_dev)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
+    if args.command != "run":  # `run` logs through kopf's handler (kopf.configure); one is enough
+        logging.basicConfig(level=logging.INFO)
     return int(args.func(args))
 
 

@@ -80,11 +80,7 @@ def up_real(cluster: KwokCluster, nodes: int, port: int) -> int:
             "Ctrl-C stops everything.",
             flush=True,
         )
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
-        while forward.poll() is None:
-            time.sleep(1)
-        print(f"kubectl port-forward exited; see {log}", file=sys.stderr)
-        return 1
+        return _follow(forward, f"kubectl port-forward (log: {log})")
     except KeyboardInterrupt:
         return 0
     finally:
@@ -93,6 +89,18 @@ def up_real(cluster: KwokCluster, nodes: int, port: int) -> int:
             forward.wait(timeout=10)
         node.down()
         cluster.delete()
+
+
+def _follow(process: subprocess.Popen[bytes], what: str) -> int:
+    """Until Ctrl-C or SIGTERM (0), or until ``process`` dies (1)."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
+    try:
+        while process.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 0
+    print(f"{what} exited with {process.returncode}", file=sys.stderr)
+    return 1
 
 
 def _serving(cluster: KwokCluster, name: str, namespace: str) -> bool:
@@ -136,11 +144,7 @@ def up(cluster: KwokCluster, nodes: int) -> int:
             f"Operator log: {log}\nCtrl-C stops everything.",
             flush=True,
         )
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
-        while operator.poll() is None:
-            time.sleep(1)
-        print(f"the operator exited with {operator.returncode}; see {log}", file=sys.stderr)
-        return 1
+        return _follow(operator, f"the operator (log: {log})")
     except KeyboardInterrupt:
         return 0
     finally:

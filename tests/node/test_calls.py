@@ -92,8 +92,15 @@ class Calls:
         self.callers = [
             Caller(f"c{i}", fleet, self.channels, self.stats, random.Random(i)) for i in range(count)
         ]
-        coroutines = [c.loop(self.stop, turns=turns, think=think) for c in self.callers]
+        coroutines = [self._reported(c, turns, think) for c in self.callers]
         self.task = asyncio.ensure_future(run_callers(self.callers, coroutines))
+
+    async def _reported(self, caller: Caller, turns: tuple[int, int], think: tuple[float, float]) -> None:
+        """A caller's loop; an unexpected error shows in ``stats.dropped`` at once, not at the end."""
+        try:
+            await caller.loop(self.stop, turns=turns, think=think)
+        except Exception as exc:
+            self.stats.dropped.append(f"{caller.name}: {type(exc).__name__}: {exc}")
 
     async def live(self, at_least: int, within: float = 120) -> None:
         await async_wait_for(
@@ -106,11 +113,16 @@ class Calls:
     async def talking(self, within: float = 120) -> None:
         """Every caller completes two more turns from now on (wherever its call now lives)."""
         self.stats.mark()
-        await async_wait_for(
-            lambda: _true(min(self.stats.turns_in_window.values()) >= 2),
-            timeout=within,
-            what="every caller talking",
-        )
+        try:
+            await async_wait_for(
+                lambda: _true(min(self.stats.turns_in_window.values()) >= 2 or self.task.done()),
+                timeout=within,
+                what="every caller talking",
+            )
+        except AssertionError as exc:
+            silent = [c for c, n in self.stats.turns_in_window.items() if n < 2]
+            raise AssertionError(f"{exc}: silent callers {silent}; dropped {self.stats.dropped}") from None
+        assert not self.task.done(), f"the callers stopped: {self.task}; dropped {self.stats.dropped}"
 
     async def finish(self, within: float = 240) -> Stats:
         self.stop.set()
@@ -125,6 +137,13 @@ class Calls:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
         await self.channels.close()
+
+    async def __aenter__(self) -> Calls:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:  # a failed step: stop the callers rather than wait for them
+            await self.abort()
 
 
 async def _wait_rolled(release: Release, old: set[str], within: float = 300) -> set[str]:
@@ -149,9 +168,10 @@ async def _wait_rolled(release: Release, old: set[str], within: float = 300) -> 
 async def test_rollout_restart_and_prompt_edit_drop_no_call(
     fleet_release: Release, agent: ServiceFleet
 ) -> None:
-    calls = Calls(agent, CALLERS - WEBRTC_CALLERS, turns=(3, 8), think=(0.3, 0.9))
-    webrtc = WebRTCCalls(agent.endpoints[0], WEBRTC_CALLERS, turns=(3, 6), think=(0.3, 0.9))
-    try:
+    async with (
+        Calls(agent, CALLERS - WEBRTC_CALLERS, turns=(3, 8), think=(0.3, 0.9)) as calls,
+        WebRTCCalls(agent.endpoints[0], WEBRTC_CALLERS, turns=(3, 6), think=(0.3, 0.9)) as webrtc,
+    ):
         await calls.live(CALLERS - WEBRTC_CALLERS - 5)
         await async_wait_for(
             lambda: _true(webrtc.stats.started >= WEBRTC_CALLERS), timeout=60, what="WebRTC calls"
@@ -171,10 +191,6 @@ async def test_rollout_restart_and_prompt_edit_drop_no_call(
         third = await _wait_rolled(fleet_release, second)
         await calls.talking()
         stats, rtc = await calls.finish(), await webrtc.finish()
-    except BaseException:
-        await calls.abort()
-        await webrtc.abort()
-        raise
     assert stats.dropped == [] and rtc.dropped == []
     assert stats.sessions_completed == stats.sessions_started >= 2 * CALLERS
     assert rtc.completed == rtc.started >= 2 * WEBRTC_CALLERS
@@ -185,8 +201,9 @@ async def test_rollout_restart_and_prompt_edit_drop_no_call(
 
 async def test_scale_down_removes_idle_pods_first(fleet_release: Release, agent: ServiceFleet) -> None:
     ns = fleet_release.namespace
-    calls = Calls(agent, 30, turns=(10_000, 10_000), think=(0.5, 1.0))  # long calls: nobody hangs up
-    try:
+    async with Calls(
+        agent, 30, turns=(10_000, 10_000), think=(0.5, 1.0)
+    ) as calls:  # long calls: nobody hangs up
         await calls.live(30)
         busy = _ready_agent_pods(fleet_release)
         assert set(calls.stats.current.values()) == busy  # bounded-load placement used every pod
@@ -207,17 +224,13 @@ async def test_scale_down_removes_idle_pods_first(fleet_release: Release, agent:
         )
         await calls.talking()
         stats = await calls.finish()
-    except BaseException:
-        await calls.abort()
-        raise
     assert stats.dropped == []
     assert stats.resumes == 0  # no call had to move: only idle pods went
 
 
 async def test_force_deleted_pod_calls_resume_elsewhere(fleet_release: Release, agent: ServiceFleet) -> None:
     ns = fleet_release.namespace
-    calls = Calls(agent, 30, turns=(10_000, 10_000), think=(0.3, 0.6))
-    try:
+    async with Calls(agent, 30, turns=(10_000, 10_000), think=(0.3, 0.6)) as calls:
         await calls.live(30)
         victim = max(
             _ready_agent_pods(fleet_release), key=lambda p: list(calls.stats.current.values()).count(p)
@@ -234,9 +247,6 @@ async def test_force_deleted_pod_calls_resume_elsewhere(fleet_release: Release, 
         )
         await calls.talking()
         stats = await calls.finish()
-    except BaseException:
-        await calls.abort()
-        raise
     assert stats.dropped == []  # every resumed call restored exactly the turns it had completed
     assert stats.resumes >= on_victim
     await asyncio.to_thread(fleet_release.wait_agent_serving, AGENT, REPLICAS)
@@ -297,24 +307,21 @@ async def test_bad_images_degrade_the_agent_and_never_get_calls(
 async def test_node_drain_respects_the_disruption_budget(fleet_release: Release, agent: ServiceFleet) -> None:
     """All agent pods share the one real node: a drain may take one at a time, and none while one is
     missing. The evicted pod drains its calls (SIGTERM, preStop), so no call is cut."""
-    calls = Calls(agent, 30, turns=(3, 6), think=(0.2, 0.5))
     before = _ready_agent_pods(fleet_release)
     try:
-        await calls.live(25)
-        drain = await asyncio.to_thread(
-            fleet_release.cluster.kubectl,
-            "drain", NODE_NAME, f"--pod-selector=voicefleet.io/agent={AGENT}", "--delete-emptydir-data",
-            "--ignore-daemonsets", "--timeout=40s", check=False,
-        )  # fmt: skip
-        assert drain.returncode != 0, drain.stdout  # the budget held the other pods back
-        assert "disruption budget" in drain.stderr, drain.stderr
-        remaining = _agent_pods(fleet_release) & before
-        assert len(remaining) == REPLICAS - 1, "exactly one pod was evicted"
-        await calls.talking()
-        stats = await calls.finish()
-    except BaseException:
-        await calls.abort()
-        raise
+        async with Calls(agent, 30, turns=(3, 6), think=(0.2, 0.5)) as calls:
+            await calls.live(25)
+            drain = await asyncio.to_thread(
+                fleet_release.cluster.kubectl,
+                "drain", NODE_NAME, f"--pod-selector=voicefleet.io/agent={AGENT}", "--delete-emptydir-data",
+                "--ignore-daemonsets", "--timeout=40s", check=False,
+            )  # fmt: skip
+            assert drain.returncode != 0, drain.stdout  # the budget held the other pods back
+            assert "disruption budget" in drain.stderr, drain.stderr
+            remaining = _agent_pods(fleet_release) & before
+            assert len(remaining) == REPLICAS - 1, "exactly one pod was evicted"
+            await calls.talking()
+            stats = await calls.finish()
     finally:
         await asyncio.to_thread(fleet_release.cluster.kubectl, "uncordon", NODE_NAME)
     assert stats.dropped == [] and stats.sessions_completed == stats.sessions_started
@@ -323,8 +330,7 @@ async def test_node_drain_respects_the_disruption_budget(fleet_release: Release,
 
 async def test_redis_pod_replaced_drops_no_call(fleet_release: Release, agent: ServiceFleet) -> None:
     ns = fleet_release.namespace
-    calls = Calls(agent, 30, turns=(10_000, 10_000), think=(0.3, 0.6))
-    try:
+    async with Calls(agent, 30, turns=(10_000, 10_000), think=(0.3, 0.6)) as calls:
         await calls.live(30)
         redis = fleet_release.ready_pods("app.kubernetes.io/component=redis")[0]["metadata"]["name"]
         await asyncio.to_thread(fleet_release.cluster.kubectl, "delete", "pod", redis, "-n", ns)
@@ -347,9 +353,6 @@ async def test_redis_pod_replaced_drops_no_call(fleet_release: Release, agent: S
             what="the live sessions counted again",
         )
         stats = await calls.finish()
-    except BaseException:
-        await calls.abort()
-        raise
     assert stats.dropped == [] and stats.resumes == 0
 
 
@@ -358,8 +361,7 @@ async def test_operator_pod_deleted_mid_rollout(fleet_release: Release, agent: S
     deployment = fleet_release.cluster.get("deployment", AGENT, namespace=ns)
     old_hash = deployment["metadata"]["annotations"]["voicefleet.io/config-hash"]
     operator = fleet_release.ready_pods("app.kubernetes.io/component=operator")[0]["metadata"]["name"]
-    calls = Calls(agent, 30, turns=(3, 6), think=(0.2, 0.5))
-    try:
+    async with Calls(agent, 30, turns=(3, 6), think=(0.2, 0.5)) as calls:
         await calls.live(25)
         first = _ready_agent_pods(fleet_release)
         patch = '{"data":{"prompt":"Echo v3"}}'
@@ -372,9 +374,6 @@ async def test_operator_pod_deleted_mid_rollout(fleet_release: Release, agent: S
         await _wait_rolled(fleet_release, first)
         await calls.talking()
         stats = await calls.finish()
-    except BaseException:
-        await calls.abort()
-        raise
     assert stats.dropped == []
     new_hash = fleet_release.cluster.get("deployment", AGENT, namespace=ns)["metadata"]["annotations"]
     assert new_hash["voicefleet.io/config-hash"] != old_hash

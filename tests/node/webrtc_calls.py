@@ -107,6 +107,13 @@ class WebRTCCalls:
             await self.channel.close()
         return self.stats
 
+    async def __aenter__(self) -> WebRTCCalls:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:  # a failed step: stop the callers rather than wait for them
+            await self.abort()
+
     async def abort(self) -> None:
         self.stop.set()
         for task in self._tasks:
