@@ -40,6 +40,9 @@ from voicefleet.v1 import agent_pb2, agent_pb2_grpc, session_pb2, session_pb2_gr
 REPO = Path(__file__).resolve().parents[2]
 RESUME_KEY = b"chaos-resume-key-0123456789abcdef"
 READ_TIMEOUT = 30.0  # an answer slower than this is a failure, not load
+# Worth asking again (possibly another pod): a pod that is full, draining or gone; or one whose
+# server stopped under the request (grpc cancels in-flight calls when a drained pod exits).
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 
 
 def chaos_config(sessions_per_pod: int = 100, drain_seconds: int = 120) -> AgentConfig:
@@ -260,7 +263,7 @@ class Caller:
                 return await stub.ResumeSession(request, timeout=10)
             except grpc.aio.AioRpcError as exc:
                 last = f"{exc.code().name}: {exc.details()}"
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                if exc.code() not in RETRYABLE:
                     raise Dropped(f"{'resume' if resume else 'create'} refused: {last}") from exc
                 self.stats.retries += 1
                 await asyncio.sleep(min(_retry_after(exc), 1.0) * self.rng.uniform(0.5, 1.0))

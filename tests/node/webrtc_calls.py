@@ -17,6 +17,7 @@ import grpc
 
 from agent_pod.client.record import CallSummary
 from agent_pod.client.webrtc_client import WebRTCCaller
+from tests.chaos.harness import RETRYABLE
 from voicefleet.v1 import session_pb2, session_pb2_grpc
 from voicefleet_operator.devnode import NODE_IP
 
@@ -35,6 +36,7 @@ class WebRTCStats:
     started: int = 0
     completed: int = 0
     turns: int = 0
+    replaced: int = 0  # offers refused by a pod that began draining, then placed again
     pods_used: set[str] = field(default_factory=set)
     dropped: list[str] = field(default_factory=list)
 
@@ -49,28 +51,50 @@ class WebRTCCalls:
             for i in range(count)
         ]
 
-    async def _allocate(self) -> session_pb2.SessionGrant:
+    async def _allocate(self, resume: session_pb2.SessionGrant | None = None) -> session_pb2.SessionGrant:
+        """CreateSession (or ResumeSession of ``resume``) through the Service, retried while pods move."""
         stub = session_pb2_grpc.SessionServiceStub(self.channel)
-        for _ in range(100):  # a pod may be leaving the Service just now: UNAVAILABLE means try again
+        for _ in range(100):  # a pod may be leaving the Service just now
             try:
-                return await stub.CreateSession(session_pb2.CreateSessionRequest(), timeout=10)
+                if resume is None:
+                    return await stub.CreateSession(session_pb2.CreateSessionRequest(), timeout=10)
+                request = session_pb2.ResumeSessionRequest(
+                    session_id=resume.session_id, resume_token=resume.resume_token
+                )
+                return await stub.ResumeSession(request, timeout=10)
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                if exc.code() not in RETRYABLE:
                     raise
                 await asyncio.sleep(0.3)
         raise RuntimeError("no pod would take a WebRTC session")
 
+    async def _connect(
+        self, grant: session_pb2.SessionGrant
+    ) -> tuple[WebRTCCaller, session_pb2.SessionGrant]:
+        """Open the call on the granted pod. A pod that began draining after it was chosen refuses the
+        offer (503): ask again, as the refusal says, and go where the session is placed now."""
+        for _ in range(20):
+            caller = WebRTCCaller(
+                grant.webrtc_url,
+                session_id=grant.session_id,
+                resume_token=grant.resume_token,
+                local_address=NODE_IP,  # the host's address on the pods' bridge
+            )
+            try:
+                await caller.open()
+                return caller, grant
+            except ConnectionError as exc:
+                await caller.close()
+                if "(503)" not in str(exc):
+                    raise
+                self.stats.replaced += 1
+                grant = await self._allocate(resume=grant)
+        raise RuntimeError(f"no pod would open the call of session {grant.session_id}")
+
     async def _call(self, name: str, rng: random.Random, turns: int, think: tuple[float, float]) -> None:
-        grant = await self._allocate()
+        caller, grant = await self._connect(await self._allocate())
         self.stats.started += 1
-        caller = WebRTCCaller(
-            grant.webrtc_url,
-            session_id=grant.session_id,
-            resume_token=grant.resume_token,
-            local_address=NODE_IP,  # the host's address on the pods' bridge
-        )
         try:
-            await caller.open()
             self.stats.pods_used.add(grant.pod)
             for turn in range(turns):
                 text = f"{name} {grant.session_id[:8]} turn {turn}"
