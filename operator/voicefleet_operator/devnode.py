@@ -430,11 +430,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             proc.wait()
 
     def _kill_containers(self) -> None:
-        """SIGKILL every process in the pods' cgroups (containers and their shims survive containerd)."""
+        """SIGKILL every process in the pods' cgroups: containers outlive kubelet and containerd."""
         for _ in range(5):
-            pids = set(_cgroup_pids())
-            pids |= set(_pids_running(str(self.workdir)))
-            pids.discard(os.getpid())
+            pids = set(_cgroup_pids()) - {os.getpid()}
             if not pids:
                 return
             for pid in pids:
@@ -443,7 +441,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             time.sleep(0.2)
 
     def _kill_strays(self) -> None:
-        """Components of an earlier run whose handles this process does not hold."""
+        """What else runs off the workdir: the shims (containerd detaches them), an earlier run's parts."""
         for pid in _pids_running(str(self.workdir)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
