@@ -201,10 +201,13 @@ async def test_rollout_restart_and_prompt_edit_drop_no_call(
 
 async def test_scale_down_removes_idle_pods_first(fleet_release: Release, agent: ServiceFleet) -> None:
     ns = fleet_release.namespace
-    async with Calls(
-        agent, 30, turns=(10_000, 10_000), think=(0.5, 1.0)
-    ) as calls:  # long calls: nobody hangs up
+    long_calls = (10_000, 10_000)  # nobody hangs up
+    async with (
+        Calls(agent, 30, turns=long_calls, think=(0.5, 1.0)) as calls,
+        WebRTCCalls(agent.endpoints[0], 10, turns=long_calls, think=(0.5, 1.0)) as webrtc,
+    ):
         await calls.live(30)
+        await webrtc.talking()
         busy = _ready_agent_pods(fleet_release)
         assert set(calls.stats.current.values()) == busy  # bounded-load placement used every pod
         await asyncio.to_thread(
@@ -212,7 +215,7 @@ async def test_scale_down_removes_idle_pods_first(fleet_release: Release, agent:
         )
         await asyncio.to_thread(fleet_release.wait_agent_serving, AGENT, 5)
         idle = _ready_agent_pods(fleet_release) - busy
-        assert len(idle) == 2 and not idle & set(calls.stats.current.values())
+        assert len(idle) == 2 and not idle & (set(calls.stats.current.values()) | webrtc.stats.pods_used)
         await asyncio.to_thread(
             fleet_release.cluster.kubectl, "scale", f"voiceagent/{AGENT}", "-n", ns, f"--replicas={REPLICAS}"
         )
@@ -223,9 +226,11 @@ async def test_scale_down_removes_idle_pods_first(fleet_release: Release, agent:
             what="idle pods removed",
         )
         await calls.talking()
-        stats = await calls.finish()
-    assert stats.dropped == []
+        await webrtc.talking()
+        stats, rtc = await calls.finish(), await webrtc.finish()
+    assert stats.dropped == [] and rtc.dropped == []
     assert stats.resumes == 0  # no call had to move: only idle pods went
+    assert rtc.completed == rtc.started == 10
 
 
 async def test_force_deleted_pod_calls_resume_elsewhere(fleet_release: Release, agent: ServiceFleet) -> None:
@@ -330,8 +335,13 @@ async def test_node_drain_respects_the_disruption_budget(fleet_release: Release,
 
 async def test_redis_pod_replaced_drops_no_call(fleet_release: Release, agent: ServiceFleet) -> None:
     ns = fleet_release.namespace
-    async with Calls(agent, 30, turns=(10_000, 10_000), think=(0.3, 0.6)) as calls:
+    long_calls = (10_000, 10_000)
+    async with (
+        Calls(agent, 30, turns=long_calls, think=(0.3, 0.6)) as calls,
+        WebRTCCalls(agent.endpoints[0], 10, turns=long_calls, think=(0.3, 0.6)) as webrtc,
+    ):
         await calls.live(30)
+        await webrtc.talking()
         redis = fleet_release.ready_pods("app.kubernetes.io/component=redis")[0]["metadata"]["name"]
         await asyncio.to_thread(fleet_release.cluster.kubectl, "delete", "pod", redis, "-n", ns)
 
@@ -343,17 +353,19 @@ async def test_redis_pod_replaced_drops_no_call(fleet_release: Release, agent: S
             lambda: asyncio.to_thread(new_redis), timeout=120, interval=1, what="a new Redis pod"
         )
         await calls.talking()
+        await webrtc.talking()
         # The pods wrote their registry and live pins back into the empty Redis.
         await async_wait_for(
             lambda: asyncio.to_thread(
-                lambda: fleet_release.agent(AGENT).get("status", {}).get("activeSessions") == 30
+                lambda: fleet_release.agent(AGENT).get("status", {}).get("activeSessions") == 40
             ),
             timeout=60,
             interval=1,
             what="the live sessions counted again",
         )
-        stats = await calls.finish()
+        stats, rtc = await calls.finish(), await webrtc.finish()
     assert stats.dropped == [] and stats.resumes == 0
+    assert rtc.dropped == [] and rtc.completed == rtc.started == 10
 
 
 async def test_operator_pod_deleted_mid_rollout(fleet_release: Release, agent: ServiceFleet) -> None:

@@ -18,6 +18,7 @@ import grpc
 from agent_pod.client.record import CallSummary
 from agent_pod.client.webrtc_client import WebRTCCaller
 from tests.chaos.harness import RETRYABLE
+from tests.support.wait import async_wait_for
 from voicefleet.v1 import session_pb2, session_pb2_grpc
 from voicefleet_operator.devnode import NODE_IP
 
@@ -37,6 +38,7 @@ class WebRTCStats:
     completed: int = 0
     turns: int = 0
     replaced: int = 0  # offers refused by a pod that began draining, then placed again
+    turns_since_mark: dict[str, int] = field(default_factory=dict)
     pods_used: set[str] = field(default_factory=set)
     dropped: list[str] = field(default_factory=list)
 
@@ -105,6 +107,7 @@ class WebRTCCalls:
                 if summary.ended is not None:
                     raise AssertionError(f"the pod ended the call: {summary.ended}")
                 self.stats.turns += 1
+                self.stats.turns_since_mark[name] = self.stats.turns_since_mark.get(name, 0) + 1
                 if self.stop.is_set():
                     break
                 await asyncio.sleep(rng.uniform(*think))
@@ -122,6 +125,17 @@ class WebRTCCalls:
             except Exception as exc:
                 self.stats.dropped.append(f"{name}: {type(exc).__name__}: {exc}")
                 return
+
+    async def talking(self, within: float = 120) -> None:
+        """Every WebRTC caller completes two more turns from now on."""
+        self.stats.turns_since_mark = dict.fromkeys(self.stats.turns_since_mark, 0)
+
+        async def all_talking() -> bool:
+            counts = self.stats.turns_since_mark
+            return (len(counts) == len(self._tasks) and min(counts.values()) >= 2) or bool(self.stats.dropped)
+
+        await async_wait_for(all_talking, timeout=within, what="every WebRTC caller talking")
+        assert not self.stats.dropped, self.stats.dropped
 
     async def finish(self, within: float = 120) -> WebRTCStats:
         self.stop.set()
