@@ -29,9 +29,11 @@ from typing import Any
 from bench.report import percentile, print_records, write_json
 from tests.chaos.harness import Caller, Channels, Stats, run_callers
 from tests.node.test_calls import ServiceFleet, agent_spec
+from tests.support.kube import Cluster
+from tests.support.node import Release
 from tests.support.wait import async_wait_for
 from voicefleet_operator.devcluster import REPO, KwokCluster, kube_bin_dir
-from voicefleet_operator.devnode import RealNode, build_images, chart_values, pod_placement
+from voicefleet_operator.devnode import RealNode, build_images, chart_values, pod_placement, project_image
 
 CHART = REPO / "helm" / "voicefleet"
 AGENT = "bench"
@@ -39,28 +41,6 @@ AGENT = "bench"
 
 async def _true(value: bool) -> bool:
     return value
-
-
-def _json(cluster: KwokCluster, *args: str) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(cluster.kubectl(*args, "-o", "json").stdout)
-    return out
-
-
-def _ready_pods(cluster: KwokCluster, ns: str) -> set[str]:
-    items = _json(cluster, "get", "pods", "-n", ns, "-l", f"voicefleet.io/agent={AGENT}")["items"]
-    ready = set()
-    for pod in items:
-        conds = pod.get("status", {}).get("conditions", [])
-        if not pod["metadata"].get("deletionTimestamp") and any(
-            c["type"] == "Ready" and c["status"] == "True" for c in conds
-        ):
-            ready.add(pod["metadata"]["name"])
-    return ready
-
-
-def _all_pods(cluster: KwokCluster, ns: str) -> set[str]:
-    items = _json(cluster, "get", "pods", "-n", ns, "-l", f"voicefleet.io/agent={AGENT}")["items"]
-    return {p["metadata"]["name"] for p in items}
 
 
 def _install(cluster: KwokCluster, ns: str, values: dict[str, Any], workdir: Path, pods: int) -> None:
@@ -77,13 +57,13 @@ def _install(cluster: KwokCluster, ns: str, values: dict[str, Any], workdir: Pat
     cluster.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
 
 
-async def _first_call(cluster: KwokCluster, ns: str) -> float:
+async def _first_call(release: Release) -> float:
     """Until one call is answered through the agent Service; returns when."""
-    svc = _json(cluster, "get", "service", AGENT, "-n", ns) if _exists(cluster, ns) else None
-    while svc is None:
-        await asyncio.sleep(0.5)
-        svc = _json(cluster, "get", "service", AGENT, "-n", ns) if _exists(cluster, ns) else None
-    fleet = ServiceFleet([f"{svc['spec']['clusterIP']}:50051"])
+    await async_wait_for(
+        lambda: asyncio.to_thread(release.cluster.exists, "service", AGENT, release.namespace),
+        timeout=120, interval=0.5, what="the agent Service",
+    )  # fmt: skip
+    fleet = ServiceFleet([release.service_address(AGENT, "grpc")])
     stats, channels = Stats(), Channels()
     try:
         await Caller("first", fleet, channels, stats, random.Random(0)).session(1, (0, 0))
@@ -94,22 +74,20 @@ async def _first_call(cluster: KwokCluster, ns: str) -> float:
     return time.monotonic()
 
 
-def _exists(cluster: KwokCluster, ns: str) -> bool:
-    return cluster.kubectl("get", "service", AGENT, "-n", ns, check=False).returncode == 0
-
-
 async def install_to_first_call(
     cluster: KwokCluster, node: RealNode, images: dict[str, Path], workdir: Path, pods: int, cold: bool
 ) -> dict[str, Any]:
     ns = "bench-" + uuid.uuid4().hex[:4]
-    project = next(name for name in images if name.split(":")[0].endswith("/voicefleet"))
     started = time.monotonic()
     if cold:
-        node.ctr("images", "import", "--snapshotter", "overlayfs", str(images[project]), timeout=300)
+        node.ctr(
+            "images", "import", "--snapshotter", "overlayfs", str(images[project_image(images)]), timeout=300
+        )
     imported = time.monotonic()
     await asyncio.to_thread(_install, cluster, ns, chart_values(images), workdir, pods)
     installed = time.monotonic()
-    answered = await asyncio.wait_for(_first_call(cluster, ns), 300)
+    release = Release(Cluster(cluster), ns, "vf", project_image(images))
+    answered = await asyncio.wait_for(_first_call(release), 300)
     return {
         "image": "cold (imported)" if cold else "warm (on the node)",
         "import_s": round(imported - started, 1),
@@ -119,13 +97,12 @@ async def install_to_first_call(
     }
 
 
-async def rollout_under_calls(cluster: KwokCluster, ns: str, pods: int, calls: int) -> dict[str, Any]:
-    await async_wait_for(
-        lambda: asyncio.to_thread(lambda: len(_ready_pods(cluster, ns)) == pods),
+async def rollout_under_calls(release: Release, pods: int, calls: int) -> dict[str, Any]:
+    old = await async_wait_for(
+        lambda: asyncio.to_thread(release.rolled, AGENT, set(), pods),
         timeout=300, interval=1, what=f"{pods} ready pods",
     )  # fmt: skip
-    svc = _json(cluster, "get", "service", AGENT, "-n", ns)
-    fleet = ServiceFleet([f"{svc['spec']['clusterIP']}:50051"])
+    fleet = ServiceFleet([release.service_address(AGENT, "grpc")])
     stats, channels, stop = Stats(), Channels(), asyncio.Event()
     callers = [Caller(f"c{i}", fleet, channels, stats, random.Random(i)) for i in range(calls)]
     task = asyncio.ensure_future(
@@ -133,16 +110,16 @@ async def rollout_under_calls(cluster: KwokCluster, ns: str, pods: int, calls: i
     )
     try:
         await async_wait_for(lambda: _true(stats.live >= calls * 0.95), timeout=120, what="live calls")
-        old = await asyncio.to_thread(_ready_pods, cluster, ns)
         answers_before = len(stats.answer_seconds)
         started = time.monotonic()
-        await asyncio.to_thread(cluster.kubectl, "rollout", "restart", f"deployment/{AGENT}", "-n", ns)
-
-        def rolled() -> bool:
-            ready, every = _ready_pods(cluster, ns), _all_pods(cluster, ns)
-            return len(ready) == pods and not (every & old) and ready == every
-
-        await async_wait_for(lambda: asyncio.to_thread(rolled), timeout=900, interval=0.5, what="rollout")
+        restart = ("rollout", "restart", f"deployment/{AGENT}", "-n", release.namespace)
+        await asyncio.to_thread(release.cluster.kubectl, *restart)
+        await async_wait_for(
+            lambda: asyncio.to_thread(release.rolled, AGENT, old, pods),
+            timeout=900,
+            interval=0.5,
+            what="rollout",
+        )
         duration = time.monotonic() - started
         during = stats.answer_seconds[answers_before:]
         stop.set()
@@ -172,7 +149,8 @@ async def measure(
     await asyncio.to_thread(cluster.kubectl, "delete", "voiceagent", AGENT, "-n", cold["namespace"])
     await asyncio.to_thread(cluster.helm, "uninstall", "vf", "-n", cold["namespace"], "--wait")
     warm = await install_to_first_call(cluster, node, images, cluster.workdir, args.pods, cold=False)
-    rollout = await rollout_under_calls(cluster, warm["namespace"], args.pods, args.calls)
+    release = Release(Cluster(cluster), warm["namespace"], "vf", project_image(images))
+    rollout = await rollout_under_calls(release, args.pods, args.calls)
     return {"install": [cold, warm], "rollout": rollout}
 
 
@@ -192,9 +170,10 @@ def main() -> None:
     cluster.create(nodes=1)
     cluster.kubectl("apply", "-f", str(REPO / "crds"))
     node = RealNode(cluster, workdir / "node")
-    project = next(name for name in images if name.split(":")[0].endswith("/voicefleet"))
     try:
-        node.up({k: v for k, v in images.items() if k != project})  # the project image comes later
+        node.up(
+            {k: v for k, v in images.items() if k != project_image(images)}
+        )  # the project image comes later
         result = {"images_sh_s": round(images_s, 1), **asyncio.run(measure(cluster, node, images, args))}
     finally:
         node.down()

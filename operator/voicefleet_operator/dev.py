@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .devcluster import REPO, KwokCluster, default_cluster, free_port
 from .devnode import RealNode, build_images, chart_values
@@ -34,12 +35,13 @@ def _wait(what: str, check: object, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def _ready(cluster: KwokCluster, name: str, namespace: str = "default") -> bool:
+def _status(cluster: KwokCluster, name: str, namespace: str = "default") -> dict[str, Any]:
     out = cluster.kubectl("get", "voiceagent", name, "-n", namespace, "-o", "json", check=False)
-    if out.returncode != 0:
-        return False
-    conds = json.loads(out.stdout).get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+    return dict(json.loads(out.stdout).get("status", {})) if out.returncode == 0 else {}
+
+
+def _ready(status: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
 
 
 def up_real(cluster: KwokCluster, nodes: int, port: int) -> int:
@@ -62,7 +64,11 @@ def up_real(cluster: KwokCluster, nodes: int, port: int) -> int:
             "install", "voicefleet", str(REPO / "helm" / "voicefleet"), "-n", NAMESPACE, "--create-namespace",
             "-f", str(values), "--wait", "--timeout", "300s", timeout=360,
         )  # fmt: skip
-        _wait("the example VoiceAgent to serve", lambda: _serving(cluster, "receptionist", NAMESPACE), 300)
+        _wait(
+            "the example VoiceAgent to serve",
+            lambda: _serving(_status(cluster, "receptionist", NAMESPACE)),
+            300,
+        )
         log = cluster.workdir / "port-forward.log"
         with log.open("ab") as out:
             forward = subprocess.Popen(
@@ -103,12 +109,8 @@ def _follow(process: subprocess.Popen[bytes], what: str) -> int:
     return 1
 
 
-def _serving(cluster: KwokCluster, name: str, namespace: str) -> bool:
-    out = cluster.kubectl("get", "voiceagent", name, "-n", namespace, "-o", "json", check=False)
-    if out.returncode != 0:
-        return False
-    status = json.loads(out.stdout).get("status", {})
-    return _ready(cluster, name, namespace) and bool(status.get("capacity"))
+def _serving(status: dict[str, Any]) -> bool:
+    return _ready(status) and bool(status.get("capacity"))
 
 
 def up(cluster: KwokCluster, nodes: int) -> int:
@@ -134,7 +136,7 @@ def up(cluster: KwokCluster, nodes: int) -> int:
     processes.append(operator)
     try:
         cluster.kubectl("apply", "-f", str(EXAMPLE))
-        _wait("the example VoiceAgent to be Ready", lambda: _ready(cluster, "receptionist"), 120)
+        _wait("the example VoiceAgent to be Ready", lambda: _ready(_status(cluster, "receptionist")), 120)
         print(cluster.kubectl("get", "voiceagents,deployments,pods,services").stdout)
         print(
             "The control plane is up. In another shell:\n"

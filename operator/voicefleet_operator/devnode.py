@@ -63,9 +63,14 @@ def pod_placement() -> dict[str, object]:
     }
 
 
+def project_image(images: dict[str, Path]) -> str:
+    """The name of the image built from the repository's Dockerfile."""
+    return next(name for name in images if name.split(":")[0].endswith("/voicefleet"))
+
+
 def chart_values(images: dict[str, Path]) -> dict[str, Any]:
     """Helm values that put a whole release on the real node with the locally built images."""
-    project = next(name for name in images if name.split(":")[0].endswith("/voicefleet"))
+    project = project_image(images)
     redis = next(name for name in images if "redis" in name)
     repository, _, tag = project.rpartition(":")
     placement = pod_placement()

@@ -73,11 +73,11 @@ def agent(fleet_release: Release) -> Iterator[ServiceFleet]:
 
 
 def _agent_pods(release: Release) -> set[str]:
-    return {p["metadata"]["name"] for p in release.pods(f"voicefleet.io/agent={AGENT}")}
+    return release.agent_pods(AGENT)
 
 
 def _ready_agent_pods(release: Release) -> set[str]:
-    return {p["metadata"]["name"] for p in release.ready_pods(f"voicefleet.io/agent={AGENT}")}
+    return release.agent_pods(AGENT, ready=True)
 
 
 async def _true(value: bool) -> bool:
@@ -148,21 +148,12 @@ class Calls:
 
 async def _wait_rolled(release: Release, old: set[str], within: float = 300) -> set[str]:
     """Until REPLICAS ready pods exist, none of them from ``old``, and every old pod is gone."""
-
-    def rolled() -> set[str]:
-        ready, every = _ready_agent_pods(release), _agent_pods(release)
-        done = len(ready) == REPLICAS and not (every & old) and ready == every
-        return ready if done else set()
-
-    result: set[str] = set()
-
-    async def check() -> bool:
-        nonlocal result
-        result = await asyncio.to_thread(rolled)
-        return bool(result)
-
-    await async_wait_for(check, timeout=within, interval=1, what="the rollout to finish")
-    return result
+    return await async_wait_for(
+        lambda: asyncio.to_thread(release.rolled, AGENT, old, REPLICAS),
+        timeout=within,
+        interval=1,
+        what="the rollout to finish",
+    )
 
 
 async def test_rollout_restart_and_prompt_edit_drop_no_call(

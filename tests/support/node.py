@@ -64,6 +64,17 @@ class Release:
             p for p in self.pods(selector) if _pod_ready(p) and not p["metadata"].get("deletionTimestamp")
         ]
 
+    def agent_pods(self, agent: str, ready: bool = False) -> set[str]:
+        selector = f"voicefleet.io/agent={agent}"
+        pods = self.ready_pods(selector) if ready else self.pods(selector)
+        return {p["metadata"]["name"] for p in pods}
+
+    def rolled(self, agent: str, old: set[str], replicas: int) -> set[str]:
+        """The new pods once ``replicas`` are Ready, none of them from ``old``, and every old pod is
+        gone; empty until then."""
+        ready, every = self.agent_pods(agent, ready=True), self.agent_pods(agent)
+        return ready if len(ready) == replicas and not every & old and ready == every else set()
+
     def agent(self, name: str) -> dict[str, Any]:
         return self.cluster.get("voiceagent", name, namespace=self.namespace)
 
