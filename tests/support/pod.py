@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,7 +22,7 @@ import pytest
 from agent_pod.config import AgentConfig
 from agent_pod.runtime import Pod, Ports
 from agent_pod.settings import PodSettings
-from tests.support.net import free_port
+from tests.support.net import free_port, free_range
 from tests.support.wait import async_wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,29 +63,8 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
             into[key] = value
 
 
-def free_udp_range(size: int) -> tuple[int, int]:
-    """A run of ``size`` UDP ports on loopback that are free right now."""
-    for _ in range(100):
-        base = free_port()
-        if base + size > 65535:
-            continue
-        socks: list[socket.socket] = []
-        try:
-            for port in range(base, base + size):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base, base + size - 1
-    raise RuntimeError("no free UDP port range")
-
-
 def pod_ports(udp_size: int = 64) -> Ports:
-    low, high = free_udp_range(udp_size)
+    low, high = free_range(udp_size, udp=True)
     return Ports(grpc=free_port(), http=free_port(), metrics=free_port(), udp_min=low, udp_max=high)
 
 

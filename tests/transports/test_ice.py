@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from agent_pod.transports.ice import IcePolicy, PortAllocator, candidate_ports, confine
-from tests.support.net import free_port
-
-
-def _free_udp_range(size: int) -> tuple[int, int]:
-    """A run of UDP ports that are free right now (a TCP free port is a good hint for where to look)."""
-    for _ in range(50):
-        base = free_port()
-        if base + size > 65535:
-            continue
-        socks = []
-        try:
-            for port in range(base, base + size):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-        return base, base + size - 1
-    raise RuntimeError("no free UDP port range")
+from tests.support.net import free_range
 
 
 def test_allocator_spreads_and_reports_exhaustion():
-    low, high = _free_udp_range(2)
+    low, high = free_range(2, udp=True)
     allocator = PortAllocator(low, high)
     first = allocator.bind("127.0.0.1")
     second = allocator.bind("127.0.0.1")
@@ -48,7 +26,7 @@ def test_allocator_spreads_and_reports_exhaustion():
 
 
 async def test_peer_connection_uses_only_the_configured_ports():
-    offer_range, answer_range = _free_udp_range(3), _free_udp_range(3)
+    offer_range, answer_range = free_range(3, udp=True), free_range(3, udp=True)
     offerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     answerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     received: asyncio.Future[str] = asyncio.get_running_loop().create_future()
