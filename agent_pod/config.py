@@ -320,6 +320,38 @@ class TransportSpec(Model):
     metrics_port: int = Field(default=9090, ge=1024, le=65535, description="Prometheus /metrics port.")
 
 
+class MigrationSpec(Model):
+    """Moving live calls off a draining pod to another ready pod, at a quiet turn boundary."""
+
+    enabled: bool = Field(
+        default=True,
+        description="A draining pod moves its live calls instead of waiting for them to end.",
+    )
+    quiet_wait_seconds: float = Field(
+        default=30.0,
+        ge=0.1,
+        le=3600,
+        description=(
+            "Longest wait for a quiet moment (neither side speaking, no tool call running); a call "
+            "without one stays on the pod until the drain deadline."
+        ),
+    )
+    follow_timeout_seconds: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=120,
+        description="A caller that has not followed the move by then stays on the pod.",
+    )
+    max_parallel: int = Field(default=10, ge=1, le=1000, description="Calls one pod moves at the same time.")
+    cross_revision: bool = Field(
+        default=True,
+        description=(
+            "Calls may move to pods of another revision (a rollout then empties old pods in seconds); "
+            "false keeps each call on its revision."
+        ),
+    )
+
+
 class SessionSpec(Model):
     """Limits of one call."""
 
@@ -340,6 +372,9 @@ class SessionSpec(Model):
         ge=0.0,
         le=10.0,
         description="Bounded-load placement: no pod takes a session above (1 + epsilon) x average load.",
+    )
+    migration: MigrationSpec = Field(
+        default_factory=MigrationSpec, description="Live call migration when a pod drains."
     )
 
 

@@ -116,7 +116,13 @@ class Pod:
         )
         directory = build_directory(settings, config, identity)
         self.directory = directory
-        self.hub = SessionHub(config=config, providers=providers, directory=self.directory, clock=self.clock)
+        self.hub = SessionHub(
+            config=config,
+            providers=providers,
+            directory=self.directory,
+            clock=self.clock,
+            pod_name=settings.pod_name,
+        )
         routes: list[web.RouteDef] = [*session_routes(directory), web.post("/drain", self._begin_drain)]
         if transport.webrtc.enabled:
             policy = IcePolicy(

@@ -26,11 +26,18 @@ EVENT_TYPES = {
     "metrics": "turn_metrics",
     "error": "error",
     "ended": "session_ended",
+    "migrate": "migration_offer",
+    "migrated": "migration_completed",
 }
 
 
 class GrpcCaller:
-    """``async with GrpcCaller(target) as call:`` opens the stream and waits for SessionStarted."""
+    """``async with GrpcCaller(target) as call:`` opens the stream and waits for SessionStarted.
+
+    A MigrationOffer from the pod is followed (``follow_migrations``): the caller opens the call on
+    the new pod with the offer's token while it keeps talking on the old stream, then switches its
+    audio over and tells the old pod it followed. The recorder sees one call throughout.
+    """
 
     def __init__(
         self,
@@ -42,6 +49,7 @@ class GrpcCaller:
         resume_token: str = "",
         recorder: CallRecorder | None = None,
         channel: grpc.aio.Channel | None = None,
+        follow_migrations: bool = True,
     ) -> None:
         self.target = target
         self.sample_rate = sample_rate
@@ -57,6 +65,10 @@ class GrpcCaller:
         self._sequence = 0
         self.status: grpc.StatusCode | None = None
         self.details = ""
+        self.follow_migrations = follow_migrations
+        self.pods: list[str] = []  # the pods that served this call, in order
+        self._retired: list[tuple[grpc.aio.Channel | None, asyncio.Task[None] | None]] = []
+        self._following: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> GrpcCaller:
         await self.open()
@@ -65,56 +77,99 @@ class GrpcCaller:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def _start_message(self, migration_token: str = "") -> agent_pb2.ClientEvent:
+        start = agent_pb2.StartSession(
+            session_id=self.session_id,
+            resume_token="" if migration_token else self.resume_token,
+            migration_token=migration_token,
+            input_format=agent_pb2.AudioFormat(sample_rate_hz=self.sample_rate, channels=1),
+            output_format=agent_pb2.AudioFormat(sample_rate_hz=self.output_sample_rate, channels=1),
+        )
+        return agent_pb2.ClientEvent(start=start)
+
     async def open(self, within: float = 30.0) -> None:
         if self._channel is None:
             self._channel = grpc.aio.insecure_channel(self.target)
         stub = agent_pb2_grpc.VoiceAgentStub(self._channel)
-        start = agent_pb2.StartSession(
-            session_id=self.session_id,
-            resume_token=self.resume_token,
-            input_format=agent_pb2.AudioFormat(sample_rate_hz=self.sample_rate, channels=1),
-            output_format=agent_pb2.AudioFormat(sample_rate_hz=self.output_sample_rate, channels=1),
-        )
-        self._outgoing.put_nowait(agent_pb2.ClientEvent(start=start))
-        self._call = stub.Converse(self._requests())
-        self._reader = asyncio.get_running_loop().create_task(self._read())
+        self._outgoing.put_nowait(self._start_message())
+        self._call = stub.Converse(_requests(self._outgoing))
+        self._reader = asyncio.get_running_loop().create_task(self._read(self._call))
         summary = await self.recorder.wait(lambda s: bool(s.session_id) or s.ended is not None, within)
         if not summary.session_id:
             raise ConnectionError(f"stream refused: {self.status} {self.details}")
         self.session_id = summary.session_id
 
-    async def _requests(self) -> Any:
-        while True:
-            message = await self._outgoing.get()
-            if message is None:
-                return
-            yield message
+    def _record(self, kind: str, body: Any) -> None:
+        fields = MessageToDict(
+            body, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        if kind == "started":
+            self.pods.append(body.pod)
+        self.recorder.event(EVENT_TYPES.get(kind, kind), fields)
 
-    async def _read(self) -> None:
+    async def _read(self, call: Any) -> None:
         recorder = self.recorder
         try:
-            async for message in self._call:
+            while (message := await call.read()) is not grpc.aio.EOF:
                 kind = message.WhichOneof("event")
                 if kind == "audio":
                     recorder.audio(message.audio.pcm)
-                elif kind is not None:
-                    body = getattr(message, kind)
-                    fields = MessageToDict(
-                        body, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-                    )
-                    recorder.event(EVENT_TYPES.get(kind, kind), fields)
+                    continue
+                if kind is None:
+                    continue
+                body = getattr(message, kind)
+                if kind == "ended" and body.reason == "migrated":
+                    return  # this pod handed the call over; the new stream goes on
+                self._record(kind, body)
+                if kind == "migrate" and self.follow_migrations and self._following is None:
+                    self._following = asyncio.get_running_loop().create_task(self.follow(body))
         except grpc.aio.AioRpcError as exc:
-            self.status, self.details = exc.code(), exc.details() or ""
+            status, self.details = exc.code(), exc.details() or ""
         except asyncio.CancelledError:
-            if not self._call.cancelled():
+            if not call.cancelled():
                 raise
-            self.status = grpc.StatusCode.CANCELLED
+            status = grpc.StatusCode.CANCELLED
         else:
-            self.status = grpc.StatusCode.OK
+            status = grpc.StatusCode.OK
+        if call is not self._call:
+            return  # a stream the call has moved away from
+        self.status = status
         if recorder.summary.ended is None:
             recorder.event(
                 "session_ended", {"reason": f"stream closed: {self.status.name if self.status else ''}"}
             )
+
+    async def follow(self, offer: agent_pb2.MigrationOffer) -> None:
+        """Open the call on the pod of ``offer``; switch to it once it has started, else stay here."""
+        old_outgoing = self._outgoing
+        channel = grpc.aio.insecure_channel(offer.grpc_address)
+        outgoing: asyncio.Queue[agent_pb2.ClientEvent | None] = asyncio.Queue()
+        outgoing.put_nowait(self._start_message(offer.migration_token))
+        call = agent_pb2_grpc.VoiceAgentStub(channel).Converse(_requests(outgoing))
+        error = ""
+        try:
+            async with asyncio.timeout(max(0.5, offer.follow_within_ms / 1000 - 0.5)):
+                first = await call.read()
+            if first is grpc.aio.EOF or first.WhichOneof("event") != "started":
+                error = "the new pod did not start the call"
+        except (grpc.aio.AioRpcError, TimeoutError) as exc:
+            error = f"the new pod could not be reached: {exc}"
+        if error:
+            call.cancel()
+            await channel.close()
+            result = agent_pb2.MigrationResult(followed=False, error=error)
+            old_outgoing.put_nowait(agent_pb2.ClientEvent(migration=result))
+            self._following = None
+            return
+        # From here audio and text go to the new pod; the old one hands over what it held meanwhile.
+        self._outgoing, self._call = outgoing, call
+        old_outgoing.put_nowait(agent_pb2.ClientEvent(migration=agent_pb2.MigrationResult(followed=True)))
+        old_outgoing.put_nowait(None)
+        self._retired.append((self._channel if self._own_channel else None, self._reader))
+        self._channel, self._own_channel = channel, True
+        self._record("started", first.started)
+        self._reader = asyncio.get_running_loop().create_task(self._read(call))
+        self._following = None
 
     def send_audio(self, pcm: bytes) -> None:
         self._sequence += 1
@@ -140,6 +195,9 @@ class GrpcCaller:
         self._outgoing.put_nowait(agent_pb2.ClientEvent(end=agent_pb2.EndSession(reason=reason)))
 
     async def close(self) -> None:
+        if self._following is not None:
+            with contextlib.suppress(Exception):
+                await self._following
         self._outgoing.put_nowait(None)
         if self._reader is not None:
             try:
@@ -149,8 +207,23 @@ class GrpcCaller:
                 self._call.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._reader
+        for channel, reader in self._retired:
+            if reader is not None and not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            if channel is not None:
+                await channel.close()
         if self._own_channel and self._channel is not None:
             await self._channel.close()
+
+
+async def _requests(outgoing: asyncio.Queue[agent_pb2.ClientEvent | None]) -> Any:
+    while True:
+        message = await outgoing.get()
+        if message is None:
+            return
+        yield message
 
 
 async def play_realtime(

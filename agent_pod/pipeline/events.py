@@ -85,8 +85,36 @@ class SessionEnded(_Event):
     reason: str
 
 
+class MigrationOffer(_Event):
+    """The pod moves the call: follow it to ``grpc_address`` / ``webrtc_url`` with ``migration_token``."""
+
+    type: Literal["migration_offer"] = "migration_offer"
+    pod: str
+    grpc_address: str
+    webrtc_url: str
+    migration_token: str
+    follow_within_ms: int
+
+
+class MigrationCompleted(_Event):
+    """On the new pod: the call was deaf ``gap_ms``; ``replayed_ms`` of held caller audio were heard."""
+
+    type: Literal["migration_completed"] = "migration_completed"
+    from_pod: str
+    gap_ms: int
+    replayed_ms: int
+
+
 SessionEvent = Annotated[
-    UserTranscript | AgentText | Interruption | ToolEvent | TurnMetrics | ErrorEvent | SessionEnded,
+    UserTranscript
+    | AgentText
+    | Interruption
+    | ToolEvent
+    | TurnMetrics
+    | ErrorEvent
+    | SessionEnded
+    | MigrationOffer
+    | MigrationCompleted,
     Field(discriminator="type"),
 ]
 SessionEventAdapter: TypeAdapter[SessionEvent] = TypeAdapter(SessionEvent)

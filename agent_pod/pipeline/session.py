@@ -26,12 +26,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from .. import metrics
-from ..audio.pcm import InvalidAudio, frame_bytes
+from ..audio.pcm import InvalidAudio, frame_bytes, validate_chunk
 from ..audio.resample import Framer, StreamResampler
 from ..config import AgentConfig
 from ..conversation import ChatMessage, Conversation, ToolCall
 from ..providers.base import VAD, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
+from ..sessions.records import HeldInput
 from .audio_input import AudioInput
 from .chunking import SpeechChunker
 from .compliance import Auditor, TurnRecord
@@ -61,6 +62,8 @@ FRAME_MS = 20
 TTS_LOOKAHEAD_MS = 2000
 MAX_LLM_ROUNDS = 6  # LLM requests per turn (tool call -> result -> answer ...)
 SNAPSHOT_TIMEOUT = 5.0
+# Caller audio held while the call is handed to another pod; the caller follows within seconds.
+MAX_HELD_SECONDS = 30.0
 # Outcomes of voicefleet_sessions_total; any other close reason counts as "other".
 KNOWN_OUTCOMES = frozenset(
     {
@@ -162,6 +165,9 @@ class AgentSession:
         self._stt_failed_reported = False
         self._stt_finalizing = False
         self._closer: asyncio.Task[None] | None = None
+        # While the call is handed over (see hold_input): caller input kept back, in order.
+        self._held: list[HeldInput] | None = None
+        self._held_seconds = 0.0
 
     # ------------------------------------------------------------------ public API
 
@@ -185,6 +191,45 @@ class AgentSession:
         return turn.playback.queued_frames * FRAME_MS if turn is not None else 0
 
     @property
+    def quiet(self) -> bool:
+        """Neither side speaks: no agent turn (or tool call) running or queued, the caller not mid-utterance.
+        A call is moved to another pod only at such a moment."""
+        return not self._closing and self._held is None and self._caller_quiet()
+
+    def hold_input(self) -> None:
+        """Stop feeding caller input to the pipeline and keep it (validated) until ``release_input`` or
+        ``take_held``: the call is being handed to another pod, which hears it instead."""
+        if self._held is None:
+            self._held, self._held_seconds = [], 0.0
+
+    def take_held(self) -> list[HeldInput]:
+        """The input held so far (the call has moved on; this session hears nothing more)."""
+        held, self._held = self._held or [], []
+        return held
+
+    def release_input(self, before: list[HeldInput] | None = None) -> float:
+        """Feed ``before`` (input another pod held) and then this session's held input to the pipeline,
+        in order, and listen live again. Returns the seconds of audio replayed."""
+        items = [*(before or []), *(self._held or [])]
+        self._held = None
+        seconds = 0.0
+        for item in items:
+            if item.rate:
+                try:
+                    self.push_audio(item.pcm, item.rate)
+                except InvalidAudio as exc:
+                    self._log.warning("session %s: held audio refused: %s", self.session_id, exc)
+                    continue
+                seconds += len(item.pcm) / 2 / item.rate
+            elif item.text:
+                self.push_text(item.text)
+        return seconds
+
+    def notify(self, event: SessionEvent) -> None:
+        """An event from outside the pipeline (the call's migration) goes out in order with the others."""
+        self._emit(event)
+
+    @property
     def busy(self) -> bool:
         """A turn is running or waiting to run."""
         return self._current is not None or not self._turn_queue.empty()
@@ -205,6 +250,12 @@ class AgentSession:
     def push_audio(self, pcm: bytes, sample_rate: int) -> None:
         if self._closing:
             return
+        if self._held is not None:
+            validate_chunk(pcm, sample_rate)
+            if self._held_seconds < MAX_HELD_SECONDS:
+                self._held.append(HeldInput(rate=sample_rate, pcm=pcm))
+                self._held_seconds += len(pcm) / 2 / sample_rate
+            return
         for decision, window in self._input.feed(pcm, sample_rate):
             self._on_window(decision, window)
 
@@ -213,6 +264,9 @@ class AgentSession:
             return
         text = text.strip()
         if not text:
+            return
+        if self._held is not None:
+            self._held.append(HeldInput(text=text))
             return
         self._last_activity = time.monotonic()
         # A typed turn interrupts the agent like speech does.

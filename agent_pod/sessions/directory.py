@@ -25,6 +25,7 @@ from typing import Protocol
 
 from ..config import Model
 from ..conversation import Conversation
+from .records import Handoff
 from .tokens import ResumeTokens, TokenError, valid_session_id
 
 DEFAULT_TOKEN_TTL_SECONDS = 24 * 3600.0
@@ -63,6 +64,29 @@ class Admission(Model):
     # Issued when the stream started a brand-new session (empty session id): the
     # caller needs it to resume later.
     resume_token: str | None = None
+    # The stream takes over a call another pod is moving here: that pod, and when it stopped
+    # listening (its wall clock, ms). Caller input it held comes as a Handoff.
+    moved_from: str | None = None
+    frozen_unix_ms: int = 0
+
+
+class MigrationRefused(Exception):
+    """A call cannot be moved now. ``reason``: no_target (no other ready pod with room),
+    store_down (Redis unreachable), not_owner (the call is not this pod's any more)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MigrationTicket(Model):
+    """Where a moving call goes, and the one-time token its caller follows with."""
+
+    pod: str
+    grpc_address: str
+    webrtc_url: str
+    revision: str = ""
+    token: str
 
 
 class PodIdentity(Model):
@@ -103,8 +127,15 @@ class SessionDirectory(Protocol):
         """Register with the fleet and start background work; call once before serving."""
         ...
 
-    async def admit(self, session_id: str | None, resume_token: str | None, prompt_id: str) -> Admission:
-        """Admit a stream on this pod, or raise AdmissionError. An empty session_id starts a new session."""
+    async def admit(
+        self,
+        session_id: str | None,
+        resume_token: str | None,
+        prompt_id: str,
+        migration_token: str | None = None,
+    ) -> Admission:
+        """Admit a stream on this pod, or raise AdmissionError. An empty session_id starts a new session;
+        ``migration_token`` (instead of the resume token) follows a call another pod moves here."""
         ...
 
     async def snapshot(self, conversation: Conversation) -> None:
@@ -123,6 +154,30 @@ class SessionDirectory(Protocol):
 
     async def aclose(self) -> None:
         """Deregister and stop background work."""
+        ...
+
+    async def begin_migration(
+        self,
+        session_id: str,
+        conversation: Conversation,
+        *,
+        cross_revision: bool,
+        exclude: set[str],
+        follow_seconds: float,
+    ) -> MigrationTicket:
+        """Persist the call and move its pin to another pod; raise MigrationRefused."""
+        ...
+
+    async def abort_migration(self, session_id: str) -> bool:
+        """The caller did not follow: take the call back (False: the new pod has it already)."""
+        ...
+
+    async def push_handoff(self, session_id: str, handoff: Handoff) -> None:
+        """Caller input held since the freeze, for the pod the call moved to."""
+        ...
+
+    async def take_handoff(self, session_id: str, within: float) -> Handoff | None:
+        """On the new pod: the old pod's handoff, waiting up to ``within`` seconds."""
         ...
 
 
@@ -237,7 +292,15 @@ class LocalDirectory:
         session = self._known(session_id, resume_token)
         return self._grant(session_id, session, resumed=session.conversation is not None)
 
-    async def admit(self, session_id: str | None, resume_token: str | None, prompt_id: str) -> Admission:
+    async def admit(
+        self,
+        session_id: str | None,
+        resume_token: str | None,
+        prompt_id: str,
+        migration_token: str | None = None,
+    ) -> Admission:
+        if migration_token:
+            raise AdmissionError("unauthenticated", "this pod serves alone: no call is moving here")
         if not session_id:
             new_id, new = self._new_session(live=True)
             return Admission(session_id=new_id, resume_token=new.token)
@@ -267,3 +330,23 @@ class LocalDirectory:
 
     async def aclose(self) -> None:
         self._sessions.clear()
+
+    async def begin_migration(
+        self,
+        session_id: str,
+        conversation: Conversation,
+        *,
+        cross_revision: bool,
+        exclude: set[str],
+        follow_seconds: float,
+    ) -> MigrationTicket:
+        raise MigrationRefused("no_target")  # a pod without a fleet has nowhere to move calls
+
+    async def abort_migration(self, session_id: str) -> bool:
+        return True
+
+    async def push_handoff(self, session_id: str, handoff: Handoff) -> None:
+        return None
+
+    async def take_handoff(self, session_id: str, within: float) -> Handoff | None:
+        return None

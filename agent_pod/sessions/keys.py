@@ -9,6 +9,7 @@ Cluster keeps the agent on one slot (the Lua scripts touch several of its keys).
                                            is the count of unexpired leases
     vf:v1:{ns/agent}:pin:<session>   HASH  PinRecord: which pod owns the session
     vf:v1:{ns/agent}:snap:<session>  STRING Conversation JSON, written after every turn
+    vf:v1:{ns/agent}:handoff:<session> LIST Handoff JSON: caller input held by a pod the call left
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class AgentKeys:
 
     def snapshot(self, session_id: str) -> str:
         return f"{self.prefix}snap:{session_id}"
+
+    def handoff(self, session_id: str) -> str:
+        return f"{self.prefix}handoff:{session_id}"
 
     @property
     def match_all(self) -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Base64Bytes, BaseModel, ConfigDict, Field
 
 PodState = Literal["ready", "draining", "lost"]
-PinState = Literal["reserved", "live", "detached"]
+PinState = Literal["reserved", "live", "detached", "moving"]
 
 
 def decode_mapping(raw: Mapping[Any, Any]) -> dict[str, str]:
@@ -58,7 +58,27 @@ class PinRecord(_HashRecord):
     state: PinState = "reserved"
     created_ms: int = 0
     updated_ms: int = 0
+    # While the call is moving (state "moving"): the pod it leaves, when that pod stopped listening
+    # (its wall clock, ms) and the hash of the one-time migration token the caller follows with.
+    moving_from: str = ""
+    frozen_ms: int = 0
+    handoff_hash: str = ""
 
     @classmethod
     def from_mapping(cls, raw: Mapping[Any, Any]) -> PinRecord:
         return cls.model_validate(decode_mapping(raw))
+
+
+class HeldInput(BaseModel):
+    """Caller input a pod held back while it handed the call over: audio at ``rate``, or typed text."""
+
+    rate: int = 0
+    pcm: Base64Bytes = b""
+    text: str = ""
+
+
+class Handoff(BaseModel):
+    """What the old pod hands the new one once the caller has followed a migration."""
+
+    from_pod: str
+    inputs: list[HeldInput] = Field(default_factory=list)

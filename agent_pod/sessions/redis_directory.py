@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from .directory import (
     Admission,
     AdmissionError,
     Grant,
+    MigrationRefused,
+    MigrationTicket,
     PodIdentity,
     check_session_id,
     new_session_id,
@@ -41,7 +44,7 @@ from .directory import (
 )
 from .keys import AgentKeys
 from .placement import is_fresh, ring_order
-from .records import PinRecord, PinState, PodRecord, decode_mapping
+from .records import Handoff, PinRecord, PinState, PodRecord, decode_mapping
 from .scripts import Scripts
 from .tokens import ResumeTokens, token_hash
 
@@ -52,6 +55,8 @@ T = TypeVar("T")
 STORE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 NO_ROOM_RETRY_SECONDS = 2.0
 WRITE_BATCH = 256
+HANDOFF_TTL_SECONDS = 60.0
+BLPOP_STEP_SECONDS = 0.5
 
 
 class StoreDown(Exception):
@@ -292,7 +297,7 @@ class RedisDirectory:
         self._pod_names = sorted(_text(p) for p in pods)
         for sid in (_text(m) for m in moved):
             gone = self._owned.get(sid)
-            if gone is not None and gone.state != "live":
+            if gone is not None and gone.state not in ("live", "moving"):
                 self._disown(sid)
                 self._resolve(gone, ok=False)
             log.warning("session %s is pinned to another pod now", sid, extra={"session_id": sid})
@@ -447,26 +452,39 @@ class RedisDirectory:
 
     # ----- admission (streams arriving on this pod) --------------------------------
 
-    async def admit(self, session_id: str | None, resume_token: str | None, prompt_id: str) -> Admission:
+    async def admit(
+        self,
+        session_id: str | None,
+        resume_token: str | None,
+        prompt_id: str,
+        migration_token: str | None = None,
+    ) -> Admission:
         if self.draining:
             raise AdmissionError(
                 "unavailable", "pod is draining; resume the session to be placed on another pod", 1.0
             )
         new = not session_id
+        migration_hash = ""
         if new:
+            if migration_token:
+                raise AdmissionError(
+                    "invalid_argument", "a migration token needs the session id it was given for"
+                )
             session_id = new_session_id()
             issued = self.tokens.issue(session_id)
             resume_token = issued.token
         else:
             assert session_id is not None
             check_session_id(session_id)
-            verify_token(self.tokens, session_id, resume_token)
-        assert resume_token is not None
-        th = token_hash(resume_token)
+            if migration_token:
+                migration_hash = token_hash(migration_token)
+            else:
+                verify_token(self.tokens, session_id, resume_token)
+        th = token_hash(resume_token) if resume_token and not migration_hash else ""
         owned = self._owned.get(session_id)
-        if owned is not None and owned.state == "live":
+        if owned is not None and owned.state in ("live", "moving"):
             raise AdmissionError("unavailable", "session is already connected to this pod", 1.0)
-        if owned is not None and owned.token_hash != th:
+        if owned is not None and th and owned.token_hash != th:
             raise AdmissionError("unauthenticated", "resume token is not the one issued for this session")
         try:
             self._require_store()
@@ -484,13 +502,23 @@ class RedisDirectory:
                         prompt_id,
                         self.capacity,
                         self.identity.revision,
+                        migration_hash,
                     ],
                 )
             )
         except StoreDown:
+            if migration_hash:  # only Redis knows the move: the caller stays on its pod for now
+                raise AdmissionError(
+                    "unavailable", "session store unreachable; the call stays where it is", 1.0
+                ) from None
+            assert resume_token is not None
             return self._admit_local(session_id, th, prompt_id, new, resume_token)
         status = _text(result[0])
         if status == "unauthenticated":
+            if migration_hash:
+                raise AdmissionError(
+                    "unauthenticated", "migration token is unknown, spent or for another pod"
+                )
             raise AdmissionError("unauthenticated", "resume token is not the one issued for this session")
         if status == "wrong_pod":
             owner, address = _text(result[1]), _text(result[2])
@@ -502,6 +530,7 @@ class RedisDirectory:
         if status == "full":
             raise AdmissionError("unavailable", f"pod is at capacity ({self.capacity} sessions)", 2.0)
         previous_state, raw_snapshot = _text(result[2]), _text(result[3])
+        moved_from, th, frozen_ms = _text(result[4]), _text(result[5]), int(_text(result[6]) or 0)
         conversation = owned.conversation if owned is not None else None
         if conversation is None and raw_snapshot:
             conversation = self._parse_snapshot(session_id, raw_snapshot)
@@ -516,14 +545,146 @@ class RedisDirectory:
                 written=owned.written if owned else 0,
             ),
         )
-        resumed = previous_state in ("live", "detached") or conversation is not None
-        log.info("session admitted (resumed=%s)", resumed, extra={"session_id": session_id})
+        resumed = previous_state in ("live", "detached", "moving") or conversation is not None
+        log.info(
+            "session admitted (resumed=%s, moved from %s)",
+            resumed,
+            moved_from or "-",
+            extra={"session_id": session_id},
+        )
         return Admission(
             session_id=session_id,
             resumed=resumed,
             conversation=conversation,
             resume_token=resume_token if new else None,
+            moved_from=moved_from or None,
+            frozen_unix_ms=frozen_ms,
         )
+
+    # ----- migration: moving a live call to another pod -------------------------------
+
+    async def begin_migration(
+        self,
+        session_id: str,
+        conversation: Conversation,
+        *,
+        cross_revision: bool,
+        exclude: set[str],
+        follow_seconds: float,
+    ) -> MigrationTicket:
+        """Write the call's state and move its pin to another pod in one step, with a one-time token for
+        the caller. Raises MigrationRefused (no_target, store_down, not_owner)."""
+        owned = self._owned.get(session_id)
+        if owned is None or owned.state != "live":
+            raise MigrationRefused("not_owner")
+        token = secrets.token_urlsafe(24)
+        frozen_ms = int(time.time() * 1000)
+        has_turns = bool(conversation.messages)
+        try:
+            self._require_store()
+            result = await self._io(
+                self.scripts.migrate(
+                    keys=[self.keys.pin(session_id), self.keys.snapshot(session_id)],
+                    args=[
+                        self.keys.prefix,
+                        session_id,
+                        self.identity.name,
+                        self._ms(self.tuning.stale_seconds),
+                        self._ms(follow_seconds + self.tuning.stale_seconds),
+                        self._ms(self.tuning.pin_ttl_seconds),
+                        token_hash(token),
+                        self.identity.revision,
+                        "1" if cross_revision else "0",
+                        conversation.model_dump_json(by_alias=True) if has_turns else "",
+                        self._ms(self.tuning.snapshot_ttl_seconds),
+                        frozen_ms,
+                        *sorted(exclude),
+                    ],
+                )
+            )
+        except StoreDown:
+            raise MigrationRefused("store_down") from None
+        status = _text(result[0])
+        if status != "moving":
+            raise MigrationRefused(status)
+        if has_turns:
+            owned.conversation = conversation
+            owned.written = owned.version
+            self._dirty.pop(session_id, None)
+            self._set_depth()
+        owned.state = "moving"
+        pod, grpc, http = _text(result[1]), _text(result[2]), _text(result[3])
+        return MigrationTicket(
+            pod=pod,
+            grpc_address=grpc,
+            webrtc_url=PodIdentity(name=pod, http_url=http).webrtc_url(session_id),
+            revision=_text(result[4]),
+            token=token,
+        )
+
+    async def abort_migration(self, session_id: str) -> bool:
+        """Take a call whose caller did not follow back; False when the new pod serves it already.
+        While Redis is down the call is kept here and the heartbeat takes the pin back later."""
+        owned = self._owned.get(session_id)
+        if owned is None:
+            return False
+        try:
+            self._require_store()
+            result = await self._io(
+                self.scripts.abort_migration(
+                    keys=[self.keys.pin(session_id)],
+                    args=[
+                        self.keys.prefix,
+                        session_id,
+                        self.identity.name,
+                        self._ms(self.tuning.stale_seconds),
+                        self._ms(self.tuning.stale_seconds),
+                        self.identity.revision,
+                        owned.prompt_id,
+                    ],
+                )
+            )
+        except StoreDown:
+            owned.state = "live"
+            return True
+        if _text(result[0]) == "claimed":
+            return False
+        owned.state = "live"
+        return True
+
+    async def push_handoff(self, session_id: str, handoff: Handoff) -> None:
+        """Give the new pod the caller input held here since the call was frozen (best effort)."""
+        key = self.keys.handoff(session_id)
+        try:
+            self._require_store()
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(key, handoff.model_dump_json())
+                pipe.pexpire(key, self._ms(HANDOFF_TTL_SECONDS))
+                await self._io(pipe.execute())
+        except StoreDown:
+            log.warning("held caller input could not be handed over", extra={"session_id": session_id})
+
+    async def take_handoff(self, session_id: str, within: float) -> Handoff | None:
+        """Wait up to ``within`` seconds for the old pod's handoff (None: it never came)."""
+        key = self.keys.handoff(session_id)
+        deadline = time.monotonic() + within
+        while not self._closed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                # Short blocking steps: the client's socket timeout is shorter than the whole wait.
+                popped = await self._io(self.redis.blpop([key], timeout=min(BLPOP_STEP_SECONDS, remaining)))
+            except StoreDown:
+                await asyncio.sleep(min(self.tuning.max_backoff_seconds, max(0.0, remaining)))
+                continue
+            if popped:
+                try:
+                    return Handoff.model_validate_json(_text(popped[1]))
+                except ValidationError as exc:
+                    log.error("unreadable handoff ignored: %s", exc, extra={"session_id": session_id})
+                    return None
+        return None
 
     def _parse_snapshot(self, session_id: str, raw: str) -> Conversation | None:
         try:

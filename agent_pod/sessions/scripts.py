@@ -86,18 +86,25 @@ return {'full', '', total, n}
 )
 
 # A stream arrives on this pod. KEYS[1] pin. ARGV: prefix, session, me, token_hash, stale_ms,
-# lease_ms, pin_ttl_ms, prompt_id, capacity, revision.
-# -> {'ok', previous_owner, previous_state, snapshot} | {'unauthenticated', owner}
-#  | {'wrong_pod', owner, owner_grpc_address} | {'full', owner}
+# lease_ms, pin_ttl_ms, prompt_id, capacity, revision, migration_hash ('' unless the caller follows a
+# migration with its one-time token; the token is spent here).
+# -> {'ok', previous_owner, previous_state, snapshot, moving_from, token_hash, frozen_ms}
+#  | {'unauthenticated', owner} | {'wrong_pod', owner, owner_grpc_address} | {'full', owner}
 CLAIM = (
     _NOW
     + """
 local prefix, sid, me, th = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local stale, lease, pin_ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local now = now_ms()
-local pin = redis.call('HMGET', KEYS[1], 'pod', 'token_hash', 'state')
+local pin = redis.call('HMGET', KEYS[1], 'pod', 'token_hash', 'state', 'moving_from', 'handoff_hash',
+  'frozen_ms')
 local owner = pin[1]
-if owner then
+if ARGV[11] ~= '' then
+  if owner ~= me or pin[3] ~= 'moving' or pin[5] ~= ARGV[11] then
+    return {'unauthenticated', owner or ''}
+  end
+  th = pin[2]
+elseif owner then
   if pin[2] ~= th then
     return {'unauthenticated', owner}
   end
@@ -119,11 +126,15 @@ if owner ~= me then
 end
 redis.call('ZADD', myload, now + lease, sid)
 redis.call('HSET', KEYS[1], 'pod', me, 'revision', ARGV[10], 'prompt_id', ARGV[8], 'token_hash', th,
-  'state', 'live', 'updated_ms', now)
+  'state', 'live', 'updated_ms', now, 'handoff_hash', '', 'moving_from', '')
 redis.call('HSETNX', KEYS[1], 'created_ms', now)
 redis.call('PEXPIRE', KEYS[1], pin_ttl)
 local snap = redis.call('GET', prefix .. 'snap:' .. sid)
-return {'ok', owner or '', pin[3] or '', snap or ''}
+local moving_from = ''
+if pin[3] == 'moving' and owner == me then
+  moving_from = pin[4] or ''
+end
+return {'ok', owner or '', pin[3] or '', snap or '', moving_from, th, pin[6] or '0'}
 """
 )
 
@@ -160,12 +171,95 @@ return 1
 """
 )
 
+# A pod moves a live call it owns to another pod, writing the call's state in the same step.
+# KEYS[1] pin, KEYS[2] snapshot. ARGV: prefix, session, me, stale_ms, lease_ms, pin_ttl_ms,
+# handoff_hash, my revision, cross_revision ('1' | '0'), conversation JSON ('' to keep the
+# stored one), snapshot_ttl_ms, frozen_ms, then pods not to choose.
+# The target is a ready, fresh pod with room: one of another revision first when crossing is allowed
+# (during a rollout those are the new pods), then the least loaded relative to its capacity.
+# -> {'moving', pod, grpc_address, http_url, revision} | {'no_target'} | {'not_owner', owner}
+MIGRATE = (
+    _NOW
+    + """
+local prefix, sid, me = ARGV[1], ARGV[2], ARGV[3]
+local stale, lease, pin_ttl = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local myrev, cross = ARGV[8], ARGV[9] == '1'
+local now = now_ms()
+local owner = redis.call('HGET', KEYS[1], 'pod')
+if owner ~= me then
+  return {'not_owner', owner or ''}
+end
+local excluded = {}
+for i = 13, #ARGV do
+  excluded[ARGV[i]] = true
+end
+local best, best_score, best_other
+for _, name in ipairs(redis.call('SMEMBERS', prefix .. 'pods')) do
+  if name ~= me and not excluded[name] then
+    local pod = redis.call('HMGET', prefix .. 'pod:' .. name, 'state', 'heartbeat_ms', 'capacity', 'revision')
+    if pod[1] == 'ready' and now - tonumber(pod[2]) <= stale and (cross or pod[4] == myrev) then
+      local cap = tonumber(pod[3])
+      local load = redis.call('ZCOUNT', prefix .. 'load:' .. name, now, '+inf')
+      if load < cap then
+        local other = pod[4] ~= myrev
+        local score = load / cap
+        if not best or (other and not best_other) or (other == best_other and score < best_score) then
+          best, best_score, best_other = name, score, other
+        end
+      end
+    end
+  end
+end
+if not best then
+  return {'no_target'}
+end
+if ARGV[10] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[10], 'PX', ARGV[11])
+end
+redis.call('ZADD', prefix .. 'load:' .. best, now + lease, sid)
+local info = redis.call('HMGET', prefix .. 'pod:' .. best, 'revision', 'prompt_id', 'grpc_address',
+  'http_url')
+redis.call('HSET', KEYS[1], 'pod', best, 'revision', info[1] or '', 'prompt_id', info[2] or '',
+  'state', 'moving', 'moving_from', me, 'handoff_hash', ARGV[7], 'frozen_ms', ARGV[12], 'updated_ms', now)
+redis.call('PEXPIRE', KEYS[1], pin_ttl)
+return {'moving', best, info[3] or '', info[4] or '', info[1] or ''}
+"""
+)
+
+# The caller did not follow a move (or could not reach the new pod): the old pod takes the call
+# back, unless the new pod already serves it. KEYS[1] pin. ARGV: prefix, session, me, stale_ms,
+# lease_ms, revision, prompt_id. -> {'reclaimed'} | {'claimed', pod} | {'gone', owner}
+ABORT_MIGRATION = (
+    _NOW
+    + """
+local prefix, sid, me = ARGV[1], ARGV[2], ARGV[3]
+local now = now_ms()
+local pin = redis.call('HMGET', KEYS[1], 'pod', 'state', 'moving_from')
+if not pin[1] or pin[3] ~= me then
+  return {'gone', pin[1] or ''}
+end
+if pin[2] ~= 'moving' then
+  local target = redis.call('HMGET', prefix .. 'pod:' .. pin[1], 'state', 'heartbeat_ms')
+  if target[1] == 'ready' and now - tonumber(target[2]) <= tonumber(ARGV[4]) then
+    return {'claimed', pin[1]}
+  end
+end
+redis.call('ZREM', prefix .. 'load:' .. pin[1], sid)
+redis.call('ZADD', prefix .. 'load:' .. me, now + tonumber(ARGV[5]), sid)
+redis.call('HSET', KEYS[1], 'pod', me, 'revision', ARGV[6], 'prompt_id', ARGV[7], 'state', 'live',
+  'moving_from', '', 'handoff_hash', '', 'updated_ms', now)
+return {'reclaimed'}
+"""
+)
+
 # The pod's heartbeat, which is also its re-sync after a Redis outage or restart.
 # KEYS[1] pod, KEYS[2] pods set, KEYS[3] my load. ARGV: prefix, me, pod_ttl_ms, pin_ttl_ms,
 # snapshot_ttl_ms, revision, restore ('1' after an outage), field count F, F registry fields
 # (name, value, ...), then per owned session: id, lease_ms, token_hash, prompt_id, state.
 # Missing pins are written back only when restoring or when the pod's own entry was gone (Redis
 # lost its data): otherwise a pin missing here was just deleted by a release racing this heartbeat.
+# A pin still "moving" away from this pod while the pod holds the call live (its abort could not
+# reach Redis) is taken back: the caller never arrived at the other pod.
 # -> {sessions whose pin now names another pod, names of the registered pods}
 HEARTBEAT = (
     _NOW
@@ -188,7 +282,13 @@ local i = 9 + nf
 while i + 4 <= #ARGV do
   local sid = ARGV[i]
   local pin = prefix .. 'pin:' .. sid
-  local owner = redis.call('HGET', pin, 'pod')
+  local p = redis.call('HMGET', pin, 'pod', 'state', 'moving_from')
+  local owner = p[1]
+  if owner and owner ~= me and p[2] == 'moving' and p[3] == me and ARGV[i + 4] == 'live' then
+    redis.call('ZREM', prefix .. 'load:' .. owner, sid)
+    redis.call('HSET', pin, 'pod', me, 'revision', rev, 'moving_from', '', 'handoff_hash', '')
+    owner = me
+  end
   if owner and owner ~= me then
     moved[#moved + 1] = sid
   elseif owner or restore then
@@ -228,3 +328,5 @@ class Scripts:
         self.release: Any = redis.register_script(RELEASE)
         self.heartbeat: Any = redis.register_script(HEARTBEAT)
         self.mark_lost: Any = redis.register_script(MARK_LOST)
+        self.migrate: Any = redis.register_script(MIGRATE)
+        self.abort_migration: Any = redis.register_script(ABORT_MIGRATION)

@@ -150,12 +150,11 @@ class VoiceAgentService(agent_pb2_grpc.VoiceAgentServicer):
                 resume_token=start.resume_token,
                 output_sample_rate=output_format.sample_rate_hz,
                 sink=sink,
+                migration_token=start.migration_token,
             )
         except AdmissionError as exc:
             await _abort_admission(context, exc)
-        await context.send_initial_metadata(
-            (("voicefleet-session-id", live.id), ("voicefleet-pod", self.pod_name))
-        )
+        # Queued before anything awaits, so SessionStarted precedes every event of the session.
         sink.send(
             agent_pb2.ServerEvent(
                 started=agent_pb2.SessionStarted(
@@ -169,8 +168,12 @@ class VoiceAgentService(agent_pb2_grpc.VoiceAgentServicer):
                     restored_turns=live.restored_turns,
                     # A brand-new session: the caller needs its token to resume after a disconnect.
                     resume_token=live.resume_token or "",
+                    migrated=live.moved_from is not None,
                 )
             )
+        )
+        await context.send_initial_metadata(
+            (("voicefleet-session-id", live.id), ("voicefleet-pod", self.pod_name))
         )
         reader = asyncio.get_running_loop().create_task(_read(requests, live, sink, input_rate))
         writer = asyncio.get_running_loop().create_task(sink.write_all(context))
@@ -258,6 +261,9 @@ async def _read(
             elif kind == "end":
                 await live.close("client_ended")
                 return
+            elif kind == "migration":
+                if not live.report_migration(message.migration.followed):
+                    _refuse(sink, "migration", "MigrationResult without a MigrationOffer: ignored")
             elif kind == "start":
                 _refuse(sink, "duplicate_start", "StartSession is only valid as the first message: ignored")
             else:

@@ -14,7 +14,8 @@ import contextlib
 import functools
 import logging
 import time
-from typing import Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from ..config import AgentConfig
 from ..pipeline.events import SessionEnded, SessionEvent
@@ -23,9 +24,12 @@ from ..pipeline.session import AgentSession
 from ..providers.base import Providers
 from ..sessions.directory import AdmissionError, SessionDirectory
 from . import metrics
+from .migration import Migrator, take_over
 
 log = logging.getLogger(__name__)
 
+# The new pod waits this much longer than the caller has to follow for the old pod's held input.
+HANDOFF_MARGIN_SECONDS = 2.0
 DRAINING_MESSAGE = (
     "pod is draining: it takes no new sessions; create or resume the session again to be placed elsewhere"
 )
@@ -62,6 +66,17 @@ class LiveSession:
         self.end_reason = ""
         self.sent_ahead = False  # this tick's frame already went out with the turn's first frame
         self._closing: asyncio.Task[None] | None = None
+        # While a MigrationOffer is out: resolved with whether the caller followed it.
+        self.migration: asyncio.Future[bool] | None = None
+        self.moved_from: str | None = None  # this stream took the call over from that pod
+
+    def report_migration(self, followed: bool) -> bool:
+        """The caller's answer to a MigrationOffer; False when no offer is out (the report is refused)."""
+        answer = self.migration
+        if answer is None or answer.done():
+            return False
+        answer.set_result(followed)
+        return True
 
     @property
     def id(self) -> str:
@@ -103,8 +118,10 @@ class SessionHub:
         providers: Providers,
         directory: SessionDirectory,
         clock: PlayoutClock,
+        pod_name: str = "",
     ) -> None:
         self.config = config
+        self.pod_name = pod_name
         self.providers = providers
         self.directory = directory
         self.clock = clock
@@ -131,14 +148,16 @@ class SessionHub:
         resume_token: str | None,
         output_sample_rate: int,
         sink: Sink,
+        migration_token: str | None = None,
     ) -> LiveSession:
-        """Admit a caller and start its session, or raise AdmissionError."""
+        """Admit a caller and start its session, or raise AdmissionError. With ``migration_token`` the
+        caller follows a call another pod moves here: its input is heard once the old pod's is replayed."""
         if self.draining:
             metrics.ADMISSIONS_REFUSED_TOTAL.labels(transport, "unavailable").inc()
             raise AdmissionError("unavailable", DRAINING_MESSAGE, retry_after_seconds=1.0)
         try:
             admission = await self.directory.admit(
-                session_id or None, resume_token or None, self.config.prompt_id
+                session_id or None, resume_token or None, self.config.prompt_id, migration_token or None
             )
         except AdmissionError as exc:
             metrics.ADMISSIONS_REFUSED_TOTAL.labels(transport, exc.code).inc()
@@ -151,6 +170,8 @@ class SessionHub:
             conversation=admission.conversation,
             on_snapshot=self.directory.snapshot,
         )
+        if admission.moved_from is not None:
+            session.hold_input()  # until the old pod's held input has been replayed
         try:
             await session.start()
         except BaseException:
@@ -158,17 +179,33 @@ class SessionHub:
             raise
         live = LiveSession(self, transport, session, sink, resumed=admission.resumed)
         live.resume_token = admission.resume_token
+        live.moved_from = admission.moved_from
         session.first_frame_ready = functools.partial(self._send_ahead, live)
         self._live[live.id] = live
         metrics.SESSIONS_ACTIVE.labels(transport).inc()
-        task = asyncio.get_running_loop().create_task(self._forward_events(live), name=f"events-{live.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._forward_events(live), f"events-{live.id}")
+        if admission.moved_from is not None:
+            self._spawn(
+                take_over(
+                    self.directory,
+                    admission,
+                    live.id,
+                    self.config.session.migration.follow_timeout_seconds + HANDOFF_MARGIN_SECONDS,
+                    lambda handoff: session.release_input(handoff.inputs if handoff else None),
+                    session.notify,
+                ),
+                f"take-over-{live.id}",
+            )
         log.info(
             "session started",
             extra={"session_id": live.id, "transport": transport, "resumed": admission.resumed},
         )
         return live
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _forward_events(self, live: LiveSession) -> None:
         reason = "error"
@@ -248,11 +285,16 @@ class SessionHub:
             observe(time.perf_counter() - started)
 
     async def drain(self, timeout_seconds: float) -> None:
-        """Refuse new sessions, serve the live ones until they end or the deadline, then close the rest."""
+        """Refuse new sessions, move the live ones to other pods (when migration is on) or serve them
+        until they end or the deadline, then close the rest."""
         self.draining = True
         await self.directory.drain()
         log.info("draining", extra={"live_sessions": self.live_sessions, "timeout_seconds": timeout_seconds})
         deadline = time.monotonic() + timeout_seconds
+        migration = self.config.session.migration
+        if migration.enabled and self._live:
+            migrator = Migrator(self.directory, migration, self.pod_name)
+            self._spawn(migrator.move_all(self.live()), "migrate")
         while self._live and time.monotonic() < deadline:
             waits = [asyncio.ensure_future(live.finished.wait()) for live in self._live.values()]
             _, pending = await asyncio.wait(

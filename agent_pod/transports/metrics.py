@@ -44,3 +44,21 @@ SEND_DELAY_SECONDS = Histogram(
     ["transport"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
 )
+MIGRATIONS_TOTAL = Counter(
+    "voicefleet_migrations_total",
+    "Live calls this pod tried to move while draining, by outcome: moved; stayed because no quiet "
+    "moment came (not_quiet), no pod could take it (no_target), Redis was down (store_down), the "
+    "caller could not reach the new pod (caller_failed) or did not follow in time (not_followed).",
+    ["outcome"],
+)
+MIGRATION_HANDOVER_SECONDS = Histogram(
+    "voicefleet_migration_handover_seconds",
+    "Old pod: call frozen at a quiet moment -> the caller reports it follows (or its stream ends).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+MIGRATION_GAP_SECONDS = Histogram(
+    "voicefleet_migration_gap_seconds",
+    "New pod: old pod stopped listening -> this pod listens (held caller audio replayed): what the call "
+    "was deaf for. Wall clocks of two pods; exact on one node.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)

@@ -2,9 +2,10 @@
 
 POST /v1/webrtc (or /v1/sessions/{session_id}/webrtc) with an SDP offer, as
 ``application/sdp`` (resume token, if any, as ``Authorization: Bearer``) or as JSON
-``{"sdp", "type", "session_id", "resume_token"}``; the answer comes back with 201,
-a ``Location`` to DELETE to hang up, and the session id (and, for a new session, its
-resume token) in headers. JSON requests get a JSON answer.
+``{"sdp", "type", "session_id", "resume_token"}``; a caller following a migration sends
+``migration_token`` (or a ``Voicefleet-Migration-Token`` header) instead of the resume token.
+The answer comes back with 201, a ``Location`` to DELETE to hang up, and the session id (and,
+for a new session, its resume token) in headers. JSON requests get a JSON answer.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class OfferRequest(BaseModel):
     type: Literal["offer"] = "offer"
     session_id: str | None = None
     resume_token: str | None = None
+    migration_token: str | None = Field(default=None, max_length=256)
 
 
 def error_response(
@@ -90,7 +92,10 @@ class Signaling:
             offer, wants_json = await read_offer(request)
             session_id = request.match_info.get("session_id") or offer.session_id
             answer = await self.transport.answer(
-                offer.sdp, session_id, offer.resume_token or bearer_token(request)
+                offer.sdp,
+                session_id,
+                offer.resume_token or bearer_token(request),
+                offer.migration_token or request.headers.get("Voicefleet-Migration-Token"),
             )
         except OfferError as exc:
             metrics.BAD_INPUT_TOTAL.labels("webrtc", "offer").inc()

@@ -67,10 +67,12 @@ class OfferError(ValueError):
 
 
 class ChannelMessage(BaseModel):
-    """What a caller may send on the events data channel."""
+    """What a caller may send on the events data channel: typed text, the end of the call, or its answer
+    to a migration offer (``migration`` with ``followed``)."""
 
-    type: str = Field(pattern="^(text|end)$")
+    type: str = Field(pattern="^(text|end|migration)$")
     text: str = Field(default="", max_length=4000)
+    followed: bool = False
 
 
 class AgentAudioTrack(MediaStreamTrack):
@@ -203,6 +205,11 @@ class WebRTCPeer:
             return
         if parsed.type == "end":
             live.request_close("client_ended")
+        elif parsed.type == "migration":
+            if not live.report_migration(parsed.followed):
+                metrics.BAD_INPUT_TOTAL.labels("webrtc", "migration").inc()
+                refused = "migration answer without an offer: ignored"
+                self.send_json(event_to_json(ErrorEvent(code="INVALID_ARGUMENT", message=refused)))
         elif parsed.text.strip():
             live.session.push_text(parsed.text)
 
@@ -250,6 +257,7 @@ class Answer(BaseModel):
     session_id: str
     resource_id: str
     resume_token: str | None = None
+    migrated: bool = False
 
 
 class WebRTCTransport:
@@ -262,7 +270,13 @@ class WebRTCTransport:
         self.allocator = PortAllocator(policy.port_min, policy.port_max)
         self.peers: dict[str, WebRTCPeer] = {}
 
-    async def answer(self, offer_sdp: str, session_id: str | None, resume_token: str | None) -> Answer:
+    async def answer(
+        self,
+        offer_sdp: str,
+        session_id: str | None,
+        resume_token: str | None,
+        migration_token: str | None = None,
+    ) -> Answer:
         """Answer an SDP offer and start its session. Raises OfferError or AdmissionError."""
         if "m=audio" not in offer_sdp:
             raise OfferError("the offer has no audio media section (m=audio)")
@@ -287,6 +301,7 @@ class WebRTCTransport:
                 resume_token=resume_token,
                 output_sample_rate=SAMPLE_RATE,
                 sink=peer,
+                migration_token=migration_token,
             )
             peer.live = live
             pc.on("connectionstatechange", lambda: self._state_changed(peer))
@@ -305,6 +320,7 @@ class WebRTCTransport:
             session_id=live.id,
             resource_id=peer.resource_id,
             resume_token=live.resume_token,
+            migrated=live.moved_from is not None,
         )
 
     def _state_changed(self, peer: WebRTCPeer) -> None:

@@ -8,6 +8,8 @@ from ..pipeline.events import (
     AgentText,
     ErrorEvent,
     Interruption,
+    MigrationCompleted,
+    MigrationOffer,
     SessionEnded,
     SessionEvent,
     ToolEvent,
@@ -78,6 +80,22 @@ def event_to_proto(event: SessionEvent) -> agent_pb2.ServerEvent:
             )
         case SessionEnded():
             return agent_pb2.ServerEvent(ended=agent_pb2.SessionEnded(reason=event.reason))
+        case MigrationOffer():
+            return agent_pb2.ServerEvent(
+                migrate=agent_pb2.MigrationOffer(
+                    pod=event.pod,
+                    grpc_address=event.grpc_address,
+                    webrtc_url=event.webrtc_url,
+                    migration_token=event.migration_token,
+                    follow_within_ms=event.follow_within_ms,
+                )
+            )
+        case MigrationCompleted():
+            return agent_pb2.ServerEvent(
+                migrated=agent_pb2.MigrationCompleted(
+                    from_pod=event.from_pod, gap_ms=event.gap_ms, replayed_ms=event.replayed_ms
+                )
+            )
     raise TypeError(f"not a session event: {event!r}")
 
 

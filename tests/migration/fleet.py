@@ -1,0 +1,69 @@
+"""In-process agent pods of one fleet on a real Redis, for the migration tests.
+
+Every pod runs in the test's event loop on its own loopback ports, with the zero-latency synthetic
+pipeline, a fleet-wide resume key, and fast heartbeats so staleness shows within test time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from agent_pod.runtime import Pod
+from agent_pod.sessions.factory import connect_redis
+from agent_pod.sessions.fleet import FleetState, read_fleet
+from agent_pod.settings import PodSettings
+from tests.support.pod import pod_ports, synthetic_config
+from tests.support.redis import RedisServer
+
+RESUME_KEY = b"migration-test-key-0123456789abcdef"
+
+
+def fleet_config(**session: Any) -> Any:
+    return synthetic_config(
+        "hello there",
+        agent="mig-" + uuid.uuid4().hex[:6],
+        namespace="migration",
+        transport={"webrtc": {"enabled": True}},
+        session={
+            "drainTimeoutSeconds": 60,
+            "idleTimeoutSeconds": 120,
+            "migration": {"quietWaitSeconds": 20, "followTimeoutSeconds": 5, **session},
+        },
+        sessionsPerPod=50,
+    )
+
+
+class Fleet:
+    def __init__(self, workdir: Path, redis: RedisServer, **session: Any) -> None:
+        self.redis = redis
+        self.config = fleet_config(**session)
+        self.key_file = workdir / "resume.key"
+        self.key_file.write_bytes(RESUME_KEY)
+        self.pods: dict[str, Pod] = {}
+
+    async def add(self, name: str, revision: str = "r1") -> Pod:
+        settings = PodSettings(
+            bind_host="127.0.0.1",
+            pod_name=name,
+            revision=revision,
+            redis_url=self.redis.url,
+            resume_key_file=self.key_file,
+            log_format="text",
+        )
+        pod = Pod(settings, self.config, pod_ports())
+        await pod.start()
+        self.pods[name] = pod
+        return pod
+
+    async def state(self) -> FleetState:
+        redis = connect_redis(self.redis.url)
+        try:
+            return await read_fleet(redis, self.config.namespace, self.config.agent)
+        finally:
+            await redis.aclose()
+
+    async def close(self) -> None:
+        for pod in self.pods.values():
+            await pod.stop()

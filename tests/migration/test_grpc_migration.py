@@ -1,0 +1,72 @@
+"""A draining pod moves its live gRPC calls to another pod at a quiet moment (real Redis, real gRPC)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agent_pod.client.grpc_client import GrpcCaller
+from agent_pod.sessions.factory import connect_redis
+from agent_pod.sessions.keys import AgentKeys
+from agent_pod.sessions.records import PinRecord
+from tests.support.redis import RedisServer
+
+from .fleet import Fleet
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Fleet]:
+    fleet = Fleet(tmp_path, redis_server)
+    try:
+        yield fleet
+    finally:
+        await fleet.close()
+
+
+async def answers(call: GrpcCaller, count: int, within: float = 10.0) -> list[str]:
+    summary = await call.recorder.wait(lambda s: len(s.agent_texts) >= count, within)
+    return summary.agent_texts
+
+
+def events(call: GrpcCaller, kind: str) -> list[dict]:
+    return [fields for _, k, fields in call.recorder.events if k == kind]
+
+
+async def pin(fleet: Fleet, session_id: str) -> PinRecord:
+    redis = connect_redis(fleet.redis.url)
+    try:
+        keys = AgentKeys(fleet.config.namespace, fleet.config.agent)
+        return PinRecord.from_mapping(await redis.hgetall(keys.pin(session_id)))
+    finally:
+        await redis.aclose()
+
+
+async def test_a_draining_pod_moves_its_call_and_the_conversation_goes_on(fleet: Fleet) -> None:
+    a = await fleet.add("pod-a")
+    b = await fleet.add("pod-b")
+    async with GrpcCaller(a.grpc_address) as call:
+        for n, text in enumerate(["first", "second"], 1):
+            call.send_text(text)
+            await answers(call, n)
+        drain = asyncio.ensure_future(a.drain())
+        # the drain ends once the call has moved, not after the call (drainTimeoutSeconds is 60)
+        await asyncio.wait_for(drain, 10)
+        assert call.pods == ["pod-a", "pod-b"]
+        started = events(call, "session_started")[-1]
+        assert started["migrated"] and started["resumed"] and started["restored_turns"] == 2
+        call.send_text("third")
+        texts = await answers(call, 3)
+        assert texts == ["You said: first.", "You said: second.", "You said: third."]
+        assert a.hub is not None and a.hub.live_sessions == 0
+        assert b.hub is not None and b.hub.live_sessions == 1
+        moved = b.hub.live()[0].session.conversation
+        assert [m.content for m in moved.messages if m.role == "user"] == ["first", "second", "third"]
+        record = await pin(fleet, call.session_id)
+        assert (record.pod, record.state) == ("pod-b", "live")
+        assert record.moving_from == record.handoff_hash == ""  # the one-time token is spent
+        await call.end()
+        await call.recorder.wait(lambda s: s.ended is not None, 5)
+    assert call.recorder.summary.ended == "client_ended"
