@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Base64Bytes, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 PodState = Literal["ready", "draining", "lost"]
 PinState = Literal["reserved", "live", "detached", "moving"]
@@ -72,8 +72,9 @@ class PinRecord(_HashRecord):
 class HeldInput(BaseModel):
     """Caller input a pod held back while it handed the call over: audio at ``rate``, or typed text."""
 
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
     rate: int = 0
-    pcm: Base64Bytes = b""
+    pcm: bytes = b""
     text: str = ""
 
 

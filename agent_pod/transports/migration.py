@@ -130,6 +130,7 @@ class Migrator:
                     if not answer.done():
                         return "not_followed"  # the caller stays here until the drain deadline
                     exclude.add(ticket.pod)  # it could not reach that pod: try another
+                    metrics.MIGRATIONS_TOTAL.labels("caller_failed").inc()
                     refused = "caller_failed"
                     continue
                 followed = True  # the caller got there although it did not say so

@@ -64,6 +64,23 @@ class Fleet:
         finally:
             await redis.aclose()
 
+    async def crash(self, name: str) -> None:
+        """The pod dies without a word: its ports close, its registry entry stays until it goes stale."""
+        pod = self.pods.pop(name)
+        directory = pod.directory
+        assert directory is not None and pod.grpc is not None
+        directory._closed = True  # type: ignore[union-attr]  # its loops stop, nothing is deregistered
+        for task in directory._tasks:  # type: ignore[union-attr]
+            task.cancel()
+        await pod.grpc.stop(grace=None)
+        for runner in pod._runners:
+            await runner.cleanup()
+        pod._runners.clear()
+        if pod.hub is not None:
+            await pod.hub.aclose()
+        await pod.clock.stop()
+        await directory.redis.aclose()  # type: ignore[union-attr]
+
     async def close(self) -> None:
         for pod in self.pods.values():
             await pod.stop()
