@@ -34,7 +34,8 @@ EVENT_TYPES = {
 class GrpcCaller:
     """``async with GrpcCaller(target) as call:`` opens the stream and waits for SessionStarted.
 
-    A MigrationOffer from the pod is followed (``follow_migrations``): the caller opens the call on
+    The caller tells the pod it follows migrations (``follow_migrations``), and follows each
+    MigrationOffer as it comes (``auto_follow``; else through ``follow``): it opens the call on
     the new pod with the offer's token while it keeps talking on the old stream, then switches its
     audio over and tells the old pod it followed. The recorder sees one call throughout.
     """
@@ -50,6 +51,7 @@ class GrpcCaller:
         recorder: CallRecorder | None = None,
         channel: grpc.aio.Channel | None = None,
         follow_migrations: bool = True,
+        auto_follow: bool = True,
     ) -> None:
         self.target = target
         self.sample_rate = sample_rate
@@ -65,7 +67,8 @@ class GrpcCaller:
         self._sequence = 0
         self.status: grpc.StatusCode | None = None
         self.details = ""
-        self.follow_migrations = follow_migrations
+        self.follow_migrations = follow_migrations  # told to the pod: this caller follows moves
+        self.auto_follow = auto_follow  # follow offers as they come (else the owner calls follow())
         self.pods: list[str] = []  # the pods that served this call, in order
         self._retired: list[tuple[grpc.aio.Channel | None, asyncio.Task[None] | None]] = []
         self._following: asyncio.Task[None] | None = None
@@ -82,6 +85,7 @@ class GrpcCaller:
             session_id=self.session_id,
             resume_token="" if migration_token else self.resume_token,
             migration_token=migration_token,
+            accepts_migration=self.follow_migrations,
             input_format=agent_pb2.AudioFormat(sample_rate_hz=self.sample_rate, channels=1),
             output_format=agent_pb2.AudioFormat(sample_rate_hz=self.output_sample_rate, channels=1),
         )
@@ -121,7 +125,7 @@ class GrpcCaller:
                 if kind == "ended" and body.reason == "migrated":
                     return  # this pod handed the call over; the new stream goes on
                 self._record(kind, body)
-                if kind == "migrate" and self.follow_migrations and self._following is None:
+                if kind == "migrate" and self.auto_follow and self._following is None:
                     self._following = asyncio.get_running_loop().create_task(self.follow(body))
         except grpc.aio.AioRpcError as exc:
             status, self.details = exc.code(), exc.details() or ""

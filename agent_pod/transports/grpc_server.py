@@ -151,6 +151,7 @@ class VoiceAgentService(agent_pb2_grpc.VoiceAgentServicer):
                 output_sample_rate=output_format.sample_rate_hz,
                 sink=sink,
                 migration_token=start.migration_token,
+                accepts_migration=start.accepts_migration,
             )
         except AdmissionError as exc:
             await _abort_admission(context, exc)

@@ -69,6 +69,7 @@ class LiveSession:
         # While a MigrationOffer is out: resolved with whether the caller followed it.
         self.migration: asyncio.Future[bool] | None = None
         self.moved_from: str | None = None  # this stream took the call over from that pod
+        self.accepts_migration = False  # the caller said it follows MigrationOffers
 
     def report_migration(self, followed: bool) -> bool:
         """The caller's answer to a MigrationOffer; False when no offer is out (the report is refused)."""
@@ -149,6 +150,7 @@ class SessionHub:
         output_sample_rate: int,
         sink: Sink,
         migration_token: str | None = None,
+        accepts_migration: bool = False,
     ) -> LiveSession:
         """Admit a caller and start its session, or raise AdmissionError. With ``migration_token`` the
         caller follows a call another pod moves here: its input is heard once the old pod's is replayed."""
@@ -180,6 +182,7 @@ class SessionHub:
         live = LiveSession(self, transport, session, sink, resumed=admission.resumed)
         live.resume_token = admission.resume_token
         live.moved_from = admission.moved_from
+        live.accepts_migration = accepts_migration
         session.first_frame_ready = functools.partial(self._send_ahead, live)
         self._live[live.id] = live
         metrics.SESSIONS_ACTIVE.labels(transport).inc()
@@ -292,9 +295,10 @@ class SessionHub:
         log.info("draining", extra={"live_sessions": self.live_sessions, "timeout_seconds": timeout_seconds})
         deadline = time.monotonic() + timeout_seconds
         migration = self.config.session.migration
-        if migration.enabled and self._live:
+        if migration.enabled:
             migrator = Migrator(self.directory, migration, self.pod_name)
-            self._spawn(migrator.move_all(self.live()), "migrate")
+            movable = [live for live in self.live() if live.accepts_migration]
+            self._spawn(migrator.move_all(movable), "migrate")
         while self._live and time.monotonic() < deadline:
             waits = [asyncio.ensure_future(live.finished.wait()) for live in self._live.values()]
             _, pending = await asyncio.wait(

@@ -6,11 +6,15 @@ POST /v1/webrtc (or /v1/sessions/{session_id}/webrtc) with an SDP offer, as
 ``migration_token`` (or a ``Voicefleet-Migration-Token`` header) instead of the resume token.
 The answer comes back with 201, a ``Location`` to DELETE to hang up, and the session id (and,
 for a new session, its resume token) in headers. JSON requests get a JSON answer.
+
+These routes answer cross-origin requests (CORS, any origin, no cookies: the tokens are the
+credential): a web page follows its call to another pod (another origin) when the call migrates.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from aiohttp import web
@@ -30,6 +34,44 @@ _ADMISSION_STATUS = {
     "not_found": 404,
     "invalid_argument": 400,
 }
+
+
+# CORS for the signaling routes only. No credentials (cookies) are involved: a session's tokens travel
+# in the body or in headers, so any origin may call; the browser is told which headers it may send
+# and which of the answer's it may read.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Location, Voicefleet-Session-Id, Voicefleet-Resume-Token",
+}
+CORS_PREFLIGHT_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Content-Type, Authorization, Voicefleet-Migration-Token",
+    "Access-Control-Max-Age": "600",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def cors(handler: Handler) -> Handler:
+    """``handler`` with the CORS headers on every answer it gives."""
+
+    async def with_cors(request: web.Request) -> web.StreamResponse:
+        response = await handler(request)
+        response.headers.update(CORS_HEADERS)
+        return response
+
+    return with_cors
+
+
+def preflight(methods: str) -> Handler:
+    """The answer to a CORS preflight (OPTIONS) for a route taking ``methods``."""
+
+    async def answer(_: web.Request) -> web.StreamResponse:
+        return web.Response(
+            status=204, headers={**CORS_PREFLIGHT_HEADERS, "Access-Control-Allow-Methods": methods}
+        )
+
+    return answer
 
 
 class OfferRequest(BaseModel):
@@ -82,9 +124,12 @@ class Signaling:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/v1/webrtc", self.post_offer),
-            web.post("/v1/sessions/{session_id}/webrtc", self.post_offer),
-            web.delete("/v1/webrtc/{resource_id}", self.delete),
+            web.post("/v1/webrtc", cors(self.post_offer)),
+            web.options("/v1/webrtc", preflight("POST, OPTIONS")),
+            web.post("/v1/sessions/{session_id}/webrtc", cors(self.post_offer)),
+            web.options("/v1/sessions/{session_id}/webrtc", preflight("POST, OPTIONS")),
+            web.delete("/v1/webrtc/{resource_id}", cors(self.delete)),
+            web.options("/v1/webrtc/{resource_id}", preflight("DELETE, OPTIONS")),
         ]
 
     async def post_offer(self, request: web.Request) -> web.Response:

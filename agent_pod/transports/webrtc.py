@@ -276,6 +276,7 @@ class WebRTCTransport:
         session_id: str | None,
         resume_token: str | None,
         migration_token: str | None = None,
+        accepts_migration: bool = False,
     ) -> Answer:
         """Answer an SDP offer and start its session. Raises OfferError or AdmissionError."""
         if "m=audio" not in offer_sdp:
@@ -302,6 +303,7 @@ class WebRTCTransport:
                 output_sample_rate=SAMPLE_RATE,
                 sink=peer,
                 migration_token=migration_token,
+                accepts_migration=accepts_migration,
             )
             peer.live = live
             pc.on("connectionstatechange", lambda: self._state_changed(peer))

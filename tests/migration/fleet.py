@@ -13,6 +13,7 @@ from typing import Any
 from agent_pod.runtime import Pod
 from agent_pod.sessions.factory import connect_redis
 from agent_pod.sessions.fleet import FleetState, read_fleet
+from agent_pod.sessions.redis_directory import RedisDirectory
 from agent_pod.settings import PodSettings
 from tests.support.pod import pod_ports, synthetic_config
 from tests.support.redis import RedisServer
@@ -68,9 +69,9 @@ class Fleet:
         """The pod dies without a word: its ports close, its registry entry stays until it goes stale."""
         pod = self.pods.pop(name)
         directory = pod.directory
-        assert directory is not None and pod.grpc is not None
-        directory._closed = True  # type: ignore[union-attr]  # its loops stop, nothing is deregistered
-        for task in directory._tasks:  # type: ignore[union-attr]
+        assert isinstance(directory, RedisDirectory) and pod.grpc is not None
+        directory._closed = True  # its loops stop; nothing is deregistered
+        for task in directory._tasks:
             task.cancel()
         await pod.grpc.stop(grace=None)
         for runner in pod._runners:
@@ -79,7 +80,7 @@ class Fleet:
         if pod.hub is not None:
             await pod.hub.aclose()
         await pod.clock.stop()
-        await directory.redis.aclose()  # type: ignore[union-attr]
+        await directory.redis.aclose()
 
     async def close(self) -> None:
         for pod in self.pods.values():

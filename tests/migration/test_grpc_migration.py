@@ -70,3 +70,20 @@ async def test_a_draining_pod_moves_its_call_and_the_conversation_goes_on(fleet:
         await call.end()
         await call.recorder.wait(lambda s: s.ended is not None, 5)
     assert call.recorder.summary.ended == "client_ended"
+
+
+async def test_a_caller_that_does_not_follow_moves_is_served_until_it_ends(fleet: Fleet) -> None:
+    a = await fleet.add("pod-a")
+    await fleet.add("pod-b")
+    async with (
+        GrpcCaller(a.grpc_address) as mover,
+        GrpcCaller(a.grpc_address, follow_migrations=False) as stayer,
+    ):
+        drain = asyncio.ensure_future(a.drain())
+        await mover.recorder.wait(lambda _: len(mover.pods) == 2, 10)
+        stayer.send_text("still here")
+        assert await answers(stayer, 1) == ["You said: still here."]
+        assert stayer.pods == ["pod-a"] and not events(stayer, "migration_offer")
+        assert not drain.done()  # the drain waits for the call it could not move, as without migration
+        await stayer.end()
+        await asyncio.wait_for(drain, 10)

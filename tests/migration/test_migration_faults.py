@@ -18,7 +18,6 @@ from agent_pod.runtime import Pod
 from agent_pod.sessions.records import PinRecord
 from tests.support.pod import tone
 from tests.support.redis import RedisServer
-from tests.support.wait import async_wait_for
 from voicefleet.v1 import agent_pb2, session_pb2, session_pb2_grpc
 
 from .fleet import Fleet
@@ -67,12 +66,12 @@ async def fleet(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Flee
 async def test_the_target_dies_before_the_caller_arrives(fleet: Fleet) -> None:
     a, *_ = [await fleet.add(name) for name in ("pod-a", "pod-b", "pod-c")]
     failed_before = migrations("caller_failed")
-    async with GrpcCaller(a.grpc_address, follow_migrations=False) as call:
+    async with GrpcCaller(a.grpc_address, auto_follow=False) as call:
         await talk(call, "one", "two")
         drain = asyncio.ensure_future(a.drain())
         first = await offer(call)
         await fleet.crash(first.pod)
-        call.follow_migrations = True  # the next offer is followed as it comes
+        call.auto_follow = True  # the next offer is followed as it comes
         await call.follow(first)  # the dead pod refuses: the caller says so and stays on pod-a
         second = await offer(call, 2)
         assert second.pod not in (first.pod, "pod-a")
@@ -86,7 +85,7 @@ async def test_the_target_dies_before_the_caller_arrives(fleet: Fleet) -> None:
 
 async def test_a_caller_that_reconnects_to_the_old_pod_is_sent_on(fleet: Fleet) -> None:
     a, b = await fleet.add("pod-a"), await fleet.add("pod-b")
-    async with GrpcCaller(a.grpc_address, follow_migrations=False) as call:
+    async with GrpcCaller(a.grpc_address, auto_follow=False) as call:
         await talk(call, "one", "two")
         token = call.recorder.summary.resume_token
         assert token
@@ -115,7 +114,7 @@ async def test_a_caller_that_reconnects_to_the_old_pod_is_sent_on(fleet: Fleet) 
 
 async def test_the_caller_speaks_at_the_moment_of_the_move(fleet: Fleet) -> None:
     a, b = await fleet.add("pod-a"), await fleet.add("pod-b")
-    async with GrpcCaller(a.grpc_address, follow_migrations=False) as call:
+    async with GrpcCaller(a.grpc_address, auto_follow=False) as call:
         await talk(call, "one")
         drain = asyncio.ensure_future(a.drain())
         move = await offer(call)
@@ -144,12 +143,12 @@ async def test_redis_fails_after_the_pin_moved(tmp_path: Path, private_redis: Re
     fleet = Fleet(tmp_path, private_redis)
     try:
         a, *_ = [await fleet.add(name) for name in ("pod-a", "pod-b", "pod-c")]
-        async with GrpcCaller(a.grpc_address, follow_migrations=False) as call:
+        async with GrpcCaller(a.grpc_address, auto_follow=False) as call:
             await talk(call, "one")
             drain = asyncio.ensure_future(a.drain())
             first = await offer(call)
             private_redis.stop()
-            call.follow_migrations = True
+            call.auto_follow = True
             await call.follow(first)  # the target cannot admit anyone without Redis: the call stays
             await talk(call, "two")  # ... and goes on, on pod-a
             assert call.pods == ["pod-a"]
