@@ -7,9 +7,12 @@ needs root), then measures:
    Service: with the image not yet on the node ("cold": imported during the measurement) and
    with it already there ("warm", after `helm uninstall`). hack/images.sh builds the image
    beforehand (its own cold/warm time is printed too).
-2. A rollout (`kubectl rollout restart`) of 5 agent pods carrying 100 live gRPC calls: time to
-   complete, calls dropped, and how long callers waited for each answer while it ran (text
-   sent -> final answer; a drained pod keeps serving its calls, so no call moves).
+2. A rollout (`kubectl rollout restart`) of 5 agent pods carrying 100 live gRPC calls that would
+   last 30 minutes (the pods' drain deadline is 30 minutes too): each draining pod moves its calls
+   to other pods at quiet moments (live call migration). Reported: time to complete, calls dropped,
+   calls moved, the caller's switch time (offer -> started on the new pod), the gap each call was
+   deaf for (old pod stops listening -> new pod listens, from MigrationCompleted), and how long
+   callers waited for each answer while it ran (text sent -> final answer).
 
     python -m bench.node_fleet [--pods 5] [--calls 100] [--json PATH]
 """
@@ -37,6 +40,11 @@ from voicefleet_operator.devnode import RealNode, build_images, chart_values, po
 
 CHART = REPO / "helm" / "voicefleet"
 AGENT = "bench"
+LONG_CALL_SECONDS = 1800
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
 
 
 async def _true(value: bool) -> bool:
@@ -52,6 +60,13 @@ def _install(cluster: KwokCluster, ns: str, values: dict[str, Any], workdir: Pat
     spec = {**agent_spec(pods), "image": image, **pod_placement()}
     spec["prompt"] = {"inline": "Echo the caller.", "version": "v1"}
     spec["autoscaling"] = {"enabled": False, "sessionsPerPod": 40}
+    # Calls as long as the drain deadline: without migration a rollout would wait for them.
+    spec["session"] = {
+        "drainTimeoutSeconds": LONG_CALL_SECONDS,
+        "idleTimeoutSeconds": 120,
+        "maxDurationSeconds": 2 * LONG_CALL_SECONDS,
+        "migration": {"enabled": True, "crossRevision": True},
+    }
     manifest = {"apiVersion": "voicefleet.io/v1alpha1", "kind": "VoiceAgent",
                 "metadata": {"name": AGENT, "namespace": ns}, "spec": spec}  # fmt: skip
     cluster.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
@@ -105,11 +120,13 @@ async def rollout_under_calls(release: Release, pods: int, calls: int) -> dict[s
     fleet = ServiceFleet([release.service_address(AGENT, "grpc")])
     stats, channels, stop = Stats(), Channels(), asyncio.Event()
     callers = [Caller(f"c{i}", fleet, channels, stats, random.Random(i)) for i in range(calls)]
+    # A turn every 3-6 s for 30 minutes, unless stopped: no call ends during the rollout.
+    long_call = LONG_CALL_SECONDS // 4
     task = asyncio.ensure_future(
-        run_callers(callers, [c.loop(stop, turns=(3, 8), think=(0.3, 0.9)) for c in callers])
+        run_callers(callers, [c.session(long_call, think=(3.0, 6.0), stop=stop) for c in callers])
     )
     try:
-        await async_wait_for(lambda: _true(stats.live >= calls * 0.95), timeout=120, what="live calls")
+        await async_wait_for(lambda: _true(stats.live >= calls), timeout=120, what="live calls")
         answers_before = len(stats.answer_seconds)
         started = time.monotonic()
         restart = ("rollout", "restart", f"deployment/{AGENT}", "-n", release.namespace)
@@ -135,6 +152,13 @@ async def rollout_under_calls(release: Release, pods: int, calls: int) -> dict[s
         "calls_dropped": len(stats.dropped),
         "dropped_reasons": stats.dropped[:10],
         "resumes": stats.resumes,
+        "moved": stats.migrations,
+        "move_failed": stats.migrations_failed,
+        "switch_p50_ms": _ms(percentile(stats.switch_seconds, 0.5)),
+        "switch_p99_ms": _ms(percentile(stats.switch_seconds, 0.99)),
+        "gap_p50_ms": _ms(percentile(stats.gap_seconds, 0.5)),
+        "gap_p99_ms": _ms(percentile(stats.gap_seconds, 0.99)),
+        "gap_max_ms": _ms(max(stats.gap_seconds, default=0.0)),
         "answer_wait_p50_ms": round(percentile(during, 0.5) * 1000, 1),
         "answer_wait_p99_ms": round(percentile(during, 0.99) * 1000, 1),
         "answer_wait_max_ms": round(max(during, default=0.0) * 1000, 1),

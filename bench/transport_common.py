@@ -28,8 +28,7 @@ from pydantic import BaseModel, Field
 
 from agent_pod.config import AgentConfig
 from bench.report import bucket_quantile, percentile
-from tests.support.net import free_port
-from tests.support.pod import free_udp_range
+from tests.support.net import free_port, free_range
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_SILENCE_MS = 300
@@ -227,7 +226,7 @@ async def pod_process(config: AgentConfig) -> AsyncIterator[PodRunner]:
         path = Path(tmp) / "config.json"
         path.write_text(config.model_dump_json(by_alias=True))
         grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
-        low, high = free_udp_range(256)
+        low, high = free_range(256, udp=True)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "agent_pod.cli", "pod", "--config", str(path), "--host", "127.0.0.1",
             "--grpc-port", str(grpc_port), "--http-port", str(http_port), "--metrics-port", str(metrics_port),

@@ -1,9 +1,10 @@
 """Caller over WebRTC (aiortc): WHIP-style signaling, Opus both ways, the "events" data channel.
 
-A ``migration_offer`` from the pod is followed (``follow_migrations``): the caller opens the call on
-the new pod with a second peer connection while it keeps talking on the old one, then switches its
-microphone over, tells the old pod it followed and closes the old connection. The recorder sees one
-call throughout (see docs/migration.md).
+The caller tells the pod it follows migrations (``follow_migrations``: the offer's
+``accepts_migration``) and follows each ``migration_offer`` as it comes (``auto_follow``; else through
+``follow``): it opens the call on the new pod with a second peer connection while it keeps talking on
+the old one, then switches its microphone over, tells the old pod it followed and closes the old
+connection. The recorder sees one call throughout (see docs/migration.md).
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ class WebRTCCaller:
         http: aiohttp.ClientSession | None = None,
         local_address: str | None = None,
         follow_migrations: bool = True,
+        auto_follow: bool = True,
     ) -> None:
         self.url = url
         # The one local address offered to the pod (default: loopback for a pod on loopback, else all).
@@ -177,7 +179,8 @@ class WebRTCCaller:
         self.channel = self.pc.createDataChannel("events")
         self.location: str | None = None
         self.answer_sdp = ""
-        self.follow_migrations = follow_migrations
+        self.follow_migrations = follow_migrations  # told to the pod: this caller follows moves
+        self.auto_follow = auto_follow  # follow offers as they come (else the owner calls follow())
         self.pods: list[str] = []
         self.follow_error = ""  # why the last migration offer could not be followed
         self._http = http
@@ -196,7 +199,12 @@ class WebRTCCaller:
     async def open(self, within: float = 30.0) -> None:
         opened = asyncio.Event()
         payload = await self._negotiate(
-            self.url, self.pc, self.microphone, self.channel, opened, {"resume_token": self.resume_token}
+            self.url,
+            self.pc,
+            self.microphone,
+            self.channel,
+            opened,
+            {"resume_token": self.resume_token, "accepts_migration": self.follow_migrations},
         )
         self.location = urljoin(self.url, payload["location"])
         self.answer_sdp = payload["sdp"]
@@ -248,7 +256,7 @@ class WebRTCCaller:
         if kind == "migration_completed":
             self._name_previous_pod(data.get("from_pod", ""))
         self.recorder.event(kind, data)
-        if kind == "migration_offer" and self.follow_migrations and self._following is None:
+        if kind == "migration_offer" and self.auto_follow and self._following is None:
             self._following = asyncio.get_running_loop().create_task(self.follow({"type": kind, **data}))
 
     def _name_previous_pod(self, name: str) -> None:
@@ -279,7 +287,15 @@ class WebRTCCaller:
         try:
             async with asyncio.timeout(within):
                 payload = await self._negotiate(
-                    url, pc, microphone, channel, opened, {"migration_token": offer["migration_token"]}
+                    url,
+                    pc,
+                    microphone,
+                    channel,
+                    opened,
+                    {
+                        "migration_token": offer["migration_token"],
+                        "accepts_migration": self.follow_migrations,
+                    },
                 )
                 await opened.wait()
         except (TimeoutError, ConnectionError, aiohttp.ClientError, ValueError, KeyError) as exc:
@@ -379,12 +395,12 @@ class WebRTCCaller:
             await self.end()
         self.microphone.stop()
         await self.pc.close()
-        for task in list(self._retiring):
-            task.cancel()
+        # (a peer connection whose close() was cancelled never closes: the retiring tasks are awaited)
         for pc, microphone in self._retired:
             microphone.stop()
             with contextlib.suppress(Exception):
                 await pc.close()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._own_http and self._http is not None:
             await self._http.close()
 

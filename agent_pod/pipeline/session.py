@@ -167,6 +167,7 @@ class AgentSession:
         self._closer: asyncio.Task[None] | None = None
         # While the call is handed over (see hold_input): caller input kept back, in order.
         self._held: list[HeldInput] | None = None
+        self._publishing = False  # a finished turn is being persisted and announced
         self._held_seconds = 0.0
 
     # ------------------------------------------------------------------ public API
@@ -467,10 +468,14 @@ class AgentSession:
                         await self._snapshot()
                 self._emit(final)
                 raise
+            # Not quiet until the caller has the final answer: a move offered before it would restore
+            # a turn the caller has not seen end.
+            self._publishing = True
             final = self._finish_turn(turn)
             # Persist before telling the caller the turn is final: a caller that saw it can resume it.
             await self._snapshot()
             self._emit(final)
+            self._publishing = False
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error
 
@@ -674,6 +679,7 @@ class AgentSession:
     def _caller_quiet(self) -> bool:
         return (
             self._current is None
+            and not self._publishing
             and self._turn_queue.empty()
             and self._utterance is None
             and self._stt_queue.empty()

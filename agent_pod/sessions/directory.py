@@ -168,8 +168,9 @@ class SessionDirectory(Protocol):
         """Persist the call and move its pin to another pod; raise MigrationRefused."""
         ...
 
-    async def abort_migration(self, session_id: str) -> bool:
-        """The caller did not follow: take the call back (False: the new pod has it already)."""
+    async def abort_migration(self, session_id: str, target: str, force: bool = False) -> bool:
+        """The caller did not follow: take the call back from ``target`` (False: the call lives on
+        another pod already; ``force``: the caller said it stayed, take it back anyway)."""
         ...
 
     async def push_handoff(self, session_id: str, handoff: Handoff) -> None:
@@ -342,7 +343,7 @@ class LocalDirectory:
     ) -> MigrationTicket:
         raise MigrationRefused("no_target")  # a pod without a fleet has nowhere to move calls
 
-    async def abort_migration(self, session_id: str) -> bool:
+    async def abort_migration(self, session_id: str, target: str, force: bool = False) -> bool:
         return True
 
     async def push_handoff(self, session_id: str, handoff: Handoff) -> None:

@@ -90,6 +90,7 @@ class _Owned:
     version: int = 0
     written: int = 0
     waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+    warned_moved: bool = False
 
 
 def _text(value: Any) -> str:
@@ -300,7 +301,9 @@ class RedisDirectory:
             if gone is not None and gone.state not in ("live", "moving"):
                 self._disown(sid)
                 self._resolve(gone, ok=False)
-            log.warning("session %s is pinned to another pod now", sid, extra={"session_id": sid})
+            if gone is not None and gone.state == "live" and not gone.warned_moved:
+                gone.warned_moved = True  # once: the heartbeat sees it every interval
+                log.warning("session %s is pinned to another pod now", sid, extra={"session_id": sid})
 
     async def _recover(self) -> None:
         """Redis is back: re-register, write back pins, flush queued snapshots and releases."""
@@ -622,9 +625,10 @@ class RedisDirectory:
             token=token,
         )
 
-    async def abort_migration(self, session_id: str) -> bool:
-        """Take a call whose caller did not follow back; False when the new pod serves it already.
-        While Redis is down the call is kept here and the heartbeat takes the pin back later."""
+    async def abort_migration(self, session_id: str, target: str, force: bool = False) -> bool:
+        """Take back a call whose caller did not follow; False when ``target`` (or another pod) serves it
+        already (``force``: the caller said it stayed, so take it back from the target anyway). While
+        Redis is down the call is kept here and the heartbeat takes the pin back later."""
         owned = self._owned.get(session_id)
         if owned is None:
             return False
@@ -641,13 +645,15 @@ class RedisDirectory:
                         self._ms(self.tuning.stale_seconds),
                         self.identity.revision,
                         owned.prompt_id,
+                        "1" if force else "0",
+                        target,
                     ],
                 )
             )
         except StoreDown:
             owned.state = "live"
             return True
-        if _text(result[0]) == "claimed":
+        if _text(result[0]) != "reclaimed":
             return False
         owned.state = "live"
         return True

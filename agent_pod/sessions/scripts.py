@@ -227,24 +227,29 @@ return {'moving', best, info[3] or '', info[4] or '', info[1] or ''}
 )
 
 # The caller did not follow a move (or could not reach the new pod): the old pod takes the call
-# back, unless the new pod already serves it. KEYS[1] pin. ARGV: prefix, session, me, stale_ms,
-# lease_ms, revision, prompt_id. -> {'reclaimed'} | {'claimed', pod} | {'gone', owner}
+# back, unless the new pod serves it already. KEYS[1] pin. ARGV: prefix, session, me, stale_ms,
+# lease_ms, revision, prompt_id, force ('1': the caller said it is still here, so whatever the new
+# pod admitted is not the caller's live call), target.
+# -> {'reclaimed'} | {'claimed', pod} | {'gone', owner}
 ABORT_MIGRATION = (
     _NOW
     + """
-local prefix, sid, me = ARGV[1], ARGV[2], ARGV[3]
+local prefix, sid, me, target = ARGV[1], ARGV[2], ARGV[3], ARGV[9]
 local now = now_ms()
-local pin = redis.call('HMGET', KEYS[1], 'pod', 'state', 'moving_from')
-if not pin[1] or pin[3] ~= me then
+local pin = redis.call('HMGET', KEYS[1], 'pod', 'state')
+if pin[1] == me then
+  return {'reclaimed'}
+end
+if pin[1] ~= target then
   return {'gone', pin[1] or ''}
 end
-if pin[2] ~= 'moving' then
-  local target = redis.call('HMGET', prefix .. 'pod:' .. pin[1], 'state', 'heartbeat_ms')
-  if target[1] == 'ready' and now - tonumber(target[2]) <= tonumber(ARGV[4]) then
-    return {'claimed', pin[1]}
+if pin[2] ~= 'moving' and ARGV[8] ~= '1' then
+  local pod = redis.call('HMGET', prefix .. 'pod:' .. target, 'state', 'heartbeat_ms')
+  if pod[1] == 'ready' and now - tonumber(pod[2]) <= tonumber(ARGV[4]) then
+    return {'claimed', target}
   end
 end
-redis.call('ZREM', prefix .. 'load:' .. pin[1], sid)
+redis.call('ZREM', prefix .. 'load:' .. target, sid)
 redis.call('ZADD', prefix .. 'load:' .. me, now + tonumber(ARGV[5]), sid)
 redis.call('HSET', KEYS[1], 'pod', me, 'revision', ARGV[6], 'prompt_id', ARGV[7], 'state', 'live',
   'moving_from', '', 'handoff_hash', '', 'updated_ms', now)

@@ -125,7 +125,9 @@ class Migrator:
             call.migration = None
             followed = answer.done() and answer.result()
             if not followed and not call.finished.is_set():
-                if await self.directory.abort_migration(call.id):
+                # A caller that says it could not follow is still here: the call is taken back even if
+                # the new pod admitted a connection that then failed.
+                if await self.directory.abort_migration(call.id, ticket.pod, force=answer.done()):
                     session.release_input()
                     if not answer.done():
                         return "not_followed"  # the caller stays here until the drain deadline

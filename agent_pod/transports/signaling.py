@@ -2,8 +2,10 @@
 
 POST /v1/webrtc (or /v1/sessions/{session_id}/webrtc) with an SDP offer, as
 ``application/sdp`` (resume token, if any, as ``Authorization: Bearer``) or as JSON
-``{"sdp", "type", "session_id", "resume_token"}``; a caller following a migration sends
-``migration_token`` (or a ``Voicefleet-Migration-Token`` header) instead of the resume token.
+``{"sdp", "type", "session_id", "resume_token", "accepts_migration"}``; a caller following a migration
+sends ``migration_token`` (or a ``Voicefleet-Migration-Token`` header) instead of the resume token.
+A caller that follows migration offers says so with ``"accepts_migration": true`` (or the header
+``Voicefleet-Accepts-Migration: true``): a draining pod moves only such calls (docs/migration.md).
 The answer comes back with 201, a ``Location`` to DELETE to hang up, and the session id (and,
 for a new session, its resume token) in headers. JSON requests get a JSON answer.
 
@@ -45,7 +47,9 @@ CORS_HEADERS = {
 }
 CORS_PREFLIGHT_HEADERS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": "Content-Type, Authorization, Voicefleet-Migration-Token",
+    "Access-Control-Allow-Headers": (
+        "Content-Type, Authorization, Voicefleet-Migration-Token, Voicefleet-Accepts-Migration"
+    ),
     "Access-Control-Max-Age": "600",
 }
 
@@ -80,12 +84,17 @@ class OfferRequest(BaseModel):
     session_id: str | None = None
     resume_token: str | None = None
     migration_token: str | None = Field(default=None, max_length=256)
+    accepts_migration: bool = False
 
 
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status, headers=headers)
+
+
+def accepts_migration_header(request: web.Request) -> bool:
+    return request.headers.get("Voicefleet-Accepts-Migration", "").strip().lower() in ("1", "true", "yes")
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -141,6 +150,7 @@ class Signaling:
                 session_id,
                 offer.resume_token or bearer_token(request),
                 offer.migration_token or request.headers.get("Voicefleet-Migration-Token"),
+                accepts_migration=offer.accepts_migration or accepts_migration_header(request),
             )
         except OfferError as exc:
             metrics.BAD_INPUT_TOTAL.labels("webrtc", "offer").inc()

@@ -6,7 +6,8 @@ addresses of ready pods; a pod leaves it the moment it is told to drain or dies.
 
 A caller creates a session through SessionService on any endpoint, talks text turns on the
 owning pod, and checks every answer ("You said: <its own text>."). When its stream breaks it asks
-SessionService to resume and checks the new pod restored exactly the turns it completed.
+SessionService to resume and checks the new pod restored exactly the turns it completed. When a
+draining pod offers to move the call, it follows at once and checks the same.
 Anything else -- a wrong answer, a lost turn, a session that cannot be resumed, an unexpected
 end -- counts as a dropped session.
 """
@@ -197,6 +198,10 @@ class Stats:
     current: dict[str, str] = field(default_factory=dict)  # live session -> the pod serving it
     turns_in_window: dict[str, int] = field(default_factory=dict)  # caller -> turns since mark()
     answer_seconds: list[float] = field(default_factory=list)  # text sent -> final answer, every turn
+    migrations: int = 0  # calls moved by a draining pod, followed by the caller
+    migrations_failed: int = 0  # offers the caller could not follow (it stayed)
+    switch_seconds: list[float] = field(default_factory=list)  # offer received -> started on the new pod
+    gap_seconds: list[float] = field(default_factory=list)  # MigrationCompleted.gap_ms: the call was deaf
 
     def mark(self) -> None:
         self.turns_in_window = dict.fromkeys(self.turns_in_window, 0)
@@ -230,6 +235,137 @@ class Endpoints(Protocol):
     """Where a caller asks for a session: the Service's addresses (a ChaosFleet plays one)."""
 
     endpoints: list[str]
+
+
+class Line:
+    """The caller's stream to the pod serving its call. A task of its own reads it, so a MigrationOffer
+    is followed the moment it comes, whether the caller is thinking or waiting for an answer; the
+    caller keeps writing to whichever stream is current."""
+
+    def __init__(self, caller: Caller, session_id: str) -> None:
+        self.caller = caller
+        self.session_id = session_id
+        self.stats = caller.stats
+        self.call: Any = None
+        self.turns = 0  # completed turns as the pods reported them: what a new pod must restore
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()  # ServerEvents, or the exception that ended it
+        self._reader: asyncio.Task[None] | None = None
+        self._retired: list[Any] = []
+
+    async def _start(
+        self, address: str, resume_token: str = "", migration_token: str = ""
+    ) -> tuple[Any, agent_pb2.SessionStarted]:
+        call = agent_pb2_grpc.VoiceAgentStub(self.caller.channels.get(address)).Converse()
+        start = agent_pb2.StartSession(
+            session_id=self.session_id,
+            resume_token=resume_token,
+            migration_token=migration_token,
+            accepts_migration=True,
+            input_format=agent_pb2.AudioFormat(sample_rate_hz=16000, channels=1),
+        )
+        try:
+            await call.write(agent_pb2.ClientEvent(start=start))
+            message = await asyncio.wait_for(call.read(), READ_TIMEOUT)
+        except BaseException:
+            call.cancel()
+            raise
+        if message is grpc.aio.EOF or message.WhichOneof("event") != "started":
+            call.cancel()
+            raise StreamBroken(f"no SessionStarted: {message}")
+        return call, message.started
+
+    def _serving(self, started: agent_pb2.SessionStarted) -> None:
+        self.stats.pods_used.add(started.pod)
+        self.stats.current[self.session_id] = started.pod
+
+    async def open(self, address: str, resume_token: str) -> agent_pb2.SessionStarted:
+        self.call, started = await self._start(address, resume_token=resume_token)
+        self.turns = started.restored_turns
+        self._serving(started)
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+        return started
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                message = await self.call.read()
+                if message is grpc.aio.EOF:
+                    raise StreamBroken("stream closed")
+                kind = message.WhichOneof("event")
+                if kind == "migrate":
+                    await self._follow(message.migrate)
+                elif kind == "migrated":
+                    self.stats.gap_seconds.append(message.migrated.gap_ms / 1000)
+                else:
+                    if kind == "agent_text" and message.agent_text.final:
+                        self.turns += 1
+                    self.inbox.put_nowait(message)
+        except grpc.aio.AioRpcError as exc:
+            self.inbox.put_nowait(StreamBroken(f"{exc.code().name}: {exc.details()}"))
+        except Exception as exc:
+            self.inbox.put_nowait(exc)
+
+    async def _follow(self, offer: agent_pb2.MigrationOffer) -> None:
+        """Open the call on the offered pod; once it started there, tell the old pod and switch."""
+        offered = time.monotonic()
+        try:
+            call, started = await self._start(offer.grpc_address, migration_token=offer.migration_token)
+        except (StreamBroken, grpc.aio.AioRpcError, TimeoutError) as exc:
+            self.stats.migrations_failed += 1
+            result = agent_pb2.MigrationResult(followed=False, error=str(exc)[:200])
+            await self.call.write(agent_pb2.ClientEvent(migration=result))
+            return
+        if not started.migrated or started.restored_turns != self.turns:
+            call.cancel()
+            restored = started.restored_turns
+            raise Dropped(f"moved without its history: restored {restored} of {self.turns} turns")
+        old, self.call = self.call, call
+        self._retired.append(old)
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await old.write(agent_pb2.ClientEvent(migration=agent_pb2.MigrationResult(followed=True)))
+            await old.done_writing()
+        self.stats.migrations += 1
+        self.stats.switch_seconds.append(time.monotonic() - offered)
+        self._serving(started)
+
+    async def write(self, message: agent_pb2.ClientEvent) -> None:
+        await self.call.write(message)
+
+    async def read_until(self, want: str) -> Any:
+        while True:
+            try:
+                item = await asyncio.wait_for(self.inbox.get(), READ_TIMEOUT)
+            except TimeoutError as exc:
+                raise Dropped(f"no {want} within {READ_TIMEOUT:g} s") from exc
+            if isinstance(item, BaseException):
+                raise item
+            kind = item.WhichOneof("event")
+            if kind == want and (kind != "agent_text" or item.agent_text.final):
+                return getattr(item, kind)
+            if kind == "ended":
+                raise StreamBroken(f"session ended by the pod: {item.ended.reason}")
+            if kind == "error" and item.error.fatal:
+                raise Dropped(f"fatal error: {item.error.message}")
+
+    async def finish(self) -> None:
+        """After EndSession: the pod confirms with SessionEnded, then the RPC closes with its status."""
+        with contextlib.suppress(StreamBroken):
+            await self.read_until("ended")
+        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            await self.call.done_writing()
+        if self._reader is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reader), READ_TIMEOUT)
+
+    def cancel(self) -> None:
+        if self.call is not None:
+            self.call.cancel()
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        for call in self._retired:
+            call.cancel()
 
 
 class Caller:
@@ -269,38 +405,10 @@ class Caller:
                 await asyncio.sleep(min(_retry_after(exc), 1.0) * self.rng.uniform(0.5, 1.0))
         raise Dropped(f"no pod would take the session within {within:g} s: {last}")
 
-    async def _read_until(self, call: Any, want: str) -> Any:
-        while True:
-            try:
-                message = await asyncio.wait_for(call.read(), READ_TIMEOUT)
-            except grpc.aio.AioRpcError as exc:
-                raise StreamBroken(f"{exc.code().name}: {exc.details()}") from exc
-            except TimeoutError as exc:
-                raise Dropped(f"no {want} within {READ_TIMEOUT:g} s") from exc
-            if message is grpc.aio.EOF:
-                raise StreamBroken("stream closed")
-            kind = message.WhichOneof("event")
-            if kind == want and (kind != "agent_text" or message.agent_text.final):
-                return getattr(message, kind)
-            if kind == "ended":
-                raise StreamBroken(f"session ended by the pod: {message.ended.reason}")
-            if kind == "error" and message.error.fatal:
-                raise Dropped(f"fatal error: {message.error.message}")
-
-    async def _finish(self, call: Any) -> None:
-        """After EndSession: the pod confirms with SessionEnded, then the RPC closes with its status."""
-        with contextlib.suppress(StreamBroken):
-            await self._read_until(call, "ended")
-        with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-            await call.done_writing()
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            while await asyncio.wait_for(call.read(), READ_TIMEOUT) is not grpc.aio.EOF:
-                pass
-
     async def session(
         self, turns: int, think: tuple[float, float], stop: asyncio.Event | None = None
     ) -> None:
-        """One call of ``turns`` text turns, resumed across pod failures."""
+        """One call of ``turns`` text turns, resumed across pod failures and moved when a pod says so."""
         grant = await self._allocate(None)
         sid, token, address = grant.session_id, grant.resume_token, grant.grpc_address
         self.stats.sessions_started += 1
@@ -309,12 +417,9 @@ class Caller:
         live = False
         try:
             while done < turns:
-                call = agent_pb2_grpc.VoiceAgentStub(self.channels.get(address)).Converse()
+                line = Line(self, sid)
                 try:
-                    fmt = agent_pb2.AudioFormat(sample_rate_hz=16000, channels=1)
-                    start = agent_pb2.StartSession(session_id=sid, resume_token=token, input_format=fmt)
-                    await call.write(agent_pb2.ClientEvent(start=start))
-                    started = await self._read_until(call, "started")
+                    started = await line.open(address, resume_token=token)
                     if broken_at is not None:
                         self.stats.resume_seconds.append(time.monotonic() - broken_at)
                         broken_at = None
@@ -323,16 +428,14 @@ class Caller:
                             f"history lost: resumed={started.resumed}, "
                             f"restored {started.restored_turns} of {done} turns"
                         )
-                    self.stats.pods_used.add(started.pod)
-                    self.stats.current[sid] = started.pod
                     if not live:
                         self.stats.live += 1
                         live = True
                     while done < turns:
                         text = f"{self.name} {sid[:8]} turn {done}"
                         asked = time.monotonic()
-                        await call.write(agent_pb2.ClientEvent(text=agent_pb2.TextInput(text=text)))
-                        answer = await self._read_until(call, "agent_text")
+                        await line.write(agent_pb2.ClientEvent(text=agent_pb2.TextInput(text=text)))
+                        answer = await line.read_until("agent_text")
                         self.stats.answer_seconds.append(time.monotonic() - asked)
                         if answer.text != f"You said: {text}.":
                             raise Dropped(f"wrong answer {answer.text!r} to {text!r}")
@@ -343,15 +446,17 @@ class Caller:
                             turns = done  # wrap up: end the call after this turn
                         elif done < turns:
                             await asyncio.sleep(self.rng.uniform(*think))
-                    await call.write(agent_pb2.ClientEvent(end=agent_pb2.EndSession(reason="bye")))
-                    await self._finish(call)
+                    await line.write(agent_pb2.ClientEvent(end=agent_pb2.EndSession(reason="bye")))
+                    await line.finish()
                 except (StreamBroken, grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                    call.cancel()
+                    line.cancel()
                     if broken_at is None:
                         broken_at = time.monotonic()
                     self.stats.resumes += 1
                     grant = await self._allocate((sid, token))
                     address = grant.grpc_address
+                finally:
+                    line.close()
             self.stats.sessions_completed += 1
         except Dropped as exc:
             self.stats.dropped.append(f"{self.name} {sid}: {exc}")

@@ -8,10 +8,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiortc import RTCPeerConnection
 
-from agent_pod.client.webrtc_client import WebRTCCaller
+from agent_pod.client.webrtc_client import MicrophoneTrack, WebRTCCaller
 from agent_pod.runtime import Pod
+from agent_pod.transports.ice import IcePolicy, PortAllocator, confine
 from agent_pod.transports.opus import SAMPLE_RATE
 from tests.support.pod import tone, wait_until
 from tests.support.redis import RedisServer
@@ -47,7 +50,7 @@ async def test_a_draining_pod_moves_its_webrtc_call_and_the_conversation_goes_on
     a = await fleet.add("pod-a")
     b = await fleet.add("pod-b")
     async with WebRTCCaller(a.http_url + "/v1/webrtc") as call:
-        first_location = call.location
+        first_location, first_pc = call.location, call.pc
         for n, text in enumerate(["first", "second"], 1):
             call.send_text(text)
             await answers(call, n)
@@ -57,10 +60,10 @@ async def test_a_draining_pod_moves_its_webrtc_call_and_the_conversation_goes_on
         started = events(call, "session_started")
         assert len(started) == 2 and started[-1]["migrated"] and started[-1]["pod"] == "pod-b"
         assert started[-1]["session_id"] == started[0]["session_id"] == call.session_id
-        assert call.location != first_location and call.location.startswith(b.http_url)
-        [completed] = (await call.recorder.wait(lambda s: bool(events(call, "migration_completed")), 10)) and (
-            events(call, "migration_completed")
-        )
+        assert call.location is not None and call.location != first_location
+        assert call.location.startswith(b.http_url) and call.pc is not first_pc
+        await call.recorder.wait(lambda _: bool(events(call, "migration_completed")), 10)
+        [completed] = events(call, "migration_completed")
         assert completed["from_pod"] == "pod-a" and completed["gap_ms"] >= 0
         assert call.pods == ["pod-a", "pod-b"]
         assert call.recorder.summary.ended is None, "the old pod's 'migrated' end is not the call's end"
@@ -71,8 +74,7 @@ async def test_a_draining_pod_moves_its_webrtc_call_and_the_conversation_goes_on
         assert b.hub is not None and b.hub.live_sessions == 1
         assert user_turns(b) == ["first", "second", "third"]
         # the old connection is closed once the old pod has closed its side
-        old_pcs = [pc for pc, _ in call._retired]
-        await wait_until(lambda: all(pc.connectionState == "closed" for pc in old_pcs), 5, "old pc closed")
+        await wait_until(lambda: first_pc.connectionState == "closed", 5, "the old connection to close")
         await call.end()
         await call.recorder.wait(lambda s: s.ended is not None, 5)
     assert call.recorder.summary.ended == "client_ended"
@@ -82,11 +84,11 @@ async def test_a_draining_pod_moves_its_webrtc_call_and_the_conversation_goes_on
 async def test_words_said_while_the_call_moves_are_heard_once_by_the_new_pod(fleet: Fleet) -> None:
     a = await fleet.add("pod-a")
     b = await fleet.add("pod-b")
-    async with WebRTCCaller(a.http_url + "/v1/webrtc", follow_migrations=False) as call:
+    async with WebRTCCaller(a.http_url + "/v1/webrtc", auto_follow=False) as call:
         call.send_text("first")
         await answers(call, 1)
         drain = asyncio.ensure_future(a.drain())
-        summary = await call.recorder.wait(lambda s: bool(events(call, "migration_offer")), 10)
+        await call.recorder.wait(lambda _: bool(events(call, "migration_offer")), 10)
         [offer] = events(call, "migration_offer")
         assert offer["pod"] == "pod-b"
         # The call is frozen on pod A now: the caller starts to speak there, and moves mid-utterance.
@@ -101,12 +103,108 @@ async def test_words_said_while_the_call_moves_are_heard_once_by_the_new_pod(fle
         new_microphone = call.microphone
         assert new_microphone is not old_microphone and new_microphone.queued_frames > 0
         await asyncio.wait_for(drain, 10)
-        summary = await call.recorder.wait(lambda s: len(s.agent_texts) >= 2, 10)
+        await answers(call, 2)
         [completed] = events(call, "migration_completed")
-        assert completed["replayed_ms"] > 0, "pod B replayed what pod A held"
-        assert summary.transcripts == ["first", "hello there"], "the utterance was heard once, whole"
-        assert summary.agent_texts == ["You said: first.", "You said: hello there."]
+        assert completed["from_pod"] == "pod-a" and completed["replayed_ms"] > 0, "B replayed what A held"
+        # A typed turn after the answer: a second hearing of the utterance would have come before it.
+        call.send_text("third")
+        texts = await answers(call, 3)
+        summary = call.recorder.summary
+        assert summary.transcripts == ["first", "hello there", "third"], "the utterance was heard once"
+        assert texts[0] == "You said: first." and texts[2] == "You said: third."
         assert summary.ended is None
         assert a.hub is not None and a.hub.live_sessions == 0
-        assert user_turns(b) == ["first", "hello there"]
+        assert user_turns(b) == ["first", "hello there", "third"]
+        assert call.pods == ["pod-a", "pod-b"]
         await call.end()
+
+
+async def test_a_caller_that_cannot_follow_says_so_and_stays_on_the_old_pod(fleet: Fleet) -> None:
+    a = await fleet.add("pod-a")
+    b = await fleet.add("pod-b")
+    async with WebRTCCaller(a.http_url + "/v1/webrtc", auto_follow=False) as call:
+        first_pc = call.pc
+        drain = asyncio.ensure_future(a.drain())
+        await call.recorder.wait(lambda _: bool(events(call, "migration_offer")), 10)
+        [offer] = events(call, "migration_offer")
+        call.send_text("said while frozen")  # held by pod A, heard there once the move is called off
+        assert not await call.follow({**offer, "migration_token": "forged"})
+        assert "401" in call.follow_error
+        assert call.pc is first_pc and len(call.pods) == 1
+        texts = await answers(call, 1)
+        assert texts == ["You said: said while frozen."]
+        assert a.hub is not None and a.hub.live_sessions == 1
+        assert b.hub is not None and b.hub.live_sessions == 0
+        assert not drain.done()
+        await call.end()
+        await call.recorder.wait(lambda s: s.ended is not None, 5)
+        await asyncio.wait_for(drain, 10)
+    assert call.recorder.summary.ended == "client_ended"
+
+
+async def test_a_webrtc_caller_that_does_not_follow_moves_is_served_until_it_ends(fleet: Fleet) -> None:
+    a = await fleet.add("pod-a")
+    await fleet.add("pod-b")
+    async with (
+        WebRTCCaller(a.http_url + "/v1/webrtc") as mover,
+        WebRTCCaller(a.http_url + "/v1/webrtc", follow_migrations=False) as stayer,
+    ):
+        drain = asyncio.ensure_future(a.drain())
+        await mover.recorder.wait(lambda _: bool(events(mover, "migration_completed")), 10)
+        stayer.send_text("still here")
+        assert await answers(stayer, 1) == ["You said: still here."]
+        assert len(stayer.pods) == 1 and not events(stayer, "migration_offer")
+        assert not drain.done()  # the drain waits for the call it could not move, as without migration
+        await stayer.end()
+        await asyncio.wait_for(drain, 10)
+
+
+async def test_signaling_answers_cross_origin_requests(fleet: Fleet) -> None:
+    """A web page served by one pod follows its call to another pod: another origin."""
+    pod = await fleet.add("pod-a")
+    origin = {"Origin": "http://127.0.0.1:1"}
+    async with aiohttp.ClientSession() as http:
+        for path, method in [
+            ("/v1/webrtc", "POST"),
+            ("/v1/sessions/abc/webrtc", "POST"),
+            ("/v1/webrtc/abc", "DELETE"),
+        ]:
+            preflight = {
+                **origin,
+                "Access-Control-Request-Method": method,
+                "Access-Control-Request-Headers": "content-type,voicefleet-migration-token",
+            }
+            async with http.options(pod.http_url + path, headers=preflight) as response:
+                assert response.status == 204, path
+                assert response.headers["Access-Control-Allow-Origin"] == "*"
+                assert method in response.headers["Access-Control-Allow-Methods"]
+                allowed = response.headers["Access-Control-Allow-Headers"].lower()
+                assert {"content-type", "authorization", "voicefleet-migration-token"} <= {
+                    h.strip() for h in allowed.split(",")
+                }
+                assert "Access-Control-Allow-Credentials" not in response.headers
+        async with http.post(pod.http_url + "/v1/webrtc", json={"sdp": ""}, headers=origin) as response:
+            assert response.status == 400  # errors too are readable cross-origin
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+        async with http.delete(pod.http_url + "/v1/webrtc/nope", headers=origin) as response:
+            assert response.status == 404
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+        async with http.options(pod.http_url + "/healthz", headers=origin) as response:
+            assert "Access-Control-Allow-Origin" not in response.headers  # only signaling is open
+        pc = RTCPeerConnection()
+        try:
+            pc.addTransceiver(MicrophoneTrack(), direction="sendrecv")
+            confine(pc, IcePolicy(addresses=["127.0.0.1"]), PortAllocator(0, 0))
+            await pc.setLocalDescription(await pc.createOffer())
+            offer = {"sdp": pc.localDescription.sdp, "type": "offer"}
+            async with http.post(pod.http_url + "/v1/webrtc", json=offer, headers=origin) as response:
+                assert response.status == 201
+                assert response.headers["Access-Control-Allow-Origin"] == "*"
+                exposed = {h.strip() for h in response.headers["Access-Control-Expose-Headers"].split(",")}
+                assert exposed == {"Location", "Voicefleet-Session-Id", "Voicefleet-Resume-Token"}
+                location = response.headers["Location"]
+            async with http.delete(pod.http_url + location, headers=origin) as response:
+                assert response.status == 204
+                assert response.headers["Access-Control-Allow-Origin"] == "*"
+        finally:
+            await pc.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import async_playwright
+from playwright.async_api import Page, async_playwright
 
 from .pod import espeak_wav
 
@@ -76,5 +78,26 @@ async def call_from_web_page(url: str, wav: Path, profile: Path) -> dict[str, An
             await page.click("#hangup")
             await page.wait_for_function("window.voicefleet.status === 'ended'", timeout=10_000)
             return state
+        finally:
+            await browser.close()
+
+
+def silent_wav(path: Path, seconds: float = 1.0) -> Path:
+    """A 48 kHz mono WAV of silence: a fake microphone that says nothing (the test types instead)."""
+    subprocess.run(["sox", "-n", "-r", "48000", "-c", "1", str(path), "trim", "0", str(seconds)], check=True)
+    return path
+
+
+@asynccontextmanager
+async def web_page(url: str, wav: Path, profile: Path) -> AsyncIterator[Page]:
+    """Headless Chromium (a fresh profile) on ``url``, its fake microphone playing ``wav``."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=chromium_args(wav), headless=True
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            yield page
         finally:
             await browser.close()
