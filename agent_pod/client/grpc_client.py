@@ -196,6 +196,9 @@ class GrpcCaller:
         self._call.cancel()
 
     async def end(self, reason: str = "caller hung up") -> None:
+        if self._following is not None:  # end the call where it goes on, not on the pod it leaves
+            with contextlib.suppress(Exception):
+                await self._following
         self._outgoing.put_nowait(agent_pb2.ClientEvent(end=agent_pb2.EndSession(reason=reason)))
 
     async def close(self) -> None:

@@ -382,6 +382,9 @@ class WebRTCCaller:
         await pace(lambda packet: self.microphone.put_packet(packet), self.recorder, packets, speech_ends)
 
     async def end(self, reason: str = "caller hung up") -> None:
+        if self._following is not None:  # hang up where the call goes on, not on the pod it leaves
+            with contextlib.suppress(Exception):
+                await self._following
         if self.location and self._http is not None:
             async with self._http.delete(self.location) as response:
                 await response.read()

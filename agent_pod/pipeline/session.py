@@ -224,7 +224,18 @@ class AgentSession:
                 seconds += len(item.pcm) / 2 / item.rate
             elif item.text:
                 self.push_text(item.text)
+            elif item.end:
+                self._closer = asyncio.create_task(self.close("client_ended"))
+                break
         return seconds
+
+    def hold_end(self) -> bool:
+        """The caller ends the call while it is handed over: the pod that hears its input ends it (True),
+        else nothing is held (False) and the caller's transport closes the session."""
+        if self._held is None:
+            return False
+        self._held.append(HeldInput(end=True))
+        return True
 
     def notify(self, event: SessionEvent) -> None:
         """An event from outside the pipeline (the call's migration) goes out in order with the others."""

@@ -70,12 +70,14 @@ class PinRecord(_HashRecord):
 
 
 class HeldInput(BaseModel):
-    """Caller input a pod held back while it handed the call over: audio at ``rate``, or typed text."""
+    """Caller input a pod held back while it handed the call over: audio at ``rate``, typed text, or the
+    caller ending the call."""
 
     model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
     rate: int = 0
     pcm: bytes = b""
     text: str = ""
+    end: bool = False
 
 
 class Handoff(BaseModel):

@@ -746,6 +746,7 @@ class RedisDirectory:
                         session_id,
                         "detach" if detach else "end",
                         self._ms(self.tuning.resume_window_seconds),
+                        self.keys.prefix,
                     ],
                 )
             )

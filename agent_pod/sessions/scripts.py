@@ -148,13 +148,20 @@ redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
-# KEYS[1] pin, KEYS[2] snapshot, KEYS[3] my load. ARGV: me, session, mode ('end' | 'detach'), lease_ms.
+# KEYS[1] pin, KEYS[2] snapshot, KEYS[3] my load. ARGV: me, session, mode ('end' | 'detach'), lease_ms,
+# prefix. A call that ends while it is moving away from this pod, before the caller arrived at the
+# other pod, ends there too: its pin goes, so the migration token admits nobody.
 RELEASE = (
     _NOW
     + """
-local owner = redis.call('HGET', KEYS[1], 'pod')
+local pin = redis.call('HMGET', KEYS[1], 'pod', 'state', 'moving_from')
+local owner = pin[1]
 if ARGV[3] == 'end' then
   redis.call('ZREM', KEYS[3], ARGV[2])
+  if owner and owner ~= ARGV[1] and pin[2] == 'moving' and pin[3] == ARGV[1] then
+    redis.call('ZREM', ARGV[5] .. 'load:' .. owner, ARGV[2])
+    owner = nil
+  end
   if not owner or owner == ARGV[1] then
     redis.call('DEL', KEYS[1], KEYS[2])
   end

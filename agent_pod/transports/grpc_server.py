@@ -260,7 +260,7 @@ async def _read(
                 else:
                     _refuse(sink, "text", "empty text input")
             elif kind == "end":
-                await live.close("client_ended")
+                await live.end_by_caller()
                 return
             elif kind == "migration":
                 if not live.report_migration(message.migration.followed):

@@ -89,6 +89,11 @@ class LiveSession:
             await self.session.close(reason)
         await self.finished.wait()
 
+    async def end_by_caller(self) -> None:
+        """The caller hangs up. While the call is handed over, the pod that hears its input ends it."""
+        if not self.session.hold_end():
+            await self.close("client_ended")
+
     def request_close(self, reason: str) -> None:
         """Close from synchronous code (a sink that gave up on its caller)."""
         if self._closing is None and not self.finished.is_set():

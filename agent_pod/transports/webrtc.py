@@ -204,7 +204,7 @@ class WebRTCPeer:
             self.send_json(event_to_json(error))
             return
         if parsed.type == "end":
-            live.request_close("client_ended")
+            self.spawn(live.end_by_caller())
         elif parsed.type == "migration":
             if not live.report_migration(parsed.followed):
                 metrics.BAD_INPUT_TOTAL.labels("webrtc", "migration").inc()

@@ -251,6 +251,8 @@ class Line:
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()  # ServerEvents, or the exception that ended it
         self._reader: asyncio.Task[None] | None = None
         self._retired: list[Any] = []
+        # Held while following a move: what the caller writes meanwhile goes to the stream it ends on.
+        self._switching = asyncio.Lock()
 
     async def _start(
         self, address: str, resume_token: str = "", migration_token: str = ""
@@ -307,6 +309,10 @@ class Line:
 
     async def _follow(self, offer: agent_pb2.MigrationOffer) -> None:
         """Open the call on the offered pod; once it started there, tell the old pod and switch."""
+        async with self._switching:
+            await self._switch(offer)
+
+    async def _switch(self, offer: agent_pb2.MigrationOffer) -> None:
         offered = time.monotonic()
         try:
             call, started = await self._start(offer.grpc_address, migration_token=offer.migration_token)
@@ -329,7 +335,8 @@ class Line:
         self._serving(started)
 
     async def write(self, message: agent_pb2.ClientEvent) -> None:
-        await self.call.write(message)
+        async with self._switching:
+            await self.call.write(message)
 
     async def read_until(self, want: str) -> Any:
         while True:

@@ -15,6 +15,8 @@ from prometheus_client import REGISTRY
 from agent_pod.client.audio import frames
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.runtime import Pod
+from agent_pod.sessions.factory import connect_redis
+from agent_pod.sessions.keys import AgentKeys
 from agent_pod.sessions.records import PinRecord
 from tests.support.pod import tone
 from tests.support.redis import RedisServer
@@ -164,3 +166,25 @@ async def test_redis_fails_after_the_pin_moved(tmp_path: Path, private_redis: Re
             assert (record.pod, record.state) == (second.pod, "live")
     finally:
         await fleet.close()
+
+
+async def test_the_caller_hangs_up_during_the_move(fleet: Fleet) -> None:
+    a = await fleet.add("pod-a")
+    await fleet.add("pod-b")
+    async with GrpcCaller(a.grpc_address, auto_follow=False) as call:
+        await talk(call, "one")
+        drain = asyncio.ensure_future(a.drain())
+        move = await offer(call)
+        await call.end()  # reaches pod-a while the call is frozen: held, like everything else
+        await call.follow(move)  # the pod that hears the caller's input is the one that ends the call
+        summary = await call.recorder.wait(lambda s: s.ended is not None, 10)
+        assert summary.ended == "client_ended"
+        await asyncio.wait_for(drain, 10)
+    assert call.pods == ["pod-a", "pod-b"]
+    assert live_on(fleet) == {"pod-a": 0, "pod-b": 0}
+    redis = connect_redis(fleet.redis.url)
+    try:
+        keys = AgentKeys(fleet.config.namespace, fleet.config.agent)
+        assert not await redis.exists(keys.pin(call.session_id), keys.snapshot(call.session_id))
+    finally:
+        await redis.aclose()

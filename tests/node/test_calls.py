@@ -382,3 +382,40 @@ async def test_operator_pod_deleted_mid_rollout(fleet_release: Release, agent: S
     assert new_hash["voicefleet.io/config-hash"] != old_hash
     operators = fleet_release.ready_pods("app.kubernetes.io/component=operator")
     assert [p["metadata"]["name"] for p in operators] != [operator]
+
+
+async def test_rollout_moves_calls_longer_than_the_drain_deadline(
+    fleet_release: Release, agent: ServiceFleet
+) -> None:
+    """Calls that would last 30 minutes, pods that would serve them up to 30 minutes when draining:
+    the rollout still completes, because each draining pod moves its calls to the others."""
+    ns, turns, think = fleet_release.namespace, (10**6, 10**6), (1.0, 2.0)  # turns until stopped
+    before = _ready_agent_pods(fleet_release)
+    spec = agent_spec()
+    spec["session"] = {**spec["session"], "drainTimeoutSeconds": 1800, "maxDurationSeconds": 3600}
+    fleet_release.apply_agent(AGENT, spec)  # a new configuration: pods roll (no calls yet)
+    first = await _wait_rolled(fleet_release, before)
+    async with (
+        Calls(agent, CALLERS - WEBRTC_CALLERS, turns=turns, think=think) as calls,
+        WebRTCCalls(agent.endpoints[0], WEBRTC_CALLERS, turns=turns, think=think) as rtc,
+    ):
+        await calls.live(CALLERS - WEBRTC_CALLERS)
+        await async_wait_for(lambda: _true(rtc.stats.started >= WEBRTC_CALLERS), timeout=60, what="WebRTC")
+        await asyncio.to_thread(
+            fleet_release.cluster.kubectl, "rollout", "restart", f"deployment/{AGENT}", "-n", ns
+        )
+        second = await _wait_rolled(fleet_release, first, within=300)
+        await calls.talking()
+        await rtc.talking()
+        stats, rtc_stats = await calls.finish(), await rtc.finish()
+    fleet_release.apply_agent(AGENT, agent_spec())
+    await _wait_rolled(fleet_release, second)
+    assert stats.dropped == [] and rtc_stats.dropped == []
+    # every call began on the first pods, was moved (at least once) and ended on the second ones
+    assert stats.sessions_completed == stats.sessions_started == CALLERS - WEBRTC_CALLERS
+    assert stats.migrations >= CALLERS - WEBRTC_CALLERS and stats.resumes == 0
+    assert rtc_stats.completed == rtc_stats.started == WEBRTC_CALLERS
+    assert rtc_stats.moved >= WEBRTC_CALLERS
+    for used in (stats.pods_used, rtc_stats.pods_used):
+        assert used & first and used & second
+    assert max(stats.gap_seconds) < 5.0

@@ -3,6 +3,7 @@
 Each caller asks SessionService (through the Service's ClusterIP) for a session, opens a WebRTC
 call to the owning pod's signaling URL (the pod advertises its pod IP), says text turns on the
 data channel and checks every final answer, then hangs up and calls again until told to stop.
+A pod that drains moves the call; the caller follows (a new peer connection to the new pod).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class WebRTCStats:
     completed: int = 0
     turns: int = 0
     replaced: int = 0  # offers refused by a pod that began draining, then placed again
+    moved: int = 0  # calls a draining pod moved to another pod (the caller followed)
     turns_since_mark: dict[str, int] = field(default_factory=dict)
     pods_used: set[str] = field(default_factory=set)
     dropped: list[str] = field(default_factory=list)
@@ -114,6 +116,8 @@ class WebRTCCalls:
             await caller.end()
             self.stats.completed += 1
         finally:
+            self.stats.pods_used.update(pod for pod in caller.pods if pod)
+            self.stats.moved += max(0, len(caller.pods) - 1)
             await caller.close()
 
     async def _loop(
