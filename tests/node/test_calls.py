@@ -236,15 +236,20 @@ async def test_force_deleted_pod_calls_resume_elsewhere(fleet_release: Release, 
         await asyncio.to_thread(
             fleet_release.cluster.kubectl, "delete", "pod", victim, "-n", ns, "--grace-period=0", "--force"
         )
+
+        # The kubelet still sends SIGTERM and kills the container a moment later: calls the pod moves
+        # in that moment follow it, the others resume after the pod is gone.
+        def elsewhere() -> bool:
+            s = calls.stats
+            return s.resumes + s.migrations >= on_victim and victim not in s.current.values()
+
         await async_wait_for(
-            lambda: _true(calls.stats.resumes >= on_victim and victim not in calls.stats.current.values()),
-            timeout=120,
-            what="calls of the deleted pod resumed elsewhere",
+            lambda: _true(elsewhere()), timeout=120, what="calls of the deleted pod going on elsewhere"
         )
         await calls.talking()
         stats = await calls.finish()
-    assert stats.dropped == []  # every resumed call restored exactly the turns it had completed
-    assert stats.resumes >= on_victim
+    assert stats.dropped == []  # every resumed or moved call restored exactly the turns it had completed
+    assert stats.resumes + stats.migrations >= on_victim
     await asyncio.to_thread(fleet_release.wait_agent_serving, AGENT, REPLICAS)
 
 
