@@ -43,12 +43,17 @@ class Fleet:
     # Each pod's stand-in gRPC port: a real listener, so resume's reachability probe sees it.
     listeners: dict[str, asyncio.Server] = field(default_factory=dict)
 
-    async def add(self, name: str, capacity: int = 50, tuning: DirectoryTuning = FAST) -> RedisDirectory:
+    async def add(
+        self, name: str, capacity: int = 50, tuning: DirectoryTuning = FAST, revision: str = "rev-1"
+    ) -> RedisDirectory:
         listener = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
         port = listener.sockets[0].getsockname()[1]
         self.listeners[name] = listener
         identity = PodIdentity(
-            name=name, grpc_address=f"127.0.0.1:{port}", http_url=f"http://127.0.0.1:{port}", revision="rev-1"
+            name=name,
+            grpc_address=f"127.0.0.1:{port}",
+            http_url=f"http://127.0.0.1:{port}",
+            revision=revision,
         )
         directory = RedisDirectory(
             connect_redis(self.url), self.keys, identity, capacity, tokens(), prompt_id=PROMPT, tuning=tuning
