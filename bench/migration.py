@@ -103,8 +103,7 @@ async def run(transport: str, calls: int) -> dict[str, Any]:
             if offer and completed:
                 gaps.append(completed[1]["gap_ms"] / 1000)
                 switches.append(completed[0] - offer[0])
-        state = await fleet.state()
-        on_new = next((p.live_sessions for p in state.pods if p.name != old.name), 0)
+        on_new = sum(1 for call in callers if call.pods and call.pods[-1] == new.name)
         return {
             "transport": transport,
             "calls": calls,
@@ -112,7 +111,7 @@ async def run(transport: str, calls: int) -> dict[str, Any]:
             "lost": len(lost),
             "old_pod_exit": code,
             "drain_s": round(drain_s, 2),
-            "live_on_new_pod": on_new,
+            "on_new_pod": on_new,
             "gap_p50_ms": round(percentile(gaps, 0.5) * 1000, 1),
             "gap_p99_ms": round(percentile(gaps, 0.99) * 1000, 1),
             "gap_max_ms": round(max(gaps, default=0.0) * 1000, 1),
