@@ -199,16 +199,20 @@ def main() -> None:
             {k: v for k, v in images.items() if k != project_image(images)}
         )  # the project image comes later
         result = {"images_sh_s": round(images_s, 1), **asyncio.run(measure(cluster, node, images, args))}
+        _report(result)  # before the teardown, which takes a while
+        write_json(args.json, result)
     finally:
         node.down()
         cluster.delete()
+
+
+def _report(result: dict[str, Any]) -> None:
     print(f"hack/images.sh (this run): {result['images_sh_s']} s")
     print_records([{k: v for k, v in r.items() if k != "namespace"} for r in result["install"]])
     print()
     print_records([{k: v for k, v in result["rollout"].items() if k != "dropped_reasons"}])
     for reason in result["rollout"]["dropped_reasons"]:
         print("dropped:", reason)
-    write_json(args.json, result)
 
 
 if __name__ == "__main__":

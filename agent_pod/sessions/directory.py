@@ -72,7 +72,8 @@ class Admission(Model):
 
 class MigrationRefused(Exception):
     """A call cannot be moved now. ``reason``: no_target (no other ready pod with room),
-    store_down (Redis unreachable), not_owner (the call is not this pod's any more)."""
+    store_down (Redis unreachable), not_owner (the call is not this pod's any more), no_fleet (the
+    pod serves alone)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -341,7 +342,7 @@ class LocalDirectory:
         exclude: set[str],
         follow_seconds: float,
     ) -> MigrationTicket:
-        raise MigrationRefused("no_target")  # a pod without a fleet has nowhere to move calls
+        raise MigrationRefused("no_fleet")  # a pod without a fleet has nowhere to move calls
 
     async def abort_migration(self, session_id: str, target: str, force: bool = False) -> bool:
         return True

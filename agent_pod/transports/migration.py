@@ -103,6 +103,8 @@ class Migrator:
                 )
             except MigrationRefused as exc:
                 session.release_input()
+                if exc.reason == "no_fleet":
+                    return ""  # a pod that serves alone keeps its calls, as without migration
                 if exc.reason == "not_owner":
                     return "not_owner"
                 refused = exc.reason

@@ -479,10 +479,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
     def _remove_cgroups(self) -> None:
         for controller_dir in _cgroup_dirs():
-            for sub in sorted(controller_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-                if sub.is_dir():
-                    with contextlib.suppress(OSError):
-                        sub.rmdir()
+            for sub in sorted(_subdirs(controller_dir), key=lambda p: len(p.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    sub.rmdir()
             with contextlib.suppress(OSError):
                 controller_dir.rmdir()
 
@@ -525,11 +524,16 @@ def _cgroup_dirs() -> Iterator[Path]:
             yield candidate
 
 
+def _subdirs(root: Path) -> list[Path]:
+    """Every directory below ``root``; cgroups the kubelet removes meanwhile are skipped, not errors."""
+    return [Path(parent) / name for parent, names, _ in os.walk(root) for name in names]
+
+
 def _cgroup_pids() -> Iterator[int]:
     for d in _cgroup_dirs():
-        for procs in d.rglob("cgroup.procs"):
+        for cgroup in [d, *_subdirs(d)]:
             with contextlib.suppress(OSError):
-                for line in procs.read_text().split():
+                for line in (cgroup / "cgroup.procs").read_text().split():
                     yield int(line)
 
 
