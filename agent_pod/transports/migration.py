@@ -141,10 +141,11 @@ class Migrator:
             metrics.MIGRATION_HANDOVER_SECONDS.observe(time.monotonic() - frozen)
             if call.transport == "webrtc" and not call.finished.is_set():
                 await asyncio.sleep(WEBRTC_SETTLE_SECONDS)
+            # The new pod listens once it has this: hand it over first, then end this side.
             held = session.take_held()
+            await self.directory.push_handoff(call.id, Handoff(from_pod=self.pod_name, inputs=held))
             if not call.finished.is_set():
                 await call.close("migrated")
-            await self.directory.push_handoff(call.id, Handoff(from_pod=self.pod_name, inputs=held))
             return "moved"
 
 
