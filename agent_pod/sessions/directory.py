@@ -178,8 +178,9 @@ class SessionDirectory(Protocol):
         """Caller input held since the freeze, for the pod the call moved to."""
         ...
 
-    async def take_handoff(self, session_id: str, within: float) -> Handoff | None:
-        """On the new pod: the old pod's handoff, waiting up to ``within`` seconds."""
+    async def take_handoff(self, session_id: str, from_pod: str, within: float) -> Handoff | None:
+        """On the new pod: the handoff of ``from_pod``, waiting up to ``within`` seconds (less when that
+        pod is gone)."""
         ...
 
 
@@ -350,5 +351,5 @@ class LocalDirectory:
     async def push_handoff(self, session_id: str, handoff: Handoff) -> None:
         return None
 
-    async def take_handoff(self, session_id: str, within: float) -> Handoff | None:
+    async def take_handoff(self, session_id: str, from_pod: str, within: float) -> Handoff | None:
         return None

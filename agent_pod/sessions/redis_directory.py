@@ -670,8 +670,9 @@ class RedisDirectory:
         except StoreDown:
             log.warning("held caller input could not be handed over", extra={"session_id": session_id})
 
-    async def take_handoff(self, session_id: str, within: float) -> Handoff | None:
-        """Wait up to ``within`` seconds for the old pod's handoff (None: it never came)."""
+    async def take_handoff(self, session_id: str, from_pod: str, within: float) -> Handoff | None:
+        """Wait up to ``within`` seconds for the handoff of ``from_pod`` (None: it never came, or that
+        pod is gone: deregistered, lost or silent, so nothing more will come)."""
         key = self.keys.handoff(session_id)
         deadline = time.monotonic() + within
         while not self._closed:
@@ -681,6 +682,11 @@ class RedisDirectory:
             try:
                 # Short blocking steps: the client's socket timeout is shorter than the whole wait.
                 popped = await self._io(self.redis.blpop([key], timeout=min(BLPOP_STEP_SECONDS, remaining)))
+                if not popped and not await self._alive(from_pod):
+                    last: Any = await self._io(self.redis.lpop(key))  # pushed just before it went?
+                    if last is None:
+                        return None
+                    popped = [key, last]
             except StoreDown:
                 await asyncio.sleep(min(self.tuning.max_backoff_seconds, max(0.0, remaining)))
                 continue
@@ -691,6 +697,16 @@ class RedisDirectory:
                     log.error("unreadable handoff ignored: %s", exc, extra={"session_id": session_id})
                     return None
         return None
+
+    async def _alive(self, pod: str) -> bool:
+        """The pod is registered, not marked lost, and its heartbeat is fresh."""
+        raw, now = await self._io(self._pod_and_time(pod))
+        if not raw:
+            return False
+        record = PodRecord.from_mapping(raw)
+        return record.state != "lost" and is_fresh(
+            record.heartbeat_ms, now, self._ms(self.tuning.stale_seconds)
+        )
 
     def _parse_snapshot(self, session_id: str, raw: str) -> Conversation | None:
         try:

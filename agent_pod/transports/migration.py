@@ -158,7 +158,7 @@ async def take_over(
     notify: Callable[[MigrationCompleted], None],
 ) -> None:
     """New pod: wait for the old pod's held input, replay it, then listen live (see ``AgentSession``)."""
-    handoff = await directory.take_handoff(session_id, hold_seconds)
+    handoff = await directory.take_handoff(session_id, admission.moved_from or "", hold_seconds)
     replayed = release(handoff)
     gap = max(0.0, time.time() - admission.frozen_unix_ms / 1000) if admission.frozen_unix_ms else 0.0
     metrics.MIGRATION_GAP_SECONDS.observe(gap)

@@ -3,12 +3,13 @@ and taking a call back."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from agent_pod.sessions.directory import AdmissionError, MigrationRefused, MigrationTicket
-from agent_pod.sessions.records import PinRecord
+from agent_pod.sessions.records import Handoff, HeldInput, PinRecord
 from agent_pod.sessions.redis_directory import RedisDirectory
 from tests.support.redis import RedisServer
 
@@ -114,3 +115,19 @@ async def test_a_call_is_taken_back_only_while_the_target_has_not_admitted_the_c
     assert await a.abort_migration(sid, ticket.pod, force=True)
     assert (await pin(fleet, sid)).pod == "a"
     assert token  # the caller's own resume token is untouched by all this
+
+
+async def test_the_new_pod_stops_waiting_for_a_handoff_when_the_old_pod_is_gone(fleet: Fleet) -> None:
+    for name in ("a", "b"):
+        await fleet.add(name)
+    a, b = fleet.pods["a"], fleet.pods["b"]
+    sid, _ = await live_call(fleet, "a")
+    ticket = await move(a, sid)
+    await b.admit(sid, None, PROMPT, migration_token=ticket.token)
+    handoff = Handoff(from_pod="a", inputs=[HeldInput(text="said during the switch")])
+    await a.push_handoff(sid, handoff)
+    assert await b.take_handoff(sid, "a", within=5) == handoff
+    started = time.monotonic()
+    await fleet.crash("a")  # silent: its entry goes stale; a handoff will never come
+    assert await b.take_handoff(sid, "a", within=30) is None
+    assert time.monotonic() - started < 5  # a stale heartbeat (1 s here), not the whole wait
