@@ -251,8 +251,9 @@ if pin[1] ~= target then
   return {'gone', pin[1] or ''}
 end
 if pin[2] ~= 'moving' and ARGV[8] ~= '1' then
+  -- the caller got there; unless that pod is dead, it serves the call (draining or not)
   local pod = redis.call('HMGET', prefix .. 'pod:' .. target, 'state', 'heartbeat_ms')
-  if pod[1] == 'ready' and now - tonumber(pod[2]) <= tonumber(ARGV[4]) then
+  if pod[1] and pod[1] ~= 'lost' and now - tonumber(pod[2]) <= tonumber(ARGV[4]) then
     return {'claimed', target}
   end
 end

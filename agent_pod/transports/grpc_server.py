@@ -260,8 +260,9 @@ async def _read(
                 else:
                     _refuse(sink, "text", "empty text input")
             elif kind == "end":
-                await live.end_by_caller()
-                return
+                if await live.end_by_caller():
+                    return
+                # held during a handover: the caller's answer to the MigrationOffer is still to come
             elif kind == "migration":
                 if not live.report_migration(message.migration.followed):
                     _refuse(sink, "migration", "MigrationResult without a MigrationOffer: ignored")

@@ -89,10 +89,13 @@ class LiveSession:
             await self.session.close(reason)
         await self.finished.wait()
 
-    async def end_by_caller(self) -> None:
-        """The caller hangs up. While the call is handed over, the pod that hears its input ends it."""
-        if not self.session.hold_end():
-            await self.close("client_ended")
+    async def end_by_caller(self) -> bool:
+        """The caller hangs up; True when the call was ended here. While the call is handed over the end
+        is held (False): the pod that hears the caller's input ends it."""
+        if self.session.hold_end():
+            return False
+        await self.close("client_ended")
+        return True
 
     def request_close(self, reason: str) -> None:
         """Close from synchronous code (a sink that gave up on its caller)."""
