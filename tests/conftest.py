@@ -7,4 +7,5 @@ pytest_plugins: list[str] = [
     "tests.support.pod",
     "tests.support.node",
     "tests.support.browser",
+    "tests.support.migration",
 ]

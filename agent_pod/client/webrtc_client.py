@@ -31,6 +31,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from ..config import MigrationSpec
 from ..transports.ice import IcePolicy, PortAllocator, confine
 from ..transports.jitter import pass_through_audio
 from ..transports.opus import (
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 # (it ends the call with reason "migrated"), or after this long.
 RETIRE_SECONDS = 2.0
 # Time to follow an offer when it does not say (the pod's default followTimeoutSeconds).
-DEFAULT_FOLLOW_MS = 10_000
+DEFAULT_FOLLOW_MS = int(MigrationSpec().follow_timeout_seconds * 1000)
 
 
 class MicrophoneTrack(MediaStreamTrack):

@@ -221,7 +221,7 @@ class AgentSession:
                 except InvalidAudio as exc:
                     self._log.warning("session %s: held audio refused: %s", self.session_id, exc)
                     continue
-                seconds += len(item.pcm) / 2 / item.rate
+                seconds += item.seconds
             elif item.text:
                 self.push_text(item.text)
             elif item.end:
@@ -265,8 +265,9 @@ class AgentSession:
         if self._held is not None:
             validate_chunk(pcm, sample_rate)
             if self._held_seconds < MAX_HELD_SECONDS:
-                self._held.append(HeldInput(rate=sample_rate, pcm=pcm))
-                self._held_seconds += len(pcm) / 2 / sample_rate
+                held = HeldInput(rate=sample_rate, pcm=pcm)
+                self._held.append(held)
+                self._held_seconds += held.seconds
             return
         for decision, window in self._input.feed(pcm, sample_rate):
             self._on_window(decision, window)

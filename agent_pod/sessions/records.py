@@ -79,6 +79,11 @@ class HeldInput(BaseModel):
     text: str = ""
     end: bool = False
 
+    @property
+    def seconds(self) -> float:
+        """Length of the held audio (PCM16 mono)."""
+        return len(self.pcm) / 2 / self.rate if self.rate else 0.0
+
 
 class Handoff(BaseModel):
     """What the old pod hands the new one once the caller has followed a migration."""

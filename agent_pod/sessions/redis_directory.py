@@ -682,7 +682,8 @@ class RedisDirectory:
             try:
                 # Short blocking steps: the client's socket timeout is shorter than the whole wait.
                 popped = await self._io(self.redis.blpop([key], timeout=min(BLPOP_STEP_SECONDS, remaining)))
-                if not popped and not await self._alive(from_pod):
+                gone = not popped and await self._fresh_record(from_pod, ("ready", "draining")) is None
+                if gone:
                     last: Any = await self._io(self.redis.lpop(key))  # pushed just before it went?
                     if last is None:
                         return None
@@ -697,16 +698,6 @@ class RedisDirectory:
                     log.error("unreadable handoff ignored: %s", exc, extra={"session_id": session_id})
                     return None
         return None
-
-    async def _alive(self, pod: str) -> bool:
-        """The pod is registered, not marked lost, and its heartbeat is fresh."""
-        raw, now = await self._io(self._pod_and_time(pod))
-        if not raw:
-            return False
-        record = PodRecord.from_mapping(raw)
-        return record.state != "lost" and is_fresh(
-            record.heartbeat_ms, now, self._ms(self.tuning.stale_seconds)
-        )
 
     def _parse_snapshot(self, session_id: str, raw: str) -> Conversation | None:
         try:
@@ -937,15 +928,19 @@ class RedisDirectory:
         )
         return self._grant(session_id, token, expires, pod, grpc, http, resumed=True)
 
-    async def _live_owner(self, pod: str, probe: bool = True) -> PodRecord | None:
-        """The pod's record if it is ready, fresh and (when probing) accepting connections."""
+    async def _fresh_record(self, pod: str, states: tuple[str, ...]) -> PodRecord | None:
+        """The pod's record if it is registered in one of ``states`` with a fresh heartbeat."""
         raw, now = await self._io(self._pod_and_time(pod))
         if not raw:
             return None
         record = PodRecord.from_mapping(raw)
-        if record.state != "ready" or not is_fresh(
-            record.heartbeat_ms, now, self._ms(self.tuning.stale_seconds)
-        ):
+        fresh = is_fresh(record.heartbeat_ms, now, self._ms(self.tuning.stale_seconds))
+        return record if fresh and record.state in states else None
+
+    async def _live_owner(self, pod: str, probe: bool = True) -> PodRecord | None:
+        """The pod's record if it is ready, fresh and (when probing) accepting connections."""
+        record = await self._fresh_record(pod, ("ready",))
+        if record is None:
             return None
         if probe and record.grpc_address and not await self._reachable(record.grpc_address):
             await self._io(self.scripts.mark_lost(keys=[self.keys.pod(pod)], args=[record.heartbeat_ms]))

@@ -28,8 +28,6 @@ from .migration import Migrator, take_over
 
 log = logging.getLogger(__name__)
 
-# The new pod waits this much longer than the caller has to follow for the old pod's held input.
-HANDOFF_MARGIN_SECONDS = 2.0
 DRAINING_MESSAGE = (
     "pod is draining: it takes no new sessions; create or resume the session again to be placed elsewhere"
 )
@@ -196,17 +194,8 @@ class SessionHub:
         metrics.SESSIONS_ACTIVE.labels(transport).inc()
         self._spawn(self._forward_events(live), f"events-{live.id}")
         if admission.moved_from is not None:
-            self._spawn(
-                take_over(
-                    self.directory,
-                    admission,
-                    live.id,
-                    self.config.session.migration.follow_timeout_seconds + HANDOFF_MARGIN_SECONDS,
-                    lambda handoff: session.release_input(handoff.inputs if handoff else None),
-                    session.notify,
-                ),
-                f"take-over-{live.id}",
-            )
+            take = take_over(self.directory, admission, session, self.config.session.migration)
+            self._spawn(take, f"take-over-{live.id}")
         log.info(
             "session started",
             extra={"session_id": live.id, "transport": transport, "resumed": admission.resumed},

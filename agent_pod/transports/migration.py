@@ -21,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config import MigrationSpec
 from ..pipeline.events import MigrationCompleted, MigrationOffer
+from ..pipeline.session import AgentSession
 from ..sessions.directory import Admission, MigrationRefused, SessionDirectory
 from ..sessions.records import Handoff
 from . import metrics
@@ -39,6 +39,8 @@ QUIET_POLL_SECONDS = 0.02
 RETRY_SECONDS = 1.0  # no target / Redis down: look again after this
 # WebRTC: caller audio sent just before the "followed" data-channel message may arrive after it.
 WEBRTC_SETTLE_SECONDS = 0.06
+# The new pod waits this much longer than the caller has to follow for the old pod's held input.
+HANDOFF_MARGIN_SECONDS = 2.0
 
 
 async def _until(event: asyncio.Event, seconds: float, answer: asyncio.Future[bool] | None = None) -> None:
@@ -150,19 +152,17 @@ class Migrator:
 
 
 async def take_over(
-    directory: SessionDirectory,
-    admission: Admission,
-    session_id: str,
-    hold_seconds: float,
-    release: Callable[[Handoff | None], float],
-    notify: Callable[[MigrationCompleted], None],
+    directory: SessionDirectory, admission: Admission, session: AgentSession, spec: MigrationSpec
 ) -> None:
-    """New pod: wait for the old pod's held input, replay it, then listen live (see ``AgentSession``)."""
-    handoff = await directory.take_handoff(session_id, admission.moved_from or "", hold_seconds)
-    replayed = release(handoff)
+    """New pod: wait for the old pod's held input, replay it, then listen live (see ``AgentSession``).
+    The wait outlasts the caller's time to follow by a margin; it ends early if the old pod is gone."""
+    handoff = await directory.take_handoff(
+        session.session_id, admission.moved_from or "", spec.follow_timeout_seconds + HANDOFF_MARGIN_SECONDS
+    )
+    replayed = session.release_input(handoff.inputs if handoff else None)
     gap = max(0.0, time.time() - admission.frozen_unix_ms / 1000) if admission.frozen_unix_ms else 0.0
     metrics.MIGRATION_GAP_SECONDS.observe(gap)
-    notify(
+    session.notify(
         MigrationCompleted(
             from_pod=admission.moved_from or "",
             gap_ms=int(gap * 1000),
@@ -171,5 +171,5 @@ async def take_over(
     )
     log.info(
         "call taken over",
-        extra={"session_id": session_id, "from_pod": admission.moved_from, "gap_ms": int(gap * 1000)},
+        extra={"session_id": session.session_id, "from_pod": admission.moved_from, "gap_ms": int(gap * 1000)},
     )

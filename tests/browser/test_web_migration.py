@@ -4,29 +4,17 @@ action, the call stays connected, and the conversation goes on at the new pod (r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import Page
 
-from agent_pod.runtime import Pod
-from tests.migration.fleet import Fleet
 from tests.support.browser import silent_wav, web_page
-from tests.support.redis import RedisServer
+from tests.support.migration import Fleet, user_turns
 from tests.support.wait import async_wait_for
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-async def fleet(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Fleet]:
-    fleet = Fleet(tmp_path, redis_server)
-    try:
-        yield fleet
-    finally:
-        await fleet.close()
 
 
 async def say(page: Page, text: str, answers: int) -> list[str]:
@@ -50,12 +38,6 @@ async def packets_sent(page: Page) -> int:
         }"""
     )
     return sent
-
-
-def user_turns(pod: Pod) -> list[str]:
-    assert pod.hub is not None
-    [live] = pod.hub.live()
-    return [m.content for m in live.session.conversation.messages if m.role == "user"]
 
 
 async def test_the_web_page_follows_its_call_to_another_pod(fleet: Fleet, tmp_path: Path) -> None:

@@ -3,36 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.sessions.factory import connect_redis
 from agent_pod.sessions.keys import AgentKeys
 from agent_pod.sessions.records import PinRecord
-from tests.support.redis import RedisServer
-
-from .fleet import Fleet
-
-
-@pytest.fixture
-async def fleet(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Fleet]:
-    fleet = Fleet(tmp_path, redis_server)
-    try:
-        yield fleet
-    finally:
-        await fleet.close()
-
-
-async def answers(call: GrpcCaller, count: int, within: float = 10.0) -> list[str]:
-    summary = await call.recorder.wait(lambda s: len(s.agent_texts) >= count, within)
-    return summary.agent_texts
-
-
-def events(call: GrpcCaller, kind: str) -> list[dict]:
-    return [fields for _, k, fields in call.recorder.events if k == kind]
+from tests.support.migration import Fleet, answers, events
 
 
 async def pin(fleet: Fleet, session_id: str) -> PinRecord:

@@ -5,7 +5,6 @@ at the moment of the move. Real redis-server, real gRPC, in-process pods."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -14,16 +13,15 @@ from prometheus_client import REGISTRY
 
 from agent_pod.client.audio import frames
 from agent_pod.client.grpc_client import GrpcCaller
-from agent_pod.runtime import Pod
 from agent_pod.sessions.factory import connect_redis
 from agent_pod.sessions.keys import AgentKeys
 from agent_pod.sessions.records import PinRecord
+from tests.support.migration import Fleet, answers, events, user_turns
 from tests.support.pod import tone
 from tests.support.redis import RedisServer
 from voicefleet.v1 import agent_pb2, session_pb2, session_pb2_grpc
 
-from .fleet import Fleet
-from .test_grpc_migration import answers, events, pin
+from .test_grpc_migration import pin
 
 RATE = 16000
 
@@ -48,21 +46,6 @@ async def offer(call: GrpcCaller, count: int = 1, within: float = 25.0) -> agent
     await call.recorder.wait(lambda _: len(events(call, "migration_offer")) >= count, within)
     fields = events(call, "migration_offer")[count - 1]
     return agent_pb2.MigrationOffer(**fields)
-
-
-def user_turns(pod: Pod) -> list[str]:
-    assert pod.hub is not None
-    (live,) = pod.hub.live()
-    return [m.content for m in live.session.conversation.messages if m.role == "user"]
-
-
-@pytest.fixture
-async def fleet(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Fleet]:
-    fleet = Fleet(tmp_path, redis_server)
-    try:
-        yield fleet
-    finally:
-        await fleet.close()
 
 
 async def test_the_target_dies_before_the_caller_arrives(fleet: Fleet) -> None:

@@ -4,46 +4,15 @@ connection (real Redis, real WebRTC on loopback)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import aiohttp
-import pytest
 from aiortc import RTCPeerConnection
 
 from agent_pod.client.webrtc_client import MicrophoneTrack, WebRTCCaller
-from agent_pod.runtime import Pod
 from agent_pod.transports.ice import IcePolicy, PortAllocator, confine
 from agent_pod.transports.opus import SAMPLE_RATE
+from tests.support.migration import Fleet, answers, events, user_turns
 from tests.support.pod import tone, wait_until
-from tests.support.redis import RedisServer
-
-from .fleet import Fleet
-
-
-@pytest.fixture
-async def fleet(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Fleet]:
-    fleet = Fleet(tmp_path, redis_server)
-    try:
-        yield fleet
-    finally:
-        await fleet.close()
-
-
-def events(call: WebRTCCaller, kind: str) -> list[dict[str, Any]]:
-    return [fields for _, k, fields in call.recorder.events if k == kind]
-
-
-async def answers(call: WebRTCCaller, count: int, within: float = 10.0) -> list[str]:
-    summary = await call.recorder.wait(lambda s: len(s.agent_texts) >= count, within)
-    return summary.agent_texts
-
-
-def user_turns(pod: Pod) -> list[str]:
-    assert pod.hub is not None
-    [live] = pod.hub.live()
-    return [m.content for m in live.session.conversation.messages if m.role == "user"]
 
 
 async def test_a_draining_pod_moves_its_webrtc_call_and_the_conversation_goes_on(fleet: Fleet) -> None:

@@ -1,18 +1,22 @@
 """In-process agent pods of one fleet on a real Redis, for the migration tests.
 
 Every pod runs in the test's event loop on its own loopback ports, with the zero-latency synthetic
-pipeline, a fleet-wide resume key, and fast heartbeats so staleness shows within test time.
+pipeline and a fleet-wide resume key. Fixture: ``fleet`` (on the shared redis-server). Helpers read
+what a caller (gRPC or WebRTC) and a pod saw.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from agent_pod.client.grpc_client import GrpcCaller
+from agent_pod.client.webrtc_client import WebRTCCaller
 from agent_pod.runtime import Pod
-from agent_pod.sessions.factory import connect_redis
-from agent_pod.sessions.fleet import FleetState, read_fleet
 from agent_pod.sessions.redis_directory import RedisDirectory
 from agent_pod.settings import PodSettings
 from tests.support.pod import pod_ports, synthetic_config
@@ -58,13 +62,6 @@ class Fleet:
         self.pods[name] = pod
         return pod
 
-    async def state(self) -> FleetState:
-        redis = connect_redis(self.redis.url)
-        try:
-            return await read_fleet(redis, self.config.namespace, self.config.agent)
-        finally:
-            await redis.aclose()
-
     async def crash(self, name: str) -> None:
         """The pod dies without a word: its ports close, its registry entry stays until it goes stale."""
         pod = self.pods.pop(name)
@@ -85,3 +82,28 @@ class Fleet:
     async def close(self) -> None:
         for pod in self.pods.values():
             await pod.stop()
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Fleet]:
+    fleet = Fleet(tmp_path, redis_server)
+    try:
+        yield fleet
+    finally:
+        await fleet.close()
+
+
+def events(call: GrpcCaller | WebRTCCaller, kind: str) -> list[dict[str, Any]]:
+    return [fields for _, k, fields in call.recorder.events if k == kind]
+
+
+async def answers(call: GrpcCaller | WebRTCCaller, count: int, within: float = 10.0) -> list[str]:
+    summary = await call.recorder.wait(lambda s: len(s.agent_texts) >= count, within)
+    return summary.agent_texts
+
+
+def user_turns(pod: Pod) -> list[str]:
+    """What the caller said, as the pod's one live session remembers it."""
+    assert pod.hub is not None
+    (live,) = pod.hub.live()
+    return [m.content for m in live.session.conversation.messages if m.role == "user"]
