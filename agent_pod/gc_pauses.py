@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import time
 
-from . import metrics
+from . import pipeline_metrics
 
 
 def freeze_startup_heap() -> int:
@@ -29,7 +29,7 @@ class PauseMeter:
 
     def __init__(self) -> None:
         self._started = 0.0
-        self._observe = [metrics.GC_PAUSE_SECONDS.labels(str(g)).observe for g in range(3)]
+        self._observe = [pipeline_metrics.GC_PAUSE_SECONDS.labels(str(g)).observe for g in range(3)]
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":

@@ -21,7 +21,6 @@ from voicefleet.v1 import session_pb2
 
 from .config import AgentConfig
 from .gc_pauses import PauseMeter, freeze_startup_heap
-from .pipeline.playout import PlayoutClock
 from .providers.registry import build_providers
 from .sessions.api import add_session_service, session_routes
 from .sessions.directory import PodIdentity, SessionDirectory
@@ -31,6 +30,7 @@ from .transports.grpc_server import GrpcServer
 from .transports.http import Health, build_app, build_metrics_app, serve
 from .transports.hub import SessionHub
 from .transports.ice import IcePolicy
+from .transports.playout_clock import PlayoutClock
 from .transports.signaling import Signaling
 from .transports.webrtc import WebRTCTransport
 

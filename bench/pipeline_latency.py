@@ -34,9 +34,9 @@ from agent_pod.audio.resample import StreamResampler
 from agent_pod.audio.wav import WavStream
 from agent_pod.config import AgentConfig
 from agent_pod.pipeline.events import Interruption, TurnMetrics
-from agent_pod.pipeline.playout import PlayoutClock
 from agent_pod.pipeline.session import AgentSession
 from agent_pod.providers.registry import build_providers
+from agent_pod.transports.playout_clock import PlayoutClock
 from bench.report import write_json
 
 RATE = 16000

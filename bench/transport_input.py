@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
-from agent_pod.client.audio import frames
+from agent_pod.client.caller_audio import frames
 from agent_pod.client.webrtc_client import encode_frames
 from agent_pod.pipeline.events import UserTranscript
 from agent_pod.pipeline.session import AgentSession

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from ..client.audio import read_wav, speech_ends
+from ..client.caller_audio import read_wav, speech_ends
 from ..client.grpc_client import GrpcCaller
 from ..client.record import CallRecorder, CallSummary
 from ..client.webrtc_client import WebRTCCaller

@@ -13,7 +13,7 @@ from google.protobuf.json_format import MessageToDict
 
 from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
-from .audio import FRAME_MS, frames
+from .caller_audio import FRAME_MS, frames
 from .record import CallRecorder
 
 # oneof name in ServerEvent -> the event type used by the data channel and the pipeline.

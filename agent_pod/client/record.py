@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .audio import frame_level
+from .caller_audio import frame_level
 
 # Agent audio louder than this (peak PCM16) counts as speech; decoded Opus silence stays far below.
 AUDIBLE_LEVEL = 200

@@ -42,7 +42,7 @@ from ..transports.opus import (
     MonoEncoder,
     silence_packet,
 )
-from .audio import FRAME_MS, frames
+from .caller_audio import FRAME_MS, frames
 from .grpc_client import pace, play_realtime
 from .record import CallRecorder
 

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel, ConfigDict
 
-from .. import metrics
+from .. import pipeline_metrics
 from ..audio.resample import StreamResampler
 from ..providers.sphinx import SAMPLE_RATE, make_decoder, transcribe, words_of
 
@@ -104,7 +104,7 @@ class Auditor:
         record.flagged = record.divergence > self.threshold
         record.audit = "done"
         if record.flagged:
-            metrics.TRANSCRIPT_DIVERGENCE_FLAGGED_TOTAL.inc()
+            pipeline_metrics.TRANSCRIPT_DIVERGENCE_FLAGGED_TOTAL.inc()
             log.warning(
                 "session %s turn %s: played audio diverges from the record (WER %.2f > %.2f): "
                 "played %r, heard %r",

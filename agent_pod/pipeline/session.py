@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from .. import metrics
+from .. import pipeline_metrics
 from ..audio.pcm import InvalidAudio, frame_bytes, validate_chunk
 from ..audio.resample import Framer, StreamResampler
 from ..config import AgentConfig
@@ -251,7 +251,7 @@ class AgentSession:
             return
         self._started = True
         self._started_at = self._last_activity = time.monotonic()
-        metrics.SESSIONS_LIVE.inc()
+        pipeline_metrics.SESSIONS_LIVE.inc()
         self._tasks = [
             asyncio.create_task(self._guard(self._turn_loop), name=f"turns-{self.session_id}"),
             asyncio.create_task(self._guard(self._stt_loop), name=f"stt-{self.session_id}"),
@@ -326,8 +326,8 @@ class AgentSession:
         await self._tools.aclose()
         self._ended = True
         if self._started:
-            metrics.SESSIONS_LIVE.dec()
-        metrics.SESSIONS_TOTAL.labels(outcome=reason if reason in KNOWN_OUTCOMES else "other").inc()
+            pipeline_metrics.SESSIONS_LIVE.dec()
+        pipeline_metrics.SESSIONS_TOTAL.labels(outcome=reason if reason in KNOWN_OUTCOMES else "other").inc()
         self._log.info("session %s ended: %s", self.session_id, reason)
         self._emit(SessionEnded(reason=reason))
 
@@ -369,7 +369,7 @@ class AgentSession:
     def _next_vad(self, exc: Exception) -> VAD | None:
         """The VAD failed on a window: count it and build the next one of the chain that works."""
         failed = self._input.vad.name
-        metrics.PROVIDER_ERRORS_TOTAL.labels(stage="vad", provider=failed).inc()
+        pipeline_metrics.PROVIDER_ERRORS_TOTAL.labels(stage="vad", provider=failed).inc()
         self._log.warning("session %s: VAD %s failed: %s", self.session_id, failed, exc)
         while self._vad_index + 1 < len(self._vad_factories):
             self._vad_index += 1
@@ -379,7 +379,7 @@ class AgentSession:
                 self._log.warning("session %s: fallback VAD unusable: %s", self.session_id, build_error)
                 continue
             if vad.sample_rate == self._input.rate:
-                metrics.PROVIDER_FALLBACKS_TOTAL.labels(
+                pipeline_metrics.PROVIDER_FALLBACKS_TOTAL.labels(
                     stage="vad", from_provider=failed, to_provider=vad.name
                 ).inc()
                 return vad
@@ -424,7 +424,7 @@ class AgentSession:
             # The end-of-turn decision: the caller stopped speaking and the transcript says something.
             decided = time.monotonic()
             stt_final_ms = (decided - item.ended_at) * 1000
-            metrics.STT_FINAL_SECONDS.observe(stt_final_ms / 1000)
+            pipeline_metrics.STT_FINAL_SECONDS.observe(stt_final_ms / 1000)
             if text.strip():
                 self._queue_user_turn(text.strip(), decided, stt_final_ms)
             else:
@@ -525,7 +525,7 @@ class AgentSession:
                 if first:
                     first = False
                     ms = (time.monotonic() - started) * 1000
-                    metrics.LLM_FIRST_TOKEN_SECONDS.observe(ms / 1000)
+                    pipeline_metrics.LLM_FIRST_TOKEN_SECONDS.observe(ms / 1000)
                     if index == 0:
                         turn.llm_first_token_ms = ms
                 if chunk.text:
@@ -574,7 +574,7 @@ class AgentSession:
                     if first_audio:
                         first_audio = False
                         turn.tts_first_audio_ms = (time.monotonic() - started) * 1000
-                        metrics.TTS_FIRST_AUDIO_SECONDS.observe(turn.tts_first_audio_ms / 1000)
+                        pipeline_metrics.TTS_FIRST_AUDIO_SECONDS.observe(turn.tts_first_audio_ms / 1000)
                     if resampler is None:
                         resampler = StreamResampler(rate, self.output_sample_rate)
                     for frame in framer.push(resampler.process(pcm)):
@@ -598,7 +598,7 @@ class AgentSession:
             return
         turn.interrupted = True
         turn.playback.flush()
-        metrics.INTERRUPTIONS_TOTAL.inc()
+        pipeline_metrics.INTERRUPTIONS_TOTAL.inc()
         played = turn.playback.played_text()
         self._emit(Interruption(turn_id=turn.turn_id, played_text=played, played_ms=turn.playback.played_ms))
         self._log.info(
@@ -649,7 +649,7 @@ class AgentSession:
     def _report_latency(self, turn: AgentTurn) -> None:
         assert turn.first_frame_at is not None
         latency = turn.first_frame_at - turn.user.ended_at
-        metrics.RESPONSE_LATENCY_SECONDS.observe(latency)
+        pipeline_metrics.RESPONSE_LATENCY_SECONDS.observe(latency)
         self._emit(
             TurnMetrics(
                 turn_id=turn.turn_id,

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import jsonschema
 
-from .. import metrics
+from .. import pipeline_metrics
 from ..config import ToolSpec
 from ..conversation import ToolCall
 from ..providers.credentials import resolve_credential
@@ -92,7 +92,7 @@ class ToolRunner:
             attempt = self._attempts.pop(call.id, 0)
         else:
             self._attempts.pop(call.id, None)
-        metrics.TOOL_CALLS_TOTAL.labels(tool=call.name, state=outcome.state).inc()
+        pipeline_metrics.TOOL_CALLS_TOTAL.labels(tool=call.name, state=outcome.state).inc()
         self.emit(
             ToolEvent(
                 call_id=call.id,

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .. import metrics
+from .. import pipeline_metrics
 from ..audio.resample import StreamResampler
 from ..config import LLMStage, STTStage, ToolSpec, TTSStage, VADStage
 from ..conversation import ChatMessage
@@ -52,10 +52,12 @@ def chain(providers: Sequence[P], timeouts: Sequence[float]) -> list[Link[P]]:
 
 def record_failure(stage: str, names: Sequence[str], index: int, exc: BaseException) -> None:
     failed = names[index]
-    metrics.PROVIDER_ERRORS_TOTAL.labels(stage=stage, provider=failed).inc()
+    pipeline_metrics.PROVIDER_ERRORS_TOTAL.labels(stage=stage, provider=failed).inc()
     if index + 1 < len(names):
         nxt = names[index + 1]
-        metrics.PROVIDER_FALLBACKS_TOTAL.labels(stage=stage, from_provider=failed, to_provider=nxt).inc()
+        pipeline_metrics.PROVIDER_FALLBACKS_TOTAL.labels(
+            stage=stage, from_provider=failed, to_provider=nxt
+        ).inc()
         log.warning("%s provider %s failed (%s); falling back to %s", stage, failed, _describe(exc), nxt)
     else:
         log.warning("%s provider %s failed (%s); no fallback left", stage, failed, _describe(exc))
@@ -104,10 +106,10 @@ class FallbackLLM:
                     async for chunk in it:
                         yield chunk
             except ProviderError:
-                metrics.PROVIDER_ERRORS_TOTAL.labels(stage="llm", provider=link.name).inc()
+                pipeline_metrics.PROVIDER_ERRORS_TOTAL.labels(stage="llm", provider=link.name).inc()
                 raise
             except Exception as exc:
-                metrics.PROVIDER_ERRORS_TOTAL.labels(stage="llm", provider=link.name).inc()
+                pipeline_metrics.PROVIDER_ERRORS_TOTAL.labels(stage="llm", provider=link.name).inc()
                 raise ProviderError(f"LLM {link.name} failed mid-answer: {exc}") from exc
             finally:
                 await _aclose(it)
@@ -139,10 +141,10 @@ class FallbackTTS:
                     async for pcm in it:
                         yield pcm, rate
             except ProviderError:
-                metrics.PROVIDER_ERRORS_TOTAL.labels(stage="tts", provider=link.name).inc()
+                pipeline_metrics.PROVIDER_ERRORS_TOTAL.labels(stage="tts", provider=link.name).inc()
                 raise
             except Exception as exc:
-                metrics.PROVIDER_ERRORS_TOTAL.labels(stage="tts", provider=link.name).inc()
+                pipeline_metrics.PROVIDER_ERRORS_TOTAL.labels(stage="tts", provider=link.name).inc()
                 raise ProviderError(f"TTS {link.name} failed mid-utterance: {exc}") from exc
             finally:
                 await _aclose(it)
@@ -158,7 +160,7 @@ def first_vad(factories: Sequence[VADFactory]) -> tuple[VAD, int]:
             return factory(), i
         except Exception as exc:
             name = getattr(getattr(factory, "func", factory), "name", str(i))
-            metrics.PROVIDER_ERRORS_TOTAL.labels(stage="vad", provider=name).inc()
+            pipeline_metrics.PROVIDER_ERRORS_TOTAL.labels(stage="vad", provider=name).inc()
             errors.append(f"{type(exc).__name__}: {exc}")
     raise ProviderError("no VAD could be created: " + "; ".join(errors) if errors else "no VAD configured")
 

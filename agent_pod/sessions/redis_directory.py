@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from ..conversation import Conversation
-from . import metrics
+from . import session_metrics
 from .directory import (
     RESUMABLE_OUTCOMES,
     Admission,
@@ -181,7 +181,7 @@ class RedisDirectory:
 
     def _set_depth(self) -> None:
         depth = len(self._dirty)
-        metrics.SNAPSHOT_QUEUE_DEPTH.inc(depth - self._reported_depth)
+        session_metrics.SNAPSHOT_QUEUE_DEPTH.inc(depth - self._reported_depth)
         self._reported_depth = depth
 
     # ----- Redis calls ---------------------------------------------------------
@@ -199,7 +199,7 @@ class RedisDirectory:
             raise StoreDown("session store unreachable")
 
     def _mark_down(self, exc: BaseException) -> None:
-        metrics.REDIS_ERRORS.inc()
+        session_metrics.REDIS_ERRORS.inc()
         if self._healthy:
             log.warning("session store unreachable, serving from local state: %s", exc)
         self._healthy = False
@@ -253,7 +253,7 @@ class RedisDirectory:
                     await self._io(pipe.execute())
         for owned in self._owned.values():
             self._resolve(owned, ok=False)
-        metrics.SNAPSHOT_QUEUE_DEPTH.dec(self._reported_depth)
+        session_metrics.SNAPSHOT_QUEUE_DEPTH.dec(self._reported_depth)
         self._reported_depth = 0
         await self.redis.aclose()
 
@@ -364,7 +364,7 @@ class RedisDirectory:
         while len(self._dirty) > self.tuning.max_pending_snapshots:
             oldest = next(iter(self._dirty))
             del self._dirty[oldest]
-            metrics.SNAPSHOTS_DROPPED.inc()
+            session_metrics.SNAPSHOTS_DROPPED.inc()
             log.warning("snapshot queue full: dropped %s", oldest, extra={"session_id": oldest})
         self._set_depth()
 
@@ -719,7 +719,7 @@ class RedisDirectory:
             )
         if new and self._local_room():
             self._own(session_id, _Owned(token_hash=th, prompt_id=prompt_id, state="live"))
-            metrics.PLACEMENTS.labels("local").inc()
+            session_metrics.PLACEMENTS.labels("local").inc()
             return Admission(session_id=session_id, resume_token=token)
         raise AdmissionError(
             "unavailable",
@@ -791,7 +791,7 @@ class RedisDirectory:
             result = await self._place(session_id, th, expected_owner="")
         except StoreDown:
             if not self._local_room():
-                metrics.PLACEMENTS.labels("unavailable").inc()
+                session_metrics.PLACEMENTS.labels("unavailable").inc()
                 raise AdmissionError(
                     "unavailable",
                     "session store unreachable and this pod has no room; retry shortly",
@@ -806,16 +806,16 @@ class RedisDirectory:
                     until=time.monotonic() + self.tuning.reservation_seconds,
                 ),
             )
-            metrics.PLACEMENTS.labels("local").inc()
+            session_metrics.PLACEMENTS.labels("local").inc()
             return self._grant_here(session_id, issued.token, issued.expires_unix, resumed=False)
-        metrics.PLACEMENT_SECONDS.observe(time.perf_counter() - started)
+        session_metrics.PLACEMENT_SECONDS.observe(time.perf_counter() - started)
         status = _text(result[0])
         if status != "placed":
-            metrics.PLACEMENTS.labels("no_capacity").inc()
+            session_metrics.PLACEMENTS.labels("no_capacity").inc()
             raise AdmissionError(
                 "unavailable", "no agent pod has room for a new session", NO_ROOM_RETRY_SECONDS
             )
-        metrics.PLACEMENTS.labels("placed").inc()
+        session_metrics.PLACEMENTS.labels("placed").inc()
         pod, grpc, http = _text(result[1]), _text(result[4]), _text(result[5])
         log.info("session placed on %s", pod, extra={"session_id": session_id})
         return self._grant(session_id, issued.token, issued.expires_unix, pod, grpc, http, resumed=False)
@@ -868,7 +868,7 @@ class RedisDirectory:
             owned = self._owned.get(session_id)
             if owned is not None and owned.token_hash == th:
                 return self._grant_here(session_id, resume_token, expires, resumed=True)
-            metrics.PLACEMENTS.labels("unavailable").inc()
+            session_metrics.PLACEMENTS.labels("unavailable").inc()
             raise AdmissionError(
                 "unavailable", "session store unreachable; retry shortly", NO_ROOM_RETRY_SECONDS
             ) from None
@@ -911,12 +911,12 @@ class RedisDirectory:
                 session_id, token, expires, owner.name, owner.grpc_address, owner.http_url, resumed=True
             )
         if status != "placed":
-            metrics.PLACEMENTS.labels("no_capacity").inc()
+            session_metrics.PLACEMENTS.labels("no_capacity").inc()
             raise AdmissionError(
                 "unavailable", "no agent pod has room to resume the session", NO_ROOM_RETRY_SECONDS
             )
-        metrics.PLACEMENT_SECONDS.observe(time.perf_counter() - started)
-        metrics.PLACEMENTS.labels("replaced").inc()
+        session_metrics.PLACEMENT_SECONDS.observe(time.perf_counter() - started)
+        session_metrics.PLACEMENTS.labels("replaced").inc()
         if expected == self.identity.name:
             self._disown(session_id)
         pod, grpc, http = _text(result[1]), _text(result[4]), _text(result[5])

@@ -20,8 +20,8 @@ from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 from ..audio.pcm import InvalidAudio
 from ..pipeline.events import SessionEvent
 from ..sessions.directory import AdmissionError
-from . import metrics
-from .audio import check_format
+from . import transport_metrics
+from .audio_format import check_format
 from .hub import LiveSession, SessionHub
 from .wire import event_to_proto
 
@@ -70,7 +70,7 @@ class GrpcSink:
         if len(audio) >= self._max_audio:
             audio.popleft()
             self.dropped_frames += 1
-            metrics.DROPPED_FRAMES_TOTAL.labels("grpc").inc()
+            transport_metrics.DROPPED_FRAMES_TOTAL.labels("grpc").inc()
             self._check_stalled()
         audio.append((frame, time.monotonic()))
         self._wake.set()
@@ -100,7 +100,7 @@ class GrpcSink:
     async def write_all(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Write until the session has ended and everything queued is sent."""
         events, audio = self._events, self._audio
-        observe = metrics.SEND_DELAY_SECONDS.labels("grpc").observe
+        observe = transport_metrics.SEND_DELAY_SECONDS.labels("grpc").observe
         while True:
             handed: float | None = None
             if events:
@@ -140,7 +140,7 @@ class VoiceAgentService(agent_pb2_grpc.VoiceAgentServicer):
         for name, fmt in (("input_format", start.input_format), ("output_format", output_format)):
             problem = check_format(fmt.sample_rate_hz, fmt.channels)
             if problem:
-                metrics.BAD_INPUT_TOTAL.labels("grpc", "audio_format").inc()
+                transport_metrics.BAD_INPUT_TOTAL.labels("grpc", "audio_format").inc()
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"StartSession.{name}: {problem}")
         sink = GrpcSink(slow_reader_seconds=self.slow_reader_seconds)
         try:
@@ -211,19 +211,19 @@ async def _first_message(
     except StopAsyncIteration:
         first = None
     except TimeoutError:
-        metrics.BAD_INPUT_TOTAL.labels("grpc", "no_start").inc()
+        transport_metrics.BAD_INPUT_TOTAL.labels("grpc", "no_start").inc()
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"the first message must be StartSession (none came within {FIRST_MESSAGE_TIMEOUT_SECONDS:g} s)",
         )
     if first is None or first.WhichOneof("event") != "start":
-        metrics.BAD_INPUT_TOTAL.labels("grpc", "no_start").inc()
+        transport_metrics.BAD_INPUT_TOTAL.labels("grpc", "no_start").inc()
         got = "end of stream" if first is None else (first.WhichOneof("event") or "an unknown message")
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT, f"the first message must be StartSession, got {got}"
         )
     if not first.start.HasField("input_format"):
-        metrics.BAD_INPUT_TOTAL.labels("grpc", "audio_format").inc()
+        transport_metrics.BAD_INPUT_TOTAL.labels("grpc", "audio_format").inc()
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "StartSession.input_format is required")
     return first.start
 
@@ -286,7 +286,7 @@ async def _read(
 
 
 def _refuse(sink: GrpcSink, reason: str, message: str) -> None:
-    metrics.BAD_INPUT_TOTAL.labels("grpc", reason).inc()
+    transport_metrics.BAD_INPUT_TOTAL.labels("grpc", reason).inc()
     sink.error(Error.INVALID_ARGUMENT, message)
 
 

@@ -19,12 +19,12 @@ from typing import Any, Protocol
 
 from ..config import AgentConfig
 from ..pipeline.events import SessionEnded, SessionEvent
-from ..pipeline.playout import PlayoutClock
 from ..pipeline.session import AgentSession
 from ..providers.base import Providers
 from ..sessions.directory import AdmissionError, SessionDirectory
-from . import metrics
+from . import transport_metrics
 from .migration import Migrator, take_over
+from .playout_clock import PlayoutClock
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +161,14 @@ class SessionHub:
         """Admit a caller and start its session, or raise AdmissionError. With ``migration_token`` the
         caller follows a call another pod moves here: its input is heard once the old pod's is replayed."""
         if self.draining:
-            metrics.ADMISSIONS_REFUSED_TOTAL.labels(transport, "unavailable").inc()
+            transport_metrics.ADMISSIONS_REFUSED_TOTAL.labels(transport, "unavailable").inc()
             raise AdmissionError("unavailable", DRAINING_MESSAGE, retry_after_seconds=1.0)
         try:
             admission = await self.directory.admit(
                 session_id or None, resume_token or None, self.config.prompt_id, migration_token or None
             )
         except AdmissionError as exc:
-            metrics.ADMISSIONS_REFUSED_TOTAL.labels(transport, exc.code).inc()
+            transport_metrics.ADMISSIONS_REFUSED_TOTAL.labels(transport, exc.code).inc()
             raise
         session = AgentSession(
             session_id=admission.session_id,
@@ -191,7 +191,7 @@ class SessionHub:
         live.accepts_migration = accepts_migration
         session.first_frame_ready = functools.partial(self._send_ahead, live)
         self._live[live.id] = live
-        metrics.SESSIONS_ACTIVE.labels(transport).inc()
+        transport_metrics.SESSIONS_ACTIVE.labels(transport).inc()
         self._spawn(self._forward_events(live), f"events-{live.id}")
         if admission.moved_from is not None:
             take = take_over(self.directory, admission, session, self.config.session.migration)
@@ -226,8 +226,8 @@ class SessionHub:
         live.end_reason = reason
         if self._live.get(live.id) is live:
             del self._live[live.id]
-        metrics.SESSIONS_ACTIVE.labels(live.transport).dec()
-        metrics.SESSIONS_TOTAL.labels(live.transport, reason).inc()
+        transport_metrics.SESSIONS_ACTIVE.labels(live.transport).dec()
+        transport_metrics.SESSIONS_TOTAL.labels(live.transport, reason).inc()
         try:
             # A caller that vanished may come back: the directory keeps such a session resumable.
             await self.directory.release(live.id, "transport_lost" if reason == "disconnected" else reason)
@@ -257,7 +257,7 @@ class SessionHub:
             live.request_close("error")
 
     async def _playout_loop(self) -> None:
-        observe = metrics.PLAYOUT_FANOUT_SECONDS.observe
+        observe = transport_metrics.PLAYOUT_FANOUT_SECONDS.observe
         last: int | None = None
         while True:
             index = await self.clock.tick()
@@ -265,9 +265,9 @@ class SessionHub:
             due, lost = ticks_due(last, index)
             last = index
             if due > 1:
-                metrics.PLAYOUT_MISSED_TICKS_TOTAL.labels("caught_up").inc(due - 1)
+                transport_metrics.PLAYOUT_MISSED_TICKS_TOTAL.labels("caught_up").inc(due - 1)
             if lost:
-                metrics.PLAYOUT_MISSED_TICKS_TOTAL.labels("lost").inc(lost)
+                transport_metrics.PLAYOUT_MISSED_TICKS_TOTAL.labels("lost").inc(lost)
             for live in self._live.values():
                 session = live.session
                 frames = due

@@ -28,7 +28,7 @@ from ..pipeline.events import MigrationCompleted, MigrationOffer
 from ..pipeline.session import AgentSession
 from ..sessions.directory import Admission, MigrationRefused, SessionDirectory
 from ..sessions.records import Handoff
-from . import metrics
+from . import transport_metrics
 
 if TYPE_CHECKING:
     from .hub import LiveSession
@@ -74,7 +74,7 @@ class Migrator:
                 log.exception("migration failed", extra={"session_id": call.id})
                 outcome = "error"
         if outcome:
-            metrics.MIGRATIONS_TOTAL.labels(outcome).inc()
+            transport_metrics.MIGRATIONS_TOTAL.labels(outcome).inc()
             log.info("migration: %s", outcome, extra={"session_id": call.id})
 
     async def _wait_quiet(self, call: LiveSession, deadline: float) -> bool:
@@ -136,11 +136,11 @@ class Migrator:
                     if not answer.done():
                         return "not_followed"  # the caller stays here until the drain deadline
                     exclude.add(ticket.pod)  # it could not reach that pod: try another
-                    metrics.MIGRATIONS_TOTAL.labels("caller_failed").inc()
+                    transport_metrics.MIGRATIONS_TOTAL.labels("caller_failed").inc()
                     refused = "caller_failed"
                     continue
                 followed = True  # the caller got there although it did not say so
-            metrics.MIGRATION_HANDOVER_SECONDS.observe(time.monotonic() - frozen)
+            transport_metrics.MIGRATION_HANDOVER_SECONDS.observe(time.monotonic() - frozen)
             if call.transport == "webrtc" and not call.finished.is_set():
                 await asyncio.sleep(WEBRTC_SETTLE_SECONDS)
             # The new pod listens once it has this: hand it over first, then end this side.
@@ -161,7 +161,7 @@ async def take_over(
     )
     replayed = session.release_input(handoff.inputs if handoff else None)
     gap = max(0.0, time.time() - admission.frozen_unix_ms / 1000) if admission.frozen_unix_ms else 0.0
-    metrics.MIGRATION_GAP_SECONDS.observe(gap)
+    transport_metrics.MIGRATION_GAP_SECONDS.observe(gap)
     session.notify(
         MigrationCompleted(
             from_pod=admission.moved_from or "",

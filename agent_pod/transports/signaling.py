@@ -23,7 +23,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
 from ..sessions.directory import AdmissionError
-from . import metrics
+from . import transport_metrics
 from .webrtc import OfferError, WebRTCTransport
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ class Signaling:
                 accepts_migration=offer.accepts_migration or accepts_migration_header(request),
             )
         except OfferError as exc:
-            metrics.BAD_INPUT_TOTAL.labels("webrtc", "offer").inc()
+            transport_metrics.BAD_INPUT_TOTAL.labels("webrtc", "offer").inc()
             return error_response(400, "invalid_offer", str(exc))
         except AdmissionError as exc:
             headers = {}

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ..audio.pcm import InvalidAudio
 from ..pipeline.events import ErrorEvent, SessionEvent
-from . import metrics
+from . import transport_metrics
 from .hub import LiveSession, SessionHub
 from .ice import IcePolicy, PortAllocator, confine
 from .jitter import pass_through_audio
@@ -51,7 +51,7 @@ DTX_HANGOVER_TICKS = 10
 DTX_SILENCE_EVERY_TICKS = 20
 
 
-SEND_DELAY = metrics.SEND_DELAY_SECONDS.labels("webrtc")
+SEND_DELAY = transport_metrics.SEND_DELAY_SECONDS.labels("webrtc")
 
 
 def send_silence(silent_ticks: int) -> bool:
@@ -112,7 +112,7 @@ class AgentAudioTrack(MediaStreamTrack):
         if len(self._frames) >= MAX_QUEUED_FRAMES:
             self._frames.popleft()
             self.dropped += 1
-            metrics.DROPPED_FRAMES_TOTAL.labels("webrtc").inc()
+            transport_metrics.DROPPED_FRAMES_TOTAL.labels("webrtc").inc()
         self._frames.append((pts, pcm, time.monotonic()))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -198,7 +198,7 @@ class WebRTCPeer:
         try:
             parsed = ChannelMessage.model_validate_json(message)
         except ValidationError as exc:
-            metrics.BAD_INPUT_TOTAL.labels("webrtc", "channel_message").inc()
+            transport_metrics.BAD_INPUT_TOTAL.labels("webrtc", "channel_message").inc()
             problem = exc.errors()[0]["msg"] if exc.errors() else str(exc)
             error = ErrorEvent(code="INVALID_ARGUMENT", message=f"data channel message refused: {problem}")
             self.send_json(event_to_json(error))
@@ -207,7 +207,7 @@ class WebRTCPeer:
             self.spawn(live.end_by_caller())
         elif parsed.type == "migration":
             if not live.report_migration(parsed.followed):
-                metrics.BAD_INPUT_TOTAL.labels("webrtc", "migration").inc()
+                transport_metrics.BAD_INPUT_TOTAL.labels("webrtc", "migration").inc()
                 refused = "migration answer without an offer: ignored"
                 self.send_json(event_to_json(ErrorEvent(code="INVALID_ARGUMENT", message=refused)))
         elif parsed.text.strip():
@@ -220,12 +220,12 @@ class WebRTCPeer:
             return
         pcm = self._decoder.decode(payload)
         if not pcm:
-            metrics.BAD_INPUT_TOTAL.labels("webrtc", "audio").inc()
+            transport_metrics.BAD_INPUT_TOTAL.labels("webrtc", "audio").inc()
             return
         try:
             live.session.push_audio(pcm, self._decoder.sample_rate)
         except InvalidAudio as exc:
-            metrics.BAD_INPUT_TOTAL.labels("webrtc", "audio").inc()
+            transport_metrics.BAD_INPUT_TOTAL.labels("webrtc", "audio").inc()
             log.warning("caller audio refused: %s", exc, extra={"session_id": live.id})
 
     async def close(self) -> None:

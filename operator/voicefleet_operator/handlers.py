@@ -20,10 +20,10 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from . import metrics
+from . import operator_metrics
 from .autoscale import Recommendation, decide
 from .deletion_cost import COST_ANNOTATION, changed_costs, desired_costs
-from .fleet import FleetReader
+from .fleet_reader import FleetReader
 from .kube import Kube
 from .render import (
     AGENT_LABEL,
@@ -178,25 +178,25 @@ async def reconcile(
             await kube.apply(obj)
     except kopf.TemporaryError as exc:
         state.reconcile_error = str(exc)
-        metrics.RECONCILES.labels(trigger, "retry").inc()
+        operator_metrics.RECONCILES.labels(trigger, "retry").inc()
         raise
     except ValidationError as exc:  # the CRD schema should have refused it; report, do not crash-loop
         state.reconcile_error = f"invalid spec: {exc.errors()[0]['msg']}"
-        metrics.RECONCILES.labels(trigger, "invalid").inc()
+        operator_metrics.RECONCILES.labels(trigger, "invalid").inc()
         raise kopf.PermanentError(state.reconcile_error) from exc
     except Exception as exc:
         state.reconcile_error = f"{type(exc).__name__}: {exc}"[:300]
-        metrics.RECONCILES.labels(trigger, "error").inc()
-        metrics.ERRORS.labels("reconcile").inc()
+        operator_metrics.RECONCILES.labels(trigger, "error").inc()
+        operator_metrics.ERRORS.labels("reconcile").inc()
         raise kopf.TemporaryError(state.reconcile_error, delay=5) from exc
     finally:
-        metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        operator_metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     if state.applied_hash and state.applied_hash != children.config_hash:
         logger.info(f"configuration changed ({state.applied_hash} -> {children.config_hash}): rolling out")
     state.applied_hash = children.config_hash
     state.prompt_id = agent_config(owner, spec, prompt_text).prompt_id
     state.reconcile_error = ""
-    metrics.RECONCILES.labels(trigger, "ok").inc()
+    operator_metrics.RECONCILES.labels(trigger, "ok").inc()
 
 
 async def _prompt_text(kube: Kube, namespace: str, spec: VoiceAgentSpec) -> str:
@@ -229,7 +229,7 @@ async def _write_deletion_costs(
     want = desired_costs(sessions, [p.name for p in pods])
     for pod, cost in changed_costs(want, {p.name: p.cost for p in pods}).items():
         await memo.kube.annotate_pod(namespace, pod, {COST_ANNOTATION: str(cost)})
-        metrics.DELETION_COST_PATCHES.inc()
+        operator_metrics.DELETION_COST_PATCHES.inc()
     _memo(memo, namespace, name).last_cost_refresh = time.monotonic()
 
 
@@ -317,7 +317,7 @@ async def deleted(
     """Owned objects go by garbage collection; the Redis keys are ours, removed without blocking forever."""
     assert namespace is not None
     memo.agents.pop((namespace, name), None)
-    metrics.forget_agent(namespace, name)
+    operator_metrics.forget_agent(namespace, name)
     try:
         spec_model = VoiceAgentSpec.model_validate(dict(spec))
         removed = await memo.fleet.delete_keys(namespace, name, spec_model)
@@ -386,7 +386,7 @@ async def observe(
         state.scale_history = decision.history
         if decision.replicas != replicas:
             direction = "up" if decision.replicas > replicas else "down"
-            metrics.SCALE_DECISIONS.labels(direction).inc()
+            operator_metrics.SCALE_DECISIONS.labels(direction).inc()
             kopf.info(
                 body,
                 reason="Autoscaled",
@@ -420,13 +420,13 @@ async def observe(
         _transitions(body, previous, new)
         patch.status.update(new.dump())
         state.last_status_patch = time.monotonic()
-        metrics.STATUS_PATCHES.inc()
-    metrics.AGENT_SESSIONS.labels(namespace, name).set(new.active_sessions)
-    metrics.AGENT_CAPACITY.labels(namespace, name).set(new.capacity)
-    metrics.AGENT_REPLICAS.labels(namespace, name, "desired").set(new.desired_replicas)
-    metrics.AGENT_REPLICAS.labels(namespace, name, "ready").set(new.ready_replicas)
-    metrics.MANAGED_AGENTS.set(len(memo.agents))
-    metrics.OBSERVE_SECONDS.observe(time.perf_counter() - started)
+        operator_metrics.STATUS_PATCHES.inc()
+    operator_metrics.AGENT_SESSIONS.labels(namespace, name).set(new.active_sessions)
+    operator_metrics.AGENT_CAPACITY.labels(namespace, name).set(new.capacity)
+    operator_metrics.AGENT_REPLICAS.labels(namespace, name, "desired").set(new.desired_replicas)
+    operator_metrics.AGENT_REPLICAS.labels(namespace, name, "ready").set(new.ready_replicas)
+    operator_metrics.MANAGED_AGENTS.set(len(memo.agents))
+    operator_metrics.OBSERVE_SECONDS.observe(time.perf_counter() - started)
 
 
 def _differs(a: VoiceAgentStatus, b: VoiceAgentStatus) -> bool:

@@ -20,7 +20,7 @@ from kubernetes.aio.leaderelection import electionconfig, leaderelection
 from kubernetes.aio.leaderelection.leaderelectionrecord import LeaderElectionRecord
 from kubernetes.aio.leaderelection.resourcelock.leaselock import LeaseLock
 
-from . import metrics
+from . import operator_metrics
 
 log = logging.getLogger(__name__)
 LEASE_SECONDS = 15
@@ -57,7 +57,7 @@ async def run_as_leader(
 
     async def started() -> None:
         led.set()
-        metrics.IS_LEADER.set(1)
+        operator_metrics.IS_LEADER.set(1)
         log.info("acquired leader lease %s/%s as %s", namespace, lease_name, identity)
         try:
             await lead()
@@ -69,7 +69,7 @@ async def run_as_leader(
             stop.set()  # kopf stopped (or failed): let the process exit and be restarted
 
     async def stopped() -> None:
-        metrics.IS_LEADER.set(0)
+        operator_metrics.IS_LEADER.set(0)
         log.warning("lost leader lease %s/%s", namespace, lease_name)
         stop.set()
 
@@ -89,7 +89,7 @@ async def run_as_leader(
     results = await asyncio.gather(election, stopping, return_exceptions=True)
     if led.is_set():
         await release(api, lease_name, namespace, identity)
-        metrics.IS_LEADER.set(0)
+        operator_metrics.IS_LEADER.set(0)
     failure = results[0]
     if isinstance(failure, Exception):
         raise RuntimeError("leader election failed") from failure

@@ -31,7 +31,7 @@ import grpc
 from redis.asyncio import Redis
 
 from agent_pod.config import AgentConfig
-from agent_pod.sessions.fleet import FleetState, read_fleet
+from agent_pod.sessions.fleet_state import FleetState, read_fleet
 from tests.support.net import free_port
 from tests.support.pod import synthetic_config
 from tests.support.redis import RedisServer

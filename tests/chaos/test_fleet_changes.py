@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_pod.sessions.fleet import scale_down_order
+from agent_pod.sessions.fleet_state import scale_down_order
 from agent_pod.sessions.placement import load_bound
 from tests.support.redis import RedisServer
 from tests.support.wait import async_wait_for

@@ -11,7 +11,7 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY
 
-from agent_pod.client.audio import frames
+from agent_pod.client.caller_audio import frames
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.sessions.factory import connect_redis
 from agent_pod.sessions.keys import AgentKeys

@@ -6,10 +6,10 @@ import re
 
 from prometheus_client import REGISTRY
 
-import agent_pod.metrics
-import agent_pod.sessions.metrics
-import agent_pod.transports.metrics
-import voicefleet_operator.metrics
+import agent_pod.pipeline_metrics
+import agent_pod.sessions.session_metrics
+import agent_pod.transports.transport_metrics
+import voicefleet_operator.operator_metrics
 from voicefleet_operator.devcluster import REPO
 
 CHART = REPO / "helm" / "voicefleet"
@@ -19,8 +19,12 @@ HISTOGRAM_SERIES = ("_bucket", "_count", "_sum")
 def metrics() -> dict[str, str]:
     """Every voicefleet metric by the name it is queried and documented by (counters end in _total),
     with its type."""
-    assert agent_pod.metrics and agent_pod.sessions.metrics and agent_pod.transports.metrics
-    assert voicefleet_operator.metrics
+    assert (
+        agent_pod.pipeline_metrics
+        and agent_pod.sessions.session_metrics
+        and agent_pod.transports.transport_metrics
+    )
+    assert voicefleet_operator.operator_metrics
     return {
         family.name + ("_total" if family.type == "counter" else ""): family.type
         for family in REGISTRY.collect()

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from agent_pod.sessions.directory import AdmissionError
-from agent_pod.sessions.fleet import delete_agent_keys, read_fleet
+from agent_pod.sessions.fleet_state import delete_agent_keys, read_fleet
 from agent_pod.sessions.records import PinRecord
 from agent_pod.sessions.tokens import ResumeTokens, token_hash
 from tests.support.redis import RedisServer

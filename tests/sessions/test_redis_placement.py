@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agent_pod.sessions.directory import AdmissionError
-from agent_pod.sessions.fleet import read_fleet
+from agent_pod.sessions.fleet_state import read_fleet
 from agent_pod.sessions.placement import PodLoad, place, ring_order
 from agent_pod.sessions.records import PodRecord, PodState
 from agent_pod.sessions.scripts import Scripts

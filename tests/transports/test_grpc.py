@@ -11,12 +11,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
-from agent_pod.client.audio import read_wav, speech_ends
+from agent_pod.client.caller_audio import read_wav, speech_ends
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.client.record import CallSummary
-from agent_pod.pipeline.playout import PlayoutClock
 from agent_pod.runtime import Pod
 from agent_pod.settings import PodSettings
+from agent_pod.transports.playout_clock import PlayoutClock
 from tests.support.pod import offline_config, pod_ports, synthetic_config, tone
 from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 

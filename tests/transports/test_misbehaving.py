@@ -10,7 +10,7 @@ import grpc
 
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.client.record import CallSummary
-from agent_pod.transports import metrics
+from agent_pod.transports import transport_metrics
 from tests.support.pod import synthetic_config, tone, wait_until
 from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
@@ -109,8 +109,8 @@ async def slow_reader(pod, address: str) -> str:
 async def test_bad_callers_never_hurt_healthy_sessions(pod_factory):
     pod = await pod_factory(synthetic_config(), slow_reader_seconds=2.0)
     address = pod.grpc_address
-    dropped_before = _counter(metrics.DROPPED_FRAMES_TOTAL, transport="grpc")
-    slow_before = _counter(metrics.SESSIONS_TOTAL, transport="grpc", reason="slow_reader")
+    dropped_before = _counter(transport_metrics.DROPPED_FRAMES_TOTAL, transport="grpc")
+    slow_before = _counter(transport_metrics.SESSIONS_TOTAL, transport="grpc", reason="slow_reader")
 
     async def malformed_sdp() -> list[int]:
         statuses = []
@@ -168,8 +168,10 @@ async def test_bad_callers_never_hurt_healthy_sessions(pod_factory):
     assert garbage_result[0] == grpc.StatusCode.INVALID_ARGUMENT
     assert "could not decode a ClientEvent" in garbage_result[1]
     assert slow_id
-    assert _counter(metrics.DROPPED_FRAMES_TOTAL, transport="grpc") > dropped_before
-    assert _counter(metrics.SESSIONS_TOTAL, transport="grpc", reason="slow_reader") == slow_before + 1
+    assert _counter(transport_metrics.DROPPED_FRAMES_TOTAL, transport="grpc") > dropped_before
+    assert (
+        _counter(transport_metrics.SESSIONS_TOTAL, transport="grpc", reason="slow_reader") == slow_before + 1
+    )
     assert pod.health.ready
     async with aiohttp.ClientSession() as http, http.get(pod.http_url + "/readyz") as response:
         assert response.status == 200

@@ -7,9 +7,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from agent_pod.client.audio import frames, speech_ends
+from agent_pod.client.caller_audio import frames, speech_ends
 from agent_pod.settings import advertised_host
-from agent_pod.transports.audio import check_format
+from agent_pod.transports.audio_format import check_format
 from agent_pod.transports.hub import MAX_CATCH_UP_TICKS, ticks_due
 from agent_pod.transports.ice import IcePolicy, candidate_ports, ports_from
 from agent_pod.transports.webrtc import AgentAudioTrack, send_silence

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY
 
-from agent_pod.pipeline.playout import PlayoutClock
+from agent_pod.transports.playout_clock import PlayoutClock
 
 
 def _lateness_count() -> float:

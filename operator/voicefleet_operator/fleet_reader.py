@@ -12,7 +12,7 @@ import logging
 
 import redis.asyncio as aioredis
 
-from agent_pod.sessions.fleet import FleetState, delete_agent_keys, deletion_costs, read_fleet
+from agent_pod.sessions.fleet_state import FleetState, delete_agent_keys, deletion_costs, read_fleet
 
 from .kube import Kube
 from .spec import VoiceAgentSpec

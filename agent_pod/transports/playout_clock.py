@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 
-from .. import metrics
+from .. import pipeline_metrics
 
 
 class PlayoutClock:
@@ -62,7 +62,7 @@ class PlayoutClock:
                 await asyncio.sleep(delay)
             now = time.monotonic()
             lateness = now - deadline
-            metrics.OUTPUT_FRAME_LATENESS_SECONDS.observe(lateness)
+            pipeline_metrics.OUTPUT_FRAME_LATENESS_SECONDS.observe(lateness)
             if lateness > self.period:
                 # Skip the ticks we slept through; the next one is in the future again.
                 self._index += int(lateness / self.period)
