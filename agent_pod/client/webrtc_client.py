@@ -245,7 +245,8 @@ class WebRTCCaller:
         async with self._http.post(url, json=body) as response:
             payload: dict[str, Any] = await response.json(content_type=None)
             if response.status != 201:
-                raise ConnectionError(f"offer refused ({response.status}): {payload.get('message', payload)}")
+                error = payload.get("error") or {}
+                raise ConnectionError(f"offer refused ({response.status}): {error.get('message', payload)}")
         await pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="answer"))
         return payload
 

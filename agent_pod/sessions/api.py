@@ -14,7 +14,6 @@ with a ``retry-after`` trailer.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import grpc
@@ -25,24 +24,11 @@ from voicefleet.v1 import session_pb2, session_pb2_grpc
 
 from ..config import Model
 from .directory import AdmissionError, Grant, SessionAllocator
+from .refusals import grpc_refusal, http_error, http_refusal
 
 log = logging.getLogger("voicefleet.sessions.api")
 
 MAX_BODY_BYTES = 64 * 1024
-HTTP_STATUS = {
-    "invalid_argument": 400,
-    "unauthenticated": 401,
-    "not_found": 404,
-    "wrong_pod": 409,
-    "unavailable": 503,
-}
-GRPC_STATUS = {
-    "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
-    "unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
-    "not_found": grpc.StatusCode.NOT_FOUND,
-    "wrong_pod": grpc.StatusCode.FAILED_PRECONDITION,
-    "unavailable": grpc.StatusCode.UNAVAILABLE,
-}
 Metadata = dict[str, str]
 
 
@@ -58,13 +44,6 @@ def _check_metadata(metadata: Metadata) -> None:
     for key, value in metadata.items():
         if not key or len(key) > 128 or len(value) > 1024:
             raise AdmissionError("invalid_argument", "metadata keys must be 1-128 chars, values at most 1024")
-
-
-def _error(code: str, message: str, retry_after: float | None = None) -> web.Response:
-    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
-    return web.json_response(
-        {"error": {"code": code, "message": message}}, status=HTTP_STATUS.get(code, 500), headers=headers
-    )
 
 
 async def _json_body(request: web.Request, model: type[BaseModel]) -> Any:
@@ -101,10 +80,10 @@ def session_routes(directory: SessionAllocator) -> list[web.RouteDef]:
             grant = await directory.create(create.metadata)
             return web.json_response(grant.dump(), status=201)
         except AdmissionError as exc:
-            return _error(exc.code, exc.message, exc.retry_after_seconds)
+            return http_refusal(exc)
         except Exception:
             log.exception("session API failed")
-            return _error("internal", "internal error; the failure was logged")
+            return http_error("internal", "internal error; the failure was logged")
 
     async def create_session(request: web.Request) -> web.Response:
         return await handle(request, resume=False)
@@ -136,12 +115,6 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     def __init__(self, directory: SessionAllocator) -> None:
         self.directory = directory
 
-    async def _abort(self, context: grpc.aio.ServicerContext, exc: AdmissionError) -> None:
-        trailer: tuple[tuple[str, str], ...] = ()
-        if exc.retry_after_seconds:
-            trailer = (("retry-after", str(max(1, math.ceil(exc.retry_after_seconds)))),)
-        await context.abort(GRPC_STATUS.get(exc.code, grpc.StatusCode.INTERNAL), exc.message, trailer)
-
     async def CreateSession(
         self, request: session_pb2.CreateSessionRequest, context: grpc.aio.ServicerContext
     ) -> session_pb2.SessionGrant:
@@ -152,7 +125,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             _check_metadata(metadata)
             return grant_message(await self.directory.create(metadata))
         except AdmissionError as exc:
-            await self._abort(context, exc)
+            await grpc_refusal(context, exc)
             raise  # abort raises; this keeps type checkers satisfied
 
     async def ResumeSession(
@@ -163,7 +136,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                 await self.directory.resume(request.session_id, request.resume_token or None)
             )
         except AdmissionError as exc:
-            await self._abort(context, exc)
+            await grpc_refusal(context, exc)
             raise
 
 

@@ -20,6 +20,7 @@ from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 from ..audio.pcm import InvalidAudio
 from ..pipeline.events import SessionEvent
 from ..sessions.directory import AdmissionError
+from ..sessions.refusals import grpc_refusal
 from . import transport_metrics
 from .audio_format import check_format
 from .hub import LiveSession, SessionHub
@@ -32,13 +33,6 @@ SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["VoiceAgent"].full_name
 MAX_MESSAGE_BYTES = 256 * 1024
 FIRST_MESSAGE_TIMEOUT_SECONDS = 10.0
 
-_ADMISSION_CODES = {
-    "unauthenticated": grpc.StatusCode.UNAUTHENTICATED,
-    "unavailable": grpc.StatusCode.UNAVAILABLE,
-    "wrong_pod": grpc.StatusCode.FAILED_PRECONDITION,
-    "not_found": grpc.StatusCode.NOT_FOUND,
-    "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
-}
 Error = agent_pb2.Error
 
 
@@ -154,7 +148,7 @@ class VoiceAgentService(agent_pb2_grpc.VoiceAgentServicer):
                 accepts_migration=start.accepts_migration,
             )
         except AdmissionError as exc:
-            await _abort_admission(context, exc)
+            await grpc_refusal(context, exc)
         # Queued before anything awaits, so SessionStarted precedes every event of the session.
         sink.send(
             agent_pb2.ServerEvent(
@@ -226,16 +220,6 @@ async def _first_message(
         transport_metrics.BAD_INPUT_TOTAL.labels("grpc", "audio_format").inc()
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "StartSession.input_format is required")
     return first.start
-
-
-async def _abort_admission(context: grpc.aio.ServicerContext[Any, Any], exc: AdmissionError) -> None:
-    trailing: list[tuple[str, str]] = []
-    if exc.retry_after_seconds is not None:
-        trailing.append(("retry-after", f"{exc.retry_after_seconds:g}"))
-    if exc.grpc_address:
-        trailing.append(("voicefleet-grpc-address", exc.grpc_address))
-    code = _ADMISSION_CODES.get(exc.code, grpc.StatusCode.UNAVAILABLE)
-    await context.abort(code, str(exc), trailing_metadata=tuple(trailing))
 
 
 async def _read(

@@ -23,19 +23,13 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
 from ..sessions.directory import AdmissionError
+from ..sessions.refusals import http_error, http_refusal
 from . import transport_metrics
 from .webrtc import OfferError, WebRTCTransport
 
 log = logging.getLogger(__name__)
 
 MAX_SDP_BYTES = 64 * 1024
-_ADMISSION_STATUS = {
-    "unauthenticated": 401,
-    "unavailable": 503,
-    "wrong_pod": 409,
-    "not_found": 404,
-    "invalid_argument": 400,
-}
 
 
 # CORS for the signaling routes only. No credentials (cookies) are involved: a session's tokens travel
@@ -85,12 +79,6 @@ class OfferRequest(BaseModel):
     resume_token: str | None = None
     migration_token: str | None = Field(default=None, max_length=256)
     accepts_migration: bool = False
-
-
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status, headers=headers)
 
 
 def accepts_migration_header(request: web.Request) -> bool:
@@ -154,12 +142,9 @@ class Signaling:
             )
         except OfferError as exc:
             transport_metrics.BAD_INPUT_TOTAL.labels("webrtc", "offer").inc()
-            return error_response(400, "invalid_offer", str(exc))
+            return http_error("invalid_argument", str(exc))
         except AdmissionError as exc:
-            headers = {}
-            if exc.retry_after_seconds is not None:
-                headers["Retry-After"] = str(max(1, round(exc.retry_after_seconds)))
-            return error_response(_ADMISSION_STATUS.get(exc.code, 503), exc.code, str(exc), headers)
+            return http_refusal(exc)
         location = f"/v1/webrtc/{answer.resource_id}"
         headers = {"Location": location, "Voicefleet-Session-Id": answer.session_id}
         if answer.resume_token:
@@ -173,4 +158,4 @@ class Signaling:
     async def delete(self, request: web.Request) -> web.Response:
         if await self.transport.hangup(request.match_info["resource_id"]):
             return web.Response(status=204)
-        return error_response(404, "not_found", "no such WebRTC session on this pod")
+        return http_error("not_found", "no such WebRTC session on this pod")

@@ -149,7 +149,7 @@ async function negotiate(peer, url, extra, signal) {
     signal,
   });
   const answer = await response.json();
-  if (response.status !== 201) throw new Error(answer.message || `signaling failed (${response.status})`);
+  if (response.status !== 201) throw new Error(answer.error?.message || `signaling failed (${response.status})`);
   await peer.setRemoteDescription({ type: "answer", sdp: answer.sdp });
   return answer;
 }

@@ -62,7 +62,7 @@ async def test_malformed_offers_get_400_and_the_pod_carries_on(pod_factory):
             async with http.post(url, **kwargs) as response:
                 body = await response.json()
                 assert response.status == 400, (kwargs, body)
-                assert message in body["message"], (message, body)
+                assert message in body["error"]["message"], (message, body)
         async with http.delete(pod.http_url + "/v1/webrtc/nope") as response:
             assert response.status == 404
         async with http.get(pod.http_url + "/readyz") as response:
@@ -119,7 +119,7 @@ async def test_signaling_refuses_a_forged_resume_token(pod_factory):
             ) as response,
         ):
             assert response.status == 401
-            assert (await response.json())["error"] == "unauthenticated"
+            assert (await response.json())["error"]["code"] == "unauthenticated"
     finally:
         await caller.pc.close()
 
