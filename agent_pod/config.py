@@ -402,6 +402,115 @@ class RedisSpec(Model):
     )
 
 
+ANONYMOUS_TENANT = "anonymous"
+SCOPES = ("sessions:create", "sessions:resume", "keys:issue")
+Scope = Literal["sessions:create", "sessions:resume", "keys:issue"]
+
+
+class TenantQuota(Model):
+    """What one tenant may hold and start across the whole fleet (enforced through Redis)."""
+
+    max_concurrent_sessions: int = Field(
+        default=100, ge=1, le=1_000_000, description="Sessions created or live at once, fleet-wide."
+    )
+    sessions_per_minute: int = Field(
+        default=120, ge=1, le=1_000_000, description="New sessions per minute (token bucket refill rate)."
+    )
+    burst: int = Field(
+        default=20, ge=1, le=100_000, description="New sessions allowed at once above the rate."
+    )
+
+
+JwtAlgorithm = Literal["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA", "HS256"]
+
+
+class JwtSpec(Model):
+    """JSON Web Tokens from an identity provider, verified by every pod."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.keysSecretRef) || has(self.jwksUrl)",
+                    "message": "jwt needs keysSecretRef or jwksUrl",
+                }
+            ]
+        }
+    )
+    keys_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the verification key: PEM public key(s), or an HS256 shared secret.",
+    )
+    jwks_url: str | None = Field(
+        default=None, max_length=2048, pattern=r"^https?://", description="JWKS endpoint of the issuer."
+    )
+    issuer: str | None = Field(default=None, max_length=512, description="Required `iss` claim.")
+    audience: str | None = Field(default=None, max_length=512, description="Required `aud` claim.")
+    tenant_claim: str = Field(
+        default="tenant", min_length=1, max_length=64, description="Claim naming the tenant."
+    )
+    algorithms: list[JwtAlgorithm] = Field(
+        default_factory=lambda: list[JwtAlgorithm](["RS256", "ES256"]),
+        min_length=1,
+        description="Accepted signature algorithms.",
+    )
+
+
+class CorsSpec(Model):
+    """Which web origins may call the session API and signaling from a browser."""
+
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: ["*"],
+        max_length=64,
+        description='Origins (scheme://host[:port]) allowed; "*" allows any. Credentials travel in headers, '
+        "never cookies.",
+    )
+
+
+class AuthSpec(Model):
+    """Who may create and resume sessions: API keys and/or JWTs, with per-tenant quotas."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!self.required || has(self.apiKeysSecretRef) || has(self.jwt)",
+                    "message": "auth.required needs auth.apiKeysSecretRef or auth.jwt",
+                }
+            ]
+        }
+    )
+    required: bool = Field(
+        default=False,
+        description="Creating a session (API or a stream without a session id) needs a credential.",
+    )
+    api_keys_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the API keyring (JSON: keys with id, tenant, scopes, sha256; "
+        "see `voicefleet keys new`).",
+    )
+    jwt: JwtSpec | None = Field(default=None, description="JWT verification.")
+    default_quota: TenantQuota = Field(
+        default_factory=TenantQuota, description="Quota of every tenant that presents a credential."
+    )
+    tenant_quotas: dict[str, TenantQuota] = Field(
+        default_factory=dict,
+        max_length=1000,
+        description="Quotas of named tenants (overrides the default). Callers without a credential (auth not "
+        'required) are the tenant "anonymous": unlimited unless named here.',
+    )
+    browser_key_ttl_seconds: int = Field(
+        default=300, ge=30, le=3600, description="Lifetime of short-lived keys minted for web pages."
+    )
+    cors: CorsSpec = Field(default_factory=CorsSpec, description="Browser origins.")
+
+    def quota(self, tenant: str) -> TenantQuota | None:
+        """None: the tenant is not limited."""
+        if tenant in self.tenant_quotas:
+            return self.tenant_quotas[tenant]
+        return None if tenant == ANONYMOUS_TENANT else self.default_quota
+
+
 class AgentConfig(Model):
     """What one agent pod runs: rendered by the operator into the pod's ConfigMap."""
 
@@ -414,6 +523,7 @@ class AgentConfig(Model):
     transport: TransportSpec = Field(default_factory=TransportSpec)
     session: SessionSpec = Field(default_factory=SessionSpec)
     sessions_per_pod: int = Field(default=20, ge=1, description="Capacity announced to placement.")
+    auth: AuthSpec = Field(default_factory=AuthSpec)
 
     @property
     def prompt_hash(self) -> str:

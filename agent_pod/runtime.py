@@ -24,8 +24,10 @@ from .gc_pauses import PauseMeter, freeze_startup_heap
 from .providers.registry import build_providers
 from .sessions.api import add_session_service, session_routes
 from .sessions.directory import PodIdentity, SessionDirectory
-from .sessions.factory import build_directory
+from .sessions.factory import build_directory, build_gate
+from .sessions.gate import SessionGate
 from .settings import PodSettings
+from .transports.cors import CorsPolicy
 from .transports.grpc_server import GrpcServer
 from .transports.http import Health, build_app, build_metrics_app, serve
 from .transports.hub import SessionHub
@@ -76,6 +78,7 @@ class Pod:
         self.clock = PlayoutClock()
         self._slow_reader_seconds = slow_reader_seconds
         self.directory: SessionDirectory | None = None
+        self.gate: SessionGate | None = None
         self.hub: SessionHub | None = None
         self.grpc: GrpcServer | None = None
         self.webrtc: WebRTCTransport | None = None
@@ -116,20 +119,26 @@ class Pod:
         )
         directory = build_directory(settings, config, identity)
         self.directory = directory
+        gate = self.gate = build_gate(config, directory, settings.credentials_dir)
         self.hub = SessionHub(
             config=config,
             providers=providers,
             directory=self.directory,
+            gate=gate,
             clock=self.clock,
             pod_name=settings.pod_name,
         )
-        routes: list[web.RouteDef] = [*session_routes(directory), web.post("/drain", self._begin_drain)]
+        cors = CorsPolicy(config.auth.cors)
+        routes: list[web.RouteDef] = [
+            *session_routes(directory, gate, cors),
+            web.post("/drain", self._begin_drain),
+        ]
         if transport.webrtc.enabled:
             policy = IcePolicy(
                 addresses=[self.ice_address], port_min=self.ports.udp_min, port_max=self.ports.udp_max
             )
             self.webrtc = WebRTCTransport(self.hub, policy, transport.webrtc.opus_complexity)
-            routes += Signaling(self.webrtc).routes()
+            routes += Signaling(self.webrtc, cors).routes()
         runner, self.http_port = await serve(build_app(self.health, routes), bind, self.ports.http)
         self._runners.append(runner)
         runner, self.metrics_port = await serve(build_metrics_app(), bind, self.ports.metrics)
@@ -138,12 +147,15 @@ class Pod:
             self.grpc = GrpcServer(
                 self.hub,
                 pod_name=settings.pod_name,
-                extra_services=[(SESSION_SERVICE, lambda server: add_session_service(server, directory))],
+                extra_services=[
+                    (SESSION_SERVICE, lambda server: add_session_service(server, directory, gate))
+                ],
                 slow_reader_seconds=self._slow_reader_seconds,
             )
             self.grpc_port = await self.grpc.start(bind, self.ports.grpc)
         identity.grpc_address, identity.http_url = self.grpc_address, self.http_url
         await self.directory.start()
+        await gate.start()
         await self.hub.start()
         self.health.started = True
         self.ready.set()
@@ -189,6 +201,8 @@ class Pod:
             await self.grpc.stop(grace=1.0)
         for runner in reversed(self._runners):
             await runner.cleanup()
+        if self.gate is not None:
+            await self.gate.aclose()
         self._runners.clear()
         await self.clock.stop()
         if self.directory is not None:

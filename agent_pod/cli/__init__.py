@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("agent_pod.cli.pod", "agent_pod.cli.call", "agent_pod.cli.drain")
+SUBCOMMANDS = ("agent_pod.cli.pod", "agent_pod.cli.call", "agent_pod.cli.drain", "agent_pod.cli.keys")
 
 
 def build_parser() -> argparse.ArgumentParser:

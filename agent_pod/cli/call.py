@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any
 
@@ -30,6 +31,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--wait", type=float, default=20.0, help="seconds to wait for the agent's answers")
     p.add_argument("--session-id", default="", help="resume this session")
     p.add_argument("--resume-token", default="", help="resume token of --session-id")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("VOICEFLEET_API_KEY"),
+        help="API key or JWT for a new session (default: $VOICEFLEET_API_KEY)",
+    )
     p.set_defaults(func=run)
 
 
@@ -58,7 +64,11 @@ async def call(args: argparse.Namespace) -> CallSummary:
     caller: GrpcCaller | WebRTCCaller
     if args.grpc:
         caller = GrpcCaller(
-            args.grpc, recorder=recorder, session_id=args.session_id, resume_token=args.resume_token
+            args.grpc,
+            recorder=recorder,
+            session_id=args.session_id,
+            resume_token=args.resume_token,
+            api_key=args.api_key,
         )
     else:
         caller = WebRTCCaller(
@@ -66,6 +76,7 @@ async def call(args: argparse.Namespace) -> CallSummary:
             recorder=recorder,
             session_id=args.session_id or None,
             resume_token=args.resume_token or None,
+            api_key=args.api_key,
         )
     async with caller:
         expected_answers = len(args.text)

@@ -52,8 +52,10 @@ class GrpcCaller:
         channel: grpc.aio.Channel | None = None,
         follow_migrations: bool = True,
         auto_follow: bool = True,
+        api_key: str | None = None,
     ) -> None:
         self.target = target
+        self.api_key = api_key  # API key or JWT: what a new session (no session_id) needs
         self.sample_rate = sample_rate
         self.output_sample_rate = output_sample_rate or sample_rate
         self.session_id = session_id
@@ -96,7 +98,10 @@ class GrpcCaller:
             self._channel = grpc.aio.insecure_channel(self.target)
         stub = agent_pb2_grpc.VoiceAgentStub(self._channel)
         self._outgoing.put_nowait(self._start_message())
-        self._call = stub.Converse(_requests(self._outgoing))
+        metadata = (
+            (("authorization", f"Bearer {self.api_key}"),) if self.api_key and not self.session_id else None
+        )
+        self._call = stub.Converse(_requests(self._outgoing), metadata=metadata)
         self._reader = asyncio.get_running_loop().create_task(self._read(self._call))
         summary = await self.recorder.wait(lambda s: bool(s.session_id) or s.ended is not None, within)
         if not summary.session_id:

@@ -167,8 +167,10 @@ class WebRTCCaller:
         local_address: str | None = None,
         follow_migrations: bool = True,
         auto_follow: bool = True,
+        api_key: str | None = None,
     ) -> None:
         self.url = url
+        self.api_key = api_key  # API key or JWT: what a new session (no session_id) needs
         # The one local address offered to the pod (default: loopback for a pod on loopback, else all).
         self.local_address = local_address
         self.session_id = session_id
@@ -242,7 +244,10 @@ class WebRTCCaller:
         if self._http is None:
             self._http = aiohttp.ClientSession()
         body = {"sdp": pc.localDescription.sdp, "type": "offer", "session_id": self.session_id, **extra}
-        async with self._http.post(url, json=body) as response:
+        headers = (
+            {"Authorization": f"Bearer {self.api_key}"} if self.api_key and not self.session_id else None
+        )
+        async with self._http.post(url, json=body, headers=headers) as response:
             payload: dict[str, Any] = await response.json(content_type=None)
             if response.status != 201:
                 error = payload.get("error") or {}

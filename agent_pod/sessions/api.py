@@ -2,13 +2,18 @@
 
     POST /v1/sessions                      {"metadata": {...}}       -> 201 grant
     POST /v1/sessions/{session_id}/resume  {"resumeToken": "..."}    -> 200 grant
-         (or the token as ``Authorization: Bearer <token>``)
+    POST /v1/keys                          {"ttlSeconds": 300}       -> 201 short-lived browser key
 
-A grant names the owning pod's gRPC address and WebRTC URL plus the resume
-token. Errors are JSON ``{"error": {"code", "message"}}``: 400 bad input, 401 a
-wrong/expired/missing token, 404 an ended session, 503 no room or Redis down
-(with ``Retry-After``). The gRPC service maps the same errors to status codes,
-with a ``retry-after`` trailer.
+The caller's credential (API key or JWT) travels as ``Authorization: Bearer <credential>`` (gRPC:
+``authorization`` metadata); a fleet that requires one refuses calls without it (sessions/gate.py).
+Without required auth, a resume may still send its resume token as the Bearer value.
+
+A grant names the owning pod's gRPC address and WebRTC URL plus the resume token: the credential
+that opens the session's media. Errors are JSON ``{"error": {"code", "message"}}`` with the statuses
+of sessions/refusals.py: 400 bad input, 401 no/unknown/expired credential or token, 403 a credential
+without the scope or of another tenant, 404 an ended session, 429 a tenant over its quota and 503
+no room or Redis down (both with ``Retry-After``). gRPC gets the matching status codes, with a
+``retry-after`` trailer.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from pydantic import BaseModel, Field, ValidationError
 from voicefleet.v1 import session_pb2, session_pb2_grpc
 
 from ..config import Model
+from ..transports.cors import CorsPolicy
 from .directory import AdmissionError, Grant, SessionAllocator
+from .gate import SessionGate
 from .refusals import grpc_refusal, http_error, http_refusal
 
 log = logging.getLogger("voicefleet.sessions.api")
@@ -38,6 +45,16 @@ class CreateBody(Model):
 
 class ResumeBody(Model):
     resume_token: str | None = Field(default=None, max_length=512)
+
+
+class KeyBody(Model):
+    ttl_seconds: int | None = Field(default=None, ge=1, le=3600)
+
+
+class BrowserKey(Model):
+    key: str
+    expires_unix: int
+    tenant: str
 
 
 def _check_metadata(metadata: Metadata) -> None:
@@ -67,17 +84,33 @@ def _bearer(request: web.Request) -> str | None:
     return auth[7:].strip() or None
 
 
-def session_routes(directory: SessionAllocator) -> list[web.RouteDef]:
-    async def handle(request: web.Request, resume: bool) -> web.Response:
+def grpc_bearer(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str) and value.lower().startswith("bearer "):
+            return value[7:].strip() or None
+    return None
+
+
+def session_routes(directory: SessionAllocator, gate: SessionGate, cors: CorsPolicy) -> list[web.RouteDef]:
+    async def answer(request: web.Request, kind: str) -> web.Response:
         try:
-            if resume:
+            credential = _bearer(request)
+            if kind == "resume":
                 body: ResumeBody = await _json_body(request, ResumeBody)
-                token = body.resume_token or _bearer(request)
-                grant = await directory.resume(request.match_info["session_id"], token)
+                token = body.resume_token or request.headers.get("Voicefleet-Resume-Token")
+                if not token and not gate.spec.required:
+                    token, credential = credential, None  # the pre-auth style: the token as Bearer
+                grant = await gate.resume(credential, directory, request.match_info["session_id"], token)
                 return web.json_response(grant.dump(), status=200)
+            if kind == "key":
+                key_body: KeyBody = await _json_body(request, KeyBody)
+                principal = await gate.auth.authenticate(credential, "keys:issue")
+                key, expires = gate.auth.mint_browser_key(principal, key_body.ttl_seconds)
+                minted = BrowserKey(key=key, expires_unix=expires, tenant=principal.tenant)
+                return web.json_response(minted.dump(), status=201)
             create: CreateBody = await _json_body(request, CreateBody)
             _check_metadata(create.metadata)
-            grant = await directory.create(create.metadata)
+            grant = await gate.create(credential, directory, create.metadata)
             return web.json_response(grant.dump(), status=201)
         except AdmissionError as exc:
             return http_refusal(exc)
@@ -86,14 +119,18 @@ def session_routes(directory: SessionAllocator) -> list[web.RouteDef]:
             return http_error("internal", "internal error; the failure was logged")
 
     async def create_session(request: web.Request) -> web.Response:
-        return await handle(request, resume=False)
+        return await answer(request, "create")
 
     async def resume_session(request: web.Request) -> web.Response:
-        return await handle(request, resume=True)
+        return await answer(request, "resume")
+
+    async def mint_key(request: web.Request) -> web.Response:
+        return await answer(request, "key")
 
     return [
-        web.post("/v1/sessions", create_session),
-        web.post("/v1/sessions/{session_id}/resume", resume_session),
+        *cors.routes("POST", "/v1/sessions", create_session),
+        *cors.routes("POST", "/v1/sessions/{session_id}/resume", resume_session),
+        *cors.routes("POST", "/v1/keys", mint_key),
     ]
 
 
@@ -110,10 +147,11 @@ def grant_message(grant: Grant) -> session_pb2.SessionGrant:
 
 
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
-    """voicefleet.v1.SessionService on grpc.aio; add it with ``add_session_service(server, directory)``."""
+    """voicefleet.v1.SessionService on grpc.aio; add it with ``add_session_service(server, ...)``."""
 
-    def __init__(self, directory: SessionAllocator) -> None:
+    def __init__(self, directory: SessionAllocator, gate: SessionGate) -> None:
         self.directory = directory
+        self.gate = gate
 
     async def CreateSession(
         self, request: session_pb2.CreateSessionRequest, context: grpc.aio.ServicerContext
@@ -123,7 +161,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             if len(metadata) > 32:
                 raise AdmissionError("invalid_argument", "at most 32 metadata entries")
             _check_metadata(metadata)
-            return grant_message(await self.directory.create(metadata))
+            return grant_message(await self.gate.create(grpc_bearer(context), self.directory, metadata))
         except AdmissionError as exc:
             await grpc_refusal(context, exc)
             raise  # abort raises; this keeps type checkers satisfied
@@ -132,13 +170,14 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self, request: session_pb2.ResumeSessionRequest, context: grpc.aio.ServicerContext
     ) -> session_pb2.SessionGrant:
         try:
-            return grant_message(
-                await self.directory.resume(request.session_id, request.resume_token or None)
+            grant = await self.gate.resume(
+                grpc_bearer(context), self.directory, request.session_id, request.resume_token or None
             )
+            return grant_message(grant)
         except AdmissionError as exc:
             await grpc_refusal(context, exc)
             raise
 
 
-def add_session_service(server: grpc.aio.Server, directory: SessionAllocator) -> None:
-    session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(directory), server)
+def add_session_service(server: grpc.aio.Server, directory: SessionAllocator, gate: SessionGate) -> None:
+    session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(directory, gate), server)

@@ -187,8 +187,9 @@ class SessionDirectory(Protocol):
 class SessionAllocator(Protocol):
     """Used by the session API (HTTP routes and gRPC SessionService)."""
 
-    async def create(self, metadata: dict[str, str]) -> Grant:
-        """Place a new session on a pod of the fleet; raise AdmissionError when none can take it."""
+    async def create(self, metadata: dict[str, str], session_id: str | None = None) -> Grant:
+        """Place a new session (``session_id``: chosen by the caller, else a fresh one) on a pod of the
+        fleet; raise AdmissionError when none can take it."""
         ...
 
     async def resume(self, session_id: str, resume_token: str | None) -> Grant:
@@ -255,13 +256,13 @@ class LocalDirectory:
         for sid in [sid for sid, s in self._sessions.items() if s.detached_at and s.detached_at < cutoff]:
             del self._sessions[sid]
 
-    def _new_session(self, live: bool) -> tuple[str, _LocalSession]:
+    def _new_session(self, live: bool, session_id: str | None = None) -> tuple[str, _LocalSession]:
         self._expire_detached()
         if self.draining:
             raise AdmissionError("unavailable", "pod is draining; start the session on another pod", 1.0)
         if self.capacity is not None and len(self._sessions) >= self.capacity:
             raise AdmissionError("unavailable", f"pod is at capacity ({self.capacity} sessions)", 2.0)
-        session_id = new_session_id()
+        session_id = session_id or new_session_id()
         issued = self.tokens.issue(session_id)
         session = _LocalSession(token=issued.token, expires_unix=issued.expires_unix, live=live)
         self._sessions[session_id] = session
@@ -287,8 +288,8 @@ class LocalDirectory:
             token_expires_unix=session.expires_unix,
         )
 
-    async def create(self, metadata: dict[str, str]) -> Grant:
-        session_id, session = self._new_session(live=False)
+    async def create(self, metadata: dict[str, str], session_id: str | None = None) -> Grant:
+        session_id, session = self._new_session(live=False, session_id=session_id)
         return self._grant(session_id, session, resumed=False)
 
     async def resume(self, session_id: str, resume_token: str | None) -> Grant:

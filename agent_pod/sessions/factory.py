@@ -15,8 +15,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from ..config import AgentConfig
+from .auth import Authenticator
 from .directory import LocalDirectory, PodIdentity
+from .gate import SessionGate
 from .keys import AgentKeys
+from .quotas import LocalQuotas, QuotaStore, RedisQuotas
 from .redis_directory import DirectoryTuning, RedisDirectory
 from .tokens import ResumeTokens
 
@@ -78,3 +81,22 @@ def build_directory(
         prompt_id=config.prompt_id,
         tuning=tuning,
     )
+
+
+def build_gate(
+    config: AgentConfig, directory: RedisDirectory | LocalDirectory, credentials_dir: Path | None = None
+) -> SessionGate:
+    """Credentials and tenant quotas in front of ``directory`` (quotas in the same Redis)."""
+    spec = config.auth
+    auth = Authenticator.from_files(
+        spec,
+        issuer=f"voicefleet:{config.namespace}/{config.agent}",
+        browser_key=directory.tokens.derive_key("browser keys v1"),
+        credentials_dir=credentials_dir,
+    )
+    quotas: QuotaStore
+    if isinstance(directory, RedisDirectory):
+        quotas = RedisQuotas(directory.redis, directory.keys, spec, directory.tokens.ttl_seconds)
+    else:
+        quotas = LocalQuotas(spec)
+    return SessionGate(spec, auth, quotas)

@@ -10,6 +10,9 @@ Cluster keeps the agent on one slot (the Lua scripts touch several of its keys).
     vf:v1:{ns/agent}:pin:<session>   HASH  PinRecord: which pod owns the session
     vf:v1:{ns/agent}:snap:<session>  STRING Conversation JSON, written after every turn
     vf:v1:{ns/agent}:handoff:<session> LIST Handoff JSON: caller input held by a pod the call left
+    vf:v1:{ns/agent}:tenant:<t>:leases ZSET session id -> lease deadline (ms): the tenant's sessions
+    vf:v1:{ns/agent}:tenant:<t>:bucket HASH tokens, ms: the tenant's new-session token bucket
+    vf:v1:{ns/agent}:tenant-of:<session> STRING the tenant a session belongs to
 """
 
 from __future__ import annotations
@@ -47,6 +50,15 @@ class AgentKeys:
 
     def handoff(self, session_id: str) -> str:
         return f"{self.prefix}handoff:{session_id}"
+
+    def tenant_leases(self, tenant: str) -> str:
+        return f"{self.prefix}tenant:{tenant}:leases"
+
+    def tenant_bucket(self, tenant: str) -> str:
+        return f"{self.prefix}tenant:{tenant}:bucket"
+
+    def session_tenant(self, session_id: str) -> str:
+        return f"{self.prefix}tenant-of:{session_id}"
 
     @property
     def match_all(self) -> str:

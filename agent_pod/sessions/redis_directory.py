@@ -781,9 +781,9 @@ class RedisDirectory:
         i = self.identity
         return self._grant(session_id, token, expires, i.name, i.grpc_address, i.http_url, resumed)
 
-    async def create(self, metadata: dict[str, str]) -> Grant:
+    async def create(self, metadata: dict[str, str], session_id: str | None = None) -> Grant:
         started = time.perf_counter()
-        session_id = new_session_id()
+        session_id = session_id or new_session_id()
         issued = self.tokens.issue(session_id)
         th = token_hash(issued.token)
         try:

@@ -25,3 +25,14 @@ SNAPSHOTS_DROPPED = Counter(
     "voicefleet_snapshots_dropped_total",
     "Queued snapshots dropped because the queue was full during a Redis outage (oldest first).",
 )
+AUTH_REFUSALS = Counter(
+    "voicefleet_auth_refusals_total",
+    "Session API calls and streams refused for their credential, by reason: missing, malformed, unknown_key, "
+    "expired, invalid, scope (lacks the scope), tenant (another tenant's session).",
+    ["reason"],
+)
+QUOTA_REFUSALS = Counter(
+    "voicefleet_quota_refusals_total",
+    "New or resumed sessions refused by a tenant quota, by tenant and limit (concurrency, rate).",
+    ["tenant", "limit"],
+)

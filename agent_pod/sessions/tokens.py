@@ -70,6 +70,10 @@ class ResumeTokens:
         """A random key that lives as long as this process: enough for a single pod without Redis."""
         return cls(secrets.token_bytes(32), ttl_seconds)
 
+    def derive_key(self, purpose: str) -> bytes:
+        """A key for another purpose (browser keys), so the resume key itself signs nothing else."""
+        return hmac.new(self._key, f"voicefleet {purpose}".encode(), hashlib.sha256).digest()
+
     def _signature(self, session_id: str, expires_unix: int) -> str:
         message = f"{TOKEN_VERSION}\x00{session_id}\x00{expires_unix}".encode()
         digest = hmac.new(self._key, message, hashlib.sha256).digest()

@@ -19,6 +19,7 @@ from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 from ..audio.pcm import InvalidAudio
 from ..pipeline.events import SessionEvent
+from ..sessions.api import grpc_bearer
 from ..sessions.directory import AdmissionError
 from ..sessions.refusals import grpc_refusal
 from . import transport_metrics
@@ -146,6 +147,7 @@ class VoiceAgentService(agent_pb2_grpc.VoiceAgentServicer):
                 sink=sink,
                 migration_token=start.migration_token,
                 accepts_migration=start.accepts_migration,
+                credential=grpc_bearer(context),
             )
         except AdmissionError as exc:
             await grpc_refusal(context, exc)

@@ -21,7 +21,8 @@ from ..config import AgentConfig
 from ..pipeline.events import SessionEnded, SessionEvent
 from ..pipeline.session import AgentSession
 from ..providers.base import Providers
-from ..sessions.directory import AdmissionError, SessionDirectory
+from ..sessions.directory import Admission, AdmissionError, SessionDirectory
+from ..sessions.gate import SessionGate
 from . import transport_metrics
 from .migration import Migrator, take_over
 from .playout_clock import PlayoutClock
@@ -124,10 +125,12 @@ class SessionHub:
         config: AgentConfig,
         providers: Providers,
         directory: SessionDirectory,
+        gate: SessionGate,
         clock: PlayoutClock,
         pod_name: str = "",
     ) -> None:
         self.config = config
+        self.gate = gate
         self.pod_name = pod_name
         self.providers = providers
         self.directory = directory
@@ -157,16 +160,16 @@ class SessionHub:
         sink: Sink,
         migration_token: str | None = None,
         accepts_migration: bool = False,
+        credential: str | None = None,
     ) -> LiveSession:
-        """Admit a caller and start its session, or raise AdmissionError. With ``migration_token`` the
-        caller follows a call another pod moves here: its input is heard once the old pod's is replayed."""
-        if self.draining:
-            transport_metrics.ADMISSIONS_REFUSED_TOTAL.labels(transport, "unavailable").inc()
-            raise AdmissionError("unavailable", DRAINING_MESSAGE, retry_after_seconds=1.0)
+        """Admit a caller and start its session, or raise AdmissionError. A new session (no
+        ``session_id``) needs the ``credential`` a create needs; an existing one its resume token, or
+        with ``migration_token`` the caller follows a call another pod moves here: its input is heard
+        once the old pod's is replayed."""
         try:
-            admission = await self.directory.admit(
-                session_id or None, resume_token or None, self.config.prompt_id, migration_token or None
-            )
+            if self.draining:
+                raise AdmissionError("unavailable", DRAINING_MESSAGE, retry_after_seconds=1.0)
+            admission = await self._admit(session_id, resume_token, migration_token, credential)
         except AdmissionError as exc:
             transport_metrics.ADMISSIONS_REFUSED_TOTAL.labels(transport, exc.code).inc()
             raise
@@ -202,6 +205,26 @@ class SessionHub:
         )
         return live
 
+    async def _admit(
+        self,
+        session_id: str | None,
+        resume_token: str | None,
+        migration_token: str | None,
+        credential: str | None,
+    ) -> Admission:
+        """The directory's admission, counted against the session's tenant."""
+        new = not session_id and not migration_token
+        principal = await self.gate.new_stream(credential) if new else None
+        admission = await self.directory.admit(
+            session_id or None, resume_token or None, self.config.prompt_id, migration_token or None
+        )
+        try:
+            await self.gate.stream_admitted(admission.session_id, principal)
+        except AdmissionError:
+            await self.directory.release(admission.session_id, "refused")
+            raise
+        return admission
+
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
@@ -228,9 +251,11 @@ class SessionHub:
             del self._live[live.id]
         transport_metrics.SESSIONS_ACTIVE.labels(live.transport).dec()
         transport_metrics.SESSIONS_TOTAL.labels(live.transport, reason).inc()
+        outcome = "transport_lost" if reason == "disconnected" else reason
         try:
             # A caller that vanished may come back: the directory keeps such a session resumable.
-            await self.directory.release(live.id, "transport_lost" if reason == "disconnected" else reason)
+            await self.directory.release(live.id, outcome)
+            await self.gate.stream_ended(live.id, outcome)
         except Exception:
             log.exception("releasing the session failed", extra={"session_id": live.id})
         live.sink.on_end(reason)

@@ -1,22 +1,24 @@
 """WHIP-style HTTP signaling for the WebRTC transport.
 
-POST /v1/webrtc (or /v1/sessions/{session_id}/webrtc) with an SDP offer, as
-``application/sdp`` (resume token, if any, as ``Authorization: Bearer``) or as JSON
-``{"sdp", "type", "session_id", "resume_token", "accepts_migration"}``; a caller following a migration
-sends ``migration_token`` (or a ``Voicefleet-Migration-Token`` header) instead of the resume token.
+POST /v1/sessions/{session_id}/webrtc with an SDP offer opens the media of a granted session with
+the grant's credential: its resume token (``Authorization: Bearer``, ``Voicefleet-Resume-Token`` or
+``resume_token`` in JSON). POST /v1/webrtc without a session id starts a new session on this pod and
+needs what a create needs: an API key or JWT as ``Authorization: Bearer`` when the fleet requires one.
+Offers come as ``application/sdp`` or as JSON ``{"sdp", "type", "session_id", "resume_token",
+"accepts_migration"}``; a caller following a migration sends ``migration_token`` (or a
+``Voicefleet-Migration-Token`` header) instead of the resume token.
 A caller that follows migration offers says so with ``"accepts_migration": true`` (or the header
 ``Voicefleet-Accepts-Migration: true``): a draining pod moves only such calls (docs/migration.md).
 The answer comes back with 201, a ``Location`` to DELETE to hang up, and the session id (and,
 for a new session, its resume token) in headers. JSON requests get a JSON answer.
 
-These routes answer cross-origin requests (CORS, any origin, no cookies: the tokens are the
-credential): a web page follows its call to another pod (another origin) when the call migrates.
+These routes answer cross-origin requests (CORS, transports/cors.py): a web page follows its call
+to another pod (another origin) when the call migrates.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from aiohttp import web
@@ -25,51 +27,12 @@ from pydantic import BaseModel, Field, ValidationError
 from ..sessions.directory import AdmissionError
 from ..sessions.refusals import http_error, http_refusal
 from . import transport_metrics
+from .cors import CorsPolicy
 from .webrtc import OfferError, WebRTCTransport
 
 log = logging.getLogger(__name__)
 
 MAX_SDP_BYTES = 64 * 1024
-
-
-# CORS for the signaling routes only. No credentials (cookies) are involved: a session's tokens travel
-# in the body or in headers, so any origin may call; the browser is told which headers it may send
-# and which of the answer's it may read.
-CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Expose-Headers": "Location, Voicefleet-Session-Id, Voicefleet-Resume-Token",
-}
-CORS_PREFLIGHT_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": (
-        "Content-Type, Authorization, Voicefleet-Migration-Token, Voicefleet-Accepts-Migration"
-    ),
-    "Access-Control-Max-Age": "600",
-}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def cors(handler: Handler) -> Handler:
-    """``handler`` with the CORS headers on every answer it gives."""
-
-    async def with_cors(request: web.Request) -> web.StreamResponse:
-        response = await handler(request)
-        response.headers.update(CORS_HEADERS)
-        return response
-
-    return with_cors
-
-
-def preflight(methods: str) -> Handler:
-    """The answer to a CORS preflight (OPTIONS) for a route taking ``methods``."""
-
-    async def answer(_: web.Request) -> web.StreamResponse:
-        return web.Response(
-            status=204, headers={**CORS_PREFLIGHT_HEADERS, "Access-Control-Allow-Methods": methods}
-        )
-
-    return answer
 
 
 class OfferRequest(BaseModel):
@@ -112,33 +75,37 @@ async def read_offer(request: web.Request) -> tuple[OfferRequest, bool]:
         raise OfferError("the SDP offer is not UTF-8 text") from exc
     if not sdp.strip():
         raise OfferError("empty SDP offer")
-    return OfferRequest(sdp=sdp, resume_token=bearer_token(request)), False
+    return OfferRequest(sdp=sdp), False
 
 
 class Signaling:
-    def __init__(self, transport: WebRTCTransport) -> None:
+    def __init__(self, transport: WebRTCTransport, cors: CorsPolicy) -> None:
         self.transport = transport
+        self.cors = cors
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/v1/webrtc", cors(self.post_offer)),
-            web.options("/v1/webrtc", preflight("POST, OPTIONS")),
-            web.post("/v1/sessions/{session_id}/webrtc", cors(self.post_offer)),
-            web.options("/v1/sessions/{session_id}/webrtc", preflight("POST, OPTIONS")),
-            web.delete("/v1/webrtc/{resource_id}", cors(self.delete)),
-            web.options("/v1/webrtc/{resource_id}", preflight("DELETE, OPTIONS")),
+            *self.cors.routes("POST", "/v1/webrtc", self.post_offer),
+            *self.cors.routes("POST", "/v1/sessions/{session_id}/webrtc", self.post_offer),
+            *self.cors.routes("DELETE", "/v1/webrtc/{resource_id}", self.delete),
         ]
 
     async def post_offer(self, request: web.Request) -> web.Response:
         try:
             offer, wants_json = await read_offer(request)
             session_id = request.match_info.get("session_id") or offer.session_id
+            bearer = bearer_token(request)
+            # An existing session opens with its grant's token; a new one with an API credential.
+            resume_token = offer.resume_token or request.headers.get("Voicefleet-Resume-Token")
+            if session_id and not resume_token:
+                resume_token, bearer = bearer, None
             answer = await self.transport.answer(
                 offer.sdp,
                 session_id,
-                offer.resume_token or bearer_token(request),
+                resume_token,
                 offer.migration_token or request.headers.get("Voicefleet-Migration-Token"),
                 accepts_migration=offer.accepts_migration or accepts_migration_header(request),
+                credential=None if session_id else bearer,
             )
         except OfferError as exc:
             transport_metrics.BAD_INPUT_TOTAL.labels("webrtc", "offer").inc()

@@ -277,8 +277,10 @@ class WebRTCTransport:
         resume_token: str | None,
         migration_token: str | None = None,
         accepts_migration: bool = False,
+        credential: str | None = None,
     ) -> Answer:
-        """Answer an SDP offer and start its session. Raises OfferError or AdmissionError."""
+        """Answer an SDP offer and start its session. Raises OfferError or AdmissionError.
+        ``credential`` (API key or JWT) is what a brand-new session (no ``session_id``) needs."""
         if "m=audio" not in offer_sdp:
             raise OfferError("the offer has no audio media section (m=audio)")
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -304,6 +306,7 @@ class WebRTCTransport:
                 sink=peer,
                 migration_token=migration_token,
                 accepts_migration=accepts_migration,
+                credential=credential,
             )
             peer.live = live
             pc.on("connectionstatechange", lambda: self._state_changed(peer))

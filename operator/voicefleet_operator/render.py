@@ -84,6 +84,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         transport=spec.transport,
         session=spec.session,
         sessions_per_pod=spec.autoscaling.sessions_per_pod,
+        auth=spec.auth,
     )
 
 
@@ -100,6 +101,10 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
         if tool.endpoint.headers_secret_ref:
             ref = tool.endpoint.headers_secret_ref
             refs[(ref.name, ref.key)] = ref
+    # The API keyring and JWT keys are read by the pods from the same mounted credentials dir.
+    for auth_ref in (spec.auth.api_keys_secret_ref, spec.auth.jwt.keys_secret_ref if spec.auth.jwt else None):
+        if auth_ref:
+            refs[(auth_ref.name, auth_ref.key)] = auth_ref
     return [refs[k] for k in sorted(refs)]
 
 

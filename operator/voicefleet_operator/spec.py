@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field
 
 from agent_pod.config import (
     DEFAULT_PROMPT,
+    AuthSpec,
     Model,
     PipelineSpec,
     PromptSpec,
@@ -109,6 +110,9 @@ class VoiceAgentSpec(Model):
     transport: TransportSpec = Field(default_factory=TransportSpec, description="Caller transports.")
     session: SessionSpec = Field(default_factory=SessionSpec, description="Per-call limits and drain.")
     redis: RedisSpec = Field(default_factory=RedisSpec, description="Session store.")
+    auth: AuthSpec = Field(
+        default_factory=AuthSpec, description="Credentials and tenant quotas of the session API."
+    )
     resume_key_secret_ref: SecretKeyRef | None = Field(
         default=None,
         description="Secret key holding the HMAC key for resume tokens; the operator makes one if unset.",

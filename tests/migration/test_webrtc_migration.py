@@ -170,7 +170,12 @@ async def test_signaling_answers_cross_origin_requests(fleet: Fleet) -> None:
                 assert response.status == 201
                 assert response.headers["Access-Control-Allow-Origin"] == "*"
                 exposed = {h.strip() for h in response.headers["Access-Control-Expose-Headers"].split(",")}
-                assert exposed == {"Location", "Voicefleet-Session-Id", "Voicefleet-Resume-Token"}
+                assert exposed == {
+                    "Location",
+                    "Retry-After",
+                    "Voicefleet-Session-Id",
+                    "Voicefleet-Resume-Token",
+                }
                 location = response.headers["Location"]
             async with http.delete(pod.http_url + location, headers=origin) as response:
                 assert response.status == 204

@@ -9,8 +9,11 @@ import grpc
 import pytest
 from aiohttp import ClientSession, web
 
+from agent_pod.config import AgentConfig, CorsSpec
 from agent_pod.sessions.api import add_session_service, session_routes
+from agent_pod.sessions.factory import build_gate
 from agent_pod.sessions.redis_directory import RedisDirectory
+from agent_pod.transports.cors import CorsPolicy
 from tests.support.redis import RedisServer
 from voicefleet.v1 import session_pb2, session_pb2_grpc
 
@@ -27,14 +30,15 @@ async def api(
     front = await fleet.add("front")
     await fleet.add("back")
     app = web.Application()
-    app.add_routes(session_routes(front))
+    gate = build_gate(AgentConfig(), front)
+    app.add_routes(session_routes(front, gate, CorsPolicy(CorsSpec())))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     server = grpc.aio.server()
-    add_session_service(server, front)
+    add_session_service(server, front, gate)
     grpc_port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}")
