@@ -62,12 +62,7 @@ class BenchFleet:
 
     async def kill(self, name: str) -> None:
         """SIGKILL stand-in: heartbeats stop, nothing deregisters, the port closes."""
-        directory = self.pods.pop(name)
-        directory._closed = True  # its loops stop at their next step
-        for task in directory._tasks:
-            task.cancel()
-        directory._tasks = []
-        await directory.redis.aclose()
+        await self.pods.pop(name).abandon()
         self.listeners.pop(name).close()
 
     async def close(self) -> None:

@@ -67,12 +67,7 @@ class Fleet:
 
     async def crash(self, name: str) -> None:
         """The pod dies without a word (SIGKILL): no deregistration, its port closes."""
-        directory = self.pods[name]
-        directory._closed = True  # its loops stop at their next step
-        for task in directory._tasks:
-            task.cancel()
-        directory._tasks = []
-        await directory.redis.aclose()
+        await self.pods[name].abandon()
         self.listeners.pop(name).close()
 
     async def close(self) -> None:

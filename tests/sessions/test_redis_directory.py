@@ -229,7 +229,7 @@ async def test_fleet_read_and_key_cleanup(redis_server: RedisServer) -> None:
         grants = [await fleet.pods["pod-0"].create({}) for _ in range(4)]
         live = grants[0]
         await fleet.pods[live.pod].admit(live.session_id, live.resume_token, PROMPT)
-        fleet.pods[live.pod]._wake.set()  # heartbeat now: the live count is written by heartbeats
+        fleet.pods[live.pod].store.wake.set()  # heartbeat now: the live count is written by heartbeats
         await async_wait_for(
             lambda: _live_total(redis, fleet), timeout=5, what="live session in the registry"
         )
@@ -260,16 +260,16 @@ async def test_a_heartbeat_racing_a_release_does_not_resurrect_the_session(redis
         pod = fleet.pods["pod-0"]
         admission = await pod.admit(None, None, PROMPT)
         sid = admission.session_id
-        stale_view = pod._owned[sid]  # what a heartbeat built before the release landed
+        stale_view = pod.local.owned[sid]  # what a heartbeat built before the release landed
         await pod.release(sid, "completed")
-        pod._owned[sid] = stale_view
-        await pod._heartbeat()
+        pod.local.owned[sid] = stale_view
+        await pod.registry.heartbeat()
         assert not await redis.exists(fleet.keys.pin(sid))
         assert await redis.zscore(fleet.keys.load("pod-0"), sid) is None
         # after an outage (or with the pod's entry gone) the same heartbeat writes lost pins back
-        await pod._heartbeat(restore=True)
+        await pod.registry.heartbeat(restore=True)
         assert await redis.hget(fleet.keys.pin(sid), "pod") == "pod-0"
-        pod._owned.pop(sid)
+        pod.local.owned.pop(sid)
     finally:
         await redis.aclose()
         await fleet.close()

@@ -67,9 +67,7 @@ class Fleet:
         pod = self.pods.pop(name)
         directory = pod.directory
         assert isinstance(directory, RedisDirectory) and pod.grpc is not None
-        directory._closed = True  # its loops stop; nothing is deregistered
-        for task in directory._tasks:
-            task.cancel()
+        await directory.abandon()  # its loops stop; nothing is deregistered
         await pod.grpc.stop(grace=None)
         for runner in pod._runners:
             await runner.cleanup()
@@ -77,7 +75,6 @@ class Fleet:
         if pod.hub is not None:
             await pod.hub.aclose()
         await pod.clock.stop()
-        await directory.redis.aclose()
 
     async def close(self) -> None:
         for pod in self.pods.values():

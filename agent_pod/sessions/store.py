@@ -1,0 +1,76 @@
+"""The directory's one Redis connection and what it does when Redis fails.
+
+Every part of the directory (registry, snapshot writer, placement, admission,
+migration) calls Redis through ``Store.io``: an unreachable store opens the
+circuit (``healthy`` goes false, one error counted) and raises ``StoreDown``, on
+which each caller falls back to local knowledge. The registry's heartbeat loop
+owns probing (with backoff) and recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import redis.exceptions
+from redis.asyncio import Redis
+
+from . import session_metrics
+from .keys import AgentKeys
+from .scripts import Scripts
+from .tuning import DirectoryTuning
+
+log = logging.getLogger("voicefleet.sessions")
+T = TypeVar("T")
+
+# What a dead, restarting or unreachable Redis raises (BusyLoadingError is a ConnectionError).
+STORE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+class StoreDown(Exception):
+    """Redis is unreachable; the caller falls back to local knowledge."""
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Store:
+    def __init__(self, redis_client: Redis, keys: AgentKeys, tuning: DirectoryTuning) -> None:
+        self.redis = redis_client
+        self.keys = keys
+        self.tuning = tuning
+        self.scripts = Scripts(redis_client)
+        self.healthy = True
+        self.backoff = 0.0
+        self.closed = False
+        self.wake = asyncio.Event()  # wakes the heartbeat loop (drain, outage, close)
+
+    async def io(self, call: Awaitable[T]) -> T:
+        """Await a Redis call; an unreachable store opens the circuit and raises StoreDown."""
+        try:
+            return await call
+        except STORE_DOWN as exc:
+            self.mark_down(exc)
+            raise StoreDown(str(exc)) from exc
+
+    def require(self) -> None:
+        if not self.healthy:
+            raise StoreDown("session store unreachable")
+
+    def mark_down(self, exc: BaseException) -> None:
+        session_metrics.REDIS_ERRORS.inc()
+        if self.healthy:
+            log.warning("session store unreachable, serving from local state: %s", exc)
+        self.healthy = False
+        self.wake.set()  # the heartbeat loop owns probing and recovery
+
+    def mark_up(self) -> None:
+        self.healthy = True
+        self.backoff = 0.0
+
+    def next_backoff(self) -> float:
+        self.backoff = min(self.tuning.max_backoff_seconds, max(0.25, self.backoff * 2))
+        return self.backoff

@@ -1,0 +1,24 @@
+"""Timings and bounds of the Redis-backed session directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DirectoryTuning:
+    epsilon: float = 0.25  # no pod above (1 + epsilon) x average load
+    heartbeat_seconds: float = 2.0
+    stale_seconds: float = 6.0  # a pod whose heartbeat is older leaves placement
+    pod_ttl_seconds: float = 60.0  # a dead pod's entry stays visible (stale) this long
+    reservation_seconds: float = 30.0  # a created session holds its slot until the caller connects
+    resume_window_seconds: float = 120.0  # a session whose transport was lost stays resumable
+    pin_ttl_seconds: float = 300.0
+    snapshot_ttl_seconds: float = 3600.0
+    probe_timeout_seconds: float = 0.5  # TCP check of a pinned pod on resume
+    max_backoff_seconds: float = 2.0
+    max_pending_snapshots: int = 10_000
+
+
+def ms(seconds: float) -> int:
+    return int(seconds * 1000)
