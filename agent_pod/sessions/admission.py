@@ -101,6 +101,7 @@ class StreamAdmission:
                         self.capacity,
                         self.identity.revision,
                         migration_hash,
+                        "1" if new or owned is not None else "0",
                     ],
                 )
             )
@@ -118,6 +119,8 @@ class StreamAdmission:
                     "unauthenticated", "migration token is unknown, spent or for another pod"
                 )
             raise AdmissionError("unauthenticated", "resume token is not the one issued for this session")
+        if status == "ended":
+            raise AdmissionError("not_found", "session has ended or expired; create a new one")
         if status == "wrong_pod":
             owner, address = text(result[1]), text(result[2])
             raise AdmissionError(

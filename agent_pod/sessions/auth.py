@@ -39,7 +39,7 @@ log = logging.getLogger("voicefleet.auth")
 API_KEY_PATTERN = re.compile(r"^vfk_([a-z0-9]{8,32})\.([A-Za-z0-9_-]{43})$")
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 MAX_CREDENTIAL_CHARS = 8192
-KEYRING_RECHECK_SECONDS = 5.0
+KEYRING_RECHECK_SECONDS = 2.0
 BROWSER_ALGORITHM = "HS256"
 # Refusal reasons, also the label values of voicefleet_auth_refusals_total.
 Reason = Literal["missing", "malformed", "unknown_key", "expired", "invalid", "scope", "tenant"]
@@ -187,7 +187,7 @@ class Authenticator:
         return principal
 
     def _api_key(self, credential: str) -> Principal:
-        match = API_KEY_PATTERN.match(credential)
+        match = API_KEY_PATTERN.fullmatch(credential)
         if not match:
             raise refuse("malformed", "API key is malformed")
         entry = self._keyring.get(match.group(1)) if self._keyring else None
@@ -217,7 +217,7 @@ class Authenticator:
             claims = await self._external(token)
             kind, tenant_claim = "jwt", self.spec.jwt.tenant_claim
         tenant = claims.get(tenant_claim)
-        if not isinstance(tenant, str) or not TENANT_PATTERN.match(tenant):
+        if not isinstance(tenant, str) or not TENANT_PATTERN.fullmatch(tenant):
             raise refuse("invalid", f"JWT's {tenant_claim} claim must be 1-128 chars of [A-Za-z0-9_.-]")
         return Principal(tenant=tenant, subject=str(claims.get("sub", "")), scopes=_scopes(claims), kind=kind)
 

@@ -87,9 +87,11 @@ return {'full', '', total, n}
 
 # A stream arrives on this pod. KEYS[1] pin. ARGV: prefix, session, me, token_hash, stale_ms,
 # lease_ms, pin_ttl_ms, prompt_id, capacity, revision, migration_hash ('' unless the caller follows a
-# migration with its one-time token; the token is spent here).
+# migration with its one-time token; the token is spent here), may_create ('1': a brand-new session,
+# or one this pod still holds, whose pin Redis may have lost; else a missing pin means the call ended
+# or expired, and its resume token opens nothing any more).
 # -> {'ok', previous_owner, previous_state, snapshot, moving_from, token_hash, frozen_ms}
-#  | {'unauthenticated', owner} | {'wrong_pod', owner, owner_grpc_address} | {'full', owner}
+#  | {'unauthenticated', owner} | {'wrong_pod', owner, owner_grpc_address} | {'full', owner} | {'ended'}
 CLAIM = (
     _NOW
     + """
@@ -114,6 +116,8 @@ elseif owner then
       return {'wrong_pod', owner, other[3] or ''}
     end
   end
+elseif ARGV[12] ~= '1' then
+  return {'ended'}
 end
 local myload = prefix .. 'load:' .. me
 if owner ~= me then

@@ -22,6 +22,8 @@ TOKEN_VERSION = "v1"
 MIN_KEY_BYTES = 16
 MAX_TOKEN_CHARS = 256
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# One spelling per token: ASCII digits without leading zeros, unpadded base64url of 32 bytes.
+TOKEN_PATTERN = re.compile(r"^v1\.([1-9][0-9]{0,15})\.([A-Za-z0-9_-]{43})$", re.ASCII)
 
 
 class TokenError(Exception):
@@ -39,7 +41,7 @@ def token_hash(token: str) -> str:
 
 
 def valid_session_id(session_id: str) -> bool:
-    return bool(SESSION_ID_PATTERN.match(session_id))
+    return bool(SESSION_ID_PATTERN.fullmatch(session_id))
 
 
 class ResumeTokens:
@@ -90,12 +92,12 @@ class ResumeTokens:
             raise TokenError("a resume token is required to join an existing session")
         if len(token) > MAX_TOKEN_CHARS:
             raise TokenError("resume token is malformed")
-        parts = token.split(".")
-        if len(parts) != 3 or parts[0] != TOKEN_VERSION or not parts[1].isdigit():
+        match = TOKEN_PATTERN.fullmatch(token)
+        if match is None:
             raise TokenError("resume token is malformed")
-        expires = int(parts[1])
+        expires = int(match.group(1))
         expected = self._signature(session_id, expires)
-        if not hmac.compare_digest(expected.encode(), parts[2].encode()):
+        if not hmac.compare_digest(expected.encode(), match.group(2).encode()):
             raise TokenError("resume token does not match this session")
         if expires <= (time.time() if now is None else now):
             raise TokenError("resume token has expired")

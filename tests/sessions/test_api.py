@@ -92,7 +92,8 @@ async def test_http_errors_are_json_with_clear_messages(api) -> None:
             (f"{url}/v1/sessions", {"json": {"unknown": 1}}, 400, "unknown"),
             (f"{url}/v1/sessions", {"data": b"x" * 70_000}, 400, "larger"),
             (resume, {"json": {}}, 401, "resume token is required"),
-            (resume, {"json": {"resumeToken": "v1.1.forged"}}, 401, "does not match"),
+            (resume, {"json": {"resumeToken": "v1.1.forged"}}, 401, "malformed"),
+            (resume, {"json": {"resumeToken": "v1.1." + "A" * 43}}, 401, "does not match"),
             (f"{url}/v1/sessions/bad$id/resume", {"json": {"resumeToken": "x"}}, 400, "session id"),
         ]
         for target, kwargs, status, text in cases:
