@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import REGISTRY
 
 from agent_pod.client.grpc_client import GrpcCaller
+from agent_pod.config import Scope
 from agent_pod.client.webrtc_client import WebRTCCaller
 from agent_pod.runtime import Pod
 from agent_pod.sessions import auth as auth_module
@@ -51,13 +52,14 @@ class Secured:
         self.keyring_path = creds / "keyring.json"
         self.keys: dict[str, str] = {}
         entries = []
-        for name, tenant, scopes, expires in [
+        grants: list[tuple[str, str, list[Scope], int]] = [
             ("acme", "acme", ["sessions:create", "sessions:resume"], 0),
             ("globex", "globex", ["sessions:create", "sessions:resume"], 0),
             ("issuer", "acme", ["sessions:create", "sessions:resume", "keys:issue"], 0),
             ("resume_only", "acme", ["sessions:resume"], 0),
             ("expired", "acme", ["sessions:create"], int(time.time()) - 10),
-        ]:
+        ]
+        for name, tenant, scopes, expires in grants:
             key, entry = new_api_key(tenant, scopes, expires)
             self.keys[name] = key
             entries.append(entry)
