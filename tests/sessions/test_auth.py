@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client import REGISTRY
 
 from agent_pod.client.grpc_client import GrpcCaller
-from agent_pod.config import Scope
 from agent_pod.client.webrtc_client import WebRTCCaller
+from agent_pod.config import Scope
 from agent_pod.runtime import Pod
 from agent_pod.sessions import auth as auth_module
 from agent_pod.sessions.auth import Keyring, new_api_key
