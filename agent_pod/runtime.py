@@ -26,6 +26,7 @@ from .sessions.api import add_session_service, session_routes
 from .sessions.directory import PodIdentity, SessionDirectory
 from .sessions.factory import build_directory, build_gate
 from .sessions.gate import SessionGate
+from .sessions.tuning import DirectoryTuning
 from .settings import PodSettings
 from .transports.cors import CorsPolicy
 from .transports.grpc_server import GrpcServer
@@ -70,8 +71,10 @@ class Pod:
         config: AgentConfig,
         ports: Ports | None = None,
         slow_reader_seconds: float = 5.0,
+        tuning: DirectoryTuning | None = None,
     ) -> None:
         self.settings = settings
+        self._tuning = tuning
         self.config = config
         self.ports = ports or Ports.from_config(config)
         self.health = Health()
@@ -117,7 +120,7 @@ class Pod:
         identity = PodIdentity(
             name=settings.pod_name, grpc_address="", http_url="", revision=settings.revision
         )
-        directory = build_directory(settings, config, identity)
+        directory = build_directory(settings, config, identity, self._tuning)
         self.directory = directory
         gate = self.gate = build_gate(config, directory, settings.credentials_dir)
         self.hub = SessionHub(

@@ -76,6 +76,8 @@ KNOWN_OUTCOMES = frozenset(
         "disconnected",
         "invalid_message",
         "slow_reader",
+        "never_connected",
+        "migrated",
     }
 )
 

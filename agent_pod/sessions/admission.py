@@ -20,6 +20,8 @@ from .directory import (
     Admission,
     AdmissionError,
     check_session_id,
+    detached_hold_seconds,
+    full_retry_after,
     new_session_id,
     verify_token,
 )
@@ -129,7 +131,8 @@ class StreamAdmission:
                 grpc_address=address,
             )
         if status == "full":
-            raise AdmissionError("unavailable", f"pod is at capacity ({self.capacity} sessions)", 2.0)
+            retry = full_retry_after(self.local.next_free_seconds())
+            raise AdmissionError("unavailable", f"pod is at capacity ({self.capacity} sessions)", retry)
         previous_state, raw_snapshot = text(result[2]), text(result[3])
         moved_from, th, frozen_ms = text(result[4]), text(result[5]), int(text(result[6]) or 0)
         conversation = owned.conversation if owned is not None else None
@@ -187,7 +190,8 @@ class StreamAdmission:
         detach = outcome in RESUMABLE_OUTCOMES
         if detach:
             owned.state = "detached"
-            owned.until = time.monotonic() + self.store.tuning.resume_window_seconds
+            hold = detached_hold_seconds(owned.conversation, self.store.tuning.resume_window_seconds)
+            owned.until = time.monotonic() + hold
         else:
             self.local.disown(session_id)
             self.local.report_depth()
@@ -202,7 +206,7 @@ class StreamAdmission:
                         self.identity.name,
                         session_id,
                         "detach" if detach else "end",
-                        ms(store.tuning.resume_window_seconds),
+                        ms(detached_hold_seconds(owned.conversation, store.tuning.resume_window_seconds)),
                         keys.prefix,
                     ],
                 )

@@ -33,6 +33,25 @@ DEFAULT_RESUME_WINDOW_SECONDS = 120.0
 # Outcomes after which the caller may come back: its connection dropped, or the pod's drain
 # deadline cut the call (a resume then continues it on another pod, history included).
 RESUMABLE_OUTCOMES = frozenset({"transport_lost", "drain_deadline"})
+DEFAULT_RESERVATION_SECONDS = 15.0
+# A call that never completed a turn holds its slot only this long once its caller is gone:
+# streams opened and dropped at once must not pin a pod's capacity for the whole resume window.
+UNUSED_HOLD_SECONDS = 10.0
+FULL_RETRY_SECONDS = 2.0
+
+
+def detached_hold_seconds(conversation: Conversation | None, resume_window_seconds: float) -> float:
+    """How long a session whose caller is gone stays resumable (and holds its slot)."""
+    if conversation is not None and conversation.turns:
+        return resume_window_seconds
+    return min(resume_window_seconds, UNUSED_HOLD_SECONDS)
+
+
+def full_retry_after(next_free_seconds: float | None) -> float:
+    """Retry-After for a full pod: when its first held (not live) slot runs out, if any does soon."""
+    if next_free_seconds is None:
+        return FULL_RETRY_SECONDS
+    return min(max(1.0, next_free_seconds), 30.0)
 
 
 class AdmissionError(Exception):
@@ -220,7 +239,7 @@ class _LocalSession:
     expires_unix: int
     conversation: Conversation | None = None
     live: bool = False
-    detached_at: float | None = None  # monotonic time the transport was lost
+    until: float | None = None  # monotonic deadline of a reserved (created) or detached session
 
 
 class LocalDirectory:
@@ -236,8 +255,10 @@ class LocalDirectory:
         tokens: ResumeTokens | None = None,
         capacity: int | None = None,
         resume_window_seconds: float = DEFAULT_RESUME_WINDOW_SECONDS,
+        reservation_seconds: float = DEFAULT_RESERVATION_SECONDS,
     ) -> None:
         self.identity = identity or PodIdentity(name="local")
+        self.reservation_seconds = reservation_seconds
         self.tokens = tokens or ResumeTokens.ephemeral(DEFAULT_TOKEN_TTL_SECONDS)
         self.capacity = capacity
         self.resume_window_seconds = resume_window_seconds
@@ -252,19 +273,25 @@ class LocalDirectory:
         return None
 
     def _expire_detached(self) -> None:
-        cutoff = time.monotonic() - self.resume_window_seconds
-        for sid in [sid for sid, s in self._sessions.items() if s.detached_at and s.detached_at < cutoff]:
+        now = time.monotonic()
+        for sid in [sid for sid, s in self._sessions.items() if s.until is not None and s.until < now]:
             del self._sessions[sid]
+
+    def _next_free_seconds(self) -> float | None:
+        held = [s.until for s in self._sessions.values() if s.until is not None]
+        return min(held) - time.monotonic() if held else None
 
     def _new_session(self, live: bool, session_id: str | None = None) -> tuple[str, _LocalSession]:
         self._expire_detached()
         if self.draining:
             raise AdmissionError("unavailable", "pod is draining; start the session on another pod", 1.0)
         if self.capacity is not None and len(self._sessions) >= self.capacity:
-            raise AdmissionError("unavailable", f"pod is at capacity ({self.capacity} sessions)", 2.0)
+            retry = full_retry_after(self._next_free_seconds())
+            raise AdmissionError("unavailable", f"pod is at capacity ({self.capacity} sessions)", retry)
         session_id = session_id or new_session_id()
         issued = self.tokens.issue(session_id)
-        session = _LocalSession(token=issued.token, expires_unix=issued.expires_unix, live=live)
+        until = None if live else time.monotonic() + self.reservation_seconds
+        session = _LocalSession(token=issued.token, expires_unix=issued.expires_unix, live=live, until=until)
         self._sessions[session_id] = session
         return session_id, session
 
@@ -311,7 +338,7 @@ class LocalDirectory:
         session = self._known(session_id, resume_token)
         if session.live:
             raise AdmissionError("unavailable", "session is already connected on this pod", 1.0)
-        session.live, session.detached_at = True, None
+        session.live, session.until = True, None
         conversation = session.conversation
         return Admission(session_id=session_id, resumed=conversation is not None, conversation=conversation)
 
@@ -325,7 +352,8 @@ class LocalDirectory:
         if session is None:
             return
         if outcome in RESUMABLE_OUTCOMES:
-            session.live, session.detached_at = False, time.monotonic()
+            hold = detached_hold_seconds(session.conversation, self.resume_window_seconds)
+            session.live, session.until = False, time.monotonic() + hold
         else:
             del self._sessions[session_id]
 

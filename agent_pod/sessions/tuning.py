@@ -11,7 +11,7 @@ class DirectoryTuning:
     heartbeat_seconds: float = 2.0
     stale_seconds: float = 6.0  # a pod whose heartbeat is older leaves placement
     pod_ttl_seconds: float = 60.0  # a dead pod's entry stays visible (stale) this long
-    reservation_seconds: float = 30.0  # a created session holds its slot until the caller connects
+    reservation_seconds: float = 15.0  # a created session holds its slot until the caller connects
     resume_window_seconds: float = 120.0  # a session whose transport was lost stays resumable
     pin_ttl_seconds: float = 300.0
     snapshot_ttl_seconds: float = 3600.0

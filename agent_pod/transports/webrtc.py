@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_CHANNEL = "events"
 # A peer that has not connected by then (ICE failed silently) is given up on.
-CONNECT_TIMEOUT_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 15.0
 # Frames waiting for aiortc's sender; more means the sender stalled, and old audio is dropped.
 MAX_QUEUED_FRAMES = 10
 FLUSH_SECONDS = 1.0
@@ -339,8 +339,9 @@ class WebRTCTransport:
                 await _connected(peer.pc)
             return
         if peer.live is not None and not peer.closed.is_set():
+            # Not resumable: an offer that never connects must not hold a slot for the resume window.
             log.warning("caller never connected", extra={"session_id": peer.live.id})
-            peer.live.request_close("disconnected")
+            peer.live.request_close("never_connected")
 
     async def hangup(self, resource_id: str) -> bool:
         peer = self.peers.get(resource_id)
