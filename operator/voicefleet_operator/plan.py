@@ -123,7 +123,7 @@ def plan_check(inp: CheckInput, timing: Timing) -> Plan:
     events: list[Event] = []
     if down is not None and not mem.store_down:
         warnings.append(
-            f"{down.error}; autoscaling and pod-deletion-cost refresh hold still until it answers"
+            f"{down.error} (autoscaling and pod-deletion-cost refresh hold still until it answers)"
         )
     if down is None and mem.store_down:
         infos.append("session store reachable again; autoscaling and pod-deletion-cost refresh resume")
