@@ -395,11 +395,10 @@ async def observe(
             )
     for event in plan.events:
         (kopf.warn if event.warning else kopf.info)(body, reason=event.reason, message=event.message)
+    await _write_costs(memo.kube, namespace, plan.cost_writes)
     if plan.scale is not None:
         operator_metrics.SCALE_DECISIONS.labels(plan.scale.direction).inc()
-        # The scale subresource re-enters reconcile, which writes fresh costs before a scale-down.
         await memo.kube.scale_agent(namespace, name, plan.scale.replicas)
-    await _write_costs(memo.kube, namespace, plan.cost_writes)
     if plan.status_patch is not None:
         patch.status.update(plan.status_patch.dump())
         operator_metrics.STATUS_PATCHES.inc()

@@ -3,8 +3,9 @@
 Every few seconds the operator takes what its indexes hold (the Deployment, the
 pods), what Redis reports (or that Redis did not answer) and what it remembers
 from the previous check, and ``plan_check`` decides: repair the children? scale
-to N? which pod-deletion-costs to refresh? which status to patch? what to say?
-handlers.observe carries the plan out; nothing here does I/O.
+to N? which pod-deletion-costs to write (before a scale-down, on a slow refresh)?
+which status to patch? what to say? handlers.observe carries the plan out (costs
+before scaling); nothing here does I/O.
 
 A Redis outage freezes what depends on session counts: no scaling, no cost
 writes (the refresh stays due and runs as soon as Redis answers), status keeps
@@ -137,11 +138,13 @@ def plan_check(inp: CheckInput, timing: Timing) -> Plan:
             events.append(Event("Autoscaled", _scale_message(scale, inp.fleet.live_sessions, inp.spec)))
             replicas = decision.replicas
 
-    # Slow refresh only; the fresh write right before each scale-down happens in reconcile.
+    # Right before the autoscaler lowers replicas (reconcile does the same for `kubectl scale`),
+    # else on the slow refresh only: the annotation must not follow every change of load.
     costs: dict[str, int] = {}
     last_cost_refresh = mem.last_cost_refresh
     refresh_due = _due(mem.last_cost_refresh, inp.now, timing.cost_refresh_interval)
-    if isinstance(inp.fleet, FleetState) and refresh_due:
+    scaling_down = scale is not None and scale.direction == "down"
+    if isinstance(inp.fleet, FleetState) and (refresh_due or scaling_down):
         costs = cost_writes(inp.fleet, {p.name: p.cost for p in inp.pods if not p.terminating})
         last_cost_refresh = inp.now
 

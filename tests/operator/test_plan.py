@@ -154,7 +154,7 @@ CASES: list[tuple[str, CheckInput, Want]] = [
         ),
     ),
     (
-        "scale up at once",
+        "scale up at once, costs left alone",
         base(
             spec=VoiceAgentSpec.model_validate({"replicas": 2, "autoscaling": AUTOSCALED}),
             fleet=fleet(("desk-a", 20, 20), ("desk-b", 21, 21)),
@@ -180,10 +180,12 @@ CASES: list[tuple[str, CheckInput, Want]] = [
                 {"replicas": 3, "autoscaling": {**AUTOSCALED, "scaleDownStabilizationSeconds": 60}}
             ),
             deployment=deployment(3),
+            pods=(PodView("desk-a", None, False), PodView("desk-b", None, False)),
             memory=memory(scale_history=(Recommendation(NOW - 61, 3),)),
             previous=three_replicas(),
         ),
-        Want(scale=1, patched=True, events=("Autoscaled",)),
+        # Fresh costs first, although the slow refresh is not due: the idle pod goes.
+        Want(scale=1, costs={"desk-a": 3}, refreshed=True, patched=True, events=("Autoscaled",)),
     ),
     (
         "missing Deployment is repaired",
