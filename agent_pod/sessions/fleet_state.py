@@ -1,5 +1,6 @@
 """The fleet as Redis sees it: what the operator reads for autoscaling, status and
-pod-deletion-cost, and the cleanup its finalizer runs when a VoiceAgent is deleted.
+pod-deletion-cost (the cost rule itself lives in voicefleet_operator.deletion_cost), and the
+cleanup its finalizer runs when a VoiceAgent is deleted.
 """
 
 from __future__ import annotations
@@ -74,17 +75,6 @@ def fleet_state(
         ready_pods=len(ready),
         draining_pods=sum(1 for p in fresh if p.state == "draining"),
     )
-
-
-def deletion_costs(fleet: FleetState) -> dict[str, int]:
-    """controller.kubernetes.io/pod-deletion-cost per pod: its session count, so idle pods go first."""
-    return {p.name: max(p.live_sessions, p.load) for p in fleet.pods}
-
-
-def scale_down_order(fleet: FleetState) -> list[str]:
-    """Pods in the order a scale-down should remove them: idle first, then the least loaded."""
-    costs = deletion_costs(fleet)
-    return sorted(costs, key=lambda name: (costs[name], name))
 
 
 async def read_fleet(

@@ -27,7 +27,10 @@ def _run(args: argparse.Namespace) -> int:
     from .leader import run_as_leader
 
     kopf.configure(
-        verbose=args.verbose, log_format=kopf.LogFormat.JSON if args.json_logs else kopf.LogFormat.FULL
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.json_logs else kopf.LogFormat.FULL,
+        # Text lines name their VoiceAgent ("[ns/name] ..."); JSON records carry it as a field.
+        log_prefix=None,
     )
     start_http_server(args.metrics_port)
 

@@ -1,25 +1,23 @@
 """The operator's read of session load from each VoiceAgent's Redis.
 
 The operator is never on the data path: a slow or absent Redis only makes
-these reads return None (status keeps its last counts, the autoscaler and
+these reads return StoreDown (status keeps its last counts, the autoscaler and
 deletion costs hold still); it never blocks reconciles of other agents.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import redis.asyncio as aioredis
 
-from agent_pod.sessions.fleet_state import FleetState, delete_agent_keys, deletion_costs, read_fleet
+from agent_pod.sessions.fleet_state import FleetState, delete_agent_keys, read_fleet
 
 from .kube import Kube
+from .plan import StoreDown
 from .spec import VoiceAgentSpec
-from .status import FleetView
 
 READ_TIMEOUT = 1.0
-log = logging.getLogger(__name__)
 
 
 class FleetReader:
@@ -52,21 +50,12 @@ class FleetReader:
         async with asyncio.timeout(READ_TIMEOUT * 2):
             return await read_fleet(client, namespace, name)
 
-    async def fleet_view(self, namespace: str, name: str, spec: VoiceAgentSpec) -> FleetView:
+    async def read_or_down(self, namespace: str, name: str, spec: VoiceAgentSpec) -> FleetState | StoreDown:
+        """The fleet, or why it could not be read (the caller decides what to say, and how often)."""
         try:
-            state = await self.read(namespace, name, spec)
+            return await self.read(namespace, name, spec)
         except Exception as exc:
-            return FleetView(error=f"session store unreachable: {type(exc).__name__}: {exc}"[:200])
-        return FleetView(active_sessions=state.live_sessions, capacity=state.capacity)
-
-    async def pod_sessions(self, namespace: str, name: str, spec: VoiceAgentSpec) -> dict[str, int] | None:
-        """Sessions per registered pod (live or placed), the basis of its pod-deletion-cost."""
-        try:
-            state = await self.read(namespace, name, spec)
-        except Exception as exc:
-            log.warning("session counts of %s/%s unavailable: %s", namespace, name, exc)
-            return None
-        return deletion_costs(state)
+            return StoreDown(f"session store unreachable: {type(exc).__name__}: {exc}"[:200])
 
     async def delete_keys(self, namespace: str, name: str, spec: VoiceAgentSpec) -> int:
         client = await self._client(namespace, spec)

@@ -1,9 +1,10 @@
 """kopf handlers: react to VoiceAgent changes, and check the world on a timer.
 
 kopf only reacts to changes, so a timer per VoiceAgent reads the children
-(from in-memory indexes, never by listing) and Redis, repairs drift, runs the
-autoscaler, keeps pod-deletion-costs in step before scale-down, and writes
-``.status`` from what was observed.
+(from in-memory indexes, never by listing) and Redis, lets plan.plan_check
+decide (repair drift, scale, refresh pod-deletion-costs, patch ``.status``) and
+carries the plan out. pod-deletion-costs are also written right before any
+scale-down, whoever lowered replicas.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,10 +23,10 @@ import kopf
 from pydantic import ValidationError
 
 from . import operator_metrics
-from .autoscale import Recommendation, decide
-from .deletion_cost import COST_ANNOTATION, changed_costs, desired_costs
+from .deletion_cost import COST_ANNOTATION, cost_writes
 from .fleet_reader import FleetReader
 from .kube import Kube
+from .plan import CheckInput, CheckMemory, Plan, PodView, Reconciled, StoreDown, Timing, plan_check
 from .render import (
     AGENT_LABEL,
     HASH_ANNOTATION,
@@ -33,36 +35,24 @@ from .render import (
     agent_config,
     render,
     resume_key_secret,
-    selector_string,
 )
 from .spec import GROUP, PLURAL, VERSION, VoiceAgentSpec, VoiceAgentStatus
-from .status import DeploymentView, Observed, PodProblem, compute_status, pod_problem
+from .status import DeploymentView, pod_problem
 
 OBSERVE_INTERVAL = float(os.environ.get("VOICEFLEET_OBSERVE_INTERVAL", "2"))
-STATUS_MIN_INTERVAL = float(os.environ.get("VOICEFLEET_STATUS_MIN_INTERVAL", "5"))
-COST_REFRESH_INTERVAL = float(os.environ.get("VOICEFLEET_COST_REFRESH_INTERVAL", "60"))
+TIMING = Timing(
+    status_min_interval=float(os.environ.get("VOICEFLEET_STATUS_MIN_INTERVAL", "5")),
+    cost_refresh_interval=float(os.environ.get("VOICEFLEET_COST_REFRESH_INTERVAL", "60")),
+)
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
-
-
-@dataclasses.dataclass(frozen=True)
-class PodView:
-    name: str
-    cost: str | None
-    terminating: bool
-    problem: PodProblem | None = None
 
 
 @dataclasses.dataclass
 class AgentMemo:
     """What the operator remembers of one VoiceAgent between events (rebuilt on resume after a restart)."""
 
-    applied_hash: str = ""
-    prompt_id: str = ""
-    rolled_out_prompt: str = ""
-    reconcile_error: str = ""
-    last_status_patch: float = 0.0
-    last_cost_refresh: float = 0.0
-    scale_history: tuple[Recommendation, ...] = ()
+    reconciled: Reconciled = dataclasses.field(default_factory=Reconciled)
+    check: CheckMemory = dataclasses.field(default_factory=CheckMemory)
 
 
 def _now() -> str:
@@ -164,6 +154,11 @@ async def reconcile(
     state = _memo(memo, namespace, name)
     kube: Kube = memo.kube
     started = time.perf_counter()
+
+    def failed(error: str) -> str:
+        state.reconciled = dataclasses.replace(state.reconciled, error=error)
+        return error
+
     try:
         spec = VoiceAgentSpec.model_validate(spec_body)
         prompt_text = await _prompt_text(kube, namespace, spec)
@@ -171,31 +166,30 @@ async def reconcile(
         children = render(owner, spec, prompt_text, spec.replicas, memo.fleet.default_url)
         current = _one(agent_deployments, (namespace, name))
         if current is not None and spec.replicas < current.desired:
-            await _write_deletion_costs(memo, namespace, name, spec, agent_pods, logger)
+            await _costs_before_scale_down(memo, namespace, name, spec, agent_pods, logger)
         if spec.resume_key_secret_ref is None:
             await kube.create_if_absent(resume_key_secret(owner, secrets.token_bytes(32)))
         for obj in children.all():
             await kube.apply(obj)
     except kopf.TemporaryError as exc:
-        state.reconcile_error = str(exc)
+        failed(str(exc))
         operator_metrics.RECONCILES.labels(trigger, "retry").inc()
         raise
     except ValidationError as exc:  # the CRD schema should have refused it; report, do not crash-loop
-        state.reconcile_error = f"invalid spec: {exc.errors()[0]['msg']}"
         operator_metrics.RECONCILES.labels(trigger, "invalid").inc()
-        raise kopf.PermanentError(state.reconcile_error) from exc
+        raise kopf.PermanentError(failed(f"invalid spec: {exc.errors()[0]['msg']}")) from exc
     except Exception as exc:
-        state.reconcile_error = f"{type(exc).__name__}: {exc}"[:300]
         operator_metrics.RECONCILES.labels(trigger, "error").inc()
         operator_metrics.ERRORS.labels("reconcile").inc()
-        raise kopf.TemporaryError(state.reconcile_error, delay=5) from exc
+        raise kopf.TemporaryError(failed(f"{type(exc).__name__}: {exc}"[:300]), delay=5) from exc
     finally:
         operator_metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
-    if state.applied_hash and state.applied_hash != children.config_hash:
-        logger.info(f"configuration changed ({state.applied_hash} -> {children.config_hash}): rolling out")
-    state.applied_hash = children.config_hash
-    state.prompt_id = agent_config(owner, spec, prompt_text).prompt_id
-    state.reconcile_error = ""
+    before = state.reconciled.applied_hash
+    if before and before != children.config_hash:
+        logger.info(f"configuration changed ({before} -> {children.config_hash}): rolling out")
+    state.reconciled = Reconciled(
+        applied_hash=children.config_hash, prompt_id=agent_config(owner, spec, prompt_text).prompt_id
+    )
     operator_metrics.RECONCILES.labels(trigger, "ok").inc()
 
 
@@ -210,7 +204,7 @@ async def _prompt_text(kube: Kube, namespace: str, spec: VoiceAgentSpec) -> str:
     return text
 
 
-async def _write_deletion_costs(
+async def _costs_before_scale_down(
     memo: kopf.Memo,
     namespace: str,
     name: str,
@@ -218,19 +212,24 @@ async def _write_deletion_costs(
     agent_pods: kopf.Index[Any, Any],
     logger: logging.Logger | kopf.Logger,
 ) -> None:
-    """Before replicas go down: pods with fewer live sessions get lower costs, so they go first."""
-    pods = [p for p in agent_pods.get((namespace, name), []) if not p.terminating]
-    if not pods:
+    """Replicas are about to go down (autoscaler or scale subresource): fresh costs, so the pods
+    with the fewest sessions go first."""
+    current = {p.name: p.cost for p in agent_pods.get((namespace, name), []) if not p.terminating}
+    if not current:
         return
-    sessions = await memo.fleet.pod_sessions(namespace, name, spec)
-    if sessions is None:  # Redis unreachable: keep the costs we had rather than guess
-        logger.warning("session counts unavailable; pod-deletion-costs left as they are")
+    fleet = await memo.fleet.read_or_down(namespace, name, spec)
+    if isinstance(fleet, StoreDown):  # keep the costs we had rather than guess
+        logger.warning(f"pod-deletion-costs left as they are before this scale-down: {fleet.error}")
         return
-    want = desired_costs(sessions, [p.name for p in pods])
-    for pod, cost in changed_costs(want, {p.name: p.cost for p in pods}).items():
-        await memo.kube.annotate_pod(namespace, pod, {COST_ANNOTATION: str(cost)})
+    await _write_costs(memo.kube, namespace, cost_writes(fleet, current))
+    state = _memo(memo, namespace, name)
+    state.check = dataclasses.replace(state.check, last_cost_refresh=time.monotonic())
+
+
+async def _write_costs(kube: Kube, namespace: str, costs: Mapping[str, int]) -> None:
+    for pod, cost in costs.items():
+        await kube.annotate_pod(namespace, pod, {COST_ANNOTATION: str(cost)})
         operator_metrics.DELETION_COST_PATCHES.inc()
-    _memo(memo, namespace, name).last_cost_refresh = time.monotonic()
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -358,11 +357,30 @@ async def observe(
         model = VoiceAgentSpec.model_validate(dict(spec))
     except ValidationError:
         return
-    deployment = _one(agent_deployments, (namespace, name))
-
-    # Drift: a child deleted or edited by hand, or a reconcile that failed earlier.
-    if state.reconcile_error or deployment is None or deployment.config_hash != state.applied_hash:
-        # A failure is recorded in state.reconcile_error and shown as Degraded.
+    plan = plan_check(
+        CheckInput(
+            name=name,
+            spec=model,
+            generation=int(meta.get("generation", 0)),
+            previous=VoiceAgentStatus.model_validate(dict(status)),
+            deployment=_one(agent_deployments, (namespace, name)),
+            pods=tuple(agent_pods.get((namespace, name), [])),
+            fleet=await memo.fleet.read_or_down(namespace, name, model),
+            reconciled=state.reconciled,
+            memory=state.check,
+            now=time.monotonic(),
+            wall=_now(),
+        ),
+        TIMING,
+    )
+    # Stored before the I/O: a repair below may note a cost write of its own in it.
+    state.check = plan.memory
+    for line in plan.warnings:
+        logger.warning(line)
+    for line in plan.infos:
+        logger.info(line)
+    if plan.repair:
+        # A failure is recorded in state.reconciled and shown as Degraded by a later check.
         with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):
             await reconcile(
                 name=name,
@@ -375,75 +393,23 @@ async def observe(
                 trigger="drift",
                 logger=logger,
             )
-
-    fleet = await memo.fleet.fleet_view(namespace, name, model)
-
-    replicas = model.replicas
-    if model.autoscaling.enabled and fleet.active_sessions is not None:
-        decision = decide(
-            replicas, fleet.active_sessions, model.autoscaling, state.scale_history, time.monotonic()
-        )
-        state.scale_history = decision.history
-        if decision.replicas != replicas:
-            direction = "up" if decision.replicas > replicas else "down"
-            operator_metrics.SCALE_DECISIONS.labels(direction).inc()
-            kopf.info(
-                body,
-                reason="Autoscaled",
-                message=f"{replicas} -> {decision.replicas} replicas: {fleet.active_sessions} live sessions, "
-                f"buffer {model.autoscaling.buffer_sessions}, {model.autoscaling.sessions_per_pod} per pod",
-            )
-            await memo.kube.scale_agent(namespace, name, decision.replicas)
-            replicas = decision.replicas
-    # Slow refresh; the fresh write right before each scale-down happens in reconcile.
-    if time.monotonic() - state.last_cost_refresh > COST_REFRESH_INTERVAL:
-        await _write_deletion_costs(memo, namespace, name, model, agent_pods, logger)
-
-    if deployment is not None and deployment.config_hash == state.applied_hash and deployment.rolled_out:
-        state.rolled_out_prompt = state.prompt_id
-    observed = Observed(
-        generation=int(meta.get("generation", 0)),
-        selector=selector_string(name),
-        prompt_version=state.rolled_out_prompt or str(status.get("promptVersion", "")),
-        desired_replicas=replicas,
-        deployment=deployment,
-        fleet=fleet,
-        config_hash=state.applied_hash,
-        reconcile_error=state.reconcile_error,
-        pod_problems=tuple(
-            p.problem for p in agent_pods.get((namespace, name), []) if p.problem and not p.terminating
-        ),
-    )
-    previous = VoiceAgentStatus.model_validate(dict(status))
-    new = compute_status(observed, previous, _now())
-    if _differs(previous, new) and time.monotonic() - state.last_status_patch >= STATUS_MIN_INTERVAL:
-        _transitions(body, previous, new)
-        patch.status.update(new.dump())
-        state.last_status_patch = time.monotonic()
+    for event in plan.events:
+        (kopf.warn if event.warning else kopf.info)(body, reason=event.reason, message=event.message)
+    await _write_costs(memo.kube, namespace, plan.cost_writes)
+    if plan.scale is not None:
+        operator_metrics.SCALE_DECISIONS.labels(plan.scale.direction).inc()
+        await memo.kube.scale_agent(namespace, name, plan.scale.replicas)
+    if plan.status_patch is not None:
+        patch.status.update(plan.status_patch.dump())
         operator_metrics.STATUS_PATCHES.inc()
-    operator_metrics.AGENT_SESSIONS.labels(namespace, name).set(new.active_sessions)
-    operator_metrics.AGENT_CAPACITY.labels(namespace, name).set(new.capacity)
-    operator_metrics.AGENT_REPLICAS.labels(namespace, name, "desired").set(new.desired_replicas)
-    operator_metrics.AGENT_REPLICAS.labels(namespace, name, "ready").set(new.ready_replicas)
-    operator_metrics.MANAGED_AGENTS.set(len(memo.agents))
+    _gauges(memo, namespace, name, plan)
     operator_metrics.OBSERVE_SECONDS.observe(time.perf_counter() - started)
 
 
-def _differs(a: VoiceAgentStatus, b: VoiceAgentStatus) -> bool:
-    strip = {"conditions": {"__all__": {"last_transition_time"}}}
-    return a.model_dump(exclude=strip) != b.model_dump(exclude=strip)
-
-
-def _transitions(body: kopf.Body, before: VoiceAgentStatus, after: VoiceAgentStatus) -> None:
-    """A Kubernetes Event for each condition that changed its status (a first Degraded=False is news to
-    nobody and gets none)."""
-    old = {c.type: c.status for c in before.conditions}
-    for c in after.conditions:
-        first_healthy = c.type == "Degraded" and c.status == "False" and c.type not in old
-        if old.get(c.type) != c.status and not first_healthy:
-            emit = kopf.warn if (c.type == "Degraded" and c.status == "True") else kopf.info
-            emit(
-                body,
-                reason=f"{c.type}{c.status}",
-                message=f"{c.reason}: {c.message}" if c.message else c.reason,
-            )
+def _gauges(memo: kopf.Memo, namespace: str, name: str, plan: Plan) -> None:
+    now = plan.observed
+    operator_metrics.AGENT_SESSIONS.labels(namespace, name).set(now.active_sessions)
+    operator_metrics.AGENT_CAPACITY.labels(namespace, name).set(now.capacity)
+    operator_metrics.AGENT_REPLICAS.labels(namespace, name, "desired").set(now.desired_replicas)
+    operator_metrics.AGENT_REPLICAS.labels(namespace, name, "ready").set(now.ready_replicas)
+    operator_metrics.MANAGED_AGENTS.set(len(memo.agents))

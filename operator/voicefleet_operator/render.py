@@ -284,6 +284,8 @@ def _pod_template(
         "terminationGracePeriodSeconds": spec.session.drain_timeout_seconds + GRACE_MARGIN_SECONDS,
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
         "enableServiceLinks": False,
+        # Agent pods never call the Kubernetes API: no token to steal from a compromised pod.
+        "automountServiceAccountToken": False,
     }
     if spec.node_selector:
         pod_spec["nodeSelector"] = spec.node_selector

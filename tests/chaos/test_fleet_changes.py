@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from agent_pod.sessions.fleet_state import scale_down_order
 from agent_pod.sessions.placement import load_bound
 from tests.support.redis import RedisServer
 from tests.support.wait import async_wait_for
+from voicefleet_operator.deletion_cost import scale_down_order
 
 from .harness import Caller, Channels, ChaosFleet, Stats, chaos_config, run_callers
 

@@ -8,6 +8,7 @@ Redis, real Deployment/ReplicaSet controllers).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,65 @@ def test_deletion_cost_follows_sessions_on_manual_scale_down(
         c["type"]: c["status"] for c in kwok_cluster.get("voiceagent", "manual", ns)["status"]["conditions"]
     }
     assert conditions == {"Ready": "True", "Progressing": "False", "Degraded": "False"}
+
+
+def observe_checks(operator: OperatorProcess) -> tuple[float, float]:
+    """(state checks run so far, VoiceAgents the operator manages), from its /metrics."""
+    found = {}
+    for line in operator.metrics().splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("voicefleet_operator_observe_seconds_count", "voicefleet_operator_managed_agents"):
+            found[name] = float(value)
+    return found["voicefleet_operator_observe_seconds_count"], found["voicefleet_operator_managed_agents"]
+
+
+def test_a_redis_outage_holds_the_fleet_still_and_is_said_once(
+    kwok_cluster: Cluster, operator: OperatorProcess, private_redis: RedisServer, namespace: str
+) -> None:
+    ns = namespace
+    policy = {
+        "enabled": True,
+        "minReplicas": 1,
+        "maxReplicas": 6,
+        "sessionsPerPod": 10,
+        "bufferSessions": 0,
+        "scaleDownStabilizationSeconds": 0,
+    }
+    kwok_cluster.apply(agent("outage", replicas=1, autoscaling=policy, redis={"url": private_redis.url}), ns)
+    ready(kwok_cluster, "outage", ns, 1)
+    first = pod_names(kwok_cluster, "outage", ns)[0]
+
+    def status() -> dict[str, Any]:
+        return dict(kwok_cluster.get("voiceagent", "outage", ns).get("status", {}))
+
+    def degraded() -> str:
+        return next(c["reason"] for c in status()["conditions"] if c["type"] == "Degraded")
+
+    def said(text: str) -> int:
+        return sum(1 for line in operator.log.read_text().splitlines() if text in line and ns in line)
+
+    with Heartbeats(private_redis.url, ns, "outage", capacity=10) as beats:
+        beats.set({first: 15})
+        ready(kwok_cluster, "outage", ns, 2)
+        wait_for(lambda: status()["activeSessions"] == 15, timeout=30, what="15 live sessions in status")
+
+        private_redis.stop()
+        wait_for(lambda: degraded() == "SessionStoreUnavailable", timeout=30, what="Degraded by the outage")
+        # Without session counts the autoscaler would see an idle fleet; let every agent be checked
+        # (and the 5 s cost refresh come due) several times over.
+        start, agents = observe_checks(operator)
+        wait_for(
+            lambda: observe_checks(operator)[0] >= start + 8 * agents,
+            timeout=90,
+            what="8 more checks per agent",
+        )
+        va = kwok_cluster.get("voiceagent", "outage", ns)
+        assert va["spec"]["replicas"] == 2
+        assert va["status"]["activeSessions"] == 15  # the last count, not 0
+        assert said("session store unreachable") == 1
+
+        private_redis.start()  # empty: the heartbeats write the registry again
+        wait_for(lambda: degraded() == "AsExpected", timeout=30, what="healthy again after the outage")
+        wait_for(lambda: said("session store reachable again") == 1, timeout=10, what="recovery said once")
+        assert said("session store unreachable") == 1
+        assert kwok_cluster.get("voiceagent", "outage", ns)["spec"]["replicas"] == 2

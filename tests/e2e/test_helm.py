@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -51,61 +53,121 @@ def test_values_schema_catches_typos(kwok_cluster: Cluster) -> None:
     assert "replica" in out.stderr and "not allowed" in out.stderr
 
 
+def test_rbac_renders_per_namespace_unless_cluster_wide(kwok_cluster: Cluster) -> None:
+    def rbac(*sets: str) -> tuple[list[dict[str, Any]], list[str]]:
+        args = ["-n", "rel", "--kube-version", "1.35.0", *(f"--set={s}" for s in sets)]
+        out = kwok_cluster.kwok.helm("template", "vf", str(CHART), *args)
+        docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+        operator = next(d for d in docs if d["kind"] == "Deployment" and "operator" in d["metadata"]["name"])
+        command = operator["spec"]["template"]["spec"]["containers"][0]["command"]
+        bindings = [d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+        return bindings, [c for c in command if c.startswith("--namespace")]
+
+    def agent_grants(bindings: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return sorted(
+            (b["kind"], b["metadata"].get("namespace", "*"))
+            for b in bindings
+            if b["roleRef"]["name"] == "vf-voicefleet-operator-agents"
+        )
+
+    bindings, flags = rbac()
+    assert agent_grants(bindings) == [("RoleBinding", "rel")] and flags == ["--namespace=rel"]
+    bindings, flags = rbac("operator.watchNamespaces={a,b}")
+    assert agent_grants(bindings) == [("RoleBinding", "a"), ("RoleBinding", "b")]
+    assert flags == ["--namespace=a", "--namespace=b"]
+    bindings, flags = rbac("operator.clusterWide=true")
+    assert agent_grants(bindings) == [("ClusterRoleBinding", "*")] and flags == []
+    both = kwok_cluster.kwok.helm(
+        "template", "vf", str(CHART), "--kube-version", "1.35.0",
+        "--set", "operator.clusterWide=true", "--set", "operator.watchNamespaces={a}", check=False,
+    )  # fmt: skip
+    assert both.returncode != 0 and "exclude each other" in both.stderr
+
+
+@dataclass(frozen=True)
+class Release:
+    namespace: str  # the operator, Redis and the leader Lease
+    agents: str  # the namespace the operator manages (operator.watchNamespaces)
+
+
 @pytest.fixture(scope="module")
-def release(kwok_cluster: Cluster) -> Iterator[str]:
-    ns = kwok_cluster.create_namespace()
-    kwok_cluster.kwok.helm("install", "vf", str(CHART), "-n", ns, "--wait", "--timeout", "120s")
-    yield ns
+def release(kwok_cluster: Cluster) -> Iterator[Release]:
+    ns, agents = kwok_cluster.create_namespace(), kwok_cluster.create_namespace()
+    kwok_cluster.kwok.helm(
+        "install", "vf", str(CHART), "-n", ns, "--set", f"operator.watchNamespaces={{{agents}}}",
+        "--wait", "--timeout", "120s",
+    )  # fmt: skip
+    yield Release(ns, agents)
     kwok_cluster.kwok.helm("uninstall", "vf", "-n", ns, check=False)
 
 
-def test_install_runs_operator_and_redis(kwok_cluster: Cluster, release: str) -> None:
-    deployments = {
-        d["metadata"]["name"]: d for d in kwok_cluster.get("deployments", namespace=release)["items"]
-    }
+def test_install_runs_operator_and_redis(kwok_cluster: Cluster, release: Release) -> None:
+    ns = release.namespace
+    deployments = {d["metadata"]["name"]: d for d in kwok_cluster.get("deployments", namespace=ns)["items"]}
     assert set(deployments) == {"vf-voicefleet-operator", "vf-voicefleet-redis"}
     for dep in deployments.values():
         assert dep["status"].get("readyReplicas") == 1
     op = deployments["vf-voicefleet-operator"]["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in op["env"]}
-    assert env["VOICEFLEET_DEFAULT_REDIS_URL"] == f"redis://vf-voicefleet-redis.{release}.svc:6379/0"
+    assert env["VOICEFLEET_DEFAULT_REDIS_URL"] == f"redis://vf-voicefleet-redis.{ns}.svc:6379/0"
+    assert f"--namespace={release.agents}" in op["command"]
 
 
-def test_rbac_is_least_privilege(kwok_cluster: Cluster, release: str) -> None:
-    sa = f"system:serviceaccount:{release}:vf-voicefleet-operator"
+def test_rbac_is_least_privilege(kwok_cluster: Cluster, release: Release) -> None:
+    """Asked of the real API server's authorizer, as the operator's ServiceAccount."""
+    sa = f"system:serviceaccount:{release.namespace}:vf-voicefleet-operator"
+    other = kwok_cluster.create_namespace()  # holds no VoiceAgents of this release
 
-    def can(verb: str, resource: str, ns: str = "default") -> bool:
+    def can(verb: str, resource: str, ns: str) -> bool:
         out = kwok_cluster.kubectl("auth", "can-i", verb, resource, "-n", ns, "--as", sa, check=False)
         return out.stdout.strip() == "yes"
 
-    for verb, resource in [
+    needed = [
         ("patch", "voiceagents.voicefleet.io"),
+        ("watch", "voiceagents.voicefleet.io"),
         ("patch", "voiceagents.voicefleet.io/status"),
+        ("patch", "voiceagents.voicefleet.io/scale"),
         ("create", "deployments.apps"),
+        ("watch", "deployments.apps"),
+        ("watch", "pods"),
         ("patch", "pods"),
+        ("watch", "configmaps"),
+        ("create", "services"),
         ("create", "events"),
         ("get", "secrets"),
+        ("create", "secrets"),
         ("create", "poddisruptionbudgets.policy"),
-    ]:
-        assert can(verb, resource), f"operator cannot {verb} {resource}"
+    ]
+    for verb, resource in needed:
+        assert can(verb, resource, release.agents), f"operator cannot {verb} {resource}"
+    for verb, resource in needed:  # a namespace it does not manage: nothing at all
+        assert not can(verb, resource, other), f"operator may {verb} {resource} in an unmanaged namespace"
     for verb, resource in [
         ("delete", "deployments.apps"),
         ("list", "secrets"),
+        ("update", "secrets"),
+        ("get", "pods"),
         ("delete", "pods"),
-        ("create", "clusterrolebindings"),
+        ("create", "pods/eviction"),
         ("delete", "voiceagents.voicefleet.io"),
-        ("patch", "nodes"),
     ]:
-        assert not can(verb, resource), f"operator may {verb} {resource}, more than it needs"
-    assert can("update", "leases.coordination.k8s.io", release)
+        assert not can(verb, resource, release.agents), f"operator may {verb} {resource}, more than it needs"
+    assert not can("create", "clusterrolebindings", "default")
+    assert not can("patch", "nodes", "default")
+    assert can("watch", "customresourcedefinitions.apiextensions.k8s.io", "default")  # kopf's discovery
+    assert can("update", "leases.coordination.k8s.io", release.namespace)
     assert not can("update", "leases.coordination.k8s.io", "kube-system")
+    assert not can("update", "leases.coordination.k8s.io", release.agents)
 
 
 def test_operator_works_with_only_the_charts_rbac(
-    kwok_cluster: Cluster, release: str, redis_server: RedisServer, tmp_path: Path
+    kwok_cluster: Cluster, release: Release, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    """Runs the operator with the chart ServiceAccount's token: everything it does must be allowed."""
-    token = kwok_cluster.kubectl("create", "token", "vf-voicefleet-operator", "-n", release).stdout.strip()
+    """Runs the operator with the chart ServiceAccount's token and the chart's namespaces: everything
+    it does must be allowed, and a VoiceAgent elsewhere is not its business."""
+    token = kwok_cluster.kubectl(
+        "create", "token", "vf-voicefleet-operator", "-n", release.namespace
+    ).stdout.strip()
     admin = yaml.safe_load(kwok_cluster.kwok.kubeconfig.read_text())
     cluster_entry = admin["clusters"][0]
     kubeconfig = tmp_path / "operator.kubeconfig"
@@ -124,16 +186,22 @@ def test_operator_works_with_only_the_charts_rbac(
         )
     )
     op = OperatorProcess(
-        kwok_cluster, redis_server.url, extra_env={"KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": release}
+        kwok_cluster,
+        redis_server.url,
+        extra_env={"KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": release.namespace},
+        namespaces=[release.agents],
     )
     op.start(leader_election=True, identity="chart-rbac")
     try:
-        ns = kwok_cluster.create_namespace()
+        ns, other = release.agents, kwok_cluster.create_namespace()
+        kwok_cluster.apply(agent("elsewhere", replicas=1), other)
         kwok_cluster.apply(agent("rbac-check", replicas=2), ns)
         ready(kwok_cluster, "rbac-check", ns, 2)
         kwok_cluster.kubectl("scale", "voiceagent/rbac-check", "-n", ns, "--replicas=1")
         ready(kwok_cluster, "rbac-check", ns, 1)
         kwok_cluster.kubectl("delete", "voiceagent", "rbac-check", "-n", ns, "--timeout=60s")
+        assert not kwok_cluster.exists("deployment", "elsewhere", other)
+        assert "status" not in kwok_cluster.get("voiceagent", "elsewhere", other)
         log = op.log.read_text()
         assert "Forbidden" not in log and " 403" not in log, log[-3000:]
     finally:

@@ -82,6 +82,9 @@ def test_example_becomes_a_running_fleet(kwok_cluster: Cluster, operator: Operat
     assert len(pods) == 2
     nodes = {n["metadata"]["name"] for n in kwok_cluster.get("nodes")["items"]}
     assert all(p["spec"]["nodeName"] in nodes for p in pods), "pods were not scheduled on the KWOK nodes"
+    for p in pods:  # the API server's ServiceAccount admission mounted no token into agent pods
+        mounts = [m["mountPath"] for m in p["spec"]["containers"][0].get("volumeMounts", [])]
+        assert "/var/run/secrets/kubernetes.io/serviceaccount" not in mounts
 
     dep = kwok_cluster.get("deployment", "receptionist", ns)
     pod_spec = dep["spec"]["template"]["spec"]

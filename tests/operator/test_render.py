@@ -66,6 +66,12 @@ def test_grace_period_and_probes_follow_the_drain_design() -> None:
     assert children.deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
+def test_agent_pods_mount_no_service_account_token() -> None:
+    pod = render(OWNER, spec(), "p", 1, REDIS).deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in pod  # the namespace's default account, which has no grants
+
+
 def test_credentials_are_mounted_secrets_never_values() -> None:
     s = spec(
         pipeline={

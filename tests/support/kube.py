@@ -12,7 +12,7 @@ import json
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +58,17 @@ class Cluster:
 
 
 class OperatorProcess:
-    def __init__(self, cluster: Cluster, redis_url: str, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        redis_url: str,
+        extra_env: dict[str, str] | None = None,
+        namespaces: Sequence[str] = (),
+    ) -> None:
         self.cluster = cluster
         self.redis_url = redis_url
         self.extra_env = extra_env or {}
+        self.namespaces = namespaces  # empty: every namespace
         self.metrics_port = free_port()
         self.health_port = free_port()
         self.log = Path(cluster.kwok.workdir) / f"operator-{uuid.uuid4().hex[:6]}.log"
@@ -81,6 +88,7 @@ class OperatorProcess:
             metrics_port=self.metrics_port,
             health_port=self.health_port,
             leader_election=leader_election,
+            namespaces=self.namespaces,
             env=env,
         )
         if not leader_election:

@@ -38,7 +38,10 @@ class Heartbeats:
 
     def _run(self) -> None:
         while not self._stop.wait(0.5):
-            self._beat()
+            try:
+                self._beat()
+            except redis.ConnectionError:  # an outage the test made: beat again once it is over
+                continue
 
     def set(self, sessions: dict[str, int]) -> None:
         for gone in set(self.sessions) - set(sessions):

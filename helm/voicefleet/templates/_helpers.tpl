@@ -40,3 +40,18 @@ app.kubernetes.io/component: operator
 {{- required "redis.externalUrl is required when redis.enabled=false" .Values.redis.externalUrl -}}
 {{- end -}}
 {{- end -}}
+
+{{- /* The namespaces whose VoiceAgents the operator manages (a JSON list): the listed ones, else the
+release namespace. Empty with operator.clusterWide: every namespace. */ -}}
+{{- define "voicefleet.agentNamespaces" -}}
+{{- if .Values.operator.clusterWide -}}
+{{- if .Values.operator.watchNamespaces -}}
+{{- fail "operator.clusterWide and operator.watchNamespaces exclude each other" -}}
+{{- end -}}
+[]
+{{- else if .Values.operator.watchNamespaces -}}
+{{- toJson .Values.operator.watchNamespaces -}}
+{{- else -}}
+{{- toJson (list .Release.Namespace) -}}
+{{- end -}}
+{{- end -}}

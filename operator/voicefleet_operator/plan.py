@@ -1,0 +1,245 @@
+"""The periodic check of one VoiceAgent, as a pure plan.
+
+Every few seconds the operator takes what its indexes hold (the Deployment, the
+pods), what Redis reports (or that Redis did not answer) and what it remembers
+from the previous check, and ``plan_check`` decides: repair the children? scale
+to N? which pod-deletion-costs to write (before a scale-down, on a slow refresh)?
+which status to patch? what to say? handlers.observe carries the plan out (costs
+before scaling); nothing here does I/O.
+
+A Redis outage freezes what depends on session counts: no scaling, no cost
+writes (the refresh stays due and runs as soon as Redis answers), status keeps
+its last counts. It is said once when it starts and once when it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agent_pod.sessions.fleet_state import FleetState
+
+from .autoscale import Recommendation, decide
+from .deletion_cost import cost_writes
+from .render import selector_string
+from .spec import VoiceAgentSpec, VoiceAgentStatus
+from .status import DeploymentView, FleetView, Observed, PodProblem, compute_status
+
+
+@dataclass(frozen=True)
+class PodView:
+    """The parts of an agent pod the check needs (kept in the operator's index)."""
+
+    name: str
+    cost: str | None
+    terminating: bool
+    problem: PodProblem | None = None
+
+
+@dataclass(frozen=True)
+class StoreDown:
+    """The session store (Redis) could not be read."""
+
+    error: str
+
+
+@dataclass(frozen=True)
+class Timing:
+    status_min_interval: float = 5.0
+    cost_refresh_interval: float = 60.0
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """What the last reconcile of the spec left behind (written by the reconcile handlers)."""
+
+    applied_hash: str = ""
+    prompt_id: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class CheckMemory:
+    """What one check hands to the next; times are monotonic seconds, None for never."""
+
+    scale_history: tuple[Recommendation, ...] = ()
+    last_cost_refresh: float | None = None
+    last_status_patch: float | None = None
+    rolled_out_prompt: str = ""
+    store_down: bool = False
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    name: str
+    spec: VoiceAgentSpec
+    generation: int
+    previous: VoiceAgentStatus
+    deployment: DeploymentView | None
+    pods: tuple[PodView, ...]
+    fleet: FleetState | StoreDown
+    reconciled: Reconciled
+    memory: CheckMemory
+    now: float  # monotonic seconds
+    wall: str  # RFC 3339, for condition transition times
+
+
+@dataclass(frozen=True)
+class Scale:
+    current: int
+    replicas: int
+
+    @property
+    def direction(self) -> str:
+        return "up" if self.replicas > self.current else "down"
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event on the VoiceAgent."""
+
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    observed: VoiceAgentStatus  # what the status is now, patched or not (the gauges show it)
+    memory: CheckMemory
+    repair: str = ""  # why the children are re-applied; empty: no repair
+    scale: Scale | None = None
+    cost_writes: Mapping[str, int] = field(default_factory=dict)
+    status_patch: VoiceAgentStatus | None = None
+    events: tuple[Event, ...] = ()
+    warnings: tuple[str, ...] = ()
+    infos: tuple[str, ...] = ()
+
+
+def plan_check(inp: CheckInput, timing: Timing) -> Plan:
+    mem = inp.memory
+    down = inp.fleet if isinstance(inp.fleet, StoreDown) else None
+    warnings: list[str] = []
+    infos: list[str] = []
+    events: list[Event] = []
+    if down is not None and not mem.store_down:
+        warnings.append(
+            f"{down.error} (autoscaling and pod-deletion-cost refresh hold still until it answers)"
+        )
+    if down is None and mem.store_down:
+        infos.append("session store reachable again; autoscaling and pod-deletion-cost refresh resume")
+
+    replicas, scale, history = inp.spec.replicas, None, mem.scale_history
+    if inp.spec.autoscaling.enabled and isinstance(inp.fleet, FleetState):
+        decision = decide(replicas, inp.fleet.live_sessions, inp.spec.autoscaling, history, inp.now)
+        history = decision.history
+        if decision.replicas != replicas:
+            scale = Scale(replicas, decision.replicas)
+            events.append(Event("Autoscaled", _scale_message(scale, inp.fleet.live_sessions, inp.spec)))
+            replicas = decision.replicas
+
+    # Right before the autoscaler lowers replicas (reconcile does the same for `kubectl scale`),
+    # else on the slow refresh only: the annotation must not follow every change of load.
+    costs: dict[str, int] = {}
+    last_cost_refresh = mem.last_cost_refresh
+    refresh_due = _due(mem.last_cost_refresh, inp.now, timing.cost_refresh_interval)
+    scaling_down = scale is not None and scale.direction == "down"
+    if isinstance(inp.fleet, FleetState) and (refresh_due or scaling_down):
+        costs = cost_writes(inp.fleet, {p.name: p.cost for p in inp.pods if not p.terminating})
+        last_cost_refresh = inp.now
+
+    status = _status(inp, replicas)
+    patch, last_status_patch = None, mem.last_status_patch
+    if _differs(inp.previous, status) and _due(mem.last_status_patch, inp.now, timing.status_min_interval):
+        patch, last_status_patch = status, inp.now
+        events.extend(transitions(inp.previous, status))
+
+    return Plan(
+        observed=status,
+        memory=CheckMemory(
+            scale_history=history,
+            last_cost_refresh=last_cost_refresh,
+            last_status_patch=last_status_patch,
+            rolled_out_prompt=_rolled_out_prompt(inp),
+            store_down=down is not None,
+        ),
+        repair=repair_reason(inp.deployment, inp.reconciled),
+        scale=scale,
+        cost_writes=costs,
+        status_patch=patch,
+        events=tuple(events),
+        warnings=tuple(warnings),
+        infos=tuple(infos),
+    )
+
+
+def repair_reason(deployment: DeploymentView | None, reconciled: Reconciled) -> str:
+    """Drift: a child deleted or edited by hand, or a reconcile that failed earlier."""
+    if reconciled.error:
+        return f"the last reconcile failed: {reconciled.error}"
+    if deployment is None:
+        return "the agent Deployment is missing"
+    if deployment.config_hash != reconciled.applied_hash:
+        return "the agent Deployment differs from the rendered configuration"
+    return ""
+
+
+def _due(last: float | None, now: float, interval: float) -> bool:
+    return last is None or now - last >= interval
+
+
+def _scale_message(scale: Scale, live: int, spec: VoiceAgentSpec) -> str:
+    policy = spec.autoscaling
+    return (
+        f"{scale.current} -> {scale.replicas} replicas: {live} live sessions, "
+        f"buffer {policy.buffer_sessions}, {policy.sessions_per_pod} per pod"
+    )
+
+
+def _rolled_out_prompt(inp: CheckInput) -> str:
+    d = inp.deployment
+    if d is not None and d.config_hash == inp.reconciled.applied_hash and d.rolled_out:
+        return inp.reconciled.prompt_id
+    return inp.memory.rolled_out_prompt
+
+
+def _status(inp: CheckInput, desired_replicas: int) -> VoiceAgentStatus:
+    if isinstance(inp.fleet, StoreDown):
+        fleet = FleetView(error=inp.fleet.error)
+    else:
+        fleet = FleetView(active_sessions=inp.fleet.live_sessions, capacity=inp.fleet.capacity)
+    observed = Observed(
+        generation=inp.generation,
+        selector=selector_string(inp.name),
+        prompt_version=_rolled_out_prompt(inp) or inp.previous.prompt_version,
+        desired_replicas=desired_replicas,
+        deployment=inp.deployment,
+        fleet=fleet,
+        config_hash=inp.reconciled.applied_hash,
+        reconcile_error=inp.reconciled.error,
+        pod_problems=tuple(p.problem for p in inp.pods if p.problem and not p.terminating),
+    )
+    return compute_status(observed, inp.previous, inp.wall)
+
+
+def _differs(a: VoiceAgentStatus, b: VoiceAgentStatus) -> bool:
+    strip = {"conditions": {"__all__": {"last_transition_time"}}}
+    return a.model_dump(exclude=strip) != b.model_dump(exclude=strip)
+
+
+def transitions(before: VoiceAgentStatus, after: VoiceAgentStatus) -> list[Event]:
+    """An Event for each condition that changed its status (a first Degraded=False is news to
+    nobody and gets none)."""
+    old = {c.type: c.status for c in before.conditions}
+    out = []
+    for c in after.conditions:
+        first_healthy = c.type == "Degraded" and c.status == "False" and c.type not in old
+        if old.get(c.type) != c.status and not first_healthy:
+            out.append(
+                Event(
+                    reason=f"{c.type}{c.status}",
+                    message=f"{c.reason}: {c.message}" if c.message else c.reason,
+                    warning=c.type == "Degraded" and c.status == "True",
+                )
+            )
+    return out
