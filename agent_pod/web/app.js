@@ -138,13 +138,29 @@ function newPeer() {
   return { peer, events };
 }
 
+// A fleet that requires credentials gives this page a short-lived key (minted with POST /v1/keys) in
+// the URL fragment, "#key=...": browsers never send the fragment to a server, and the page drops it
+// from the address bar at once and keeps it for this tab only.
+function pageKey() {
+  const fromUrl = new URLSearchParams(window.location.hash.slice(1)).get("key");
+  if (fromUrl) {
+    sessionStorage.setItem("voicefleet-key", fromUrl);
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+  return fromUrl || sessionStorage.getItem("voicefleet-key");
+}
+const apiKey = pageKey();
+
 // Offer ``peer`` to the pod at ``url``; the answer JSON once it is set. ``signal`` aborts the request.
-async function negotiate(peer, url, extra, signal) {
+// ``credential`` (the page key) opens a new session; a call that moves opens with its migration token.
+async function negotiate(peer, url, extra, signal, credential) {
   await peer.setLocalDescription(await peer.createOffer());
   await gatheringComplete(peer);
+  const headers = { "Content-Type": "application/json" };
+  if (credential) headers.Authorization = `Bearer ${credential}`;
   const response = await fetch(url, {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers,
     body: JSON.stringify({ sdp: peer.localDescription.sdp, type: "offer", accepts_migration: true, ...extra }),
     signal,
   });
@@ -178,7 +194,7 @@ async function call() {
     micTrack = mic.getAudioTracks()[0];
     ({ peer: pc, events: channel } = newPeer());
     mic.getTracks().forEach((track) => pc.addTrack(track, mic));
-    const answer = await negotiate(pc, "/v1/webrtc", {});
+    const answer = await negotiate(pc, "/v1/webrtc", {}, undefined, apiKey);
     location_ = new URL(answer.location, window.location.href).href;
     state.sessionId = answer.session_id;
     state.pods = [""];
