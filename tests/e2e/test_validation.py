@@ -71,6 +71,19 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("grpc port privileged", {"transport": {"grpc": {"port": 80}}}, "spec.transport.grpc.port"),
     ("temperature out of range", {"pipeline": {"llm": {"temperature": 3}}}, "spec.pipeline.llm.temperature"),
     ("wrong type", {"session": {"maxDurationSeconds": "an hour"}}, "spec.session.maxDurationSeconds"),
+    ("auth required without keys", {"auth": {"required": True}}, "spec.auth"),
+    ("jwt without a key source", {"auth": {"jwt": {"issuer": "https://idp"}}}, "spec.auth.jwt"),
+    ("jwks URL not http", {"auth": {"jwt": {"jwksUrl": "file:///keys"}}}, "spec.auth.jwt.jwksUrl"),
+    (
+        "quota of zero sessions",
+        {"auth": {"tenantQuotas": {"acme": {"maxConcurrentSessions": 0}}}},
+        "spec.auth.tenantQuotas.acme.maxConcurrentSessions",
+    ),
+    (
+        "JWT algorithm none",
+        {"auth": {"jwt": {"jwksUrl": "https://i", "algorithms": ["none"]}}},
+        "spec.auth.jwt.algorithms[0]",
+    ),
 ]
 
 
