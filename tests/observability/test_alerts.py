@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import REGISTRY
 
 from tests.support.chart import alert_names, rule_groups
 
@@ -63,3 +64,21 @@ def test_promtool_unit_tests_pass(rules: dict[str, Any], tmp_path: Path) -> None
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("SUCCESS") == len(files)
+
+
+def test_pods_export_the_outcomes_alerts_count_from_zero() -> None:
+    """An alert's rate() or increase() sees nothing of a series born at 1, so these exist from start-up."""
+    import agent_pod.pipeline.session
+    import agent_pod.sessions.session_metrics
+    import agent_pod.transports.transport_metrics
+
+    assert agent_pod.pipeline.session and agent_pod.sessions.session_metrics
+    assert agent_pod.transports.transport_metrics
+    for name, label, values in [
+        ("voicefleet_sessions_total", "outcome", ["drain_deadline", "client_ended", "other"]),
+        ("voicefleet_placements_total", "result", ["no_capacity", "unavailable", "placed"]),
+        ("voicefleet_migrations_total", "outcome", ["no_target", "store_down", "not_followed", "not_quiet"]),
+        ("voicefleet_transport_playout_missed_ticks_total", "outcome", ["lost", "caught_up"]),
+    ]:
+        for value in values:
+            assert REGISTRY.get_sample_value(name, {label: value}) is not None, (name, value)
