@@ -65,14 +65,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def namespace(kwok_cluster: Cluster) -> str:
-    ns = kwok_cluster.create_namespace()
-    kwok_cluster.apply(agent(AGENT, replicas=2), ns)
-    return ns
-
-
-@pytest.fixture(scope="module")
-def leader(kwok_cluster: Cluster, redis_server: RedisServer, namespace: str) -> Iterator[OperatorProcess]:
+def leader(kwok_cluster: Cluster, redis_server: RedisServer) -> Iterator[OperatorProcess]:
     """The operator as the chart runs it: with leader election."""
     op = OperatorProcess(kwok_cluster, redis_server.url)
     op.start(leader_election=True, identity="vf-voicefleet-operator-0")
@@ -83,9 +76,19 @@ def leader(kwok_cluster: Cluster, redis_server: RedisServer, namespace: str) -> 
         op.stop()
 
 
+@pytest.fixture(scope="module")
+def namespace(kwok_cluster: Cluster, leader: OperatorProcess) -> Iterator[str]:
+    ns = kwok_cluster.create_namespace()
+    kwok_cluster.apply(agent(AGENT, replicas=2), ns)
+    yield ns
+    # While the operator runs, so that its finalizer goes with the VoiceAgent.
+    kwok_cluster.kubectl("delete", "voiceagent", AGENT, "-n", ns, "--timeout=60s", check=False)
+    kwok_cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
 @pytest.fixture
 async def stack(
-    tmp_path: Path, redis_server: RedisServer, namespace: str, leader: OperatorProcess
+    tmp_path: Path, redis_server: RedisServer, leader: OperatorProcess, namespace: str
 ) -> AsyncIterator[Stack]:
     config = synthetic_config(
         "hello there",
