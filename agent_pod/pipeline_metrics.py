@@ -32,7 +32,26 @@ LATENCY_BUCKETS = (
 LATENESS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.5)
 
 SESSIONS_LIVE = Gauge("voicefleet_sessions_live", "Sessions currently running on this pod.")
+# Outcomes of voicefleet_sessions_total; any other close reason counts as "other".
+SESSION_OUTCOMES = (
+    "client_ended",
+    "idle_timeout",
+    "max_duration",
+    "error",
+    "drain_deadline",
+    "shutdown",
+    "disconnected",
+    "invalid_message",
+    "slow_reader",
+    "never_connected",
+    "migrated",
+    "other",
+)
 SESSIONS_TOTAL = Counter("voicefleet_sessions_total", "Sessions ended, by outcome.", ["outcome"])
+# Exported at 0 from start-up, like every outcome the alerts count: a series born at 1 shows no
+# increase(), so the first call cut at a drain deadline would never alert.
+for _outcome in SESSION_OUTCOMES:
+    SESSIONS_TOTAL.labels(_outcome)
 STT_FINAL_SECONDS = Histogram(
     "voicefleet_stt_final_seconds",
     "End of the caller's speech (VAD) -> final transcript (the end-of-turn decision).",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for voicefleet, idempotently:
-#   Debian packages (redis-server, espeak-ng, chromium, libopus0, and for the real node runc,
+#   Debian packages (redis-server, espeak-ng, chromium, libopus0, prometheus (with promtool) for the
+#   alert and dashboard tests, and for the real node runc,
 #   the CNI plugins, iptables, buildah, mmdebstrap), a virtualenv in .venv with the project
 #   installed editable (this generates the gRPC stubs), the Kubernetes binaries and the real
 #   node's containerd and CoreDNS built once from the Go module proxy, and the container
@@ -9,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(redis-server espeak-ng chromium sox fonts-liberation libopus0
+APT_PACKAGES=(redis-server espeak-ng chromium sox fonts-liberation libopus0 prometheus
   containernetworking-plugins iptables conntrack buildah mmdebstrap uidmap gcc libc6-dev libseccomp-dev pkg-config)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -21,8 +22,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The agent pods' redis and the tests start their own servers; the distro one is not needed.
-systemctl disable --now redis-server >/dev/null 2>&1 || true
+# The agent pods' redis and the tests start their own servers; the distro ones are not needed
+# (the distro Prometheus would also hold port 9090).
+systemctl disable --now redis-server prometheus >/dev/null 2>&1 || true
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

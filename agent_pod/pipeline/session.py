@@ -64,22 +64,7 @@ MAX_LLM_ROUNDS = 6  # LLM requests per turn (tool call -> result -> answer ...)
 SNAPSHOT_TIMEOUT = 5.0
 # Caller audio held while the call is handed to another pod; the caller follows within seconds.
 MAX_HELD_SECONDS = 30.0
-# Outcomes of voicefleet_sessions_total; any other close reason counts as "other".
-KNOWN_OUTCOMES = frozenset(
-    {
-        "client_ended",
-        "idle_timeout",
-        "max_duration",
-        "error",
-        "drain_deadline",
-        "shutdown",
-        "disconnected",
-        "invalid_message",
-        "slow_reader",
-        "never_connected",
-        "migrated",
-    }
-)
+KNOWN_OUTCOMES = frozenset(pipeline_metrics.SESSION_OUTCOMES)
 
 
 class _Finalize:

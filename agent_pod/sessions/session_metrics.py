@@ -15,6 +15,9 @@ PLACEMENTS = Counter(
     "this pod), no_capacity, unavailable.",
     ["result"],
 )
+# At 0 from start-up: a series born at 1 shows no rate() (the refusal alert counts from zero).
+for _result in ("placed", "replaced", "local", "no_capacity", "unavailable"):
+    PLACEMENTS.labels(_result)
 REDIS_ERRORS = Counter(
     "voicefleet_redis_errors_total", "Redis calls of the session layer that failed (connection, timeout)."
 )

@@ -32,6 +32,10 @@ PLAYOUT_MISSED_TICKS_TOTAL = Counter(
     "Playout ticks the pod's loop woke up too late for: caught up in a burst, or lost (agent audio delayed).",
     ["outcome"],
 )
+# Outcomes the alerts and the dashboard count are exported at 0 from start-up: a series born at 1
+# shows no rate() or increase(), and a healthy pod's stall panel shows zero rather than nothing.
+for _outcome in ("caught_up", "lost"):
+    PLAYOUT_MISSED_TICKS_TOTAL.labels(_outcome)
 PLAYOUT_FANOUT_SECONDS = Histogram(
     "voicefleet_transport_playout_fanout_seconds",
     "Time the pod's shared playout loop spends handing one 20 ms frame to every live session.",
@@ -51,6 +55,8 @@ MIGRATIONS_TOTAL = Counter(
     "caller could not reach the new pod (caller_failed) or did not follow in time (not_followed).",
     ["outcome"],
 )
+for _outcome in ("moved", "not_quiet", "no_target", "store_down", "caller_failed", "not_followed", "error"):
+    MIGRATIONS_TOTAL.labels(_outcome)
 MIGRATION_HANDOVER_SECONDS = Histogram(
     "voicefleet_migration_handover_seconds",
     "Old pod: call frozen at a quiet moment -> the caller reports it follows (or its stream ends).",

@@ -91,12 +91,15 @@ async def pod_factory() -> AsyncIterator[PodFactory]:
 class PodProcess:
     """`python -m agent_pod.cli pod` in a subprocess on free loopback ports."""
 
-    def __init__(self, config: AgentConfig, workdir: Path, name: str = "pod-sub") -> None:
+    def __init__(
+        self, config: AgentConfig, workdir: Path, name: str = "pod-sub", env: dict[str, str] | None = None
+    ) -> None:
         self.config_path = workdir / f"{name}.json"
         self.config_path.write_text(config.model_dump_json(by_alias=True))
         self.ports = pod_ports()
         self.log_path = workdir / f"{name}.log"
         self.name = name
+        self.env = env or {}  # more VOICEFLEET_* settings (Redis URL, resume key file...)
         self.proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -107,9 +110,13 @@ class PodProcess:
     def grpc_address(self) -> str:
         return f"127.0.0.1:{self.ports.grpc}"
 
+    @property
+    def metrics_address(self) -> str:
+        return f"127.0.0.1:{self.ports.metrics}"
+
     async def start(self, within: float = 60.0) -> None:
         p = self.ports
-        env = {**os.environ, "VOICEFLEET_POD_NAME": self.name, "VOICEFLEET_LOG_FORMAT": "json"}
+        env = {**os.environ, "VOICEFLEET_POD_NAME": self.name, "VOICEFLEET_LOG_FORMAT": "json", **self.env}
         with self.log_path.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "agent_pod.cli", "pod",

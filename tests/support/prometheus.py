@@ -1,0 +1,127 @@
+"""A real Prometheus (Debian's binary) on a free loopback port, with a generated config and a temp TSDB.
+
+``scrape_configs`` mirror what the Prometheus Operator makes of the chart's ServiceMonitor: one job per
+Service, the target labels it attaches (namespace, service, pod, endpoint), and its honorLabels.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from .net import free_port
+from .wait import wait_for
+
+SCRAPE_INTERVAL = "1s"
+
+
+@dataclass
+class Target:
+    """One scraped endpoint as a ServiceMonitor discovers it."""
+
+    address: str  # host:port
+    namespace: str
+    service: str
+    pod: str
+
+    def labels(self) -> dict[str, str]:
+        return {
+            "namespace": self.namespace,
+            "service": self.service,
+            "pod": self.pod,
+            "endpoint": "metrics",
+        }
+
+
+@dataclass
+class PrometheusServer:
+    workdir: Path
+    targets: list[Target]
+    honor_labels: bool
+    rule_files: list[Path] = field(default_factory=list)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> dict[str, Any]:
+        jobs: dict[str, list[Target]] = {}
+        for target in self.targets:
+            jobs.setdefault(target.service, []).append(target)
+        return {
+            "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+            "rule_files": [str(p) for p in self.rule_files],
+            "scrape_configs": [
+                {
+                    "job_name": job,
+                    "honor_labels": self.honor_labels,
+                    "static_configs": [{"targets": [t.address], "labels": t.labels()} for t in targets],
+                }
+                for job, targets in jobs.items()
+            ],
+        }
+
+    def start(self) -> None:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise RuntimeError(
+                "prometheus is not installed (apt-get install prometheus; hack/bootstrap.sh does)"
+            )
+        config = self.workdir / "prometheus.yml"
+        config.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        log = self.workdir / "prometheus.log"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'tsdb'}",
+                 f"--web.listen-address=127.0.0.1:{self.port}"],
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        wait_for(self._ready, timeout=30, what="prometheus ready")
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"prometheus exited: {(self.workdir / 'prometheus.log').read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    async def api(self, path: str, **params: str) -> Any:
+        """GET /api/v1/<path>; the response's data (raises on an API error)."""
+        query = urllib.parse.urlencode(params)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{self.url}/api/v1/{path}?{query}", timeout=aiohttp.ClientTimeout(total=10)) as r,
+        ):
+            body = json.loads(await r.text())
+        if body.get("status") != "success":
+            raise AssertionError(f"{path} {params}: {body}")
+        return body["data"]
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        """Instant query; the result vector."""
+        data = await self.api("query", query=expr)
+        assert data["resultType"] == "vector", data
+        return list(data["result"])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
