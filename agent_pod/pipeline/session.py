@@ -29,7 +29,7 @@ from .. import pipeline_metrics
 from ..audio.pcm import InvalidAudio, frame_bytes, validate_chunk
 from ..audio.resample import Framer, StreamResampler
 from ..config import AgentConfig
-from ..conversation import ChatMessage, Conversation, ToolCall
+from ..conversation import ChatMessage, Conversation, ToolCall, llm_messages
 from ..providers.base import VAD, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..sessions.records import HeldInput
@@ -499,7 +499,7 @@ class AgentSession:
         await turn.playback.wait_drained()
 
     async def _generate(self, turn: AgentTurn, pieces: asyncio.Queue[tuple[str, int] | None]) -> None:
-        messages = [ChatMessage(role="system", content=self.config.prompt_text), *self._conversation.messages]
+        messages = llm_messages(self.config.prompt_text, self._conversation)
         offered = list(self.config.tools)
         repairs = {t.name: t.max_argument_repairs for t in self.config.tools}
         for index in range(MAX_LLM_ROUNDS):

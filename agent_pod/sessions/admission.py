@@ -22,6 +22,7 @@ from .directory import (
     check_session_id,
     detached_hold_seconds,
     full_retry_after,
+    has_turns,
     new_session_id,
     verify_token,
 )
@@ -149,7 +150,7 @@ class StreamAdmission:
                 written=owned.written if owned else 0,
             ),
         )
-        resumed = previous_state in ("live", "detached", "moving") or conversation is not None
+        resumed = previous_state in ("live", "detached", "moving") or has_turns(conversation)
         log.info(
             "session admitted (resumed=%s, moved from %s)",
             resumed,
@@ -171,7 +172,7 @@ class StreamAdmission:
         if owned is not None:
             owned.state, owned.until = "live", None
             return Admission(
-                session_id=session_id, resumed=owned.conversation is not None, conversation=owned.conversation
+                session_id=session_id, resumed=has_turns(owned.conversation), conversation=owned.conversation
             )
         if new and self.placement.local_room():
             self.local.own(session_id, Owned(token_hash=th, prompt_id=prompt_id, state="live"))

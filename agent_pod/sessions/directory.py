@@ -40,9 +40,14 @@ UNUSED_HOLD_SECONDS = 10.0
 FULL_RETRY_SECONDS = 2.0
 
 
+def has_turns(conversation: Conversation | None) -> bool:
+    """A conversation to resume (a new session's first snapshot holds only its caller context)."""
+    return conversation is not None and conversation.turns > 0
+
+
 def detached_hold_seconds(conversation: Conversation | None, resume_window_seconds: float) -> float:
     """How long a session whose caller is gone stays resumable (and holds its slot)."""
-    if conversation is not None and conversation.turns:
+    if has_turns(conversation):
         return resume_window_seconds
     return min(resume_window_seconds, UNUSED_HOLD_SECONDS)
 
@@ -317,11 +322,13 @@ class LocalDirectory:
 
     async def create(self, metadata: dict[str, str], session_id: str | None = None) -> Grant:
         session_id, session = self._new_session(live=False, session_id=session_id)
+        if metadata:  # the pipeline sets the prompt id when the stream starts
+            session.conversation = Conversation(session_id=session_id, prompt_id="", metadata=metadata)
         return self._grant(session_id, session, resumed=False)
 
     async def resume(self, session_id: str, resume_token: str | None) -> Grant:
         session = self._known(session_id, resume_token)
-        return self._grant(session_id, session, resumed=session.conversation is not None)
+        return self._grant(session_id, session, resumed=has_turns(session.conversation))
 
     async def admit(
         self,
@@ -340,7 +347,7 @@ class LocalDirectory:
             raise AdmissionError("unavailable", "session is already connected on this pod", 1.0)
         session.live, session.until = True, None
         conversation = session.conversation
-        return Admission(session_id=session_id, resumed=conversation is not None, conversation=conversation)
+        return Admission(session_id=session_id, resumed=has_turns(conversation), conversation=conversation)
 
     async def snapshot(self, conversation: Conversation) -> None:
         session = self._sessions.get(conversation.session_id)

@@ -10,10 +10,12 @@ this pod when it has room, and a resume only for a session this pod holds.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
 
+from ..conversation import Conversation
 from . import session_metrics
 from .directory import AdmissionError, Grant, PodIdentity, check_session_id, new_session_id, verify_token
 from .local_state import LocalSessions, Owned
@@ -83,8 +85,16 @@ class SessionPlacement:
                     NO_ROOM_RETRY_SECONDS,
                 ) from None
             until = time.monotonic() + self.store.tuning.reservation_seconds
+            context = self._context(session_id, metadata)
             self.local.own(
-                session_id, Owned(token_hash=th, prompt_id=self.prompt_id, state="reserved", until=until)
+                session_id,
+                Owned(
+                    token_hash=th,
+                    prompt_id=self.prompt_id,
+                    state="reserved",
+                    until=until,
+                    conversation=context,
+                ),
             )
             session_metrics.PLACEMENTS.labels("local").inc()
             return self._grant_here(session_id, issued.token, issued.expires_unix, resumed=False)
@@ -97,8 +107,22 @@ class SessionPlacement:
             )
         session_metrics.PLACEMENTS.labels("placed").inc()
         pod, grpc, http = text(result[1]), text(result[4]), text(result[5])
+        context = self._context(session_id, metadata)
+        if context is not None:
+            # The caller context reaches whichever pod admits the stream, as the session's first snapshot.
+            with contextlib.suppress(StoreDown):
+                snapshot = self.store.keys.snapshot(session_id)
+                ttl = ms(self.store.tuning.snapshot_ttl_seconds)
+                await self.store.io(
+                    self.store.redis.set(snapshot, context.model_dump_json(), px=ttl, nx=True)
+                )
         log.info("session placed on %s", pod, extra={"session_id": session_id})
         return grant(session_id, issued.token, issued.expires_unix, pod, grpc, http, resumed=False)
+
+    def _context(self, session_id: str, metadata: dict[str, str]) -> Conversation | None:
+        if not metadata:
+            return None
+        return Conversation(session_id=session_id, prompt_id=self.prompt_id, metadata=metadata)
 
     async def place(self, session_id: str, th: str, expected_owner: str) -> list[Any]:
         store, keys, tuning = self.store, self.store.keys, self.store.tuning
