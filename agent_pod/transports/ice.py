@@ -47,6 +47,10 @@ def ports_from(port_min: int, port_max: int, start: int) -> Iterator[int]:
     yield from range(port_min, start)
 
 
+class PortsExhausted(OSError):
+    """Every UDP port of the media range is taken on this pod."""
+
+
 class PortAllocator:
     """Binds UDP sockets in a port range, round-robin so a busy range is not rescanned from its start."""
 
@@ -66,7 +70,7 @@ class PortAllocator:
                 continue
             self._next = port + 1 if port < self.port_max else self.port_min
             return sock
-        raise OSError(f"no free UDP port in {self.port_min}-{self.port_max} on {address}")
+        raise PortsExhausted(f"no free UDP port in {self.port_min}-{self.port_max} on {address}")
 
 
 def _bound(family: int, address: str, port: int) -> socket.socket:

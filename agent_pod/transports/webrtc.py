@@ -31,9 +31,10 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ..audio.pcm import InvalidAudio
 from ..pipeline.events import ErrorEvent, SessionEvent
+from ..sessions.directory import AdmissionError
 from . import transport_metrics
 from .hub import LiveSession, SessionHub
-from .ice import IcePolicy, PortAllocator, confine
+from .ice import IcePolicy, PortAllocator, PortsExhausted, confine
 from .jitter import pass_through_audio
 from .opus import FRAME_SAMPLES, SAMPLE_RATE, TIME_BASE, MonoDecoder, MonoEncoder, silence_packet
 from .wire import event_to_json
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 EVENTS_CHANNEL = "events"
 # A peer that has not connected by then (ICE failed silently) is given up on.
 CONNECT_TIMEOUT_SECONDS = 15.0
+PORTS_RETRY_SECONDS = 1.0  # ports come back as calls end; another pod may have some now
 # Frames waiting for aiortc's sender; more means the sender stalled, and old audio is dropped.
 MAX_QUEUED_FRAMES = 10
 FLUSH_SECONDS = 1.0
@@ -312,6 +314,15 @@ class WebRTCTransport:
             pc.on("connectionstatechange", lambda: self._state_changed(peer))
             try:
                 await pc.setLocalDescription(await pc.createAnswer())
+            except PortsExhausted as exc:
+                await live.close("error")
+                transport_metrics.ADMISSIONS_REFUSED_TOTAL.labels("webrtc", "unavailable").inc()
+                log.warning("media ports exhausted: %s", exc)
+                raise AdmissionError(
+                    "unavailable",
+                    "this pod has no free UDP port for media; retry shortly",
+                    PORTS_RETRY_SECONDS,
+                ) from exc
             except BaseException:
                 await live.close("error")
                 raise
