@@ -74,3 +74,11 @@ TRANSCRIPT_DIVERGENCE_FLAGGED_TOTAL = Counter(
     "voicefleet_transcript_divergence_flagged_total",
     "Agent turns whose played audio, re-transcribed, diverges from the recorded text above the threshold.",
 )
+UTTERANCES_CUT_TOTAL = Counter(
+    "voicefleet_utterances_cut_total",
+    "Caller utterances cut at maxUtteranceSeconds: the speech so far became a turn, the rest the next.",
+)
+HISTORY_TURNS_DROPPED_TOTAL = Counter(
+    "voicefleet_history_turns_dropped_total",
+    "Oldest caller turns dropped from conversations to keep them within maxHistoryTurns and maxHistoryChars.",
+)
