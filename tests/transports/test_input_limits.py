@@ -9,11 +9,13 @@ import functools
 import time
 from typing import Any
 
+import aiohttp
 import grpc
 
 from agent_pod.client.caller_audio import frames
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.client.record import CallSummary
+from agent_pod.client.webrtc_client import WebRTCCaller
 from agent_pod.conversation import HISTORY_TRIMMED
 from agent_pod.pipeline.input_limits import MAX_QUEUED_TURNS
 from agent_pod.transports import transport_metrics
@@ -234,3 +236,26 @@ async def test_a_long_conversation_keeps_its_newest_turns_and_resumes_with_them(
         assert users == [f"turn number {n}" for n in (4, 5, 6)]
         await again.end()
         await again.recorder.wait(lambda s: s.ended is not None, 10)
+
+
+async def test_a_webrtc_caller_flooding_audio_or_sending_long_text_is_refused_then_cut_off(pod_factory):
+    pod = await pod_factory(synthetic_config(session={"limits": {"audioBurstSeconds": 1}}))
+    floods_before = _counter(transport_metrics.SESSIONS_TOTAL, transport="webrtc", reason="input_flood")
+    async with aiohttp.ClientSession() as http, WebRTCCaller(pod.http_url + "/v1/webrtc", http=http) as call:
+        call.send_text("x" * 5000)
+        summary = await call.recorder.wait(lambda s: bool(s.errors), 20)
+        assert summary.errors[0].startswith("INVALID_ARGUMENT") and "at most 4000" in summary.errors[0]
+        call.send_text("hello")
+        await call.recorder.wait(lambda s: bool(s.agent_texts), 20)  # the call went on
+        # 2 s of audio every 50 ms: 40x real time, in bursts the pod's UDP socket can hold
+        burst = tone(48000, 2.0)
+        for _ in range(20):
+            call.send_audio(burst)
+            await asyncio.sleep(0.05)  # the flooder's pace, not synchronisation
+        summary = await call.recorder.wait(lambda s: s.ended is not None, 60)
+    assert summary.ended == "input_flood"
+    refused = [e for e in summary.errors if "faster than real time" in e]
+    assert len(refused) == 1 and refused[0].startswith("RESOURCE_EXHAUSTED")
+    assert _counter(transport_metrics.SESSIONS_TOTAL, transport="webrtc", reason="input_flood") == (
+        floods_before + 1
+    )
