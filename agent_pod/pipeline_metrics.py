@@ -82,3 +82,7 @@ HISTORY_TURNS_DROPPED_TOTAL = Counter(
     "voicefleet_history_turns_dropped_total",
     "Oldest caller turns dropped from conversations to keep them within maxHistoryTurns and maxHistoryChars.",
 )
+STT_BACKLOG_DROPPED_TOTAL = Counter(
+    "voicefleet_stt_backlog_dropped_total",
+    "Caller audio windows dropped because speech recognition fell maxUtteranceSeconds behind the caller.",
+)

@@ -136,6 +136,7 @@ class AgentSession:
         self._max_utterance_windows = max(
             1, int(self._limits.max_utterance_seconds * 1000 / self._gate_params.window_ms)
         )
+        self._max_utterance_bytes = int(self._limits.max_utterance_seconds * vad.sample_rate) * 2
         self._stt = STTChain(
             chain(providers.stt, stage_timeouts(pipeline.stt)), vad.sample_rate, self._on_interim
         )
@@ -425,6 +426,11 @@ class AgentSession:
         self._utterance = deque()
 
     def _to_stt(self, window: bytes) -> None:
+        if self._stt_queued_bytes + len(window) > self._max_utterance_bytes:
+            # The STT is a whole utterance behind (slower than real time, or stuck until its timeout):
+            # the newest audio goes unheard rather than piling up.
+            pipeline_metrics.STT_BACKLOG_DROPPED_TOTAL.inc()
+            return
         self._stt_queue.put_nowait(window)
         self._stt_queued_bytes += len(window)
 
