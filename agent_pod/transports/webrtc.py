@@ -150,6 +150,7 @@ class WebRTCPeer:
         self.track = AgentAudioTrack(transport.opus_complexity)
         self._decoder = MonoDecoder()
         self._budget: AudioBudget | None = None
+        self._flooded = False  # cut off: its session is closing, later packets are dropped quietly
         self.live: LiveSession | None = None
         self.channel: RTCDataChannel | None = None
         self._pending: list[str] = []
@@ -241,6 +242,8 @@ class WebRTCPeer:
     def _within_budget(self, live: LiveSession, seconds: float) -> bool:
         """RTP is paced by the caller's clock too: packets beyond real time plus a burst are dropped,
         and a peer that keeps flooding is hung up on."""
+        if self._flooded:
+            return False
         now = time.monotonic()
         if self._budget is None:
             self._budget = AudioBudget(live.session.config.session.limits.audio_burst_seconds, now)
@@ -252,6 +255,7 @@ class WebRTCPeer:
             message = "audio arrives faster than real time: dropped until it slows down"
             self.send_json(event_to_json(ErrorEvent(code="RESOURCE_EXHAUSTED", message=message)))
         elif verdict is Verdict.FLOOD:
+            self._flooded = True
             log.warning("caller floods audio: call ended", extra={"session_id": live.id})
             live.request_close("input_flood")
         return False
