@@ -352,6 +352,49 @@ class MigrationSpec(Model):
     )
 
 
+class InputLimitsSpec(Model):
+    """What one caller can make a pod hold or do, whatever it sends (docs/limits.md)."""
+
+    max_text_chars: int = Field(
+        default=4000,
+        ge=1,
+        le=16384,
+        description="Typed caller input longer than this is refused with an error; the call goes on.",
+    )
+    max_utterance_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=600,
+        description=(
+            "Caller speech (or noise) longer than this is cut: what was said so far is transcribed and "
+            "answered, the rest is heard as the next turn. Bounds the audio a call holds for recognition."
+        ),
+    )
+    audio_burst_seconds: float = Field(
+        default=5.0,
+        ge=0.5,
+        le=60,
+        description=(
+            "How far ahead of real time a caller may send audio (a client that buffers a little). "
+            "Audio beyond it is dropped with an error; a caller that keeps flooding is cut off."
+        ),
+    )
+    max_history_turns: int = Field(
+        default=200,
+        ge=1,
+        le=10000,
+        description="Caller turns the conversation keeps (for the LLM and the resume snapshot); older "
+        "turns are dropped, whole.",
+    )
+    max_history_chars: int = Field(
+        default=100_000,
+        ge=1000,
+        le=10_000_000,
+        description="Characters of history kept (message texts and tool arguments); older turns are "
+        "dropped, whole, beyond it.",
+    )
+
+
 class SessionSpec(Model):
     """Limits of one call."""
 
@@ -375,6 +418,9 @@ class SessionSpec(Model):
     )
     migration: MigrationSpec = Field(
         default_factory=MigrationSpec, description="Live call migration when a pod drains."
+    )
+    limits: InputLimitsSpec = Field(
+        default_factory=InputLimitsSpec, description="Bounds on what one caller can make a pod hold or do."
     )
 
 

@@ -6,6 +6,7 @@ Assistant messages hold only what was actually played to the caller
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field
@@ -56,3 +57,44 @@ def llm_messages(prompt_text: str, conversation: Conversation) -> list[ChatMessa
         lines = [f"- {key}: {value}" for key, value in sorted(conversation.metadata.items())]
         messages.append(ChatMessage(role="system", content="\n".join([CALLER_CONTEXT_HEADER, *lines])))
     return [*messages, *conversation.messages]
+
+
+# Stands in the history for the turns dropped to keep a long call's conversation bounded.
+HISTORY_TRIMMED = "Earlier turns of this call were dropped to keep its history within the pod's limits."
+_TURN_ID = re.compile(r"^turn-(\d+)$")
+
+
+def message_chars(message: ChatMessage) -> int:
+    return len(message.content) + sum(len(c.name) + len(c.arguments) for c in message.tool_calls)
+
+
+def trim_history(
+    messages: list[ChatMessage], max_turns: int, max_chars: int
+) -> tuple[list[ChatMessage], int]:
+    """The history with its oldest turns dropped, whole, until at most ``max_turns`` caller turns and
+    ``max_chars`` characters remain (the newest turn is always kept), plus how many turns were dropped.
+
+    A turn is a user message and everything after it up to the next one, so a tool call never loses its
+    result. Dropped turns leave one system message (HISTORY_TRIMMED) at the head."""
+    body = [m for m in messages if m.role != "system"]
+    starts = [i for i, m in enumerate(body) if m.role == "user"]
+    keep_from = len(body)
+    chars = 0
+    for kept, start in enumerate(reversed(starts)):
+        turn_chars = sum(message_chars(m) for m in body[start:keep_from])
+        if kept and (kept >= max_turns or chars + turn_chars > max_chars):
+            break
+        chars += turn_chars
+        keep_from = start
+    dropped = sum(1 for start in starts if start < keep_from)
+    if not dropped:
+        return messages, 0
+    return [ChatMessage(role="system", content=HISTORY_TRIMMED), *body[keep_from:]], dropped
+
+
+def last_turn_number(messages: list[ChatMessage]) -> int:
+    """The number of the last caller turn (``turn-N``), so turn ids go on after older turns were dropped."""
+    for message in reversed(messages):
+        if message.role == "user" and message.turn_id and (match := _TURN_ID.match(message.turn_id)):
+            return int(match.group(1))
+    return sum(1 for m in messages if m.role == "user")

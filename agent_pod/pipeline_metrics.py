@@ -43,6 +43,7 @@ SESSION_OUTCOMES = (
     "disconnected",
     "invalid_message",
     "slow_reader",
+    "input_flood",
     "never_connected",
     "migrated",
     "other",
@@ -92,4 +93,16 @@ TOOL_CALLS_TOTAL = Counter("voicefleet_tool_calls_total", "Tool calls by termina
 TRANSCRIPT_DIVERGENCE_FLAGGED_TOTAL = Counter(
     "voicefleet_transcript_divergence_flagged_total",
     "Agent turns whose played audio, re-transcribed, diverges from the recorded text above the threshold.",
+)
+UTTERANCES_CUT_TOTAL = Counter(
+    "voicefleet_utterances_cut_total",
+    "Caller utterances cut at maxUtteranceSeconds: the speech so far became a turn, the rest the next.",
+)
+HISTORY_TURNS_DROPPED_TOTAL = Counter(
+    "voicefleet_history_turns_dropped_total",
+    "Oldest caller turns dropped from conversations to keep them within maxHistoryTurns and maxHistoryChars.",
+)
+STT_BACKLOG_DROPPED_TOTAL = Counter(
+    "voicefleet_stt_backlog_dropped_total",
+    "Caller audio windows dropped because speech recognition fell maxUtteranceSeconds behind the caller.",
 )

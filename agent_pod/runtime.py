@@ -31,6 +31,7 @@ from .settings import PodSettings
 from .transports.cors import CorsPolicy
 from .transports.grpc_server import GrpcServer
 from .transports.http import Health, build_app, build_metrics_app, serve
+from .transports.http_guard import HttpLimits
 from .transports.hub import SessionHub
 from .transports.ice import IcePolicy
 from .transports.playout_clock import PlayoutClock
@@ -72,9 +73,11 @@ class Pod:
         ports: Ports | None = None,
         slow_reader_seconds: float = 5.0,
         tuning: DirectoryTuning | None = None,
+        http_limits: HttpLimits | None = None,
     ) -> None:
         self.settings = settings
         self._tuning = tuning
+        self.http_limits = http_limits or HttpLimits()
         self.config = config
         self.ports = ports or Ports.from_config(config)
         self.health = Health()
@@ -142,7 +145,8 @@ class Pod:
             )
             self.webrtc = WebRTCTransport(self.hub, policy, transport.webrtc.opus_complexity)
             routes += Signaling(self.webrtc, cors).routes()
-        runner, self.http_port = await serve(build_app(self.health, routes), bind, self.ports.http)
+        app = build_app(self.health, routes, self.http_limits)
+        runner, self.http_port = await serve(app, bind, self.ports.http, self.http_limits)
         self._runners.append(runner)
         runner, self.metrics_port = await serve(build_metrics_app(), bind, self.ports.metrics)
         self._runners.append(runner)

@@ -23,13 +23,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from .. import pipeline_metrics
 from ..audio.pcm import InvalidAudio, frame_bytes, validate_chunk
 from ..audio.resample import Framer, StreamResampler
 from ..config import AgentConfig
-from ..conversation import ChatMessage, Conversation, ToolCall, llm_messages
+from ..conversation import ChatMessage, Conversation, ToolCall, last_turn_number, llm_messages, trim_history
 from ..providers.base import VAD, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..sessions.records import HeldInput
@@ -46,12 +47,13 @@ from .events import (
     TurnMetrics,
     UserTranscript,
 )
+from .input_limits import InputRefused, check_text
 from .playback import TurnPlayback
 from .tools import ToolRunner
 from .turn import AgentTurn, Round, UserTurn
 from .vad_gate import Decision, GateParams, State
 
-__all__ = ["AgentSession", "InvalidAudio"]
+__all__ = ["AgentSession", "InputRefused", "InvalidAudio"]
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,9 @@ class AgentSession:
             raise ValueError(f"conversation of {conversation.session_id!r} given to session {session_id!r}")
         self._conversation = conversation or Conversation(session_id=session_id, prompt_id=self.prompt_id)
         self._conversation.prompt_id = self.prompt_id
-        self._turn_counter = sum(1 for m in self._conversation.messages if m.role == "user")
+        self._limits = config.session.limits
+        self._trim_history()  # a snapshot from a pod with looser limits
+        self._turn_counter = last_turn_number(self._conversation.messages)
 
         self._vad_factories = list(providers.vad)
         vad, self._vad_index = first_vad(self._vad_factories)
@@ -114,6 +118,11 @@ class AgentSession:
             min_silence_ms=pipeline.vad.min_silence_ms,
         )
         self._input = AudioInput(vad, self._gate_params, self._next_vad)
+        # An utterance is cut into turns at this length, so the audio held for STT stays bounded.
+        self._max_utterance_windows = max(
+            1, int(self._limits.max_utterance_seconds * 1000 / self._gate_params.window_ms)
+        )
+        self._max_utterance_bytes = int(self._limits.max_utterance_seconds * vad.sample_rate) * 2
         self._stt = STTChain(
             chain(providers.stt, stage_timeouts(pipeline.stt)), vad.sample_rate, self._on_interim
         )
@@ -131,6 +140,7 @@ class AgentSession:
 
         self._events: asyncio.Queue[SessionEvent] = asyncio.Queue()
         self._stt_queue: asyncio.Queue[bytes | _Finalize] = asyncio.Queue()
+        self._stt_queued_bytes = 0
         self._turn_queue: asyncio.Queue[UserTurn] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._audits: set[asyncio.Task[None]] = set()
@@ -138,9 +148,11 @@ class AgentSession:
         # Set by the transport hub before any turn: a turn's first frame is ready to be pulled ahead
         # of the tick.
         self.first_frame_ready: Callable[[], None] | None = None
-        # The caller's utterance being heard: its audio until it is accepted as a turn.
-        self._utterance: list[bytes] | None = None
+        # The caller's utterance being heard: its audio until it is accepted as a turn (the newest
+        # maxUtteranceSeconds of it while the agent talks on), then its length in windows.
+        self._utterance: deque[bytes] | None = None
         self._utterance_accepted = False
+        self._utterance_windows = 0
         self._started_at = time.monotonic()
         self._last_activity = self._started_at
         self._started = False
@@ -179,6 +191,13 @@ class AgentSession:
         return turn.playback.queued_frames * FRAME_MS if turn is not None else 0
 
     @property
+    def held_audio_bytes(self) -> int:
+        """Caller audio this session holds for speech recognition: the utterance not yet accepted,
+        windows queued for the STT and the utterance the STT chain keeps for a failover."""
+        utterance = sum(map(len, self._utterance)) if self._utterance is not None else 0
+        return utterance + self._stt_queued_bytes + self._stt.utterance_bytes
+
+    @property
     def quiet(self) -> bool:
         """Neither side speaks: no agent turn (or tool call) running or queued, the caller not mid-utterance.
         A call is moved to another pod only at such a moment."""
@@ -210,7 +229,10 @@ class AgentSession:
                     continue
                 seconds += item.seconds
             elif item.text:
-                self.push_text(item.text)
+                try:
+                    self.push_text(item.text)
+                except InputRefused as exc:
+                    self._log.warning("session %s: held text refused: %s", self.session_id, exc)
             elif item.end:
                 self._closer = asyncio.create_task(self.close("client_ended"))
                 break
@@ -260,11 +282,13 @@ class AgentSession:
             self._on_window(decision, window)
 
     def push_text(self, text: str) -> None:
+        """A typed turn; raises InputRefused (nothing changes) when it is too long or too many wait."""
         if self._closing:
             return
         text = text.strip()
         if not text:
             return
+        check_text(text, self._limits.max_text_chars, self._turn_queue.qsize())
         if self._held is not None:
             self._held.append(HeldInput(text=text))
             return
@@ -327,11 +351,14 @@ class AgentSession:
 
     def _on_window(self, decision: Decision, window: bytes) -> None:
         if decision is Decision.CANDIDATE or (decision is Decision.START and self._utterance is None):
-            self._utterance = [*self._input.preroll(), window]
+            self._utterance = deque([*self._input.preroll(), window], maxlen=self._max_utterance_windows)
             self._utterance_accepted = False
         elif self._utterance is not None:
             if self._utterance_accepted:
-                self._stt_queue.put_nowait(window)
+                self._to_stt(window)
+                self._utterance_windows += 1
+                if self._utterance_windows >= self._max_utterance_windows:
+                    self._cut_utterance()
             else:
                 self._utterance.append(window)
 
@@ -380,8 +407,28 @@ class AgentSession:
         self._utterance_accepted = True
         self._last_activity = time.monotonic()
         for window in self._utterance:
-            self._stt_queue.put_nowait(window)
-        self._utterance = []
+            self._to_stt(window)
+        self._utterance_windows = len(self._utterance)
+        self._utterance = deque()
+
+    def _to_stt(self, window: bytes) -> None:
+        if self._stt_queued_bytes + len(window) > self._max_utterance_bytes:
+            # The STT is a whole utterance behind (slower than real time, or stuck until its timeout):
+            # the newest audio goes unheard rather than piling up.
+            pipeline_metrics.STT_BACKLOG_DROPPED_TOTAL.inc()
+            return
+        self._stt_queue.put_nowait(window)
+        self._stt_queued_bytes += len(window)
+
+    def _cut_utterance(self) -> None:
+        """The caller has spoken (or made noise) for maxUtteranceSeconds: what was heard becomes a turn
+        and the speech goes on as the next utterance."""
+        self._stt_queue.put_nowait(_Finalize(time.monotonic()))
+        self._utterance_windows = 0
+        pipeline_metrics.UTTERANCES_CUT_TOTAL.inc()
+        self._log.info(
+            "session %s: utterance cut at %g s", self.session_id, self._limits.max_utterance_seconds
+        )
 
     def _on_interim(self, text: str) -> None:
         self._emit(UserTranscript(turn_id=self._next_turn_id(peek=True), text=text, final=False))
@@ -394,6 +441,8 @@ class AgentSession:
                 self._report_stt_failure(exc)
         while True:
             item = await self._stt_queue.get()
+            if isinstance(item, bytes):
+                self._stt_queued_bytes -= len(item)
             if not self._stt.available:
                 continue
             try:
@@ -605,6 +654,7 @@ class AgentSession:
         self._current = None
         self._conversation.messages.extend(turn.history())
         self._conversation.turns += 1
+        self._trim_history()
         played = turn.playback.played_text()
         final = AgentText(
             turn_id=turn.turn_id, text=turn.text, played_text=played, final=True, interrupted=turn.interrupted
@@ -625,6 +675,15 @@ class AgentSession:
             self._audits.add(task)
             task.add_done_callback(self._audits.discard)
         return final
+
+    def _trim_history(self) -> None:
+        limits = self._limits
+        messages, dropped = trim_history(
+            self._conversation.messages, limits.max_history_turns, limits.max_history_chars
+        )
+        if dropped:
+            self._conversation.messages = messages
+            pipeline_metrics.HISTORY_TURNS_DROPPED_TOTAL.inc(dropped)
 
     def _emit_agent_text(self, turn: AgentTurn) -> None:
         self._emit(

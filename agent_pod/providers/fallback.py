@@ -191,11 +191,17 @@ class STTChain:
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[str] | None = None
         self._utterance: list[bytes] = []
+        self._utterance_bytes = 0
         self._finals: list[str] = []
 
     @property
     def name(self) -> str:
         return self.links[self.index].name if self.available else "none"
+
+    @property
+    def utterance_bytes(self) -> int:
+        """Audio of the current utterance kept for a failover (the session bounds the utterance)."""
+        return self._utterance_bytes
 
     @property
     def available(self) -> bool:
@@ -271,6 +277,7 @@ class STTChain:
 
     async def push(self, pcm: bytes) -> None:
         self._utterance.append(pcm)
+        self._utterance_bytes += len(pcm)
         if self._stream is None:
             await self._reopen()
             return
@@ -296,6 +303,7 @@ class STTChain:
                     await self._failover(exc)
         finally:
             self._utterance = []
+            self._utterance_bytes = 0
             self._finals = []
 
     async def _final(self) -> str:

@@ -27,6 +27,7 @@ STATUSES: dict[str, Status] = {
     "unauthenticated": Status(401, grpc.StatusCode.UNAUTHENTICATED),
     "permission_denied": Status(403, grpc.StatusCode.PERMISSION_DENIED),
     "not_found": Status(404, grpc.StatusCode.NOT_FOUND),
+    "request_timeout": Status(408, grpc.StatusCode.DEADLINE_EXCEEDED),
     "wrong_pod": Status(409, grpc.StatusCode.FAILED_PRECONDITION),
     "too_large": Status(413, grpc.StatusCode.INVALID_ARGUMENT),
     "resource_exhausted": Status(429, grpc.StatusCode.RESOURCE_EXHAUSTED),

@@ -17,12 +17,14 @@ from grpc_reflection.v1alpha import reflection
 
 from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
-from ..audio.pcm import InvalidAudio
+from ..audio.pcm import BYTES_PER_SAMPLE, InvalidAudio
 from ..pipeline.events import SessionEvent
+from ..pipeline.input_limits import InputRefused
 from ..sessions.api import grpc_bearer
 from ..sessions.directory import AdmissionError
 from ..sessions.refusals import grpc_refusal
 from . import transport_metrics
+from .audio_budget import AudioBudget, Verdict
 from .audio_format import check_format
 from .hub import LiveSession, SessionHub
 from .wire import event_to_proto
@@ -30,8 +32,10 @@ from .wire import event_to_proto
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["VoiceAgent"].full_name
-# 1 s of 48 kHz PCM16 is 96,000 bytes; anything much larger is refused by gRPC itself (RESOURCE_EXHAUSTED).
-MAX_MESSAGE_BYTES = 256 * 1024
+# The largest valid message is an audio chunk of 1 s at 48 kHz (96,000 bytes) or a text of
+# spec.session.limits.maxTextChars (at most 16,384 characters, 64 KiB of UTF-8); anything larger is
+# refused by gRPC itself (RESOURCE_EXHAUSTED) before it is read into memory.
+MAX_MESSAGE_BYTES = 128 * 1024
 FIRST_MESSAGE_TIMEOUT_SECONDS = 10.0
 
 Error = agent_pb2.Error
@@ -57,6 +61,7 @@ class GrpcSink:
         self.ended: str | None = None
         self.gave_up = asyncio.Event()
         self.failure: str | None = None
+        self.failure_code = grpc.StatusCode.INVALID_ARGUMENT
 
     def on_audio(self, frame: bytes | None) -> None:
         if frame is None:
@@ -195,7 +200,7 @@ class VoiceAgentService(agent_pb2_grpc.VoiceAgentServicer):
         with contextlib.suppress(asyncio.CancelledError):
             await writer
         if sink.failure is not None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, sink.failure)
+            await context.abort(sink.failure_code, sink.failure)
 
 
 async def _first_message(
@@ -231,18 +236,27 @@ async def _read(
     input_rate: int,
 ) -> None:
     session = live.session
+    budget = AudioBudget(session.config.session.limits.audio_burst_seconds, time.monotonic())
     try:
         async for message in requests:
             kind = message.WhichOneof("event")
             if kind == "audio":
                 chunk = message.audio
+                verdict = budget.take(len(chunk.pcm) / (BYTES_PER_SAMPLE * input_rate), time.monotonic())
+                if verdict is not Verdict.TAKE:
+                    if _over_budget(sink, live, verdict, budget):
+                        return
+                    continue
                 try:
                     session.push_audio(chunk.pcm, input_rate)
                 except InvalidAudio as exc:
                     _refuse(sink, "audio", f"audio chunk {chunk.sequence}: {exc}")
             elif kind == "text":
                 if message.text.text.strip():
-                    session.push_text(message.text.text)
+                    try:
+                        session.push_text(message.text.text)
+                    except InputRefused as exc:
+                        _refuse(sink, exc.reason, str(exc), Error.Code.Value(exc.code))
                 else:
                     _refuse(sink, "text", "empty text input")
             elif kind == "end":
@@ -271,9 +285,30 @@ async def _read(
     # EndSession, a cancelled stream (handled by Converse) or the idle timeout.
 
 
-def _refuse(sink: GrpcSink, reason: str, message: str) -> None:
+def _refuse(sink: GrpcSink, reason: str, message: str, code: int = Error.INVALID_ARGUMENT) -> None:
     transport_metrics.BAD_INPUT_TOTAL.labels("grpc", reason).inc()
-    sink.error(Error.INVALID_ARGUMENT, message)
+    sink.error(code, message)
+
+
+def _over_budget(sink: GrpcSink, live: LiveSession, verdict: Verdict, budget: AudioBudget) -> bool:
+    """Audio faster than real time is dropped, reported once per episode; a flood ends the call (True)."""
+    transport_metrics.BAD_INPUT_TOTAL.labels("grpc", "audio_rate").inc()
+    if verdict is Verdict.REFUSE_FIRST:
+        sink.error(
+            Error.RESOURCE_EXHAUSTED,
+            f"audio arrives faster than real time (more than {budget.burst_seconds:g} s ahead): "
+            "dropped until it slows down",
+        )
+    elif verdict is Verdict.FLOOD:
+        log.warning(
+            "caller floods audio: call ended",
+            extra={"session_id": live.id, "ahead_seconds": round(budget.ahead_seconds, 1)},
+        )
+        sink.failure = f"audio flood: {budget.ahead_seconds:.0f} s ahead of real time: call ended"
+        sink.failure_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+        live.request_close("input_flood")
+        return True
+    return False
 
 
 class GrpcServer:

@@ -9,6 +9,8 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from .http_guard import HttpLimits, body_guard
+
 WEB_ROOT = Path(str(resources.files("agent_pod") / "web"))
 
 
@@ -24,7 +26,9 @@ class Health:
         return self.started and not self.draining
 
 
-def build_app(health: Health, extra_routes: list[web.RouteDef]) -> web.Application:
+def build_app(
+    health: Health, extra_routes: list[web.RouteDef], limits: HttpLimits | None = None
+) -> web.Application:
     async def index(_: web.Request) -> web.FileResponse:
         return web.FileResponse(WEB_ROOT / "index.html")
 
@@ -37,7 +41,8 @@ def build_app(health: Health, extra_routes: list[web.RouteDef]) -> web.Applicati
             status=200 if health.ready else 503,
         )
 
-    app = web.Application(client_max_size=256 * 1024)
+    limits = limits or HttpLimits()
+    app = web.Application(client_max_size=limits.max_body_bytes, middlewares=[body_guard(limits)])
     app.add_routes(
         [
             web.get("/", index),
@@ -61,9 +66,19 @@ def build_metrics_app() -> web.Application:
     return app
 
 
-async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def serve(
+    app: web.Application, host: str, port: int, limits: HttpLimits | None = None
+) -> tuple[web.AppRunner, int]:
     """Start ``app`` on host:port (0: a free port); returns the runner and the bound port."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    limits = limits or HttpLimits()
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        # Closes a connection whose request line and headers have not arrived by then (slowloris).
+        keepalive_timeout=limits.header_timeout_seconds,
+        lingering_time=limits.lingering_seconds,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

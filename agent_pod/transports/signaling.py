@@ -58,7 +58,7 @@ async def read_offer(request: web.Request) -> tuple[OfferRequest, bool]:
     """The offer and whether the caller speaks JSON. Raises OfferError."""
     if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
         raise OfferError(f"offer larger than {MAX_SDP_BYTES} bytes")
-    body = await request.content.read(MAX_SDP_BYTES + 1)
+    body = await request.read()  # read whole, within the app's size limit and timeout (http_guard)
     if len(body) > MAX_SDP_BYTES:
         raise OfferError(f"offer larger than {MAX_SDP_BYTES} bytes")
     if request.content_type == "application/json":

@@ -29,10 +29,12 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from pydantic import BaseModel, Field, ValidationError
 
-from ..audio.pcm import InvalidAudio
+from ..audio.pcm import BYTES_PER_SAMPLE, InvalidAudio
 from ..pipeline.events import ErrorEvent, SessionEvent
+from ..pipeline.input_limits import InputRefused
 from ..sessions.directory import AdmissionError
 from . import transport_metrics
+from .audio_budget import AudioBudget, Verdict
 from .hub import LiveSession, SessionHub
 from .ice import IcePolicy, PortAllocator, PortsExhausted, confine
 from .jitter import pass_through_audio
@@ -73,7 +75,8 @@ class ChannelMessage(BaseModel):
     to a migration offer (``migration`` with ``followed``)."""
 
     type: str = Field(pattern="^(text|end|migration)$")
-    text: str = Field(default="", max_length=4000)
+    # The session refuses text over spec.session.limits.maxTextChars; this is the most it can be set to.
+    text: str = Field(default="", max_length=16384)
     followed: bool = False
 
 
@@ -148,6 +151,8 @@ class WebRTCPeer:
         self.resource_id = resource_id
         self.track = AgentAudioTrack(transport.opus_complexity)
         self._decoder = MonoDecoder()
+        self._budget: AudioBudget | None = None
+        self._flooded = False  # cut off: its session is closing, later packets are dropped quietly
         self.live: LiveSession | None = None
         self.channel: RTCDataChannel | None = None
         self._pending: list[str] = []
@@ -213,7 +218,11 @@ class WebRTCPeer:
                 refused = "migration answer without an offer: ignored"
                 self.send_json(event_to_json(ErrorEvent(code="INVALID_ARGUMENT", message=refused)))
         elif parsed.text.strip():
-            live.session.push_text(parsed.text)
+            try:
+                live.session.push_text(parsed.text)
+            except InputRefused as exc:
+                transport_metrics.BAD_INPUT_TOTAL.labels("webrtc", exc.reason).inc()
+                self.send_json(event_to_json(ErrorEvent(code=exc.code, message=str(exc))))
 
     def on_caller_packet(self, payload: bytes) -> None:
         """One Opus packet of caller audio, straight from the receive path."""
@@ -224,11 +233,34 @@ class WebRTCPeer:
         if not pcm:
             transport_metrics.BAD_INPUT_TOTAL.labels("webrtc", "audio").inc()
             return
+        if not self._within_budget(live, len(pcm) / (BYTES_PER_SAMPLE * self._decoder.sample_rate)):
+            return
         try:
             live.session.push_audio(pcm, self._decoder.sample_rate)
         except InvalidAudio as exc:
             transport_metrics.BAD_INPUT_TOTAL.labels("webrtc", "audio").inc()
             log.warning("caller audio refused: %s", exc, extra={"session_id": live.id})
+
+    def _within_budget(self, live: LiveSession, seconds: float) -> bool:
+        """RTP is paced by the caller's clock too: packets beyond real time plus a burst are dropped,
+        and a peer that keeps flooding is hung up on."""
+        if self._flooded:
+            return False
+        now = time.monotonic()
+        if self._budget is None:
+            self._budget = AudioBudget(live.session.config.session.limits.audio_burst_seconds, now)
+        verdict = self._budget.take(seconds, now)
+        if verdict is Verdict.TAKE:
+            return True
+        transport_metrics.BAD_INPUT_TOTAL.labels("webrtc", "audio_rate").inc()
+        if verdict is Verdict.REFUSE_FIRST:
+            message = "audio arrives faster than real time: dropped until it slows down"
+            self.send_json(event_to_json(ErrorEvent(code="RESOURCE_EXHAUSTED", message=message)))
+        elif verdict is Verdict.FLOOD:
+            self._flooded = True
+            log.warning("caller floods audio: call ended", extra={"session_id": live.id})
+            live.request_close("input_flood")
+        return False
 
     async def close(self) -> None:
         if self.closed.is_set():

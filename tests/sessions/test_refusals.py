@@ -24,6 +24,7 @@ from agent_pod.sessions.refusals import (
         ("unauthenticated", 401, grpc.StatusCode.UNAUTHENTICATED),
         ("permission_denied", 403, grpc.StatusCode.PERMISSION_DENIED),
         ("not_found", 404, grpc.StatusCode.NOT_FOUND),
+        ("request_timeout", 408, grpc.StatusCode.DEADLINE_EXCEEDED),
         ("wrong_pod", 409, grpc.StatusCode.FAILED_PRECONDITION),
         ("too_large", 413, grpc.StatusCode.INVALID_ARGUMENT),
         ("resource_exhausted", 429, grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -64,5 +65,6 @@ def test_every_code_the_session_layer_raises_is_mapped() -> None:
 
     raised = set()
     for path in pathlib.Path("agent_pod").rglob("*.py"):
-        raised |= set(re.findall(r'AdmissionError\(\s*"([a-z_]+)"', path.read_text()))
+        text = path.read_text()
+        raised |= set(re.findall(r'(?:AdmissionError|http_error)\(\s*"([a-z_]+)"', text))
     assert raised and raised <= set(STATUSES), raised - set(STATUSES)
