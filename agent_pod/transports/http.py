@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -55,10 +56,35 @@ def build_app(
     return app
 
 
-def build_metrics_app() -> web.Application:
+class Scrapes:
+    """Counts /metrics requests, so a pod that is scraped can wait for one last scrape before it exits
+    (what it counted while draining would otherwise never reach Prometheus)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._seen = asyncio.Event()
+
+    def saw(self) -> None:
+        self.count += 1
+        self._seen.set()
+
+    async def next(self, within: float) -> bool:
+        """Wait for a scrape after this call (up to ``within`` s); False if none came."""
+        self._seen.clear()
+        try:
+            async with asyncio.timeout(within):
+                await self._seen.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+def build_metrics_app(scrapes: Scrapes | None = None) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         response = web.Response(body=generate_latest(REGISTRY))
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        if scrapes is not None:
+            scrapes.saw()
         return response
 
     app = web.Application()

@@ -23,8 +23,9 @@ COMPONENT = "agent-pod"
 HASH_ANNOTATION = "voicefleet.io/config-hash"
 CONFIG_DIR = "/etc/voicefleet/config"
 RESUME_KEY_DIR = "/etc/voicefleet/resume-key"
-# Shutdown after the drain deadline (closing sessions, deregistering) needs a few seconds.
-GRACE_MARGIN_SECONDS = 15
+# After the drain deadline: closing sessions and deregistering (a few seconds), then one last scrape
+# of the pod's metrics (up to the chart's default 15 s interval; agent_pod.runtime).
+GRACE_MARGIN_SECONDS = 30
 
 
 @dataclass(frozen=True)

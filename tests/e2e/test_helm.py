@@ -37,6 +37,7 @@ def test_lint_and_template_are_clean(kwok_cluster: Cluster) -> None:
         "Role",
         "PrometheusRule",
         "ServiceMonitor",
+        "PodMonitor",
         "ConfigMap",
         "VoiceAgent",
     } <= set(kinds)

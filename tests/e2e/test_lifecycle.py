@@ -88,7 +88,7 @@ def test_example_becomes_a_running_fleet(kwok_cluster: Cluster, operator: Operat
 
     dep = kwok_cluster.get("deployment", "receptionist", ns)
     pod_spec = dep["spec"]["template"]["spec"]
-    assert pod_spec["terminationGracePeriodSeconds"] == 1800 + 15  # drainTimeoutSeconds + shutdown margin
+    assert pod_spec["terminationGracePeriodSeconds"] == 1800 + 30  # drainTimeoutSeconds + shutdown margin
     assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
     container = pod_spec["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"

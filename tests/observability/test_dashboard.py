@@ -2,9 +2,9 @@
 the chart's Grafana dashboard then returns data through its HTTP API, and the chart's alert rules
 evaluate cleanly against the same series.
 
-The scrape config mirrors the chart's ServiceMonitor (tests/support/prometheus.py). The rare events the
-panels show are produced: a provider failing over (TTS), barge-ins, a full garbage collection, and a
-live call migrated off a draining pod.
+The scrape config mirrors the chart's ServiceMonitor and PodMonitor (tests/support/prometheus.py).
+The rare events the panels show are produced: a provider failing over (TTS), barge-ins, a full garbage
+collection, and a live call migrated off a draining pod.
 """
 
 from __future__ import annotations
@@ -115,8 +115,9 @@ async def stack(
         tmp_path,
         targets=[
             Target(f"127.0.0.1:{leader.metrics_port}", RELEASE_NAMESPACE, "vf-voicefleet-operator-metrics",
-                   "vf-voicefleet-operator-0"),
-            *(Target(p.metrics_address, namespace, f"{AGENT}-pods", p.name) for p in pods),
+                   "vf-voicefleet-operator-0", service="vf-voicefleet-operator-metrics"),
+            *(Target(p.metrics_address, namespace, f"{RELEASE_NAMESPACE}/vf-voicefleet-agents", p.name)
+              for p in pods),
         ],
         honor_labels=bool(service_monitor()["spec"]["endpoints"][0].get("honorLabels", False)),
         rule_files=[rules],
@@ -161,16 +162,17 @@ async def placed_call(via: PodProcess) -> None:
         await call.recorder.wait(lambda s: s.ended is not None, 30)
 
 
-def heard(summary: CallSummary, turns: int) -> bool:
-    return len(summary.transcripts) >= turns
+def answered(summary: CallSummary, turns: int) -> bool:
+    return len(summary.agent_texts) >= turns
 
 
 async def chatty_call(pod: PodProcess, turns: int) -> None:
-    """Typed turns as fast as the pod takes them: each one leaves garbage behind."""
+    """Typed turns as fast as the pod takes them (at most two waiting for an answer, within the pod's
+    limit of three): each one leaves garbage behind."""
     async with GrpcCaller(pod.grpc_address) as call:
         for i in range(1, turns + 1):
+            await call.recorder.wait(functools.partial(answered, turns=i - 2), 30)
             call.send_text(f"turn {i}")
-            await call.recorder.wait(functools.partial(heard, turns=i), 30)
         await call.end()
 
 

@@ -59,7 +59,7 @@ def test_pod_config_carries_prompt_and_pipeline() -> None:
 def test_grace_period_and_probes_follow_the_drain_design() -> None:
     children = render(OWNER, spec(session={"drainTimeoutSeconds": 900}), "p", 1, REDIS)
     pod = children.deployment["spec"]["template"]["spec"]
-    assert pod["terminationGracePeriodSeconds"] == 915
+    assert pod["terminationGracePeriodSeconds"] == 930
     c = pod["containers"][0]
     assert c["readinessProbe"]["httpGet"]["path"] != c["livenessProbe"]["httpGet"]["path"]
     assert c["lifecycle"]["preStop"]["exec"]["command"] == ["voicefleet", "drain", "--port", "8080"]

@@ -43,6 +43,10 @@ def service_monitor() -> dict[str, Any]:
     return _one(render("metrics.serviceMonitor.enabled=true"), "ServiceMonitor")
 
 
+def pod_monitor() -> dict[str, Any]:
+    return _one(render("metrics.serviceMonitor.enabled=true"), "PodMonitor")
+
+
 def dashboard() -> dict[str, Any]:
     config_map = _one(render("dashboard.enabled=true"), "ConfigMap")
     (text,) = config_map["data"].values()

@@ -1,7 +1,8 @@
 """A real Prometheus (Debian's binary) on a free loopback port, with a generated config and a temp TSDB.
 
-``scrape_configs`` mirror what the Prometheus Operator makes of the chart's ServiceMonitor: one job per
-Service, the target labels it attaches (namespace, service, pod, endpoint), and its honorLabels.
+``scrape_configs`` mirror what the Prometheus Operator makes of the chart's monitors: one job for the
+operator's Service (ServiceMonitor: namespace, service, pod, endpoint labels) and one for the agent
+pods (PodMonitor: namespace, pod, endpoint labels), and the monitors' honorLabels.
 """
 
 from __future__ import annotations
@@ -26,20 +27,19 @@ SCRAPE_INTERVAL = "1s"
 
 @dataclass
 class Target:
-    """One scraped endpoint as a ServiceMonitor discovers it."""
+    """One scraped endpoint as a ServiceMonitor (``service`` set) or the PodMonitor discovers it."""
 
     address: str  # host:port
     namespace: str
-    service: str
+    job: str
     pod: str
+    service: str | None = None
 
     def labels(self) -> dict[str, str]:
-        return {
-            "namespace": self.namespace,
-            "service": self.service,
-            "pod": self.pod,
-            "endpoint": "metrics",
-        }
+        labels = {"namespace": self.namespace, "pod": self.pod, "endpoint": "metrics"}
+        if self.service:
+            labels["service"] = self.service
+        return labels
 
 
 @dataclass
@@ -58,7 +58,7 @@ class PrometheusServer:
     def config(self) -> dict[str, Any]:
         jobs: dict[str, list[Target]] = {}
         for target in self.targets:
-            jobs.setdefault(target.service, []).append(target)
+            jobs.setdefault(target.job, []).append(target)
         return {
             "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
             "rule_files": [str(p) for p in self.rule_files],
