@@ -24,8 +24,8 @@ from .directory import (
     verify_token,
 )
 from .local_state import Owned, resolve
-from .placement_store import NO_ROOM_RETRY_SECONDS, SessionPlacement
-from .store import StoreDown, text
+from .placement_store import NO_ROOM_RETRY_SECONDS, SessionPlacement, busy
+from .store import StoreBusy, StoreDown, text
 from .tokens import token_hash
 from .tuning import ms
 
@@ -104,6 +104,8 @@ class StreamAdmission:
                     ],
                 )
             )
+        except StoreBusy:
+            raise busy() from None
         except StoreDown:
             if migration_hash:  # only Redis knows the move: the caller stays on its pod for now
                 raise AdmissionError(
@@ -167,7 +169,8 @@ class StreamAdmission:
             return Admission(
                 session_id=session_id, resumed=owned.conversation is not None, conversation=owned.conversation
             )
-        if new and self.placement.local_room():
+        # A slot Redis reserved here before the outage is this caller's; a new session needs room.
+        if self.local.holds(session_id) or (new and self.placement.local_room()):
             self.local.own(session_id, Owned(token_hash=th, prompt_id=prompt_id, state="live"))
             session_metrics.PLACEMENTS.labels("local").inc()
             return Admission(session_id=session_id, resume_token=token)
@@ -204,7 +207,7 @@ class StreamAdmission:
                     ],
                 )
             )
-        except StoreDown:
+        except (StoreDown, StoreBusy):
             if not detach:  # a detached session is re-synced by the heartbeat anyway
                 self.local.ended[session_id] = None
         log.info("session released (%s)", outcome, extra={"session_id": session_id})

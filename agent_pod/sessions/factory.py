@@ -10,20 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-
 from ..config import AgentConfig
 from .directory import LocalDirectory, PodIdentity
 from .keys import AgentKeys
+from .redis_client import connect_redis
 from .redis_directory import DirectoryTuning, RedisDirectory
 from .tokens import ResumeTokens
-
-# Fail fast when Redis is unreachable (the directory falls back to local state);
-# one quick retry covers a pooled connection that died with a Redis restart.
-CONNECT_TIMEOUT_SECONDS = 0.5
-SOCKET_TIMEOUT_SECONDS = 1.0
 
 
 class DirectorySettings(Protocol):
@@ -33,16 +25,6 @@ class DirectorySettings(Protocol):
     revision: str
     redis_url: str | None
     resume_key_file: Path | None
-
-
-def connect_redis(url: str) -> Redis:
-    return Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=SOCKET_TIMEOUT_SECONDS,
-        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
-    )
 
 
 def token_ttl_seconds(config: AgentConfig, tuning: DirectoryTuning) -> float:

@@ -17,7 +17,7 @@ from .directory import MigrationRefused, MigrationTicket, PodIdentity
 from .local_state import LocalSessions
 from .records import Handoff
 from .registry import PodRegistry
-from .store import Store, StoreDown, text
+from .store import Store, StoreBusy, StoreDown, text
 from .tokens import token_hash
 from .tuning import ms
 
@@ -77,6 +77,8 @@ class CallMoves:
             )
         except StoreDown:
             raise MigrationRefused("store_down") from None
+        except StoreBusy:
+            raise MigrationRefused("store_busy") from None
         status = text(result[0])
         if status != "moving":
             raise MigrationRefused(status)
@@ -121,7 +123,7 @@ class CallMoves:
                     ],
                 )
             )
-        except StoreDown:
+        except (StoreDown, StoreBusy):
             owned.state = "live"
             return True
         if text(result[0]) != "reclaimed":
@@ -139,7 +141,7 @@ class CallMoves:
                 pipe.rpush(key, handoff.model_dump_json())
                 pipe.pexpire(key, ms(HANDOFF_TTL_SECONDS))
                 await store.io(pipe.execute())
-        except StoreDown:
+        except (StoreDown, StoreBusy):
             log.warning("held caller input could not be handed over", extra={"session_id": session_id})
 
     async def take_handoff(self, session_id: str, from_pod: str, within: float) -> Handoff | None:
@@ -161,7 +163,7 @@ class CallMoves:
                     if last is None:
                         return None
                     popped = [key, last]
-            except StoreDown:
+            except (StoreDown, StoreBusy):
                 await asyncio.sleep(min(store.tuning.max_backoff_seconds, max(0.0, remaining)))
                 continue
             if popped:

@@ -20,12 +20,18 @@ from .local_state import LocalSessions, Owned
 from .placement import ring_order
 from .records import PinRecord
 from .registry import PodRegistry
-from .store import Store, StoreDown, text
+from .store import Store, StoreBusy, StoreDown, text
 from .tokens import ResumeTokens, token_hash
 from .tuning import ms
 
 log = logging.getLogger("voicefleet.sessions")
 NO_ROOM_RETRY_SECONDS = 2.0
+BUSY_RETRY_SECONDS = 1.0
+
+
+def busy() -> AdmissionError:
+    session_metrics.PLACEMENTS.labels("unavailable").inc()
+    return AdmissionError("unavailable", "session store busy; retry shortly", BUSY_RETRY_SECONDS)
 
 
 def grant(session_id: str, token: str, expires: int, pod: str, grpc: str, http: str, resumed: bool) -> Grant:
@@ -74,6 +80,8 @@ class SessionPlacement:
         try:
             self.store.require()
             result = await self.place(session_id, th, expected_owner="")
+        except StoreBusy:
+            raise busy() from None
         except StoreDown:
             if not self.local_room():
                 session_metrics.PLACEMENTS.labels("unavailable").inc()
@@ -97,6 +105,8 @@ class SessionPlacement:
             )
         session_metrics.PLACEMENTS.labels("placed").inc()
         pod, grpc, http = text(result[1]), text(result[4]), text(result[5])
+        if pod == self.identity.name:
+            self.local.hold(session_id, self.store.tuning.reservation_seconds)
         log.info("session placed on %s", pod, extra={"session_id": session_id})
         return grant(session_id, issued.token, issued.expires_unix, pod, grpc, http, resumed=False)
 
@@ -125,6 +135,8 @@ class SessionPlacement:
         try:
             self.store.require()
             return await self._resume(session_id, resume_token, expires, th)
+        except StoreBusy:
+            raise busy() from None
         except StoreDown:
             owned = self.local.get(session_id)
             if owned is not None and owned.token_hash == th:

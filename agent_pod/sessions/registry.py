@@ -19,7 +19,7 @@ from .local_state import LocalSessions, resolve
 from .placement import is_fresh
 from .records import PodRecord, decode_mapping
 from .snapshots import SnapshotWriter
-from .store import Store, StoreDown, text
+from .store import Store, StoreBusy, StoreDown, text
 from .tuning import ms
 
 log = logging.getLogger("voicefleet.sessions")
@@ -86,7 +86,12 @@ class PodRegistry:
         for sid, owned in self.local.owned.items():
             args += [sid, self.local.lease_ms(owned), owned.token_hash, owned.prompt_id, owned.state]
         script_keys = [keys.pod(name), keys.pods, keys.load(name)]
-        moved, pods = await store.io(store.scripts.heartbeat(keys=script_keys, args=args))
+        moved, pods, leases = await store.io(store.scripts.heartbeat(keys=script_keys, args=args))
+        self.local.set_held(
+            {text(leases[i]): int(text(leases[i + 1])) / 1000 for i in range(0, len(leases), 2)}
+        )
+        if self.local.ended and not restore:  # releases that found every connection busy
+            await self.snapshots.delete_ended()
         self.pod_names = sorted(text(p) for p in pods)
         for sid in (text(m) for m in moved):
             gone = self.local.get(sid)
@@ -131,7 +136,7 @@ class PodRegistry:
                     await self.heartbeat()
                 else:
                     await self.recover()
-            except StoreDown:
+            except (StoreDown, StoreBusy):
                 continue
             except Exception:
                 log.exception("session heartbeat failed")
@@ -141,7 +146,7 @@ class PodRegistry:
         self.draining = True
         store = self.store
         if store.healthy:
-            with contextlib.suppress(StoreDown):
+            with contextlib.suppress(StoreDown, StoreBusy):
                 await store.io(store.redis.hset(store.keys.pod(self.identity.name), "state", "draining"))
         store.wake.set()  # a heartbeat already in flight may have said ready: say draining again now
         log.info("pod %s draining: placement skips it", self.identity.name)
@@ -150,7 +155,7 @@ class PodRegistry:
         store, name = self.store, self.identity.name
         if not store.healthy:
             return
-        with contextlib.suppress(StoreDown):
+        with contextlib.suppress(StoreDown, StoreBusy):
             async with store.redis.pipeline(transaction=True) as pipe:
                 pipe.srem(store.keys.pods, name)
                 pipe.delete(store.keys.pod(name))

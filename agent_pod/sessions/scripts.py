@@ -273,7 +273,8 @@ return {'reclaimed'}
 # lost its data): otherwise a pin missing here was just deleted by a release racing this heartbeat.
 # A pin still "moving" away from this pod while the pod holds the call live (its abort could not
 # reach Redis) is taken back: the caller never arrived at the other pod.
-# -> {sessions whose pin now names another pod, names of the registered pods}
+# -> {sessions whose pin now names another pod, names of the registered pods,
+#     {session, ms left, ...} of every unexpired lease on this pod}
 HEARTBEAT = (
     _NOW
     + """
@@ -316,7 +317,13 @@ while i + 4 <= #ARGV do
   end
   i = i + 5
 end
-return {moved, redis.call('SMEMBERS', KEYS[2])}
+local leases = {}
+local held = redis.call('ZRANGEBYSCORE', KEYS[3], now, '+inf', 'WITHSCORES')
+for j = 1, #held, 2 do
+  leases[#leases + 1] = held[j]
+  leases[#leases + 1] = tostring(tonumber(held[j + 1]) - now)
+end
+return {moved, redis.call('SMEMBERS', KEYS[2]), leases}
 """
 )
 

@@ -14,11 +14,12 @@ import logging
 from ..conversation import Conversation
 from .directory import PodIdentity
 from .local_state import LocalSessions, Owned, resolve, settle
-from .store import Store, StoreDown
+from .store import Store, StoreBusy, StoreDown
 from .tuning import ms
 
 log = logging.getLogger("voicefleet.sessions")
 WRITE_BATCH = 256
+BUSY_RETRY_SECONDS = 0.1
 
 
 class SnapshotWriter:
@@ -52,7 +53,7 @@ class SnapshotWriter:
                         )
                         sent.append((sid, owned, owned.version))
                     results = await store.io(pipe.execute())
-            except StoreDown:
+            except (StoreDown, StoreBusy):
                 for sid, owned, _ in sent:
                     if sid in local.owned:
                         local.mark_dirty(sid)
@@ -76,6 +77,8 @@ class SnapshotWriter:
                 await self.flush()
             except StoreDown:
                 pass
+            except StoreBusy:  # the queue stays; try again shortly
+                asyncio.get_running_loop().call_later(BUSY_RETRY_SECONDS, self.kick.set)
             except Exception:
                 log.exception("snapshot writer failed")
             if not self.store.healthy:

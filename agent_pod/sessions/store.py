@@ -4,7 +4,10 @@ Every part of the directory (registry, snapshot writer, placement, admission,
 migration) calls Redis through ``Store.io``: an unreachable store opens the
 circuit (``healthy`` goes false, one error counted) and raises ``StoreDown``, on
 which each caller falls back to local knowledge. The registry's heartbeat loop
-owns probing (with backoff) and recovery.
+owns probing (with backoff) and recovery. A client whose every pooled connection
+stayed busy for its whole wait raises ``StoreBusy`` instead: back-pressure, not an
+outage, so nothing is counted, the circuit stays closed and nobody falls back to
+local knowledge (that would book slots Redis has reserved for others).
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ class StoreDown(Exception):
     """Redis is unreachable; the caller falls back to local knowledge."""
 
 
+class StoreBusy(Exception):
+    """No Redis connection came free in time; the caller refuses or retries later."""
+
+
 def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -52,6 +59,8 @@ class Store:
         """Await a Redis call; an unreachable store opens the circuit and raises StoreDown."""
         try:
             return await call
+        except redis.exceptions.MaxConnectionsError as exc:  # a ConnectionError, but not an outage
+            raise StoreBusy(str(exc)) from exc
         except STORE_DOWN as exc:
             self.mark_down(exc)
             raise StoreDown(str(exc)) from exc
