@@ -1,6 +1,6 @@
 """Builds the pod's session directory from its settings and AgentConfig.
 
-With ``redis_url`` set the pod joins its fleet through Redis (RedisDirectory;
+With a Redis connection (URL, Sentinel or Cluster) the pod joins its fleet through Redis (RedisDirectory;
 the resume key file is then required: every pod must verify the tokens any pod
 issued). Without it the pod serves alone (LocalDirectory).
 """
@@ -13,7 +13,7 @@ from typing import Protocol
 from ..config import AgentConfig
 from .directory import LocalDirectory, PodIdentity
 from .keys import AgentKeys
-from .redis_client import connect_redis
+from .redis_client import RedisConnection, connect
 from .redis_directory import DirectoryTuning, RedisDirectory
 from .tokens import ResumeTokens
 
@@ -23,8 +23,10 @@ class DirectorySettings(Protocol):
 
     pod_name: str
     revision: str
-    redis_url: str | None
     resume_key_file: Path | None
+
+    @property
+    def redis_connection(self) -> RedisConnection | None: ...
 
 
 def token_ttl_seconds(config: AgentConfig, tuning: DirectoryTuning) -> float:
@@ -43,16 +45,17 @@ def build_directory(
     tuning = tuning or DirectoryTuning(epsilon=config.session.placement_epsilon)
     ttl = token_ttl_seconds(config, tuning)
     key_file = settings.resume_key_file
-    if not settings.redis_url:
+    redis = settings.redis_connection
+    if redis is None:
         tokens = ResumeTokens.from_file(key_file, ttl) if key_file else ResumeTokens.ephemeral(ttl)
         return LocalDirectory(identity, tokens, config.sessions_per_pod, tuning.resume_window_seconds)
     if key_file is None:
         raise ValueError(
-            "VOICEFLEET_RESUME_KEY_FILE is required with VOICEFLEET_REDIS_URL: every pod of the fleet "
+            "VOICEFLEET_RESUME_KEY_FILE is required with Redis: every pod of the fleet "
             "must verify the resume tokens the others issue"
         )
     return RedisDirectory(
-        connect_redis(settings.redis_url),
+        connect(redis),
         AgentKeys(config.namespace, config.agent),
         identity,
         config.sessions_per_pod,

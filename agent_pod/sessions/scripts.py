@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
+from .redis_client import AnyRedis
 
 _NOW = """
 local function now_ms()
@@ -341,7 +341,7 @@ return 0
 class Scripts:
     """The scripts registered on one client (redis-py reloads them after a Redis restart)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: AnyRedis) -> None:
         self.place: Any = redis.register_script(PLACE)
         self.claim: Any = redis.register_script(CLAIM)
         self.snapshot: Any = redis.register_script(SNAPSHOT)

@@ -18,18 +18,29 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import redis.exceptions
-from redis.asyncio import Redis
 
 from . import session_metrics
 from .keys import AgentKeys
+from .redis_client import AnyRedis
 from .scripts import Scripts
 from .tuning import DirectoryTuning
 
 log = logging.getLogger("voicefleet.sessions")
 T = TypeVar("T")
 
-# What a dead, restarting or unreachable Redis raises (BusyLoadingError is a ConnectionError).
-STORE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# What a dead, restarting or unreachable Redis raises (BusyLoadingError is a ConnectionError), and
+# what one in the middle of a failover answers: a demoted master refuses writes (ReadOnlyError; under
+# Sentinel redis-py turns it into a ConnectionError itself), a replica not yet promoted
+# (MasterDownError), a cluster with a slot unserved (ClusterDownError, TryAgainError). All pass.
+STORE_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.MasterDownError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    OSError,
+)
 
 
 class StoreDown(Exception):
@@ -45,7 +56,7 @@ def text(value: Any) -> str:
 
 
 class Store:
-    def __init__(self, redis_client: Redis, keys: AgentKeys, tuning: DirectoryTuning) -> None:
+    def __init__(self, redis_client: AnyRedis, keys: AgentKeys, tuning: DirectoryTuning) -> None:
         self.redis = redis_client
         self.keys = keys
         self.tuning = tuning
