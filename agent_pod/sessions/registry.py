@@ -185,11 +185,8 @@ class PodRegistry:
         return record
 
     async def _pod_and_time(self, pod: str) -> tuple[dict[str, str], int]:
-        async with self.store.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.store.keys.pod(pod))
-            pipe.time()
-            raw, (seconds, micros) = await pipe.execute()
-        return decode_mapping(raw), int(seconds) * 1000 + int(micros) // 1000
+        flat, now = await self.store.scripts.pod_and_time(keys=[self.store.keys.pod(pod)])
+        return decode_mapping(dict(zip(flat[::2], flat[1::2], strict=True))), int(now)
 
     async def _reachable(self, address: str) -> bool:
         try:

@@ -138,15 +138,31 @@ return {'ok', owner or '', pin[3] or '', snap or '', moving_from, th, pin[6] or 
 """
 )
 
-# KEYS[1] pin, KEYS[2] snapshot. ARGV: me, conversation JSON, ttl_ms. Only the owner writes.
-SNAPSHOT = """
-local owner = redis.call('HGET', KEYS[1], 'pod')
-if owner and owner ~= ARGV[1] then
-  return 0
+# A batch of snapshots in one step (scripts cannot be pipelined on a Redis Cluster).
+# KEYS: pin, snapshot of each session. ARGV: me, ttl_ms, then each session's conversation JSON.
+# Only the owner writes. -> {1 | 0 per session}
+SNAPSHOTS = """
+local written = {}
+for i = 1, #KEYS / 2 do
+  local owner = redis.call('HGET', KEYS[2 * i - 1], 'pod')
+  if owner and owner ~= ARGV[1] then
+    written[i] = 0
+  else
+    redis.call('SET', KEYS[2 * i], ARGV[i + 2], 'PX', ARGV[2])
+    written[i] = 1
+  end
 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-return 1
+return written
 """
+
+# KEYS[1] a pod's registry entry. -> {HGETALL as a flat list, Redis time in ms} (TIME cannot be
+# pipelined on a Redis Cluster).
+POD_AND_TIME = (
+    _NOW
+    + """
+return {redis.call('HGETALL', KEYS[1]), now_ms()}
+"""
+)
 
 # KEYS[1] pin, KEYS[2] snapshot, KEYS[3] my load. ARGV: me, session, mode ('end' | 'detach'), lease_ms,
 # prefix. A call that ends while it is moving away from this pod, before the caller arrived at the
@@ -344,7 +360,8 @@ class Scripts:
     def __init__(self, redis: AnyRedis) -> None:
         self.place: Any = redis.register_script(PLACE)
         self.claim: Any = redis.register_script(CLAIM)
-        self.snapshot: Any = redis.register_script(SNAPSHOT)
+        self.snapshots: Any = redis.register_script(SNAPSHOTS)
+        self.pod_and_time: Any = redis.register_script(POD_AND_TIME)
         self.release: Any = redis.register_script(RELEASE)
         self.heartbeat: Any = redis.register_script(HEARTBEAT)
         self.mark_lost: Any = redis.register_script(MARK_LOST)

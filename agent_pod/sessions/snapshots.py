@@ -2,14 +2,15 @@
 
 ``snapshot`` returns once the conversation is written (or at once while Redis is
 down: it stays queued, latest version per session, and is written on recovery).
-One writer task batches the queue through pipelines of the SNAPSHOT script,
-which only the pin's owner may write through.
+One writer task writes the queue in batches, each one SNAPSHOTS script call
+(only the pin's owner may write through it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from ..conversation import Conversation
 from .directory import PodIdentity
@@ -36,23 +37,19 @@ class SnapshotWriter:
             for sid in batch:
                 del local.dirty[sid]
             sent: list[tuple[str, Owned, int]] = []
+            keys: list[str] = []
+            args: list[Any] = [self.identity.name, ms(store.tuning.snapshot_ttl_seconds)]
+            for sid in batch:
+                owned = local.get(sid)
+                if owned is None or owned.conversation is None:
+                    continue
+                keys += [store.keys.pin(sid), store.keys.snapshot(sid)]
+                args.append(owned.conversation.model_dump_json(by_alias=True))
+                sent.append((sid, owned, owned.version))
+            if not sent:
+                continue
             try:
-                async with store.redis.pipeline(transaction=False) as pipe:
-                    for sid in batch:
-                        owned = local.get(sid)
-                        if owned is None or owned.conversation is None:
-                            continue
-                        await store.scripts.snapshot(
-                            keys=[store.keys.pin(sid), store.keys.snapshot(sid)],
-                            args=[
-                                self.identity.name,
-                                owned.conversation.model_dump_json(by_alias=True),
-                                ms(store.tuning.snapshot_ttl_seconds),
-                            ],
-                            client=pipe,
-                        )
-                        sent.append((sid, owned, owned.version))
-                    results = await store.io(pipe.execute())
+                results = await store.io(store.scripts.snapshots(keys=keys, args=args))
             except (StoreDown, StoreBusy):
                 for sid, owned, _ in sent:
                     if sid in local.owned:

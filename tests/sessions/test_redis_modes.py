@@ -12,7 +12,7 @@ import pytest
 from agent_pod.conversation import Conversation
 from agent_pod.sessions.redis_client import RedisConnection
 from tests.support.redis import RedisServer
-from tests.support.redis_ha import MASTER_NAME, SentinelGroup
+from tests.support.redis_ha import MASTER_NAME, RedisClusterNodes, SentinelGroup
 from tests.support.tls import TLSFiles, make_tls
 from tests.support.wait import async_wait_for
 
@@ -157,3 +157,16 @@ async def test_a_demoted_master_refusing_writes_is_an_outage_not_a_crash(redis_s
     finally:
         await fleet.close()
         replica.cleanup()
+
+
+async def test_directory_on_redis_cluster() -> None:
+    cluster = RedisClusterNodes(masters=3)
+    try:
+        cluster.start()
+        fleet = Fleet(cluster.url, connection=RedisConnection(url=cluster.url, cluster=True))
+        try:
+            await place_admit_snapshot_resume(fleet)
+        finally:
+            await fleet.close()
+    finally:
+        cluster.cleanup()

@@ -154,3 +154,44 @@ class SentinelGroup:
             sentinel.stop()
         for server in self.servers:
             server.cleanup()
+
+
+class RedisClusterNodes:
+    """``masters`` redis-servers in cluster mode, joined into one cluster by redis-cli."""
+
+    def __init__(self, masters: int = 3, tls: TLSFiles | None = None) -> None:
+        self.tls = tls
+        cluster = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+        ]
+        self.nodes = [RedisServer(tls=tls, extra=cluster) for _ in range(masters)]
+
+    @property
+    def url(self) -> str:
+        """A seed node."""
+        return self.nodes[0].url
+
+    def start(self, within: float = 30.0) -> None:
+        for node in self.nodes:
+            node.start()
+        command = ["redis-cli", "--cluster", "create", *(n.address for n in self.nodes), "--cluster-yes"]
+        if self.tls is not None:
+            command[1:1] = ["--tls", "--cacert", str(self.tls.ca)]
+        subprocess.run(command, check=True, capture_output=True, timeout=within)
+        wait_for(self._ok, timeout=within, what="cluster state ok on every node")
+
+    def _ok(self) -> bool:
+        for node in self.nodes:
+            with sync_client(node.host, node.port, self.tls) as client:
+                if client.execute_command("CLUSTER", "INFO").find("cluster_state:ok") < 0:
+                    return False
+        return True
+
+    def cleanup(self) -> None:
+        for node in self.nodes:
+            node.cleanup()
