@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -25,6 +26,7 @@ from .directory import (
 )
 from .local_state import Owned, resolve
 from .placement_store import NO_ROOM_RETRY_SECONDS, SessionPlacement, busy
+from .script_keys import claim_keys, release_keys
 from .store import StoreBusy, StoreDown, text
 from .tokens import token_hash
 from .tuning import ms
@@ -83,27 +85,9 @@ class StreamAdmission:
             raise AdmissionError("unavailable", "session is already connected to this pod", 1.0)
         if owned is not None and th and owned.token_hash != th:
             raise AdmissionError("unauthenticated", "resume token is not the one issued for this session")
-        store, keys, tuning = self.store, self.store.keys, self.store.tuning
         try:
-            store.require()
-            result = await store.io(
-                store.scripts.claim(
-                    keys=[keys.pin(session_id)],
-                    args=[
-                        keys.prefix,
-                        session_id,
-                        self.identity.name,
-                        th,
-                        ms(tuning.stale_seconds),
-                        ms(tuning.stale_seconds),
-                        ms(tuning.pin_ttl_seconds),
-                        prompt_id,
-                        self.capacity,
-                        self.identity.revision,
-                        migration_hash,
-                    ],
-                )
-            )
+            self.store.require()
+            result = await self._claim(session_id, th, prompt_id, migration_hash)
         except StoreBusy:
             raise busy() from None
         except StoreDown:
@@ -161,6 +145,33 @@ class StreamAdmission:
             frozen_unix_ms=frozen_ms,
         )
 
+    async def _claim(self, session_id: str, th: str, prompt_id: str, migration_hash: str) -> list[Any]:
+        """The CLAIM step; asked again with the owner's keys when the pin names another pod."""
+        store, keys, tuning, me = self.store, self.store.keys, self.store.tuning, self.identity.name
+        guess = me
+        while True:
+            result: list[Any] = await store.io(
+                store.scripts.claim(
+                    keys=claim_keys(keys, session_id, me, guess),
+                    args=[
+                        session_id,
+                        me,
+                        th,
+                        ms(tuning.stale_seconds),
+                        ms(tuning.stale_seconds),
+                        ms(tuning.pin_ttl_seconds),
+                        prompt_id,
+                        self.capacity,
+                        self.identity.revision,
+                        migration_hash,
+                        guess,
+                    ],
+                )
+            )
+            if text(result[0]) != "retry":
+                return result
+            guess = text(result[1])
+
     def _admit_local(self, session_id: str, th: str, prompt_id: str, new: bool, token: str) -> Admission:
         """Redis is down: admit what this pod knows, or a new session if it has room."""
         owned = self.local.get(session_id)
@@ -192,21 +203,26 @@ class StreamAdmission:
             self.local.disown(session_id)
             self.local.report_depth()
             resolve(owned, ok=False)
-        store, keys = self.store, self.store.keys
+        store, keys, me = self.store, self.store.keys, self.identity.name
         try:
             store.require()
-            await store.io(
-                store.scripts.release(
-                    keys=[keys.pin(session_id), keys.snapshot(session_id), keys.load(self.identity.name)],
-                    args=[
-                        self.identity.name,
-                        session_id,
-                        "detach" if detach else "end",
-                        ms(store.tuning.resume_window_seconds),
-                        keys.prefix,
-                    ],
+            guess = me
+            while True:  # asked again with the owner's load when the call was moving away
+                result = await store.io(
+                    store.scripts.release(
+                        keys=release_keys(keys, session_id, me, guess),
+                        args=[
+                            me,
+                            session_id,
+                            "detach" if detach else "end",
+                            ms(store.tuning.resume_window_seconds),
+                            guess,
+                        ],
+                    )
                 )
-            )
+                if not isinstance(result, list) or text(result[0]) != "retry":
+                    break
+                guess = text(result[1])
         except (StoreDown, StoreBusy):
             if not detach:  # a detached session is re-synced by the heartbeat anyway
                 self.local.ended[session_id] = None

@@ -18,6 +18,7 @@ from .directory import PodIdentity
 from .local_state import LocalSessions, resolve
 from .placement import is_fresh
 from .records import PodRecord, decode_mapping
+from .script_keys import heartbeat_keys
 from .snapshots import SnapshotWriter
 from .store import Store, StoreBusy, StoreDown, text
 from .tuning import ms
@@ -72,8 +73,8 @@ class PodRegistry:
         for k, v in self.record().to_mapping().items():
             if k != "heartbeat_ms":
                 fields += [k, v]
+        sessions = list(self.local.owned.items())
         args: list[Any] = [
-            keys.prefix,
             name,
             ms(tuning.pod_ttl_seconds),
             ms(tuning.pin_ttl_seconds),
@@ -82,10 +83,13 @@ class PodRegistry:
             "1" if restore else "0",
             len(fields),
             *fields,
+            len(sessions),
         ]
-        for sid, owned in self.local.owned.items():
+        for sid, owned in sessions:
             args += [sid, self.local.lease_ms(owned), owned.token_hash, owned.prompt_id, owned.state]
-        script_keys = [keys.pod(name), keys.pods, keys.load(name)]
+        others = [n for n in self.pod_names if n != name]
+        args += others
+        script_keys = heartbeat_keys(keys, name, [sid for sid, _ in sessions], others)
         moved, pods, leases = await store.io(store.scripts.heartbeat(keys=script_keys, args=args))
         self.local.set_held(
             {text(leases[i]): int(text(leases[i + 1])) / 1000 for i in range(0, len(leases), 2)}
