@@ -86,6 +86,27 @@ async def test_directory_over_tls(tls: TLSFiles) -> None:
         server.cleanup()
 
 
+async def test_directory_over_mutual_tls(tls: TLSFiles) -> None:
+    server = RedisServer(tls=tls, extra=["--tls-auth-clients", "yes"])  # clients must show a certificate
+    server.start()
+    with_cert = RedisConnection(
+        url=server.url,
+        tls_ca_file=str(tls.ca),
+        tls_cert_file=str(tls.client_cert),
+        tls_key_file=str(tls.client_key),
+    )
+    fleet = Fleet(server.url, connection=with_cert)
+    try:
+        await place_admit_snapshot_resume(fleet)
+        refused = Fleet(server.url, connection=RedisConnection(url=server.url, tls_ca_file=str(tls.ca)))
+        pod = await refused.add("no-client-cert")
+        assert not pod.store_healthy
+        await refused.close()
+    finally:
+        await fleet.close()
+        server.cleanup()
+
+
 async def test_directory_behind_sentinel_over_tls(tls: TLSFiles) -> None:
     group = SentinelGroup(replicas=1, tls=tls)
     try:

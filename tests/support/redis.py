@@ -28,7 +28,9 @@ def _answers_ping(host: str, port: int, tls: TLSFiles | None = None) -> bool:
         with socket.create_connection((host, port), timeout=0.5) as raw:
             s = raw
             if tls is not None:
-                s = ssl.create_default_context(cafile=str(tls.ca)).wrap_socket(raw, server_hostname=host)
+                context = ssl.create_default_context(cafile=str(tls.ca))
+                context.load_cert_chain(tls.client_cert, tls.client_key)  # in case clients must show one
+                s = context.wrap_socket(raw, server_hostname=host)
             s.sendall(b"PING\r\n")
             return s.recv(16).startswith(b"+PONG")
     except (OSError, ssl.SSLError):

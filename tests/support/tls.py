@@ -1,4 +1,5 @@
-"""A throwaway certificate authority and a server certificate for 127.0.0.1, made by the test."""
+"""A throwaway certificate authority, a server certificate for 127.0.0.1 and a client certificate,
+made by the test."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ class TLSFiles:
     ca: Path
     cert: Path
     key: Path
+    client_cert: Path
+    client_key: Path
 
 
 def _name(common_name: str) -> x509.Name:
@@ -53,26 +56,36 @@ def make_tls(directory: Path, host: str = "127.0.0.1") -> TLSFiles:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    alt_names = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(host))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(alt_names, critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
     directory.mkdir(parents=True, exist_ok=True)
-    files = TLSFiles(ca=directory / "ca.pem", cert=directory / "server.pem", key=directory / "server.key")
-    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+    files = TLSFiles(
+        ca=directory / "ca.pem",
+        cert=directory / "server.pem",
+        key=directory / "server.key",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client.key",
     )
+    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    alt_names = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))])
+    for name, cert_path, key_path in (
+        (host, files.cert, files.key),
+        ("voicefleet test client", files.client_cert, files.client_key),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(name))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(alt_names, critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     return files
