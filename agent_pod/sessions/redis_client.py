@@ -139,9 +139,9 @@ def connect(conn: RedisConnection, **overrides: Any) -> AnyRedis:
     if conn.password:
         options["password"] = conn.password
     if conn.sentinels:
-        sentinel_options = {
-            k: v for k, v in options.items() if k not in ("decode_responses", "retry", "password")
-        }
+        # The sentinels' own clients keep the quick retry too: redis-py's default backs off for
+        # seconds on every unreachable or refusing sentinel.
+        sentinel_options = {k: v for k, v in options.items() if k not in ("decode_responses", "password")}
         if conn.sentinel_password:
             sentinel_options["password"] = conn.sentinel_password
         if conn.uses_tls:

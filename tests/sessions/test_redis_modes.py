@@ -120,6 +120,26 @@ async def test_directory_behind_sentinel_over_tls(tls: TLSFiles) -> None:
         group.cleanup()
 
 
+async def test_directory_behind_sentinel_with_passwords() -> None:
+    group = SentinelGroup(replicas=1, password="data-secret", sentinel_password="sentinel-secret")
+    try:
+        group.start()
+        base = sentinel_connection(group)
+        wrong = base.model_copy(update={"password": "data-secret", "sentinel_password": "nope"})
+        refused = Fleet("", connection=wrong)
+        pod = await refused.add("wrong-password")
+        assert not pod.store_healthy  # the sentinels refuse it, so no master is found
+        await refused.close()
+        right = base.model_copy(update={"password": "data-secret", "sentinel_password": "sentinel-secret"})
+        fleet = Fleet("", connection=right)
+        try:
+            await place_admit_snapshot_resume(fleet)
+        finally:
+            await fleet.close()
+    finally:
+        group.cleanup()
+
+
 async def _created(fleet: Fleet) -> bool:
     pod = fleet.pods["pod-a"]
     if not pod.store_healthy:

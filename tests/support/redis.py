@@ -32,7 +32,7 @@ def _answers_ping(host: str, port: int, tls: TLSFiles | None = None) -> bool:
                 context.load_cert_chain(tls.client_cert, tls.client_key)  # in case clients must show one
                 s = context.wrap_socket(raw, server_hostname=host)
             s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
+            return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # up, password or not
     except (OSError, ssl.SSLError):
         return False
 

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from redis import Redis
 
@@ -25,16 +26,22 @@ MASTER_NAME = "vfmaster"
 DOWN_AFTER_MS = 1000
 
 
-def sync_client(host: str, port: int, tls: TLSFiles | None) -> Redis:
-    if tls is None:
-        return Redis(host=host, port=port, socket_timeout=2, decode_responses=True)
-    return Redis(
-        host=host, port=port, socket_timeout=2, decode_responses=True, ssl=True, ssl_ca_certs=str(tls.ca)
-    )
+def sync_client(host: str, port: int, tls: TLSFiles | None, password: str | None = None) -> Redis:
+    options: dict[str, Any] = {"socket_timeout": 2, "decode_responses": True, "password": password}
+    if tls is not None:
+        options.update(ssl=True, ssl_ca_certs=str(tls.ca))
+    return Redis(host=host, port=port, **options)
 
 
 class Sentinel:
-    def __init__(self, master: RedisServer, quorum: int, tls: TLSFiles | None) -> None:
+    def __init__(
+        self,
+        master: RedisServer,
+        quorum: int,
+        tls: TLSFiles | None,
+        password: str | None = None,
+        master_password: str | None = None,
+    ) -> None:
         self.host = "127.0.0.1"
         self.port = free_port(self.host)
         self.dir = Path(tempfile.mkdtemp(prefix="vf-sentinel-"))
@@ -49,6 +56,11 @@ class Sentinel:
             f"sentinel failover-timeout {MASTER_NAME} 5000",
             f"sentinel parallel-syncs {MASTER_NAME} 1",
         ]
+        self.password = password
+        if password:  # callers and the other sentinels must authenticate
+            lines += [f"requirepass {password}", f"sentinel sentinel-pass {password}"]
+        if master_password:
+            lines.append(f"sentinel auth-pass {MASTER_NAME} {master_password}")
         if tls is None:
             lines.insert(0, f"port {self.port}")
         else:  # sentinels speak TLS to callers and to the data nodes
@@ -74,7 +86,7 @@ class Sentinel:
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def client(self) -> Redis:
-        return sync_client(self.host, self.port, self.tls)
+        return sync_client(self.host, self.port, self.tls, self.password)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -84,14 +96,27 @@ class Sentinel:
 
 
 class SentinelGroup:
-    def __init__(self, replicas: int = 1, sentinels: int = 3, tls: TLSFiles | None = None) -> None:
+    def __init__(
+        self,
+        replicas: int = 1,
+        sentinels: int = 3,
+        tls: TLSFiles | None = None,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
+        """``password``: the data nodes'; ``sentinel_password``: the sentinels'."""
         self.tls = tls
-        self.master = RedisServer(tls=tls)
+        self.password = password
+        auth = ["--requirepass", password, "--masterauth", password] if password else []
+        self.master = RedisServer(tls=tls, extra=auth)
         self.replicas = [
-            RedisServer(tls=tls, extra=["--replicaof", self.master.host, str(self.master.port)])
+            RedisServer(tls=tls, extra=[*auth, "--replicaof", self.master.host, str(self.master.port)])
             for _ in range(replicas)
         ]
-        self.sentinels = [Sentinel(self.master, quorum=2, tls=tls) for _ in range(sentinels)]
+        self.sentinels = [
+            Sentinel(self.master, quorum=2, tls=tls, password=sentinel_password, master_password=password)
+            for _ in range(sentinels)
+        ]
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -111,7 +136,7 @@ class SentinelGroup:
         wait_for(self._sentinels_see_everyone, timeout=within, what="sentinels ready")
 
     def _replicas_online(self) -> int:
-        with sync_client(self.master.host, self.master.port, self.tls) as client:
+        with sync_client(self.master.host, self.master.port, self.tls, self.password) as client:
             info = client.info("replication")
         return sum(1 for k, v in info.items() if k.startswith("slave") and v.get("state") == "online")
 
