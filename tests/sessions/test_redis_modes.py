@@ -211,3 +211,40 @@ async def test_directory_on_redis_cluster() -> None:
             await fleet.close()
     finally:
         cluster.cleanup()
+
+
+async def test_a_cluster_failover_keeps_the_session_and_placement_comes_back() -> None:
+    cluster = RedisClusterNodes(masters=3, replicas=1)
+    try:
+        cluster.start(within=60)
+        fleet = Fleet(cluster.url, connection=RedisConnection(url=cluster.url, cluster=True))
+        try:
+            a = await fleet.add("pod-a")
+            await fleet.add("pod-b")
+            grant = await a.create({})
+            owner = fleet.pods[grant.pod]
+            await owner.admit(grant.session_id, grant.resume_token, PROMPT)
+            await owner.snapshot(conversation(grant.session_id, 1))
+            master = cluster.master_of(fleet.keys.pods)
+            assert master.process is not None
+            master.process.kill()  # the node holding the agent's slot dies; its replica takes over
+            master.process.wait(timeout=10)
+            await owner.snapshot(conversation(grant.session_id, 2))
+            assert owner.live_sessions == 1
+            await async_wait_for(lambda: _created(fleet), timeout=60, what="placement after the failover")
+            assert cluster.master_of(fleet.keys.pods) is not master
+            await async_wait_for(
+                lambda: _flushed(fleet, grant.pod), timeout=20, what="queued snapshot written"
+            )
+            redis = fleet.client()
+            try:
+                assert await redis.hget(fleet.keys.pin(grant.session_id), "pod") == grant.pod
+                stored = await redis.get(fleet.keys.snapshot(grant.session_id))
+                assert stored is not None
+                assert Conversation.model_validate_json(stored) == conversation(grant.session_id, 2)
+            finally:
+                await redis.aclose()
+        finally:
+            await fleet.close()
+    finally:
+        cluster.cleanup()

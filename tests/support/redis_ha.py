@@ -33,6 +33,13 @@ def sync_client(host: str, port: int, tls: TLSFiles | None, password: str | None
     return Redis(host=host, port=port, **options)
 
 
+def online_replicas(info: dict[str, Any]) -> int:
+    """Replicas a master's INFO replication lists as online."""
+    return sum(
+        1 for k, v in info.items() if k.startswith("slave") and isinstance(v, dict) and v["state"] == "online"
+    )
+
+
 class Sentinel:
     def __init__(
         self,
@@ -138,7 +145,7 @@ class SentinelGroup:
     def _replicas_online(self) -> int:
         with sync_client(self.master.host, self.master.port, self.tls, self.password) as client:
             info = client.info("replication")
-        return sum(1 for k, v in info.items() if k.startswith("slave") and v.get("state") == "online")
+        return online_replicas(info)
 
     def _sentinels_see_everyone(self) -> bool:
         for sentinel in self.sentinels:
@@ -182,9 +189,11 @@ class SentinelGroup:
 
 
 class RedisClusterNodes:
-    """``masters`` redis-servers in cluster mode, joined into one cluster by redis-cli."""
+    """``masters`` redis-servers in cluster mode (each with ``replicas``), joined into one cluster by
+    redis-cli."""
 
-    def __init__(self, masters: int = 3, tls: TLSFiles | None = None) -> None:
+    def __init__(self, masters: int = 3, tls: TLSFiles | None = None, replicas: int = 0) -> None:
+        self.replicas = replicas
         self.tls = tls
         cluster = [
             "--cluster-enabled",
@@ -193,8 +202,14 @@ class RedisClusterNodes:
             "nodes.conf",
             "--cluster-node-timeout",
             "2000",
+            "--repl-diskless-sync-delay",
+            "0",
         ]
-        self.nodes = [RedisServer(tls=tls, extra=cluster) for _ in range(masters)]
+        # the bus port gets a free port of its own (the default, port + 10000, may be taken)
+        self.nodes = [
+            RedisServer(tls=tls, extra=[*cluster, "--cluster-port", str(free_port())])
+            for _ in range(masters * (1 + replicas))
+        ]
 
     @property
     def url(self) -> str:
@@ -205,13 +220,39 @@ class RedisClusterNodes:
         for node in self.nodes:
             node.start()
         command = ["redis-cli", "--cluster", "create", *(n.address for n in self.nodes), "--cluster-yes"]
+        command += ["--cluster-replicas", str(self.replicas)]
         if self.tls is not None:
             command[1:1] = ["--tls", "--cacert", str(self.tls.ca)]
         subprocess.run(command, check=True, capture_output=True, timeout=within)
         wait_for(self._ok, timeout=within, what="cluster state ok on every node")
+        # a replica that never finished its first sync cannot take over: wait for every one
+        wait_for(self._replicas_synced, timeout=within, what="cluster replicas in sync")
+
+    def _replicas_synced(self) -> bool:
+        online = 0
+        for node in self.nodes:
+            with sync_client(node.host, node.port, self.tls) as client:
+                info = client.info("replication")
+            online += online_replicas(info)
+        return online == len(self.nodes) - len(self.nodes) // (1 + self.replicas)
+
+    def master_of(self, key: str) -> RedisServer:
+        """The node serving ``key``'s slot now."""
+        for node in self.nodes:
+            if not node.running:
+                continue
+            with sync_client(node.host, node.port, self.tls) as client:
+                slot = int(client.execute_command("CLUSTER", "KEYSLOT", key))
+                for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                    if int(start) <= slot <= int(end):
+                        address = f"{master[0]}:{master[1]}"
+                        return next(n for n in self.nodes if n.address == address)
+        raise LookupError(f"no node serves {key!r}")
 
     def _ok(self) -> bool:
         for node in self.nodes:
+            if not node.running:
+                continue
             with sync_client(node.host, node.port, self.tls) as client:
                 if client.execute_command("CLUSTER", "INFO").find("cluster_state:ok") < 0:
                     return False
