@@ -3,7 +3,7 @@ placed through Redis again within seconds of the failover."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,16 +14,6 @@ from .failover import run_failover
 from .harness import ChaosFleet, chaos_config
 
 CALLS = 100
-
-
-@pytest.fixture
-def sentinel_group() -> Iterator[SentinelGroup]:
-    group = SentinelGroup(replicas=2)
-    try:
-        group.start()
-        yield group
-    finally:
-        group.cleanup()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ a Sentinel failover under a live session (the master SIGKILLed)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,16 +21,6 @@ from .helpers import PROMPT, Fleet, conversation
 @pytest.fixture
 def tls(tmp_path: Path) -> TLSFiles:
     return make_tls(tmp_path / "tls")
-
-
-@pytest.fixture
-def sentinel_group() -> Iterator[SentinelGroup]:
-    group = SentinelGroup(replicas=1)
-    try:
-        group.start()
-        yield group
-    finally:
-        group.cleanup()
 
 
 def sentinel_connection(group: SentinelGroup, tls: TLSFiles | None = None) -> RedisConnection:

@@ -4,6 +4,7 @@
 redis-server in sentinel mode) with a short down-after time, so a killed master is replaced
 within seconds. ``RedisClusterNodes``: masters in cluster mode joined with
 ``redis-cli --cluster create``. Both can serve TLS with the certificate of tests.support.tls.
+Fixture: ``sentinel_group`` (1 master, 2 replicas, 3 sentinels, a test's own).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis import Redis
 
 from .net import free_port
@@ -261,3 +264,13 @@ class RedisClusterNodes:
     def cleanup(self) -> None:
         for node in self.nodes:
             node.cleanup()
+
+
+@pytest.fixture
+def sentinel_group() -> Iterator[SentinelGroup]:
+    group = SentinelGroup(replicas=2)
+    try:
+        group.start()
+        yield group
+    finally:
+        group.cleanup()
