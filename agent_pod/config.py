@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -424,8 +424,39 @@ class SessionSpec(Model):
     )
 
 
+SentinelAddress = Annotated[str, Field(max_length=260, pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")]
+
+
+class RedisSentinelSpec(Model):
+    """Redis behind Sentinel: the sentinels name the current master and follow its failovers."""
+
+    master_name: str = Field(
+        min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._-]+$", description="Name the sentinels monitor."
+    )
+    addresses: list[SentinelAddress] = Field(
+        min_length=1, max_length=16, description="host:port of each sentinel."
+    )
+    password_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the sentinels' password."
+    )
+
+
+class RedisTLSSpec(Model):
+    """TLS to Redis (and to the sentinels): the CA that signed their certificates, and optionally a
+    client certificate."""
+
+    ca_secret_ref: SecretKeyRef = Field(description="Secret key holding the PEM CA bundle.")
+    client_cert_secret_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="A kubernetes.io/tls Secret (tls.crt, tls.key) presented as the client certificate.",
+    )
+
+
 class RedisSpec(Model):
-    """Where sessions are pinned."""
+    """Where sessions are pinned: one server (url / secretRef), a Sentinel-managed master, or a Redis
+    Cluster (url / secretRef naming a seed node), optionally over TLS."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -433,7 +464,27 @@ class RedisSpec(Model):
                 {
                     "rule": "!(has(self.url) && has(self.secretRef))",
                     "message": "redis takes url or secretRef, not both",
-                }
+                },
+                {
+                    "rule": "!has(self.sentinel) || (!has(self.url) && !has(self.secretRef))",
+                    "message": "redis.sentinel names the master: leave out redis.url and redis.secretRef",
+                    "fieldPath": ".sentinel",
+                },
+                {
+                    "rule": "!has(self.sentinel) || !has(self.cluster) || !self.cluster",
+                    "message": "redis.cluster and redis.sentinel cannot be combined",
+                    "fieldPath": ".cluster",
+                },
+                {
+                    "rule": "!has(self.cluster) || !self.cluster || has(self.url) || has(self.secretRef)",
+                    "message": "redis.cluster needs redis.url or redis.secretRef naming a seed node",
+                    "fieldPath": ".cluster",
+                },
+                {
+                    "rule": "!has(self.tls) || !has(self.url) || self.url.startsWith('rediss://')",
+                    "message": "redis.tls needs a rediss:// redis.url",
+                    "fieldPath": ".tls",
+                },
             ]
         }
     )
@@ -441,11 +492,18 @@ class RedisSpec(Model):
         default=None,
         max_length=2048,
         pattern=r"^rediss?://[^:@/]*(:[0-9]+)?(/[0-9]+)?$",
-        description="redis:// URL without credentials; defaults to the chart's in-cluster Redis.",
+        description="redis:// or rediss:// URL without credentials; default: the chart's in-cluster Redis.",
     )
     secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding the full redis:// URL."
     )
+    password_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the password of the Redis servers (e.g. behind Sentinel).",
+    )
+    sentinel: RedisSentinelSpec | None = Field(default=None, description="Redis behind Sentinel.")
+    cluster: bool = Field(default=False, description="Redis Cluster: url or secretRef names a seed node.")
+    tls: RedisTLSSpec | None = Field(default=None, description="TLS with a CA from a Secret.")
 
 
 ANONYMOUS_TENANT = "anonymous"

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .config import AgentConfig
+from .sessions.redis_client import RedisConnection
 
 
 class PodSettings(BaseSettings):
@@ -26,6 +27,16 @@ class PodSettings(BaseSettings):
     )
     bind_host: str = "0.0.0.0"
     redis_url: str | None = None
+    # Redis behind Sentinel: the sentinels (host:port, comma-separated) and the master's name.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = ""
+    redis_sentinel_password: str | None = None
+    redis_password: str | None = None
+    redis_cluster: bool = False
+    redis_tls: bool = False
+    redis_tls_ca_file: Path | None = None
+    redis_tls_cert_file: Path | None = None
+    redis_tls_key_file: Path | None = None
     resume_key_file: Path | None = None
     credentials_dir: Path | None = None
     log_format: Literal["json", "text"] = "json"
@@ -34,6 +45,25 @@ class PodSettings(BaseSettings):
         if self.config is None:
             return AgentConfig()
         return AgentConfig.model_validate_json(self.config.read_text())
+
+    @property
+    def redis_connection(self) -> RedisConnection | None:
+        """Where the fleet's Redis is; None: the pod serves alone."""
+        sentinels = tuple(a.strip() for a in self.redis_sentinels.split(",") if a.strip())
+        if not self.redis_url and not sentinels:
+            return None
+        return RedisConnection(
+            url=self.redis_url or None,
+            sentinels=sentinels,
+            sentinel_master=self.redis_sentinel_master,
+            sentinel_password=self.redis_sentinel_password or None,
+            password=self.redis_password or None,
+            cluster=self.redis_cluster,
+            tls=self.redis_tls,
+            tls_ca_file=str(self.redis_tls_ca_file) if self.redis_tls_ca_file else None,
+            tls_cert_file=str(self.redis_tls_cert_file) if self.redis_tls_cert_file else None,
+            tls_key_file=str(self.redis_tls_key_file) if self.redis_tls_key_file else None,
+        )
 
     @property
     def public_host(self) -> str:

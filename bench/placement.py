@@ -26,9 +26,9 @@ from redis.asyncio import Redis
 
 from agent_pod.conversation import ChatMessage, Conversation
 from agent_pod.sessions.directory import Grant, PodIdentity
-from agent_pod.sessions.factory import connect_redis
 from agent_pod.sessions.fleet_state import read_fleet
 from agent_pod.sessions.keys import AgentKeys
+from agent_pod.sessions.redis_client import connect_redis
 from agent_pod.sessions.redis_directory import RedisDirectory
 from agent_pod.sessions.tokens import ResumeTokens
 from bench.report import percentile, write_json

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian machine for voicefleet, idempotently:
-#   Debian packages (redis-server, espeak-ng, chromium, libopus0, prometheus (with promtool) for the
-#   alert and dashboard tests, and for the real node runc,
+#   Debian packages (redis-server, redis-sentinel, espeak-ng, chromium, libopus0, prometheus (with
+#   promtool) for the alert and dashboard tests, and for the real node runc,
 #   the CNI plugins, iptables, buildah, mmdebstrap), a virtualenv in .venv with the project
 #   installed editable (this generates the gRPC stubs), the Kubernetes binaries and the real
 #   node's containerd and CoreDNS built once from the Go module proxy, and the container
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(redis-server espeak-ng chromium sox fonts-liberation libopus0 prometheus
+APT_PACKAGES=(redis-server espeak-ng chromium sox fonts-liberation libopus0 prometheus redis-sentinel
   containernetworking-plugins iptables conntrack buildah mmdebstrap uidmap gcc libc6-dev libseccomp-dev pkg-config)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -24,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The agent pods' redis and the tests start their own servers; the distro ones are not needed
 # (the distro Prometheus would also hold port 9090).
-systemctl disable --now redis-server prometheus >/dev/null 2>&1 || true
+systemctl disable --now redis-server redis-sentinel prometheus >/dev/null 2>&1 || true
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

@@ -3,6 +3,7 @@
 pytest_plugins: list[str] = [
     "tests.support.kube",
     "tests.support.redis",
+    "tests.support.redis_ha",
     "tests.support.wire",
     "tests.support.pod",
     "tests.support.node",

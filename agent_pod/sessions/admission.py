@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -27,8 +28,9 @@ from .directory import (
     verify_token,
 )
 from .local_state import Owned, resolve
-from .placement_store import NO_ROOM_RETRY_SECONDS, SessionPlacement
-from .store import StoreDown, text
+from .placement_store import NO_ROOM_RETRY_SECONDS, SessionPlacement, busy
+from .script_keys import claim_keys, release_keys
+from .store import StoreBusy, StoreDown, text
 from .tokens import token_hash
 from .tuning import ms
 
@@ -86,28 +88,11 @@ class StreamAdmission:
             raise AdmissionError("unavailable", "session is already connected to this pod", 1.0)
         if owned is not None and th and owned.token_hash != th:
             raise AdmissionError("unauthenticated", "resume token is not the one issued for this session")
-        store, keys, tuning = self.store, self.store.keys, self.store.tuning
         try:
-            store.require()
-            result = await store.io(
-                store.scripts.claim(
-                    keys=[keys.pin(session_id)],
-                    args=[
-                        keys.prefix,
-                        session_id,
-                        self.identity.name,
-                        th,
-                        ms(tuning.stale_seconds),
-                        ms(tuning.stale_seconds),
-                        ms(tuning.pin_ttl_seconds),
-                        prompt_id,
-                        self.capacity,
-                        self.identity.revision,
-                        migration_hash,
-                        "1" if new or owned is not None else "0",
-                    ],
-                )
-            )
+            self.store.require()
+            result = await self._claim(session_id, th, prompt_id, migration_hash, new or owned is not None)
+        except StoreBusy:
+            raise busy() from None
         except StoreDown:
             if migration_hash:  # only Redis knows the move: the caller stays on its pod for now
                 raise AdmissionError(
@@ -166,6 +151,36 @@ class StreamAdmission:
             frozen_unix_ms=frozen_ms,
         )
 
+    async def _claim(
+        self, session_id: str, th: str, prompt_id: str, migration_hash: str, may_create: bool
+    ) -> list[Any]:
+        """The CLAIM step; asked again with the owner's keys when the pin names another pod."""
+        store, keys, tuning, me = self.store, self.store.keys, self.store.tuning, self.identity.name
+        guess = me
+        while True:
+            result: list[Any] = await store.io(
+                store.scripts.claim(
+                    keys=claim_keys(keys, session_id, me, guess),
+                    args=[
+                        session_id,
+                        me,
+                        th,
+                        ms(tuning.stale_seconds),
+                        ms(tuning.stale_seconds),
+                        ms(tuning.pin_ttl_seconds),
+                        prompt_id,
+                        self.capacity,
+                        self.identity.revision,
+                        migration_hash,
+                        guess,
+                        "1" if may_create else "0",
+                    ],
+                )
+            )
+            if text(result[0]) != "retry":
+                return result
+            guess = text(result[1])
+
     def _admit_local(self, session_id: str, th: str, prompt_id: str, new: bool, token: str) -> Admission:
         """Redis is down: admit what this pod knows, or a new session if it has room."""
         owned = self.local.get(session_id)
@@ -174,7 +189,8 @@ class StreamAdmission:
             return Admission(
                 session_id=session_id, resumed=has_turns(owned.conversation), conversation=owned.conversation
             )
-        if new and self.placement.local_room():
+        # A slot Redis reserved here before the outage is this caller's; a new session needs room.
+        if self.local.holds(session_id) or (new and self.placement.local_room()):
             self.local.own(session_id, Owned(token_hash=th, prompt_id=prompt_id, state="live"))
             session_metrics.PLACEMENTS.labels("local").inc()
             return Admission(session_id=session_id, resume_token=token)
@@ -197,22 +213,27 @@ class StreamAdmission:
             self.local.disown(session_id)
             self.local.report_depth()
             resolve(owned, ok=False)
-        store, keys = self.store, self.store.keys
+        store, keys, me = self.store, self.store.keys, self.identity.name
         try:
             store.require()
-            await store.io(
-                store.scripts.release(
-                    keys=[keys.pin(session_id), keys.snapshot(session_id), keys.load(self.identity.name)],
-                    args=[
-                        self.identity.name,
-                        session_id,
-                        "detach" if detach else "end",
-                        ms(detached_hold_seconds(owned.conversation, store.tuning.resume_window_seconds)),
-                        keys.prefix,
-                    ],
+            guess = me
+            while True:  # asked again with the owner's load when the call was moving away
+                result = await store.io(
+                    store.scripts.release(
+                        keys=release_keys(keys, session_id, me, guess),
+                        args=[
+                            me,
+                            session_id,
+                            "detach" if detach else "end",
+                            ms(detached_hold_seconds(owned.conversation, store.tuning.resume_window_seconds)),
+                            guess,
+                        ],
+                    )
                 )
-            )
-        except StoreDown:
+                if not isinstance(result, list) or text(result[0]) != "retry":
+                    break
+                guess = text(result[1])
+        except (StoreDown, StoreBusy):
             if not detach:  # a detached session is re-synced by the heartbeat anyway
                 self.local.ended[session_id] = None
         log.info("session released (%s)", outcome, extra={"session_id": session_id})

@@ -96,8 +96,8 @@ class Admission(Model):
 
 class MigrationRefused(Exception):
     """A call cannot be moved now. ``reason``: no_target (no other ready pod with room),
-    store_down (Redis unreachable), not_owner (the call is not this pod's any more), no_fleet (the
-    pod serves alone)."""
+    store_down (Redis unreachable), store_busy (no Redis connection free in time), not_owner (the call
+    is not this pod's any more), no_fleet (the pod serves alone)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

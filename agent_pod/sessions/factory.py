@@ -1,6 +1,6 @@
 """Builds the pod's session directory from its settings and AgentConfig.
 
-With ``redis_url`` set the pod joins its fleet through Redis (RedisDirectory;
+With a Redis connection (URL, Sentinel or Cluster) the pod joins its fleet through Redis (RedisDirectory;
 the resume key file is then required: every pod must verify the tokens any pod
 issued). Without it the pod serves alone (LocalDirectory).
 """
@@ -10,23 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-
 from ..config import AgentConfig
 from .auth import Authenticator
 from .directory import LocalDirectory, PodIdentity
 from .gate import SessionGate
 from .keys import AgentKeys
 from .quotas import LocalQuotas, QuotaStore, RedisQuotas
+from .redis_client import RedisConnection, connect
 from .redis_directory import DirectoryTuning, RedisDirectory
 from .tokens import ResumeTokens
-
-# Fail fast when Redis is unreachable (the directory falls back to local state);
-# one quick retry covers a pooled connection that died with a Redis restart.
-CONNECT_TIMEOUT_SECONDS = 0.5
-SOCKET_TIMEOUT_SECONDS = 1.0
 
 
 class DirectorySettings(Protocol):
@@ -34,18 +26,10 @@ class DirectorySettings(Protocol):
 
     pod_name: str
     revision: str
-    redis_url: str | None
     resume_key_file: Path | None
 
-
-def connect_redis(url: str) -> Redis:
-    return Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=SOCKET_TIMEOUT_SECONDS,
-        retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
-    )
+    @property
+    def redis_connection(self) -> RedisConnection | None: ...
 
 
 def token_ttl_seconds(config: AgentConfig, tuning: DirectoryTuning) -> float:
@@ -64,16 +48,17 @@ def build_directory(
     tuning = tuning or DirectoryTuning(epsilon=config.session.placement_epsilon)
     ttl = token_ttl_seconds(config, tuning)
     key_file = settings.resume_key_file
-    if not settings.redis_url:
+    redis = settings.redis_connection
+    if redis is None:
         tokens = ResumeTokens.from_file(key_file, ttl) if key_file else ResumeTokens.ephemeral(ttl)
         return LocalDirectory(identity, tokens, config.sessions_per_pod, tuning.resume_window_seconds)
     if key_file is None:
         raise ValueError(
-            "VOICEFLEET_RESUME_KEY_FILE is required with VOICEFLEET_REDIS_URL: every pod of the fleet "
+            "VOICEFLEET_RESUME_KEY_FILE is required with Redis: every pod of the fleet "
             "must verify the resume tokens the others issue"
         )
     return RedisDirectory(
-        connect_redis(settings.redis_url),
+        connect(redis),
         AgentKeys(config.namespace, config.agent),
         identity,
         config.sessions_per_pod,

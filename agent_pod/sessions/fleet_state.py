@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from redis.asyncio import Redis
 
 from .keys import AgentKeys
 from .placement import is_fresh
 from .records import PodRecord, decode_mapping
+from .redis_client import AnyRedis
 
 DEFAULT_STALE_SECONDS = 6.0
 DELETE_BATCH = 500
@@ -78,7 +78,7 @@ def fleet_state(
 
 
 async def read_fleet(
-    redis: Redis, namespace: str, agent: str, stale_seconds: float = DEFAULT_STALE_SECONDS
+    redis: AnyRedis, namespace: str, agent: str, stale_seconds: float = DEFAULT_STALE_SECONDS
 ) -> FleetState:
     keys = AgentKeys(namespace, agent)
     names = sorted(n.decode() if isinstance(n, bytes) else str(n) for n in await redis.smembers(keys.pods))
@@ -97,7 +97,7 @@ async def read_fleet(
     return fleet_state(namespace, agent, pods, now_ms, int(stale_seconds * 1000))
 
 
-async def delete_agent_keys(redis: Redis, namespace: str, agent: str) -> int:
+async def delete_agent_keys(redis: AnyRedis, namespace: str, agent: str) -> int:
     """Remove every session-layer key of the VoiceAgent; returns how many were deleted."""
     keys = AgentKeys(namespace, agent)
     deleted = 0

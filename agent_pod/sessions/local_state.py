@@ -1,6 +1,9 @@
 """What a pod knows about its own sessions, kept in memory so a Redis outage never loses it.
 
-The sessions it owns (with their latest conversation), the snapshots not yet
+The sessions it owns (with their latest conversation), the slots Redis has
+reserved on it for sessions whose callers have not arrived yet (placed by any pod
+of the fleet; learnt from placement answers and heartbeats, so local admission
+during an outage never books them twice), the snapshots not yet
 written to Redis (latest per session, oldest dropped first when the queue is
 full) and the sessions that ended while Redis was down (their keys are deleted
 on recovery).
@@ -59,6 +62,7 @@ class LocalSessions:
         self.generation = 0  # bumped whenever ``owned`` gains or loses a session (re-sync checks it)
         self.dirty: dict[str, None] = {}  # sessions whose latest snapshot is not in Redis yet (ordered)
         self.ended: dict[str, None] = {}  # sessions that ended while Redis was down
+        self.held: dict[str, float] = {}  # session -> monotonic end of a slot reserved here in Redis
         self._reported_depth = 0
 
     @property
@@ -70,7 +74,19 @@ class LocalSessions:
 
     def own(self, session_id: str, owned: Owned) -> None:
         self.owned[session_id] = owned
+        self.held.pop(session_id, None)
         self.generation += 1
+
+    def hold(self, session_id: str, seconds: float) -> None:
+        self.held[session_id] = time.monotonic() + seconds
+
+    def set_held(self, leases: dict[str, float]) -> None:
+        """Redis's view of this pod's slots (session -> seconds left) replaces what was held."""
+        now = time.monotonic()
+        self.held = {sid: now + left for sid, left in leases.items() if sid not in self.owned}
+
+    def holds(self, session_id: str) -> bool:
+        return self.held.get(session_id, 0.0) > time.monotonic()
 
     def disown(self, session_id: str) -> Owned | None:
         self.generation += 1
@@ -83,7 +99,10 @@ class LocalSessions:
         return min(held) - time.monotonic() if held else None
 
     def has_room(self, capacity: int) -> bool:
-        return len(self.owned) < capacity
+        """Room for one more session, counting the slots reserved in Redis as taken."""
+        now = time.monotonic()
+        self.held = {sid: until for sid, until in self.held.items() if until > now}
+        return len(self.owned) + len(self.held) < capacity
 
     def lease_ms(self, owned: Owned) -> int:
         if owned.until is None:

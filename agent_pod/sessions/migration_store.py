@@ -15,9 +15,11 @@ from pydantic import ValidationError
 from ..conversation import Conversation
 from .directory import MigrationRefused, MigrationTicket, PodIdentity
 from .local_state import LocalSessions
+from .placement_store import LIST_ATTEMPTS
 from .records import Handoff
 from .registry import PodRegistry
-from .store import Store, StoreDown, text
+from .script_keys import abort_keys, migrate_keys
+from .store import Store, StoreBusy, StoreDown, text
 from .tokens import token_hash
 from .tuning import ms
 
@@ -52,32 +54,45 @@ class CallMoves:
         token = secrets.token_urlsafe(24)
         frozen_ms = int(time.time() * 1000)
         has_turns = bool(conversation.messages)
-        store, keys, tuning = self.store, self.store.keys, self.store.tuning
+        store, keys, tuning, me = self.store, self.store.keys, self.store.tuning, self.identity.name
+        names = self.registry.pod_names
         try:
             store.require()
-            result = await store.io(
-                store.scripts.migrate(
-                    keys=[keys.pin(session_id), keys.snapshot(session_id)],
-                    args=[
-                        keys.prefix,
-                        session_id,
-                        self.identity.name,
-                        ms(tuning.stale_seconds),
-                        ms(follow_seconds + tuning.stale_seconds),
-                        ms(tuning.pin_ttl_seconds),
-                        token_hash(token),
-                        self.identity.revision,
-                        "1" if cross_revision else "0",
-                        conversation.model_dump_json(by_alias=True) if has_turns else "",
-                        ms(tuning.snapshot_ttl_seconds),
-                        frozen_ms,
-                        *sorted(exclude),
-                    ],
+            for _ in range(LIST_ATTEMPTS):
+                if not names:
+                    names = sorted(text(n) for n in await store.io(store.redis.smembers(keys.pods)))
+                candidates = [n for n in names if n != me and n not in exclude]
+                result = await store.io(
+                    store.scripts.migrate(
+                        keys=migrate_keys(keys, session_id, candidates),
+                        args=[
+                            session_id,
+                            me,
+                            ms(tuning.stale_seconds),
+                            ms(follow_seconds + tuning.stale_seconds),
+                            ms(tuning.pin_ttl_seconds),
+                            token_hash(token),
+                            self.identity.revision,
+                            "1" if cross_revision else "0",
+                            conversation.model_dump_json(by_alias=True) if has_turns else "",
+                            ms(tuning.snapshot_ttl_seconds),
+                            frozen_ms,
+                            len(candidates),
+                            *candidates,
+                            *sorted(exclude),
+                        ],
+                    )
                 )
-            )
+                if text(result[0]) != "stale_list":
+                    break
+                names = []  # a pod registered since the list was read: read it again
         except StoreDown:
             raise MigrationRefused("store_down") from None
+        except StoreBusy:
+            raise MigrationRefused("store_busy") from None
         status = text(result[0])
+        if status == "stale_list":
+            raise MigrationRefused("no_target")
         if status != "moving":
             raise MigrationRefused(status)
         if has_turns:
@@ -107,9 +122,8 @@ class CallMoves:
             store.require()
             result = await store.io(
                 store.scripts.abort_migration(
-                    keys=[keys.pin(session_id)],
+                    keys=abort_keys(keys, session_id, self.identity.name, target),
                     args=[
-                        keys.prefix,
                         session_id,
                         self.identity.name,
                         ms(tuning.stale_seconds),
@@ -121,7 +135,7 @@ class CallMoves:
                     ],
                 )
             )
-        except StoreDown:
+        except (StoreDown, StoreBusy):
             owned.state = "live"
             return True
         if text(result[0]) != "reclaimed":
@@ -139,7 +153,7 @@ class CallMoves:
                 pipe.rpush(key, handoff.model_dump_json())
                 pipe.pexpire(key, ms(HANDOFF_TTL_SECONDS))
                 await store.io(pipe.execute())
-        except StoreDown:
+        except (StoreDown, StoreBusy):
             log.warning("held caller input could not be handed over", extra={"session_id": session_id})
 
     async def take_handoff(self, session_id: str, from_pod: str, within: float) -> Handoff | None:
@@ -161,7 +175,7 @@ class CallMoves:
                     if last is None:
                         return None
                     popped = [key, last]
-            except StoreDown:
+            except (StoreDown, StoreBusy):
                 await asyncio.sleep(min(store.tuning.max_backoff_seconds, max(0.0, remaining)))
                 continue
             if popped:

@@ -22,12 +22,20 @@ from .local_state import LocalSessions, Owned
 from .placement import ring_order
 from .records import PinRecord
 from .registry import PodRegistry
-from .store import Store, StoreDown, text
+from .script_keys import place_keys
+from .store import Store, StoreBusy, StoreDown, text
 from .tokens import ResumeTokens, token_hash
 from .tuning import ms
 
 log = logging.getLogger("voicefleet.sessions")
 NO_ROOM_RETRY_SECONDS = 2.0
+LIST_ATTEMPTS = 3  # pods registering faster than this are not worth chasing: "full", retry shortly
+BUSY_RETRY_SECONDS = 1.0
+
+
+def busy() -> AdmissionError:
+    session_metrics.PLACEMENTS.labels("unavailable").inc()
+    return AdmissionError("unavailable", "session store busy; retry shortly", BUSY_RETRY_SECONDS)
 
 
 def grant(session_id: str, token: str, expires: int, pod: str, grpc: str, http: str, resumed: bool) -> Grant:
@@ -76,6 +84,8 @@ class SessionPlacement:
         try:
             self.store.require()
             result = await self.place(session_id, th, expected_owner="")
+        except StoreBusy:
+            raise busy() from None
         except StoreDown:
             if not self.local_room():
                 session_metrics.PLACEMENTS.labels("unavailable").inc()
@@ -107,6 +117,8 @@ class SessionPlacement:
             )
         session_metrics.PLACEMENTS.labels("placed").inc()
         pod, grpc, http = text(result[1]), text(result[4]), text(result[5])
+        if pod == self.identity.name:
+            self.local.hold(session_id, self.store.tuning.reservation_seconds)
         context = self._context(session_id, metadata)
         if context is not None:
             # The caller context reaches whichever pod admits the stream, as the session's first snapshot.
@@ -126,20 +138,27 @@ class SessionPlacement:
 
     async def place(self, session_id: str, th: str, expected_owner: str) -> list[Any]:
         store, keys, tuning = self.store, self.store.keys, self.store.tuning
-        names = self.registry.pod_names or [text(n) for n in await store.io(store.redis.smembers(keys.pods))]
-        args: list[Any] = [
-            keys.prefix,
-            session_id,
-            repr(tuning.epsilon),
-            ms(tuning.stale_seconds),
-            ms(tuning.reservation_seconds),
-            ms(tuning.pin_ttl_seconds),
-            th,
-            expected_owner,
-            *ring_order(session_id, names),
-        ]
-        result: list[Any] = await store.io(store.scripts.place(keys=[keys.pin(session_id)], args=args))
-        return result
+        names = self.registry.pod_names
+        for _ in range(LIST_ATTEMPTS):
+            if not names:
+                names = sorted(text(n) for n in await store.io(store.redis.smembers(keys.pods)))
+            order = ring_order(session_id, names)
+            args: list[Any] = [
+                session_id,
+                repr(tuning.epsilon),
+                ms(tuning.stale_seconds),
+                ms(tuning.reservation_seconds),
+                ms(tuning.pin_ttl_seconds),
+                th,
+                expected_owner,
+                *order,
+            ]
+            script_keys = place_keys(keys, session_id, expected_owner, order)
+            result: list[Any] = await store.io(store.scripts.place(keys=script_keys, args=args))
+            if text(result[0]) != "stale_list":
+                return result
+            names = []  # a pod registered since the list was read: read it again
+        return ["full", "", 0, 0]
 
     async def resume(self, session_id: str, resume_token: str | None) -> Grant:
         check_session_id(session_id)
@@ -149,6 +168,8 @@ class SessionPlacement:
         try:
             self.store.require()
             return await self._resume(session_id, resume_token, expires, th)
+        except StoreBusy:
+            raise busy() from None
         except StoreDown:
             owned = self.local.get(session_id)
             if owned is not None and owned.token_hash == th:

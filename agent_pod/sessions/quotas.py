@@ -20,19 +20,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import redis.exceptions
-from redis.asyncio import Redis
-
 from ..config import ANONYMOUS_TENANT, AuthSpec, TenantQuota
 from . import session_metrics
 from .directory import AdmissionError
 from .keys import AgentKeys
+from .redis_client import AnyRedis
+from .store import STORE_DOWN
 
 log = logging.getLogger("voicefleet.quotas")
 
 LEASE_SECONDS = 30.0  # a live call renews it every RENEW_SECONDS
 RENEW_SECONDS = 10.0
-STORE_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 # KEYS: lease set, bucket, session->tenant. ARGV: session, lease_ms, max_concurrent, per_minute, burst,
 # tenant, owner_ttl_ms, new ('1': a new session takes a bucket token).
@@ -137,7 +135,7 @@ class _Tracked:
 
 class RedisQuotas:
     def __init__(
-        self, redis_client: Redis, keys: AgentKeys, spec: AuthSpec, owner_ttl_seconds: float
+        self, redis_client: AnyRedis, keys: AgentKeys, spec: AuthSpec, owner_ttl_seconds: float
     ) -> None:
         self.redis = redis_client
         self.keys = keys

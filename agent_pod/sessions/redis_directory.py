@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from redis.asyncio import Redis
-
 from ..conversation import Conversation
 from .admission import StreamAdmission
 from .directory import Admission, Grant, MigrationTicket, PodIdentity
@@ -30,6 +28,7 @@ from .local_state import LocalSessions
 from .migration_store import CallMoves
 from .placement_store import SessionPlacement
 from .records import Handoff
+from .redis_client import AnyRedis
 from .registry import PodRegistry
 from .snapshots import SnapshotWriter
 from .store import Store, StoreDown
@@ -43,7 +42,7 @@ log = logging.getLogger("voicefleet.sessions")
 class RedisDirectory:
     def __init__(
         self,
-        redis_client: Redis,
+        redis_client: AnyRedis,
         keys: AgentKeys,
         identity: PodIdentity,
         capacity: int,

@@ -18,8 +18,9 @@ from .directory import PodIdentity
 from .local_state import LocalSessions, resolve
 from .placement import is_fresh
 from .records import PodRecord, decode_mapping
+from .script_keys import heartbeat_keys
 from .snapshots import SnapshotWriter
-from .store import Store, StoreDown, text
+from .store import Store, StoreBusy, StoreDown, text
 from .tuning import ms
 
 log = logging.getLogger("voicefleet.sessions")
@@ -72,8 +73,8 @@ class PodRegistry:
         for k, v in self.record().to_mapping().items():
             if k != "heartbeat_ms":
                 fields += [k, v]
+        sessions = list(self.local.owned.items())
         args: list[Any] = [
-            keys.prefix,
             name,
             ms(tuning.pod_ttl_seconds),
             ms(tuning.pin_ttl_seconds),
@@ -82,11 +83,19 @@ class PodRegistry:
             "1" if restore else "0",
             len(fields),
             *fields,
+            len(sessions),
         ]
-        for sid, owned in self.local.owned.items():
+        for sid, owned in sessions:
             args += [sid, self.local.lease_ms(owned), owned.token_hash, owned.prompt_id, owned.state]
-        script_keys = [keys.pod(name), keys.pods, keys.load(name)]
-        moved, pods = await store.io(store.scripts.heartbeat(keys=script_keys, args=args))
+        others = [n for n in self.pod_names if n != name]
+        args += others
+        script_keys = heartbeat_keys(keys, name, [sid for sid, _ in sessions], others)
+        moved, pods, leases = await store.io(store.scripts.heartbeat(keys=script_keys, args=args))
+        self.local.set_held(
+            {text(leases[i]): int(text(leases[i + 1])) / 1000 for i in range(0, len(leases), 2)}
+        )
+        if self.local.ended and not restore:  # releases that found every connection busy
+            await self.snapshots.delete_ended()
         self.pod_names = sorted(text(p) for p in pods)
         for sid in (text(m) for m in moved):
             gone = self.local.get(sid)
@@ -131,7 +140,7 @@ class PodRegistry:
                     await self.heartbeat()
                 else:
                     await self.recover()
-            except StoreDown:
+            except (StoreDown, StoreBusy):
                 continue
             except Exception:
                 log.exception("session heartbeat failed")
@@ -141,7 +150,7 @@ class PodRegistry:
         self.draining = True
         store = self.store
         if store.healthy:
-            with contextlib.suppress(StoreDown):
+            with contextlib.suppress(StoreDown, StoreBusy):
                 await store.io(store.redis.hset(store.keys.pod(self.identity.name), "state", "draining"))
         store.wake.set()  # a heartbeat already in flight may have said ready: say draining again now
         log.info("pod %s draining: placement skips it", self.identity.name)
@@ -150,7 +159,7 @@ class PodRegistry:
         store, name = self.store, self.identity.name
         if not store.healthy:
             return
-        with contextlib.suppress(StoreDown):
+        with contextlib.suppress(StoreDown, StoreBusy):
             async with store.redis.pipeline(transaction=True) as pipe:
                 pipe.srem(store.keys.pods, name)
                 pipe.delete(store.keys.pod(name))
@@ -180,11 +189,8 @@ class PodRegistry:
         return record
 
     async def _pod_and_time(self, pod: str) -> tuple[dict[str, str], int]:
-        async with self.store.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.store.keys.pod(pod))
-            pipe.time()
-            raw, (seconds, micros) = await pipe.execute()
-        return decode_mapping(raw), int(seconds) * 1000 + int(micros) // 1000
+        flat, now = await self.store.scripts.pod_and_time(keys=[self.store.keys.pod(pod)])
+        return decode_mapping(dict(zip(flat[::2], flat[1::2], strict=True))), int(now)
 
     async def _reachable(self, address: str) -> bool:
         try:

@@ -2,23 +2,25 @@
 
 ``snapshot`` returns once the conversation is written (or at once while Redis is
 down: it stays queued, latest version per session, and is written on recovery).
-One writer task batches the queue through pipelines of the SNAPSHOT script,
-which only the pin's owner may write through.
+One writer task writes the queue in batches, each one SNAPSHOTS script call
+(only the pin's owner may write through it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from ..conversation import Conversation
 from .directory import PodIdentity
 from .local_state import LocalSessions, Owned, resolve, settle
-from .store import Store, StoreDown
+from .store import Store, StoreBusy, StoreDown
 from .tuning import ms
 
 log = logging.getLogger("voicefleet.sessions")
 WRITE_BATCH = 256
+BUSY_RETRY_SECONDS = 0.1
 
 
 class SnapshotWriter:
@@ -35,24 +37,20 @@ class SnapshotWriter:
             for sid in batch:
                 del local.dirty[sid]
             sent: list[tuple[str, Owned, int]] = []
+            keys: list[str] = []
+            args: list[Any] = [self.identity.name, ms(store.tuning.snapshot_ttl_seconds)]
+            for sid in batch:
+                owned = local.get(sid)
+                if owned is None or owned.conversation is None:
+                    continue
+                keys += [store.keys.pin(sid), store.keys.snapshot(sid)]
+                args.append(owned.conversation.model_dump_json(by_alias=True))
+                sent.append((sid, owned, owned.version))
+            if not sent:
+                continue
             try:
-                async with store.redis.pipeline(transaction=False) as pipe:
-                    for sid in batch:
-                        owned = local.get(sid)
-                        if owned is None or owned.conversation is None:
-                            continue
-                        await store.scripts.snapshot(
-                            keys=[store.keys.pin(sid), store.keys.snapshot(sid)],
-                            args=[
-                                self.identity.name,
-                                owned.conversation.model_dump_json(by_alias=True),
-                                ms(store.tuning.snapshot_ttl_seconds),
-                            ],
-                            client=pipe,
-                        )
-                        sent.append((sid, owned, owned.version))
-                    results = await store.io(pipe.execute())
-            except StoreDown:
+                results = await store.io(store.scripts.snapshots(keys=keys, args=args))
+            except (StoreDown, StoreBusy):
                 for sid, owned, _ in sent:
                     if sid in local.owned:
                         local.mark_dirty(sid)
@@ -76,6 +74,8 @@ class SnapshotWriter:
                 await self.flush()
             except StoreDown:
                 pass
+            except StoreBusy:  # the queue stays; try again shortly
+                asyncio.get_running_loop().call_later(BUSY_RETRY_SECONDS, self.kick.set)
             except Exception:
                 log.exception("snapshot writer failed")
             if not self.store.healthy:

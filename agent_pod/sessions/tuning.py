@@ -16,7 +16,7 @@ class DirectoryTuning:
     pin_ttl_seconds: float = 300.0
     snapshot_ttl_seconds: float = 3600.0
     probe_timeout_seconds: float = 0.5  # TCP check of a pinned pod on resume
-    max_backoff_seconds: float = 2.0
+    max_backoff_seconds: float = 1.0  # probing a dead store: once a second at most, so a failover ends fast
     max_pending_snapshots: int = 10_000
 
 

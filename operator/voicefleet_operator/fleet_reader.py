@@ -8,10 +8,13 @@ deletion costs hold still); it never blocks reconciles of other agents.
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
 
-import redis.asyncio as aioredis
-
+from agent_pod.config import SecretKeyRef
 from agent_pod.sessions.fleet_state import FleetState, delete_agent_keys, read_fleet
+from agent_pod.sessions.redis_client import AnyRedis, RedisConnection, connect
 
 from .kube import Kube
 from .plan import StoreDown
@@ -24,25 +27,62 @@ class FleetReader:
     def __init__(self, kube: Kube, default_url: str) -> None:
         self.kube = kube
         self.default_url = default_url
-        self._clients: dict[str, aioredis.Redis] = {}
+        self._clients: dict[RedisConnection, AnyRedis] = {}
+        self._cert_dir: Path | None = None
 
-    async def _url(self, namespace: str, spec: VoiceAgentSpec) -> str:
-        if spec.redis.secret_ref is not None:
-            ref = spec.redis.secret_ref
-            url = await self.kube.read_secret_key(namespace, ref.name, ref.key)
-            if not url:
-                raise LookupError(f"Secret {ref.name!r} has no key {ref.key!r} with a Redis URL")
-            return url
-        return spec.redis.url or self.default_url
+    async def _secret(self, namespace: str, ref: SecretKeyRef, what: str) -> str:
+        value = await self.kube.read_secret_key(namespace, ref.name, ref.key)
+        if not value:
+            raise LookupError(f"Secret {ref.name!r} has no key {ref.key!r} with {what}")
+        return value
 
-    async def _client(self, namespace: str, spec: VoiceAgentSpec) -> aioredis.Redis:
-        url = await self._url(namespace, spec)
-        client = self._clients.get(url)
+    async def _connection(self, namespace: str, spec: VoiceAgentSpec) -> RedisConnection:
+        """The pods' view of their Redis (agent_pod.settings), from the spec and its Secrets."""
+        redis = spec.redis
+        options: dict[str, Any] = {"cluster": redis.cluster}
+        if redis.sentinel is not None:
+            options["sentinels"] = tuple(redis.sentinel.addresses)
+            options["sentinel_master"] = redis.sentinel.master_name
+            if redis.sentinel.password_secret_ref is not None:
+                ref = redis.sentinel.password_secret_ref
+                options["sentinel_password"] = await self._secret(namespace, ref, "a sentinel password")
+        elif redis.secret_ref is not None:
+            options["url"] = await self._secret(namespace, redis.secret_ref, "a Redis URL")
+        else:
+            options["url"] = redis.url or self.default_url
+        if redis.password_secret_ref is not None:
+            options["password"] = await self._secret(namespace, redis.password_secret_ref, "a Redis password")
+        if redis.tls is not None:
+            options["tls"] = True
+            options["tls_ca_data"] = await self._secret(namespace, redis.tls.ca_secret_ref, "a CA bundle")
+            if redis.tls.client_cert_secret_name:
+                options.update(await self._client_cert(namespace, redis.tls.client_cert_secret_name))
+        return RedisConnection(**options)
+
+    async def _client_cert(self, namespace: str, secret: str) -> dict[str, str]:
+        """The client certificate as files (redis-py loads certificates from files only)."""
+        if self._cert_dir is None:
+            self._cert_dir = Path(tempfile.mkdtemp(prefix="vf-redis-client-"))
+        files: dict[str, str] = {}
+        for key, option in (("tls.crt", "tls_cert_file"), ("tls.key", "tls_key_file")):
+            value = await self._secret(namespace, SecretKeyRef(name=secret, key=key), "a client certificate")
+            path = self._cert_dir / f"{namespace}.{secret}.{key}"
+            path.write_text(value)
+            path.chmod(0o600)
+            files[option] = str(path)
+        return files
+
+    async def _client(self, namespace: str, spec: VoiceAgentSpec) -> AnyRedis:
+        connection = await self._connection(namespace, spec)
+        client = self._clients.get(connection)
         if client is None:
-            client = aioredis.Redis.from_url(
-                url, socket_timeout=READ_TIMEOUT, socket_connect_timeout=READ_TIMEOUT, decode_responses=False
+            client = connect(
+                connection,
+                socket_timeout=READ_TIMEOUT,
+                socket_connect_timeout=READ_TIMEOUT,
+                decode_responses=False,
             )
-            self._clients[url] = client
+            self._clients[connection] = client
         return client
 
     async def read(self, namespace: str, name: str, spec: VoiceAgentSpec) -> FleetState:

@@ -15,6 +15,7 @@ from typing import Any
 from agent_pod.config import AgentConfig, SecretKeyRef
 from agent_pod.providers.credentials import DEFAULT_DIR as CREDENTIALS_DIR
 
+from .render_redis import redis_pod_parts
 from .spec import GROUP, KIND, VERSION, VoiceAgentSpec
 
 MANAGED_BY = "voicefleet-operator"
@@ -208,16 +209,8 @@ def _pod_template(
         {"name": "VOICEFLEET_CREDENTIALS_DIR", "value": CREDENTIALS_DIR},
         {"name": "VOICEFLEET_LOG_FORMAT", "value": "json"},
     ]
-    if spec.redis.secret_ref:
-        ref = spec.redis.secret_ref
-        env.append(
-            {
-                "name": "VOICEFLEET_REDIS_URL",
-                "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
-            }
-        )
-    else:
-        env.append({"name": "VOICEFLEET_REDIS_URL", "value": spec.redis.url or default_redis_url})
+    redis = redis_pod_parts(spec.redis, default_redis_url)
+    env += redis.env
 
     resume_ref = spec.resume_key_secret_ref or SecretKeyRef(
         name=resume_key_secret_name(owner.name), key="key"
@@ -236,6 +229,8 @@ def _pod_template(
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "resume-key", "mountPath": RESUME_KEY_DIR, "readOnly": True},
     ]
+    volumes += redis.volumes
+    mounts += redis.mounts
     by_secret: dict[str, list[str]] = {}
     for ref in credential_refs(spec):
         by_secret.setdefault(ref.name, []).append(ref.key)

@@ -1,4 +1,5 @@
-"""A fleet of real `voicefleet pod` processes on 127.0.0.x, one redis-server, and many gRPC callers.
+"""A fleet of real `voicefleet pod` processes on 127.0.0.x, one redis-server (or a Sentinel group), and
+many gRPC callers.
 
 Pods run the zero-latency synthetic pipeline (energy VAD, synthetic STT/TTS, scripted LLM that
 echoes) with WebRTC off. ``ChaosFleet.endpoints`` plays the Kubernetes Service: the gRPC
@@ -24,17 +25,18 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import aiohttp
 import grpc
-from redis.asyncio import Redis
 
 from agent_pod.config import AgentConfig
 from agent_pod.sessions.fleet_state import FleetState, read_fleet
+from agent_pod.sessions.redis_client import AnyRedis, RedisConnection, connect
 from tests.support.net import free_port
 from tests.support.pod import synthetic_config
 from tests.support.redis import RedisServer
+from tests.support.redis_ha import MASTER_NAME, SentinelGroup
 from tests.support.wait import async_wait_for
 from voicefleet.v1 import agent_pb2, agent_pb2_grpc, session_pb2, session_pb2_grpc
 
@@ -44,6 +46,22 @@ READ_TIMEOUT = 30.0  # an answer slower than this is a failure, not load
 # Worth asking again (possibly another pod): a pod that is full, draining or gone; or one whose
 # server stopped under the request (grpc cancels in-flight calls when a drained pod exits).
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+
+
+def redis_env(redis: RedisServer | SentinelGroup) -> dict[str, str]:
+    """How a pod process finds the fleet's Redis."""
+    if isinstance(redis, SentinelGroup):
+        return {
+            "VOICEFLEET_REDIS_SENTINELS": ",".join(redis.addresses),
+            "VOICEFLEET_REDIS_SENTINEL_MASTER": MASTER_NAME,
+        }
+    return {"VOICEFLEET_REDIS_URL": redis.url}
+
+
+def redis_client(redis: RedisServer | SentinelGroup) -> AnyRedis:
+    if isinstance(redis, SentinelGroup):
+        return connect(RedisConnection(sentinels=redis.addresses, sentinel_master=MASTER_NAME))
+    return connect(RedisConnection(url=redis.url))
 
 
 def chaos_config(sessions_per_pod: int = 100, drain_seconds: int = 120) -> AgentConfig:
@@ -81,7 +99,7 @@ class ChaosPod:
             **os.environ,
             "VOICEFLEET_POD_NAME": self.name,
             "VOICEFLEET_REVISION": self.revision,
-            "VOICEFLEET_REDIS_URL": self.fleet.redis.url,
+            **redis_env(self.fleet.redis),
             "VOICEFLEET_RESUME_KEY_FILE": str(self.fleet.key_file),
             "VOICEFLEET_ADVERTISE_HOST": self.host,
             "VOICEFLEET_LOG_FORMAT": "json",
@@ -127,10 +145,13 @@ class ChaosPod:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-class ChaosFleet:
-    def __init__(self, workdir: Path, redis: RedisServer, config: AgentConfig) -> None:
+R = TypeVar("R", RedisServer, SentinelGroup)
+
+
+class ChaosFleet(Generic[R]):
+    def __init__(self, workdir: Path, redis: R, config: AgentConfig) -> None:
         self.workdir = workdir
-        self.redis = redis
+        self.redis: R = redis
         self.config = config
         self.config_path = workdir / "agent.json"
         self.config_path.write_text(config.model_dump_json(by_alias=True))
@@ -163,7 +184,7 @@ class ChaosFleet:
         await pod.wait_exit(10)
 
     async def state(self) -> FleetState:
-        redis = Redis.from_url(self.redis.url, socket_timeout=2)
+        redis = redis_client(self.redis)
         try:
             return await read_fleet(redis, self.config.namespace, self.config.agent)
         finally:

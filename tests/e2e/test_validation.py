@@ -13,6 +13,7 @@ pytestmark = pytest.mark.e2e
 
 TOOL = {"name": "book", "description": "Book a slot.", "endpoint": {"url": "http://booking:8080/book"}}
 
+SENTINEL = {"masterName": "voice", "addresses": ["sentinel:26379"]}
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("min above max", {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "spec.autoscaling"),
     ("unknown STT provider", {"pipeline": {"stt": {"provider": "whisper"}}}, "spec.pipeline.stt.provider"),
@@ -63,6 +64,27 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.pipeline.compliance.divergenceThreshold",
     ),
     ("redis URL with password", {"redis": {"url": "redis://:hunter2@redis:6379/0"}}, "spec.redis.url"),
+    (
+        "redis sentinel with a url",
+        {"redis": {"url": "redis://r:6379", "sentinel": SENTINEL}},
+        "spec.redis.sentinel",
+    ),
+    (
+        "redis cluster behind sentinel",
+        {"redis": {"cluster": True, "sentinel": SENTINEL}},
+        "spec.redis.cluster",
+    ),
+    ("redis cluster without a seed node", {"redis": {"cluster": True}}, "spec.redis.cluster"),
+    (
+        "redis TLS on a plain url",
+        {"redis": {"url": "redis://r:6379", "tls": {"caSecretRef": {"name": "ca", "key": "ca.crt"}}}},
+        "spec.redis.tls",
+    ),
+    (
+        "sentinel address without a port",
+        {"redis": {"sentinel": {"masterName": "m", "addresses": ["sentinel"]}}},
+        "spec.redis.sentinel.addresses[0]",
+    ),
     (
         "opus complexity above 10",
         {"transport": {"webrtc": {"opusComplexity": 11}}},
@@ -117,3 +139,12 @@ def test_explain_documents_fields(kwok_cluster: Cluster) -> None:
     assert "interrupt" in out
     out = kwok_cluster.kubectl("explain", "voiceagent.spec.autoscaling.bufferSessions").stdout
     assert "Free session slots" in out
+
+
+def test_redis_sentinel_over_tls_is_accepted(kwok_cluster: Cluster) -> None:
+    tls = {"caSecretRef": {"name": "redis-ca", "key": "ca.crt"}, "clientCertSecretName": "redis-client"}
+    redis = {"sentinel": {**SENTINEL, "passwordSecretRef": {"name": "auth", "key": "pw"}}, "tls": tls}
+    body = {"apiVersion": "voicefleet.io/v1alpha1", "kind": "VoiceAgent", "metadata": {"name": "ha"}}
+    body["spec"] = {"redis": redis}
+    out = kwok_cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", stdin=json.dumps(body))
+    assert json.loads(out.stdout)["spec"]["redis"]["sentinel"]["masterName"] == "voice"

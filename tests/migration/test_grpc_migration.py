@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from agent_pod.client.grpc_client import GrpcCaller
-from agent_pod.sessions.factory import connect_redis
 from agent_pod.sessions.keys import AgentKeys
 from agent_pod.sessions.records import PinRecord
+from agent_pod.sessions.redis_client import connect_redis
 from tests.support.migration import Fleet, answers, events
 
 

@@ -13,9 +13,9 @@ from prometheus_client import REGISTRY
 
 from agent_pod.client.caller_audio import frames
 from agent_pod.client.grpc_client import GrpcCaller
-from agent_pod.sessions.factory import connect_redis
 from agent_pod.sessions.keys import AgentKeys
 from agent_pod.sessions.records import PinRecord
+from agent_pod.sessions.redis_client import connect_redis
 from tests.support.migration import Fleet, answers, events, user_turns
 from tests.support.pod import tone
 from tests.support.redis import RedisServer

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+from agent_pod.settings import PodSettings
 from voicefleet_operator.render import Owner, credential_refs, render
 from voicefleet_operator.spec import VoiceAgentSpec
 
@@ -101,3 +102,54 @@ def test_redis_url_from_secret_or_spec_or_default() -> None:
     assert redis_env(spec(redis={"url": "redis://other:6379/2"}))["value"] == "redis://other:6379/2"
     ref = redis_env(spec(redis={"secretRef": {"name": "r", "key": "url"}}))["valueFrom"]["secretKeyRef"]
     assert ref == {"name": "r", "key": "url"}
+
+
+def test_sentinel_over_tls_renders_what_the_pod_reads(monkeypatch) -> None:
+    s = spec(
+        redis={
+            "sentinel": {
+                "masterName": "voice",
+                "addresses": ["s-0.sentinel:26379", "s-1.sentinel:26379"],
+                "passwordSecretRef": {"name": "redis-auth", "key": "sentinel"},
+            },
+            "passwordSecretRef": {"name": "redis-auth", "key": "redis"},
+            "tls": {
+                "caSecretRef": {"name": "redis-ca", "key": "ca.pem"},
+                "clientCertSecretName": "redis-client",
+            },
+        }
+    )
+    pod = render(OWNER, s, "p", 1, REDIS).deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert "VOICEFLEET_REDIS_URL" not in env
+    assert env["VOICEFLEET_REDIS_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "redis-auth",
+        "key": "sentinel",
+    }
+    volumes = {v["name"]: v["secret"] for v in pod["volumes"] if v["name"].startswith("redis-tls")}
+    assert volumes["redis-tls-ca"] == {
+        "secretName": "redis-ca",
+        "items": [{"key": "ca.pem", "path": "ca.crt"}],
+    }
+    assert volumes["redis-tls-client"]["secretName"] == "redis-client"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    # the pod's settings read the rendered environment (Secrets resolved by the kubelet)
+    for name, e in env.items():
+        if name.startswith("VOICEFLEET_REDIS"):
+            monkeypatch.setenv(name, e.get("value", f"secret-of-{name}"))
+    connection = PodSettings().redis_connection
+    assert connection is not None
+    assert connection.sentinels == ("s-0.sentinel:26379", "s-1.sentinel:26379")
+    assert connection.sentinel_master == "voice" and connection.uses_tls
+    assert connection.sentinel_password == "secret-of-VOICEFLEET_REDIS_SENTINEL_PASSWORD"
+    assert connection.tls_ca_file == f"{mounts['redis-tls-ca']}/ca.crt"
+    assert connection.tls_cert_file == f"{mounts['redis-tls-client']}/tls.crt"
+
+
+def test_cluster_renders_its_seed_node() -> None:
+    s = spec(redis={"url": "rediss://redis-cluster:6379", "cluster": True})
+    env = render(OWNER, s, "p", 1, REDIS).deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    values = {e["name"]: e.get("value") for e in env}
+    assert values["VOICEFLEET_REDIS_URL"] == "rediss://redis-cluster:6379"
+    assert values["VOICEFLEET_REDIS_CLUSTER"] == "true"

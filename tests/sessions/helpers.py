@@ -6,12 +6,10 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
-
 from agent_pod.conversation import ChatMessage, Conversation
 from agent_pod.sessions.directory import PodIdentity
-from agent_pod.sessions.factory import connect_redis
 from agent_pod.sessions.keys import AgentKeys
+from agent_pod.sessions.redis_client import AnyRedis, RedisConnection, connect
 from agent_pod.sessions.redis_directory import DirectoryTuning, RedisDirectory
 from agent_pod.sessions.tokens import ResumeTokens
 
@@ -42,6 +40,11 @@ class Fleet:
     pods: dict[str, RedisDirectory] = field(default_factory=dict)
     # Each pod's stand-in gRPC port: a real listener, so resume's reachability probe sees it.
     listeners: dict[str, asyncio.Server] = field(default_factory=dict)
+    # How the pods reach Redis when it is not one plain server at ``url`` (Sentinel, Cluster, TLS).
+    connection: RedisConnection | None = None
+
+    def connect(self) -> AnyRedis:
+        return connect(self.connection or RedisConnection(url=self.url))
 
     async def add(
         self, name: str, capacity: int = 50, tuning: DirectoryTuning = FAST, revision: str = "rev-1"
@@ -56,14 +59,14 @@ class Fleet:
             revision=revision,
         )
         directory = RedisDirectory(
-            connect_redis(self.url), self.keys, identity, capacity, tokens(), prompt_id=PROMPT, tuning=tuning
+            self.connect(), self.keys, identity, capacity, tokens(), prompt_id=PROMPT, tuning=tuning
         )
         await directory.start()
         self.pods[name] = directory
         return directory
 
-    def client(self) -> Redis:
-        return Redis.from_url(self.url, decode_responses=True)
+    def client(self) -> AnyRedis:
+        return self.connect()
 
     async def crash(self, name: str) -> None:
         """The pod dies without a word (SIGKILL): no deregistration, its port closes."""

@@ -10,6 +10,7 @@ import pytest
 from agent_pod.config import AgentConfig, SessionSpec
 from agent_pod.sessions.directory import AdmissionError, LocalDirectory, PodIdentity
 from agent_pod.sessions.factory import build_directory
+from agent_pod.sessions.redis_client import RedisConnection
 from agent_pod.sessions.redis_directory import RedisDirectory
 from tests.support.redis import RedisServer
 
@@ -22,6 +23,10 @@ class Settings:
     revision: str = "rev-9"
     redis_url: str | None = None
     resume_key_file: Path | None = None
+
+    @property
+    def redis_connection(self) -> RedisConnection | None:
+        return RedisConnection(url=self.redis_url) if self.redis_url else None
 
 
 async def test_local_directory_creates_admits_and_resumes_with_tokens() -> None:

@@ -1,17 +1,19 @@
-"""The Redis side of live call migration on a real Redis: where a call may move, the one-time token,
-and taking a call back."""
+"""The Redis side of live call migration on a real Redis (one server, and a Redis Cluster): where a call
+may move, the one-time token, and taking a call back."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from agent_pod.sessions.directory import AdmissionError, MigrationRefused, MigrationTicket
 from agent_pod.sessions.records import Handoff, HeldInput, PinRecord
+from agent_pod.sessions.redis_client import RedisConnection
 from agent_pod.sessions.redis_directory import RedisDirectory
 from tests.support.redis import RedisServer
+from tests.support.redis_ha import RedisClusterNodes
 
 from .helpers import PROMPT, Fleet, conversation
 
@@ -39,9 +41,24 @@ async def pin(fleet: Fleet, session_id: str) -> PinRecord:
         await redis.aclose()
 
 
-@pytest.fixture
-async def fleet(redis_server: RedisServer) -> AsyncIterator[Fleet]:
-    fleet = Fleet(redis_server.url)
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    cluster = RedisClusterNodes(masters=3)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
+@pytest.fixture(params=["server", "cluster"])
+async def fleet(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[Fleet]:
+    """Every move on one redis-server and on a Redis Cluster (the scripts' keys all declared)."""
+    if request.param == "server":
+        fleet = Fleet(redis_server.url)
+    else:
+        cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        fleet = Fleet(cluster.url, connection=RedisConnection(url=cluster.url, cluster=True))
     yield fleet
     await fleet.close()
 

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from agent_pod.sessions import scripts as scripts_module
 from agent_pod.sessions.directory import AdmissionError
 from agent_pod.sessions.fleet_state import read_fleet
 from agent_pod.sessions.placement import PodLoad, place, ring_order
 from agent_pod.sessions.records import PodRecord, PodState
+from agent_pod.sessions.script_keys import place_keys
 from agent_pod.sessions.scripts import Scripts
 from tests.support.redis import RedisServer
 
@@ -52,18 +54,9 @@ async def test_lua_placement_matches_the_pure_function(redis_server: RedisServer
                 pods.append(PodLoad(record.name, load, record.capacity, state == "ready" and fresh))
             sid = uuid.uuid4().hex
             expected = place(sid, pods, 0.25)
-            args = [
-                keys.prefix,
-                sid,
-                "0.25",
-                10_000,
-                30_000,
-                60_000,
-                "th",
-                "",
-                *ring_order(sid, [p.name for p in pods]),
-            ]
-            result = await scripts.place(keys=[keys.pin(sid)], args=args)
+            order = ring_order(sid, [p.name for p in pods])
+            args = [sid, "0.25", 10_000, 30_000, 60_000, "th", "", *order]
+            result = await scripts.place(keys=place_keys(keys, sid, "", order), args=args)
             got = result[1] if result[0] == "placed" else None
             assert got == expected, (pods, result)
     finally:
@@ -151,5 +144,36 @@ async def test_no_ready_pod_refuses_with_retry_after(redis_server: RedisServer) 
         with pytest.raises(AdmissionError) as refused:
             await fleet.pods["only"].create({})
         assert refused.value.code == "unavailable" and refused.value.retry_after_seconds
+    finally:
+        await fleet.close()
+
+
+def test_no_script_builds_a_key_itself() -> None:
+    """A Redis Cluster routes a script by its KEYS: every key must come from there, never from Lua."""
+    for name in (
+        "PLACE",
+        "CLAIM",
+        "SNAPSHOTS",
+        "POD_AND_TIME",
+        "RELEASE",
+        "MIGRATE",
+        "ABORT_MIGRATION",
+        "HEARTBEAT",
+        "MARK_LOST",
+    ):
+        source = getattr(scripts_module, name)
+        assert "..'" not in source.replace(" ", ""), name  # no string concatenation into a key name
+        assert "prefix" not in source, name
+
+
+async def test_a_pod_registered_after_the_callers_list_is_still_placed_on(redis_server: RedisServer) -> None:
+    fleet = Fleet(redis_server.url)
+    try:
+        a = await fleet.add("pod-a", capacity=1)
+        await a.create({})  # pod-a is full now
+        await fleet.add("pod-b", capacity=5)
+        a.registry.pod_names = ["pod-a"]  # pod-a's list predates pod-b
+        grant = await a.create({})
+        assert grant.pod == "pod-b"
     finally:
         await fleet.close()

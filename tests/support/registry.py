@@ -18,8 +18,8 @@ from agent_pod.sessions.records import PodRecord
 class Heartbeats:
     """Plays the agent pods' registry heartbeats: pod name -> live sessions."""
 
-    def __init__(self, url: str, namespace: str, agent: str, capacity: int) -> None:
-        self.redis = redis.Redis.from_url(url)
+    def __init__(self, url: str, namespace: str, agent: str, capacity: int, **options: Any) -> None:
+        self.redis = redis.Redis.from_url(url, **options)  # options: e.g. ssl_ca_certs for TLS
         self.keys = AgentKeys(namespace, agent)
         self.capacity = capacity
         self.sessions: dict[str, int] = {}
