@@ -18,17 +18,13 @@ from .directory import PodIdentity
 from .local_state import LocalSessions, resolve
 from .placement import is_fresh
 from .records import PodRecord, decode_mapping
+from .redis_client import split_host_port
 from .script_keys import heartbeat_keys
 from .snapshots import SnapshotWriter
 from .store import Store, StoreBusy, StoreDown, text
 from .tuning import ms
 
 log = logging.getLogger("voicefleet.sessions")
-
-
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 class PodRegistry:
@@ -194,7 +190,7 @@ class PodRegistry:
 
     async def _reachable(self, address: str) -> bool:
         try:
-            host, port = split_address(address)
+            host, port = split_host_port(address)
         except ValueError:
             return False
         connect = asyncio.ensure_future(asyncio.open_connection(host, port))

@@ -13,6 +13,7 @@ import dataclasses
 import uuid
 from pathlib import Path
 
+import grpc
 import pytest
 from aiohttp import ClientSession, TCPConnector
 from redis.asyncio import Redis
@@ -27,6 +28,7 @@ from agent_pod.sessions.store import Store, StoreBusy
 from agent_pod.settings import PodSettings
 from tests.support.pod import pod_ports, synthetic_config
 from tests.support.redis import RedisServer
+from voicefleet.v1 import session_pb2, session_pb2_grpc
 
 from .helpers import FAST, PROMPT, Fleet
 
@@ -38,13 +40,40 @@ def _redis_errors() -> float:
     return session_metrics.REDIS_ERRORS._value.get()
 
 
-async def _create(http: ClientSession, url: str) -> tuple[int, dict[str, str], str | None]:
+Answer = tuple[dict[str, str] | None, str | None]  # (grant, or None when refused; Retry-After)
+
+
+async def _create_http(http: ClientSession, url: str) -> Answer:
     async with http.post(f"{url}/v1/sessions", json={}) as r:
-        return r.status, await r.json(), r.headers.get("Retry-After")
+        body = await r.json()
+        if r.status == 201:
+            return body, None
+        assert r.status == 503, body
+        return None, r.headers.get("Retry-After")
 
 
+async def _create_grpc(stub: session_pb2_grpc.SessionServiceStub) -> Answer:
+    try:
+        grant = await stub.CreateSession(session_pb2.CreateSessionRequest(), timeout=30)
+    except grpc.aio.AioRpcError as exc:
+        assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+        return None, dict(exc.trailing_metadata() or ()).get("retry-after")
+    return {"sessionId": grant.session_id, "resumeToken": grant.resume_token}, None
+
+
+async def _burst(pod: Pod, api: str) -> list[Answer]:
+    """``BURST`` creates at once, over HTTP or gRPC SessionService."""
+    if api == "http":
+        async with ClientSession(connector=TCPConnector(limit=0)) as http:  # no client-side queue
+            return await asyncio.gather(*(_create_http(http, pod.http_url) for _ in range(BURST)))
+    async with grpc.aio.insecure_channel(pod.grpc_address) as channel:
+        stub = session_pb2_grpc.SessionServiceStub(channel)
+        return await asyncio.gather(*(_create_grpc(stub) for _ in range(BURST)))
+
+
+@pytest.mark.parametrize("api", ["http", "grpc"])
 async def test_a_burst_of_creates_books_exactly_the_pods_slots(
-    redis_server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path, api: str
 ) -> None:
     key_file = tmp_path / "resume.key"
     key_file.write_bytes(b"burst-test-key-0123456789abcdef!")
@@ -64,13 +93,11 @@ async def test_a_burst_of_creates_books_exactly_the_pods_slots(
         directory = pod.directory
         assert isinstance(directory, RedisDirectory)
         errors_before = _redis_errors()
-        async with ClientSession(connector=TCPConnector(limit=0)) as http:  # all at once
-            answers = await asyncio.gather(*(_create(http, pod.http_url) for _ in range(BURST)))
-        grants = [body for status, body, _ in answers if status == 201]
-        refused = [(body, retry) for status, body, retry in answers if status != 201]
-        assert len(grants) == CAPACITY
-        assert all(status in (201, 503) for status, _, _ in answers)
-        assert all(retry is not None and int(retry) >= 1 for _, retry in refused)
+        answers = await _burst(pod, api)
+        grants = [grant for grant, _ in answers if grant is not None]
+        refused = [retry for grant, retry in answers if grant is None]
+        assert len(grants) == CAPACITY and len(refused) == BURST - CAPACITY
+        assert all(retry is not None and int(retry) >= 1 for retry in refused)
         assert _redis_errors() == errors_before  # back-pressure is not an outage
         assert directory.store_healthy
 

@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from agent_pod.conversation import Conversation
-from agent_pod.sessions.redis_client import RedisConnection
+from agent_pod.sessions.redis_client import POOL_CONNECTIONS, QueuedSentinelPool, RedisConnection
 from tests.support.redis import RedisServer
 from tests.support.redis_ha import MASTER_NAME, RedisClusterNodes, SentinelGroup
 from tests.support.tls import TLSFiles, make_tls
@@ -55,6 +56,10 @@ async def test_directory_behind_sentinel(sentinel_group: SentinelGroup) -> None:
     fleet = Fleet("", connection=sentinel_connection(sentinel_group))
     try:
         await place_admit_snapshot_resume(fleet)
+        client = next(iter(fleet.pods.values())).redis
+        assert isinstance(client, Redis)  # a Sentinel-managed master, queueing for its connections
+        pool = client.connection_pool
+        assert isinstance(pool, QueuedSentinelPool) and pool.max_connections == POOL_CONNECTIONS
     finally:
         await fleet.close()
 
