@@ -254,7 +254,8 @@ async def test_every_dashboard_query_returns_data(stack: Stack) -> None:
         metric = re.fullmatch(r"label_values\((\w+), namespace\)", variable["query"])
         assert metric is not None
         values = await prometheus.api("label/namespace/values", **{"match[]": metric.group(1)})
-        assert values == [stack.namespace]
+        # (The shared test cluster may hold other tests' VoiceAgents: their namespaces may show too.)
+        assert stack.namespace in values and RELEASE_NAMESPACE not in values, values
 
         # The chart's rules ran against these series without errors; a leading operator is not down.
         groups = (await prometheus.api("rules", type="alert"))["groups"]
