@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from agent_pod.conversation import Conversation
-from agent_pod.sessions.redis_client import POOL_CONNECTIONS, QueuedSentinelPool, RedisConnection
+from agent_pod.sessions.redis_client import POOL_CONNECTIONS, QueuedSentinelPool, RedisConnection, connect
 from tests.support.redis import RedisServer
 from tests.support.redis_ha import MASTER_NAME, RedisClusterNodes, SentinelGroup
 from tests.support.tls import TLSFiles, make_tls
@@ -230,7 +230,9 @@ async def test_a_cluster_failover_keeps_the_session_and_placement_comes_back() -
             await async_wait_for(
                 lambda: _flushed(fleet, grant.pod), timeout=20, what="queued snapshot written"
             )
-            redis = fleet.client()
+            # A fresh client needs a living seed node (the first one may be the one killed).
+            seed = next(n for n in cluster.nodes if n.process is not None and n.process.poll() is None)
+            redis = connect(RedisConnection(url=seed.url, cluster=True))
             try:
                 assert await redis.hget(fleet.keys.pin(grant.session_id), "pod") == grant.pod
                 stored = await redis.get(fleet.keys.snapshot(grant.session_id))
