@@ -18,6 +18,7 @@ derived from the fleet's resume-token key (``ResumeTokens.derive_key``), so ever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -208,7 +209,7 @@ class Authenticator:
         except jwt.PyJWTError as exc:
             raise refuse("malformed", f"JWT is malformed: {exc}") from None
         if header.get("kid") == "voicefleet-browser":
-            claims = self._decode(token, self._browser_key, [BROWSER_ALGORITHM], self.issuer, self.issuer)
+            claims = self._decode(token, [self._browser_key], [BROWSER_ALGORITHM], self.issuer, self.issuer)
             kind: Literal["jwt", "browser_key"] = "browser_key"
             tenant_claim = "tenant"
         else:
@@ -233,32 +234,27 @@ class Authenticator:
             except jwt.PyJWKClientError as exc:
                 if not keys:
                     raise refuse("invalid", f"JWT signing key not found: {exc}") from None
-        last: AdmissionError | None = None
-        for key in keys:
-            try:
-                return self._decode(token, key, list(spec.algorithms), spec.issuer, spec.audience)
-            except AdmissionError as exc:
-                last = exc
-                if exc.message != "JWT signature is invalid":
-                    raise
-        raise last or refuse("invalid", "no key to verify JWTs")
+        if not keys:
+            raise refuse("invalid", "no key to verify JWTs")
+        return self._decode(token, keys, list(spec.algorithms), spec.issuer, spec.audience)
 
     @staticmethod
     def _decode(
-        token: str, key: Any, algorithms: list[str], issuer: str | None, audience: str | None
+        token: str, keys: list[Any], algorithms: list[str], issuer: str | None, audience: str | None
     ) -> dict[str, Any]:
+        """The claims of ``token`` signed with one of ``keys`` (tried in order); one refusal otherwise."""
         options: Any = {"require": ["exp"], "verify_aud": audience is not None}
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token, key, algorithms=algorithms, issuer=issuer, audience=audience, options=options, leeway=5
-            )
+            for key in keys[:-1]:
+                with contextlib.suppress(jwt.InvalidSignatureError):
+                    return _claims(token, key, algorithms, issuer, audience, options)
+            return _claims(token, keys[-1], algorithms, issuer, audience, options)
         except jwt.ExpiredSignatureError:
             raise refuse("expired", "JWT has expired") from None
         except jwt.InvalidSignatureError:
             raise refuse("invalid", "JWT signature is invalid") from None
         except jwt.PyJWTError as exc:
             raise refuse("invalid", f"JWT is not valid here: {exc}") from None
-        return claims
 
     def mint_browser_key(self, principal: Principal, ttl_seconds: float | None = None) -> tuple[str, int]:
         """A short-lived key for a web page: the caller's tenant, create/resume scopes only."""
@@ -278,6 +274,15 @@ class Authenticator:
             claims, self._browser_key, algorithm=BROWSER_ALGORITHM, headers={"kid": "voicefleet-browser"}
         )
         return token, expires
+
+
+def _claims(
+    token: str, key: Any, algorithms: list[str], issuer: str | None, audience: str | None, options: Any
+) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(
+        token, key, algorithms=algorithms, issuer=issuer, audience=audience, options=options, leeway=5
+    )
+    return claims
 
 
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:
