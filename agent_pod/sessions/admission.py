@@ -117,7 +117,7 @@ class StreamAdmission:
                 grpc_address=address,
             )
         if status == "full":
-            retry = full_retry_after(self.local.next_free_seconds())
+            retry = full_retry_after(o.until for o in self.local.owned.values())
             raise AdmissionError("unavailable", f"pod is at capacity ({self.capacity} sessions)", retry)
         previous_state, raw_snapshot = text(result[2]), text(result[3])
         moved_from, th, frozen_ms = text(result[4]), text(result[5]), int(text(result[6]) or 0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,11 +53,13 @@ def detached_hold_seconds(conversation: Conversation | None, resume_window_secon
     return min(resume_window_seconds, UNUSED_HOLD_SECONDS)
 
 
-def full_retry_after(next_free_seconds: float | None) -> float:
-    """Retry-After for a full pod: when its first held (not live) slot runs out, if any does soon."""
-    if next_free_seconds is None:
+def full_retry_after(holds: Iterable[float | None]) -> float:
+    """Retry-After for a full pod: when its first held (not live) slot runs out, if any does soon.
+    ``holds``: the monotonic deadline of each session's hold (None: a live call, held until it ends)."""
+    deadlines = [until for until in holds if until is not None]
+    if not deadlines:
         return FULL_RETRY_SECONDS
-    return min(max(1.0, next_free_seconds), 30.0)
+    return min(max(1.0, min(deadlines) - time.monotonic()), 30.0)
 
 
 class AdmissionError(Exception):
@@ -282,16 +285,12 @@ class LocalDirectory:
         for sid in [sid for sid, s in self._sessions.items() if s.until is not None and s.until < now]:
             del self._sessions[sid]
 
-    def _next_free_seconds(self) -> float | None:
-        held = [s.until for s in self._sessions.values() if s.until is not None]
-        return min(held) - time.monotonic() if held else None
-
     def _new_session(self, live: bool, session_id: str | None = None) -> tuple[str, _LocalSession]:
         self._expire_detached()
         if self.draining:
             raise AdmissionError("unavailable", "pod is draining; start the session on another pod", 1.0)
         if self.capacity is not None and len(self._sessions) >= self.capacity:
-            retry = full_retry_after(self._next_free_seconds())
+            retry = full_retry_after(s.until for s in self._sessions.values())
             raise AdmissionError("unavailable", f"pod is at capacity ({self.capacity} sessions)", retry)
         session_id = session_id or new_session_id()
         issued = self.tokens.issue(session_id)

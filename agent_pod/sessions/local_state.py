@@ -93,11 +93,6 @@ class LocalSessions:
         self.dirty.pop(session_id, None)
         return self.owned.pop(session_id, None)
 
-    def next_free_seconds(self) -> float | None:
-        """When the first reserved or detached session's hold runs out (None: none is held)."""
-        held = [o.until for o in self.owned.values() if o.until is not None]
-        return min(held) - time.monotonic() if held else None
-
     def has_room(self, capacity: int) -> bool:
         """Room for one more session, counting the slots reserved in Redis as taken."""
         now = time.monotonic()

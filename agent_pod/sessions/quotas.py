@@ -17,7 +17,6 @@ import asyncio
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..config import ANONYMOUS_TENANT, AuthSpec, TenantQuota
@@ -99,10 +98,9 @@ class QuotaStore(Protocol):
     async def aclose(self) -> None: ...
 
 
-def refusal(spec: AuthSpec, tenant: str, limit: str, wait_ms: float) -> AdmissionError:
+def refusal(spec: AuthSpec, tenant: str, quota: TenantQuota, limit: str, wait_ms: float) -> AdmissionError:
     label = tenant if tenant in spec.tenant_quotas or tenant == ANONYMOUS_TENANT else "other"
     session_metrics.QUOTA_REFUSALS.labels(label, limit).inc()
-    quota = spec.quota(tenant) or TenantQuota()
     if limit == "concurrency":
         message = f"tenant {tenant} holds its {quota.max_concurrent_sessions} concurrent sessions"
     else:
@@ -110,27 +108,12 @@ def refusal(spec: AuthSpec, tenant: str, limit: str, wait_ms: float) -> Admissio
     return AdmissionError("resource_exhausted", message, retry_after_seconds=max(1.0, wait_ms / 1000))
 
 
-@dataclass
-class _Held:
-    tenant: str
-    renew: bool = False  # a live call on this pod: its lease is renewed
-
-
-@dataclass
-class _Tracked:
-    """Sessions of this pod counted against a tenant."""
-
-    held: dict[str, _Held] = field(default_factory=dict)
-
-    def live(self, session_id: str, tenant: str) -> None:
-        self.held[session_id] = _Held(tenant, renew=True)
-
-    def by_tenant(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for sid, held in self.held.items():
-            if held.renew:
-                out.setdefault(held.tenant, []).append(sid)
-        return out
+def by_tenant(live: dict[str, str]) -> dict[str, list[str]]:
+    """This pod's live sessions (session -> tenant) grouped by tenant."""
+    out: dict[str, list[str]] = {}
+    for session_id, tenant in live.items():
+        out.setdefault(tenant, []).append(session_id)
+    return out
 
 
 class RedisQuotas:
@@ -143,7 +126,7 @@ class RedisQuotas:
         self.owner_ttl_ms = int(owner_ttl_seconds * 1000)
         self._acquire: Any = redis_client.register_script(ACQUIRE)
         self._renew: Any = redis_client.register_script(RENEW)
-        self._tracked = _Tracked()
+        self._live: dict[str, str] = {}  # sessions live on this pod -> tenant (their leases are renewed)
         self._task: asyncio.Task[None] | None = None
 
     async def acquire(self, tenant: str, session_id: str, new: bool, live: bool) -> None:
@@ -172,14 +155,13 @@ class RedisQuotas:
             log.warning("quota store unreachable; admitting without the tenant quota: %s", exc)
             return
         if verdict != "ok":
-            raise refusal(self.spec, tenant, str(verdict), float(wait_ms))
+            raise refusal(self.spec, tenant, quota, str(verdict), float(wait_ms))
         if live:
-            self._tracked.live(session_id, tenant)
+            self._live[session_id] = tenant
 
     async def tenant_of(self, session_id: str) -> str | None:
-        held = self._tracked.held.get(session_id)
-        if held:
-            return held.tenant
+        if session_id in self._live:
+            return self._live[session_id]
         try:
             tenant = await self.redis.get(self.keys.session_tenant(session_id))
         except STORE_DOWN:
@@ -188,8 +170,7 @@ class RedisQuotas:
         return str(tenant) if tenant else None
 
     async def release(self, session_id: str, tenant: str | None = None) -> None:
-        held = self._tracked.held.pop(session_id, None)
-        tenant = held.tenant if held else tenant
+        tenant = self._live.pop(session_id, tenant)
         if tenant is None:
             return
         try:
@@ -199,12 +180,12 @@ class RedisQuotas:
 
     def forget(self, session_id: str) -> None:
         """Stop renewing a lease without giving it back (the call may be resumed or moved on)."""
-        self._tracked.held.pop(session_id, None)
+        self._live.pop(session_id, None)
 
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(RENEW_SECONDS)
-            for tenant, sessions in self._tracked.by_tenant().items():
+            for tenant, sessions in by_tenant(self._live).items():
                 try:
                     await self._renew(
                         keys=[self.keys.tenant_leases(tenant)], args=[int(LEASE_SECONDS * 1000), *sessions]
@@ -226,7 +207,7 @@ class LocalQuotas:
 
     def __init__(self, spec: AuthSpec) -> None:
         self.spec = spec
-        self._tracked = _Tracked()
+        self._live: dict[str, str] = {}  # sessions live on this pod -> tenant (their leases are renewed)
         self._leases: dict[str, dict[str, float]] = {}  # tenant -> session -> lease deadline (monotonic)
         self._buckets: dict[str, tuple[float, float]] = {}  # tenant -> (tokens, at)
         self._tenants: dict[str, str] = {}
@@ -237,37 +218,36 @@ class LocalQuotas:
         if quota is None:
             return
         leases = self._leases.setdefault(tenant, {})
-        for sid in [s for s, deadline in leases.items() if deadline <= now and s not in self._tracked.held]:
+        for sid in [s for s, deadline in leases.items() if deadline <= now and s not in self._live]:
             del leases[sid]
         if session_id not in leases:
             if len(leases) >= quota.max_concurrent_sessions:
                 wait = min(leases.values()) - now if leases else 1.0
-                raise refusal(self.spec, tenant, "concurrency", wait * 1000)
+                raise refusal(self.spec, tenant, quota, "concurrency", wait * 1000)
             if new:
                 rate = quota.sessions_per_minute / 60.0
                 tokens, at = self._buckets.get(tenant, (float(quota.burst), now))
                 tokens = min(float(quota.burst), tokens + (now - at) * rate)
                 if tokens < 1:
-                    raise refusal(self.spec, tenant, "rate", math.ceil((1 - tokens) / rate * 1000))
+                    raise refusal(self.spec, tenant, quota, "rate", math.ceil((1 - tokens) / rate * 1000))
                 self._buckets[tenant] = (tokens - 1, now)
         leases[session_id] = now + LEASE_SECONDS
         self._tenants[session_id] = tenant
         if live:
-            self._tracked.live(session_id, tenant)
+            self._live[session_id] = tenant
 
     async def tenant_of(self, session_id: str) -> str | None:
         return self._tenants.get(session_id)
 
     async def release(self, session_id: str, tenant: str | None = None) -> None:
-        held = self._tracked.held.pop(session_id, None)
-        tenant = held.tenant if held else tenant
+        tenant = self._live.pop(session_id, tenant)
         if tenant is not None:
             self._leases.get(tenant, {}).pop(session_id, None)
 
     def forget(self, session_id: str) -> None:
-        held = self._tracked.held.pop(session_id, None)
-        if held is not None and session_id in self._leases.get(held.tenant, {}):
-            self._leases[held.tenant][session_id] = time.monotonic() + LEASE_SECONDS
+        tenant = self._live.pop(session_id, None)
+        if tenant is not None and session_id in self._leases.get(tenant, {}):
+            self._leases[tenant][session_id] = time.monotonic() + LEASE_SECONDS
 
     async def start(self) -> None:
         return None
