@@ -19,6 +19,7 @@ no room or Redis down (both with ``Retry-After``). gRPC gets the matching status
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -28,7 +29,7 @@ from pydantic import BaseModel, Field, ValidationError
 from voicefleet.v1 import session_pb2, session_pb2_grpc
 
 from ..config import Model
-from ..transports.cors import CorsPolicy
+from ..transports.cors import CorsPolicy, Handler
 from .directory import AdmissionError, Grant, SessionAllocator
 from .gate import SessionGate
 from .refusals import grpc_refusal, http_error, http_refusal
@@ -91,46 +92,48 @@ def grpc_bearer(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     return None
 
 
-def session_routes(directory: SessionAllocator, gate: SessionGate, cors: CorsPolicy) -> list[web.RouteDef]:
-    async def answer(request: web.Request, kind: str) -> web.Response:
+def refusing(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Handler:
+    """``handler`` with its refusals (and any failure) answered as the shared JSON errors."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
         try:
-            credential = _bearer(request)
-            if kind == "resume":
-                body: ResumeBody = await _json_body(request, ResumeBody)
-                token = body.resume_token or request.headers.get("Voicefleet-Resume-Token")
-                if not token and not gate.spec.required:
-                    token, credential = credential, None  # the pre-auth style: the token as Bearer
-                grant = await gate.resume(credential, directory, request.match_info["session_id"], token)
-                return web.json_response(grant.dump(), status=200)
-            if kind == "key":
-                key_body: KeyBody = await _json_body(request, KeyBody)
-                principal = await gate.auth.authenticate(credential, "keys:issue")
-                key, expires = gate.auth.mint_browser_key(principal, key_body.ttl_seconds)
-                minted = BrowserKey(key=key, expires_unix=expires, tenant=principal.tenant)
-                return web.json_response(minted.dump(), status=201)
-            create: CreateBody = await _json_body(request, CreateBody)
-            _check_metadata(create.metadata)
-            grant = await gate.create(credential, directory, create.metadata)
-            return web.json_response(grant.dump(), status=201)
+            return await handler(request)
         except AdmissionError as exc:
             return http_refusal(exc)
         except Exception:
             log.exception("session API failed")
             return http_error("internal", "internal error; the failure was logged")
 
+    return answer
+
+
+def session_routes(directory: SessionAllocator, gate: SessionGate, cors: CorsPolicy) -> list[web.RouteDef]:
     async def create_session(request: web.Request) -> web.Response:
-        return await answer(request, "create")
+        create: CreateBody = await _json_body(request, CreateBody)
+        _check_metadata(create.metadata)
+        grant = await gate.create(_bearer(request), directory, create.metadata)
+        return web.json_response(grant.dump(), status=201)
 
     async def resume_session(request: web.Request) -> web.Response:
-        return await answer(request, "resume")
+        body: ResumeBody = await _json_body(request, ResumeBody)
+        credential = _bearer(request)
+        token = body.resume_token or request.headers.get("Voicefleet-Resume-Token")
+        if not token and not gate.spec.required:
+            token, credential = credential, None  # the pre-auth style: the token as Bearer
+        grant = await gate.resume(credential, directory, request.match_info["session_id"], token)
+        return web.json_response(grant.dump(), status=200)
 
     async def mint_key(request: web.Request) -> web.Response:
-        return await answer(request, "key")
+        body: KeyBody = await _json_body(request, KeyBody)
+        principal = await gate.auth.authenticate(_bearer(request), "keys:issue")
+        key, expires = gate.auth.mint_browser_key(principal, body.ttl_seconds)
+        minted = BrowserKey(key=key, expires_unix=expires, tenant=principal.tenant)
+        return web.json_response(minted.dump(), status=201)
 
     return [
-        *cors.routes("POST", "/v1/sessions", create_session),
-        *cors.routes("POST", "/v1/sessions/{session_id}/resume", resume_session),
-        *cors.routes("POST", "/v1/keys", mint_key),
+        *cors.routes("POST", "/v1/sessions", refusing(create_session)),
+        *cors.routes("POST", "/v1/sessions/{session_id}/resume", refusing(resume_session)),
+        *cors.routes("POST", "/v1/keys", refusing(mint_key)),
     ]
 
 
