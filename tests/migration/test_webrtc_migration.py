@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from aiortc import RTCPeerConnection
 
-from agent_pod.client.webrtc_client import MicrophoneTrack, WebRTCCaller
-from agent_pod.transports.ice import IcePolicy, PortAllocator, confine
+from agent_pod.client.webrtc_client import WebRTCCaller
 from agent_pod.transports.opus import SAMPLE_RATE
 from tests.support.migration import Fleet, answers, events, user_turns
-from tests.support.pod import tone, wait_until
+from tests.support.pod import loopback_offer, tone, wait_until
 
 
 async def test_a_draining_pod_moves_its_webrtc_call_and_the_conversation_goes_on(fleet: Fleet) -> None:
@@ -160,12 +158,7 @@ async def test_signaling_answers_cross_origin_requests(fleet: Fleet) -> None:
             assert response.headers["Access-Control-Allow-Origin"] == "*"
         async with http.options(pod.http_url + "/healthz", headers=origin) as response:
             assert "Access-Control-Allow-Origin" not in response.headers  # only signaling is open
-        pc = RTCPeerConnection()
-        try:
-            pc.addTransceiver(MicrophoneTrack(), direction="sendrecv")
-            confine(pc, IcePolicy(addresses=["127.0.0.1"]), PortAllocator(0, 0))
-            await pc.setLocalDescription(await pc.createOffer())
-            offer = {"sdp": pc.localDescription.sdp, "type": "offer"}
+        async with loopback_offer() as offer:
             async with http.post(pod.http_url + "/v1/webrtc", json=offer, headers=origin) as response:
                 assert response.status == 201
                 assert response.headers["Access-Control-Allow-Origin"] == "*"
@@ -180,5 +173,3 @@ async def test_signaling_answers_cross_origin_requests(fleet: Fleet) -> None:
             async with http.delete(pod.http_url + location, headers=origin) as response:
                 assert response.status == 204
                 assert response.headers["Access-Control-Allow-Origin"] == "*"
-        finally:
-            await pc.close()

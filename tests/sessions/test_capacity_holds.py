@@ -14,18 +14,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiortc import RTCPeerConnection
 from prometheus_client import REGISTRY
 
 from agent_pod.client.grpc_client import GrpcCaller
-from agent_pod.client.webrtc_client import MicrophoneTrack
 from agent_pod.runtime import Pod
 from agent_pod.sessions import directory as directory_module
 from agent_pod.sessions.tuning import DirectoryTuning
 from agent_pod.settings import PodSettings
 from agent_pod.transports import webrtc as webrtc_module
-from agent_pod.transports.ice import IcePolicy, PortAllocator, confine
-from tests.support.pod import pod_ports, synthetic_config
+from tests.support.pod import loopback_offer, pod_ports, synthetic_config
 from tests.support.redis import RedisServer
 from tests.support.wait import async_wait_for
 
@@ -122,21 +119,13 @@ async def test_an_offer_that_never_connects_gives_its_slot_back(small_pod: Pod) 
         return REGISTRY.get_sample_value("voicefleet_transport_sessions_total", labels) or 0.0
 
     before = ended("never_connected")
-    pc = RTCPeerConnection()
-    try:
-        pc.addTransceiver(MicrophoneTrack(), direction="sendrecv")
-        confine(pc, IcePolicy(addresses=["127.0.0.1"]), PortAllocator(0, 0))
-        await pc.setLocalDescription(await pc.createOffer())
-        offer = {"sdp": pc.localDescription.sdp, "type": "offer"}
-        async with aiohttp.ClientSession() as http:
-            async with http.post(small_pod.http_url + "/v1/webrtc", json=offer) as r:
-                assert r.status == 201
-                answer = await r.json()
-            # The caller never applies the answer: no ICE, no DTLS, no media.
-            await async_wait_for(lambda: _no_live(small_pod), timeout=5, what="the unconnected offer to end")
-            assert ended("never_connected") == before + 1
-            resume = f"{small_pod.http_url}/v1/sessions/{answer['session_id']}/resume"
-            async with http.post(resume, json={"resumeToken": answer["resume_token"]}) as r:
-                assert r.status == 404  # not kept for resume: nothing to come back to
-    finally:
-        await pc.close()
+    async with loopback_offer() as offer, aiohttp.ClientSession() as http:
+        async with http.post(small_pod.http_url + "/v1/webrtc", json=offer) as r:
+            assert r.status == 201
+            answer = await r.json()
+        # The caller never applies the answer: no ICE, no DTLS, no media.
+        await async_wait_for(lambda: _no_live(small_pod), timeout=5, what="the unconnected offer to end")
+        assert ended("never_connected") == before + 1
+        resume = f"{small_pod.http_url}/v1/sessions/{answer['session_id']}/resume"
+        async with http.post(resume, json={"resumeToken": answer["resume_token"]}) as r:
+            assert r.status == 404  # not kept for resume: nothing to come back to

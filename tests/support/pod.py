@@ -12,16 +12,20 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
+from aiortc import RTCPeerConnection
 
+from agent_pod.client.webrtc_client import MicrophoneTrack
 from agent_pod.config import AgentConfig
 from agent_pod.runtime import Pod, Ports
 from agent_pod.settings import PodSettings
+from agent_pod.transports.ice import IcePolicy, PortAllocator, confine
 from tests.support.net import free_port, free_range
 from tests.support.wait import async_wait_for
 
@@ -61,6 +65,19 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
             _merge(into[key], value)
         else:
             into[key] = value
+
+
+@asynccontextmanager
+async def loopback_offer() -> AsyncIterator[dict[str, str]]:
+    """A WebRTC offer (JSON body for signaling) from a peer connection on loopback, closed on exit."""
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver(MicrophoneTrack(), direction="sendrecv")
+        confine(pc, IcePolicy(addresses=["127.0.0.1"]), PortAllocator(0, 0))
+        await pc.setLocalDescription(await pc.createOffer())
+        yield {"sdp": pc.localDescription.sdp, "type": "offer"}
+    finally:
+        await pc.close()
 
 
 def pod_ports(udp_size: int = 64) -> Ports:

@@ -6,19 +6,8 @@ from __future__ import annotations
 import socket
 
 import aiohttp
-from aiortc import RTCPeerConnection
 
-from agent_pod.client.webrtc_client import MicrophoneTrack
-from agent_pod.transports.ice import IcePolicy, PortAllocator, confine
-from tests.support.pod import PodFactory, pod_ports, synthetic_config
-
-
-async def offer_sdp() -> tuple[RTCPeerConnection, str]:
-    pc = RTCPeerConnection()
-    pc.addTransceiver(MicrophoneTrack(), direction="sendrecv")
-    confine(pc, IcePolicy(addresses=["127.0.0.1"]), PortAllocator(0, 0))
-    await pc.setLocalDescription(await pc.createOffer())
-    return pc, pc.localDescription.sdp
+from tests.support.pod import PodFactory, loopback_offer, pod_ports, synthetic_config
 
 
 async def test_an_exhausted_port_range_is_a_clear_503(pod_factory: PodFactory) -> None:
@@ -29,18 +18,14 @@ async def test_an_exhausted_port_range_is_a_clear_503(pod_factory: PodFactory) -
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", port))
         taken.append(sock)
-    pc, sdp = await offer_sdp()
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(pod.http_url + "/v1/webrtc", json={"sdp": sdp, "type": "offer"}) as r:
-                assert r.status == 503
-                assert r.headers["Retry-After"] == "1"
-                body = await r.json()
-                assert body["error"]["code"] == "unavailable" and "UDP port" in body["error"]["message"]
-            assert pod.hub is not None and pod.hub.live_sessions == 0
-            for sock in taken:
-                sock.close()
-            async with http.post(pod.http_url + "/v1/webrtc", json={"sdp": sdp, "type": "offer"}) as r:
-                assert r.status == 201
-    finally:
-        await pc.close()
+    async with loopback_offer() as offer, aiohttp.ClientSession() as http:
+        async with http.post(pod.http_url + "/v1/webrtc", json=offer) as r:
+            assert r.status == 503
+            assert r.headers["Retry-After"] == "1"
+            body = await r.json()
+            assert body["error"]["code"] == "unavailable" and "UDP port" in body["error"]["message"]
+        assert pod.hub is not None and pod.hub.live_sessions == 0
+        for sock in taken:
+            sock.close()
+        async with http.post(pod.http_url + "/v1/webrtc", json=offer) as r:
+            assert r.status == 201
