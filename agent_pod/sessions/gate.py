@@ -64,7 +64,9 @@ class SessionGate:
         if principal is not None:
             await self.quotas.acquire(principal.tenant, session_id, new=True, live=True)
             return
-        tenant = await self.quotas.tenant_of(session_id) or ANONYMOUS.tenant
+        # Without keys or JWTs every caller is anonymous: no tenant to look up in Redis per admission.
+        named_tenants = self.spec.api_keys_secret_ref is not None or self.spec.jwt is not None
+        tenant = (await self.quotas.tenant_of(session_id) if named_tenants else None) or ANONYMOUS.tenant
         await self.quotas.acquire(tenant, session_id, new=False, live=True)
 
     async def stream_ended(self, session_id: str, outcome: str) -> None:
