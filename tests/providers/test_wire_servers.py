@@ -61,6 +61,30 @@ async def test_standalone_openai_server_is_scripted_over_http(
     assert [r["path"] for r in seen] == ["/v1/chat/completions", "/v1/chat/completions"]
 
 
+async def test_openai_server_answers_per_prompt_version(
+    standalone_openai: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two revisions of an agent get their own behaviour from one server, by a marker in their prompt."""
+    monkeypatch.setenv("OPENAI_API_KEY", DEFAULT_KEY)
+    llm = OpenAILLM(LLMProvider(provider="openai", model="m", base_url=f"{standalone_openai}/v1"))
+    good = {"marker": "[v2]", "rules": [{"match": "book", "tool": "book", "arguments": {"day": "monday"}}]}
+    bad = {"marker": "[v3]", "rules": [{"match": "book", "reply": "I cannot do that."}]}
+    async with aiohttp.ClientSession() as http:
+        for script in (good, bad):
+            async with http.post(f"{standalone_openai}/_control/prompts", json=script) as resp:
+                assert resp.status == 200
+
+    async def answer(prompt: str, text: str) -> tuple[str, list[str]]:
+        messages = [ChatMessage(role="system", content=prompt), ChatMessage(role="user", content=text)]
+        chunks = [c async for c in llm.stream(messages, [])]
+        said = "".join(c.text for c in chunks)
+        return said, [c.tool_call.arguments for c in chunks if c.tool_call is not None]
+
+    assert await answer("Clinic [v2]", "book me in") == ("", ['{"day": "monday"}'])
+    assert await answer("Clinic [v3]", "book me in") == ("I cannot do that.", [])
+    assert await answer("Clinic [v1]", "book me in") == ("You said: book me in", [])
+
+
 async def test_deepgram_transcripts_scripted_over_http(
     deepgram_server: DeepgramServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

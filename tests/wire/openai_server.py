@@ -4,7 +4,8 @@ Endpoints (under /v1): chat/completions (SSE chunks with text and tool-call delt
 split over several chunks, or one JSON answer), audio/speech (streamed PCM16 from
 espeak-ng), audio/transcriptions (multipart WAV in; scripted text or pocketsphinx;
 SSE deltas with ``stream=true``). Bearer auth is checked. Replies are scripted per
-test (``script_chat``), else a deterministic echo. Run standalone with
+test (``script_chat``: a queue), per prompt version (``script_prompt``: rules for conversations
+whose system prompt holds a marker), else a deterministic echo. Run standalone with
 ``python -m tests.wire.openai_server --port N``; script it then over /_control.
 """
 
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import io
 import json
+import re
 import time
 import uuid
 import wave
@@ -156,6 +158,50 @@ def echo_reply(messages: list[dict[str, Any]]) -> ChatReply:
     return ChatReply(text=f"You said: {last.get('content', '')}")
 
 
+class PromptRule(BaseModel):
+    """How a scripted prompt answers a caller message that matches ``match`` (case-insensitive)."""
+
+    match: str
+    reply: str = ""
+    tool: str = ""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    then: str = Field(default="Done.", description="The answer once the tool's result came back.")
+
+
+class PromptScript(BaseModel):
+    """Answers for every conversation whose system prompt contains ``marker``: a script per prompt
+    version, so pods of two revisions get different behaviour from one server."""
+
+    marker: str
+    rules: list[PromptRule]
+
+    def reply(self, messages: list[dict[str, Any]]) -> ChatReply:
+        last = messages[-1]
+        if last.get("role") == "tool":
+            call_id = last.get("tool_call_id")
+            name = next(
+                (
+                    c["function"]["name"]
+                    for m in messages
+                    for c in m.get("tool_calls") or []
+                    if c["id"] == call_id
+                ),
+                "",
+            )
+            rule = next((r for r in self.rules if r.tool == name), None)
+            return ChatReply(text=rule.then if rule else f"Done: {last.get('content', '')}")
+        text = str(last.get("content") or "")
+        rule = next((r for r in self.rules if re.search(r.match, text, re.IGNORECASE)), None)
+        if rule is None:
+            return echo_reply(messages)
+        calls = [ScriptedToolCall(name=rule.tool, arguments=json.dumps(rule.arguments))] if rule.tool else []
+        return ChatReply(text=rule.reply, tool_calls=calls)
+
+
+def _system_text(messages: list[dict[str, Any]]) -> str:
+    return " ".join(str(m.get("content") or "") for m in messages if m.get("role") in {"system", "developer"})
+
+
 def _sse(objects: list[dict[str, Any]]) -> Iterator[bytes]:
     for obj in objects:
         yield f"data: {json.dumps(obj)}\n\n".encode()
@@ -172,6 +218,7 @@ def _error(
 class OpenAIServer(WireServer):
     def __init__(self, api_key: str = DEFAULT_KEY) -> None:
         self.chat_script: deque[ChatReply] = deque()
+        self.prompt_scripts: list[PromptScript] = []
         self.recognizer = Recognizer()
         self.speech_chunk_bytes = 4800  # 100 ms at 24 kHz
         super().__init__(api_key)
@@ -183,12 +230,24 @@ class OpenAIServer(WireServer):
     def script_chat(self, *replies: ChatReply) -> None:
         self.chat_script.extend(replies)
 
+    def script_prompt(self, script: PromptScript) -> None:
+        """Answer conversations whose system prompt holds ``script.marker`` from its rules."""
+        self.prompt_scripts.append(script)
+
+    def _reply(self, messages: list[dict[str, Any]]) -> ChatReply:
+        if self.chat_script:
+            return self.chat_script.popleft()
+        system = _system_text(messages)
+        script = next((s for s in self.prompt_scripts if s.marker in system), None)
+        return script.reply(messages) if script else echo_reply(messages)
+
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/audio/speech", self._speech)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         app.router.add_post("/_control/chat", self._control_chat)
         app.router.add_post("/_control/transcripts", self._control_transcripts)
+        app.router.add_post("/_control/prompts", self._control_prompts)
 
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization", "") == f"Bearer {self.api_key}"
@@ -215,7 +274,7 @@ class OpenAIServer(WireServer):
             return _error(400, problem)
         if not body.get("model"):
             return _error(400, "you must provide a model parameter")
-        reply = self.chat_script.popleft() if self.chat_script else echo_reply(body["messages"])
+        reply = self._reply(body["messages"])
         if not body.get("stream"):
             return web.json_response(chat_completion(reply, body["model"]))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -274,6 +333,10 @@ class OpenAIServer(WireServer):
         replies = [ChatReply.model_validate(r) for r in await request.json()]
         self.script_chat(*replies)
         return web.json_response({"queued": len(self.chat_script)})
+
+    async def _control_prompts(self, request: web.Request) -> web.Response:
+        self.script_prompt(PromptScript.model_validate(await request.json()))
+        return web.json_response({"scripts": len(self.prompt_scripts)})
 
     async def _control_transcripts(self, request: web.Request) -> web.Response:
         self.recognizer.script(*[str(t) for t in await request.json()])
