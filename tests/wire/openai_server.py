@@ -165,7 +165,10 @@ class PromptRule(BaseModel):
     reply: str = ""
     tool: str = ""
     arguments: dict[str, Any] = Field(default_factory=dict)
-    then: str = Field(default="Done.", description="The answer once the tool's result came back.")
+    then: str = Field(
+        default="Done.",
+        description="The answer once the tool's result came back; {user} is the caller's last message.",
+    )
 
 
 class PromptScript(BaseModel):
@@ -189,7 +192,10 @@ class PromptScript(BaseModel):
                 "",
             )
             rule = next((r for r in self.rules if r.tool == name), None)
-            return ChatReply(text=rule.then if rule else f"Done: {last.get('content', '')}")
+            user = next((str(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
+            return ChatReply(
+                text=rule.then.replace("{user}", user) if rule else f"Done: {last.get('content', '')}"
+            )
         text = str(last.get("content") or "")
         rule = next((r for r in self.rules if re.search(r.match, text, re.IGNORECASE)), None)
         if rule is None:
