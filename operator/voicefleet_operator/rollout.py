@@ -276,23 +276,35 @@ def decide(spec: RolloutSpec, status: RolloutStatus, obs: Observation, now: floa
         )
     if out.status.phase != status.phase and not out.events:
         events.append(Event(f"Rollout{out.status.phase}", out.status.message))
+    new = _update(out.status, weight=_weight(spec, out.status))
     return RolloutDecision(
-        status=out.status,
+        status=new,
         action=out.action,
-        canary_replicas=canary_replicas(spec, out.status, obs.replicas),
+        canary_replicas=_canary_replicas(spec, new, obs.replicas),
         consume_window=out.consume_window,
         events=tuple(events),
     )
 
 
-def canary_replicas(spec: RolloutSpec, status: RolloutStatus, replicas: int) -> int:
+def _canary_replicas(spec: RolloutSpec, status: RolloutStatus, replicas: int) -> int:
     """Pods of the canary: its step's share of the stable replicas, at least one while it exists."""
     if not status.canary_revision:
         return 0
     if status.phase == "Evaluating":
         return 1
     weight = spec.steps[_step_index(spec, status)].weight
-    return max(1, -(-min(max(replicas, 0), 100_000) * weight // 100))
+    return max(1, -(-max(replicas, 0) * weight // 100))  # ceil, in integers
+
+
+def _weight(spec: RolloutSpec, status: RolloutStatus) -> int:
+    """The canary's share follows from phase and step, so the spec's current weights always rule."""
+    if not status.canary_revision:
+        return 0
+    if status.phase == "Promoting":
+        return 100  # the stable pods move to the promoted revision: new sessions go there at once
+    if status.phase in {"Progressing", "Paused"} and status.step_started_at is not None:
+        return spec.steps[_step_index(spec, status)].weight
+    return 0  # evaluating, or waiting for the canary pods
 
 
 def _step_index(spec: RolloutSpec, status: RolloutStatus) -> int:
@@ -313,7 +325,6 @@ def _without_canary(spec: RolloutSpec, st: RolloutStatus, obs: Observation) -> _
         stable_revision=desired,
         canary_revision="",
         step=0,
-        weight=0,
         step_started_at=None,
         pause_reason=None,
         eval_started_at=None,
@@ -328,7 +339,7 @@ def _without_canary(spec: RolloutSpec, st: RolloutStatus, obs: Observation) -> _
 
 def _idle(spec: RolloutSpec, st: RolloutStatus, obs: Observation, running: str) -> _Outcome:
     desired = obs.desired_revision
-    at_rest = dict(canary_revision="", step=0, weight=0, step_started_at=None, pause_reason=None)
+    at_rest = dict(canary_revision="", step=0, step_started_at=None, pause_reason=None)
     if desired == running:
         message = f"every pod runs revision {running}"
         return _Outcome(
@@ -363,7 +374,7 @@ def _active(spec: RolloutSpec, st: RolloutStatus, obs: Observation, now: float) 
     if desired != st.canary_revision:
         if desired == st.stable_revision:
             message = f"spec is back at stable revision {desired}: canary {st.canary_revision} dropped"
-            at_rest = dict(canary_revision="", step=0, weight=0, step_started_at=None, pause_reason=None)
+            at_rest = dict(canary_revision="", step=0, step_started_at=None, pause_reason=None)
             new = _update(st, phase="Stable", message=message, **at_rest)
             return _Outcome(new, "rollback", (Event("CanaryDropped", message),))
         message = f"canary {desired} replaces canary {st.canary_revision} beside stable {st.stable_revision}"
@@ -425,7 +436,7 @@ def _eval_failed(st: RolloutStatus, why: str) -> _Outcome:
 def _enter_first_step(
     spec: RolloutSpec, st: RolloutStatus, obs: Observation, now: float, events: tuple[Event, ...]
 ) -> _Outcome:
-    waiting = _update(st, phase="Progressing", step=0, weight=0, step_started_at=None, pause_reason=None)
+    waiting = _update(st, phase="Progressing", step=0, step_started_at=None, pause_reason=None)
     out = _progressing(spec, waiting, obs, now)
     return _Outcome(out.status, out.action, (*events, *out.events), out.consume_window)
 
@@ -445,14 +456,15 @@ def _progressing(spec: RolloutSpec, st: RolloutStatus, obs: Observation, now: fl
         m = measure(analysis, obs.window)
         st, event = _record(spec, st, m, now)
         events += event
-        if st.failed > analysis.failure_limit:
+        # Only the measurement that goes over a limit acts on it (a limit lowered mid-canary waits).
+        if m.result == "failed" and st.failed > analysis.failure_limit:
             why = f"{st.failed} failed measurements, failureLimit {analysis.failure_limit}: {m.reasons[0]}"
             return _rollback(st, why, events=tuple(events), consume_window=True)
-        if st.consecutive_errors > analysis.consecutive_error_limit:
+        if m.result == "error" and st.consecutive_errors > analysis.consecutive_error_limit:
             limit = analysis.consecutive_error_limit
             why = f"{st.consecutive_errors} unreadable measurements in a row, consecutiveErrorLimit {limit}"
             return _rollback(st, why, events=tuple(events), consume_window=True)
-        if st.inconclusive > analysis.inconclusive_limit:
+        if m.result == "inconclusive" and st.inconclusive > analysis.inconclusive_limit:
             st = _update(st, pause_reason="inconclusive")
 
     idx = _step_index(spec, st)
@@ -473,13 +485,14 @@ def _progressing(spec: RolloutSpec, st: RolloutStatus, obs: Observation, now: fl
             message = f"canary {st.canary_revision} goes on at step {idx + 1}/{len(spec.steps)}"
             events.append(Event("CanaryProgressing", message))
         else:
-            events.append(_paused_event(st, idx, len(spec.steps), reason))
+            events.append(_paused_event(spec, st, reason))
     new = _update(st, phase=phase, pause_reason=reason)
     return _Outcome(new, "none", tuple(events), measured)
 
 
-def _paused_event(st: RolloutStatus, idx: int, steps: int, reason: str) -> Event:
-    at = f"canary {st.canary_revision} paused at step {idx + 1}/{steps} ({st.weight}%)"
+def _paused_event(spec: RolloutSpec, st: RolloutStatus, reason: str) -> Event:
+    idx = _step_index(spec, st)
+    at = f"canary {st.canary_revision} paused at step {idx + 1}/{len(spec.steps)} ({_weight(spec, st)}%)"
     if reason == "manual":
         return Event("CanaryPaused", f"{at}: this step waits for a resume or promote command")
     if reason == "inconclusive":
@@ -495,11 +508,12 @@ def _record(
     analysis = spec.analysis
     idx = _step_index(spec, st)
     detail = "; ".join(m.reasons) or m.summary
+    at = f"step {idx + 1}/{len(spec.steps)} at {_weight(spec, st)}%"
     changes: dict[str, Any] = {
         "last_measured_at": now,
         "last_result": m.result,
         "consecutive_errors": st.consecutive_errors + 1 if m.result == "error" else 0,
-        "message": f"step {idx + 1}/{len(spec.steps)} at {st.weight}%: measurement {m.result}: {detail}",
+        "message": f"{at}: measurement {m.result}: {detail}",
     }
     events: list[Event] = []
     canary = f"canary {st.canary_revision}"
@@ -539,7 +553,6 @@ def _begin_step(
         phase="Paused" if manual else "Progressing",
         pause_reason="manual" if manual else None,
         step=idx,
-        weight=step.weight,
         step_started_at=now,
         step_successful=0,
         last_result=None,
@@ -547,7 +560,7 @@ def _begin_step(
     )
     out_events = [*events, Event("CanaryStep", message)]
     if manual:
-        out_events.append(_paused_event(new, idx, len(spec.steps), "manual"))
+        out_events.append(_paused_event(spec, new, "manual"))
     return _Outcome(new, "set_weight", tuple(out_events), consume_window=first)
 
 
@@ -564,7 +577,7 @@ def _advance(
 
 def _promote(st: RolloutStatus, why: str, obeyed: bool = False) -> _Outcome:
     message = f"canary {st.canary_revision} promoted ({why}): the stable Deployment rolls to it"
-    new = _update(st, phase="Promoting", weight=100, pause_reason=None, message=message)
+    new = _update(st, phase="Promoting", pause_reason=None, message=message)
     return _Outcome(new, "promote", (Event("CanaryPromoted", message),), obeyed=obeyed)
 
 
@@ -578,7 +591,6 @@ def _promoting(st: RolloutStatus, obs: Observation) -> _Outcome:
             stable_revision=revision,
             canary_revision="",
             step=0,
-            weight=0,
             step_started_at=None,
             message=message,
         )
@@ -600,7 +612,6 @@ def _rollback(
         canary_revision="",
         failed_revision=st.canary_revision,
         step=0,
-        weight=0,
         step_started_at=None,
         pause_reason=None,
         message=message,

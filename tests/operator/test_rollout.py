@@ -824,3 +824,390 @@ def test_decision_table(
     for name, value in want.fields.items():
         assert getattr(d.status, name) == value, name
     assert all(e.message for e in d.events)
+
+
+# --- the measurement on its own ----------------------------------------------------------------------
+
+P95_CASES: list[tuple[str, tuple[tuple[float, int], ...], float | None]] = [
+    ("95th sample in the 200 ms bucket", ((100.0, 50), (200.0, 95), (500.0, 100), (INF, 100)), 200.0),
+    ("one sample short of it: next bucket", ((100.0, 50), (200.0, 94), (500.0, 100), (INF, 100)), 500.0),
+    ("unsorted buckets", ((INF, 100), (500.0, 100), (100.0, 50), (200.0, 95)), 200.0),
+    ("no buckets: no data", (), None),
+    ("no samples: no data", ((100.0, 0), (INF, 0)), None),
+    ("slowest samples beyond the last finite bound", ((100.0, 1), (1000.0, 2), (INF, 40)), INF),
+    ("a NaN bound is ignored", ((math.nan, 7), (100.0, 10), (INF, 10)), 100.0),
+    ("a negative count (counter reset) counts as none", ((100.0, -5), (INF, -5)), None),
+]
+
+
+@pytest.mark.parametrize(("case", "buckets", "want"), P95_CASES, ids=[c[0] for c in P95_CASES])
+def test_p95_is_the_upper_bound_of_its_bucket(
+    case: str, buckets: tuple[tuple[float, int], ...], want: float | None
+) -> None:
+    assert p95_ms(buckets) == want
+
+
+ALL_THRESHOLDS = spec().analysis
+NO_THRESHOLDS = spec(analysis=dict.fromkeys(THRESHOLDS)).analysis
+MEASURE_CASES: list[tuple[str, AnalysisSpec, Windows | MetricsUnreadable, str, str]] = [
+    ("healthy", ALL_THRESHOLDS, GOOD, "successful", ""),
+    ("unreadable", ALL_THRESHOLDS, MetricsUnreadable("pod desk-a: timeout"), "error", "desk-a: timeout"),
+    ("fewer turns than minTurns", ALL_THRESHOLDS, canary(turns=9, turn_errors=0), "no_data", "minTurns 10"),
+    (
+        "negative deltas after a counter reset",
+        ALL_THRESHOLDS,
+        canary(turns=-40, turn_errors=-3),
+        "no_data",
+        "",
+    ),
+    ("rate exactly at its threshold passes", ALL_THRESHOLDS, canary(turn_errors=4), "successful", ""),
+    (
+        "rate just above its threshold fails",
+        ALL_THRESHOLDS,
+        canary(turn_errors=5),
+        "failed",
+        "turn error rate",
+    ),
+    ("no thresholds: served turns succeed", NO_THRESHOLDS, canary(turn_errors=39), "successful", ""),
+    ("no thresholds: all turns errored fails", NO_THRESHOLDS, canary(turn_errors=40), "failed", "every one"),
+    (
+        "more errors than turns (inconsistent deltas) fails",
+        NO_THRESHOLDS,
+        canary(turn_errors=41),
+        "failed",
+        "every one",
+    ),
+    (
+        "stable below minTurns: the p95 comparison is inconclusive",
+        ALL_THRESHOLDS,
+        Windows(canary=served(), stable=served(turns=9)),
+        "inconclusive",
+        "stable revision has no latency data",
+    ),
+    (
+        "stable p95 beyond its last finite bucket: inconclusive",
+        ALL_THRESHOLDS,
+        Windows(canary=served(), stable=served(response_ms_buckets=((100.0, 1), (INF, 40)))),
+        "inconclusive",
+        "stable revision",
+    ),
+    (
+        "a failure outweighs an inconclusive comparison",
+        ALL_THRESHOLDS,
+        Windows(canary=served(tool_failures=5), stable=RevisionWindow()),
+        "failed",
+        "tool failure rate",
+    ),
+    (
+        "stable p95 of 0 ms: compared without dividing by it",
+        spec(analysis={"maxResponseP95Ms": None}).analysis,
+        Windows(canary=served(), stable=served(response_ms_buckets=((0.0, 40), (INF, 40)))),
+        "failed",
+        "x stable 0 ms",
+    ),
+    (
+        "canary without latency samples: the comparison has no data, the rest judges",
+        ALL_THRESHOLDS,
+        Windows(canary=served(response_ms_buckets=()), stable=RevisionWindow()),
+        "successful",
+        "",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "analysis", "window", "result", "reason"), MEASURE_CASES, ids=[c[0] for c in MEASURE_CASES]
+)
+def test_measurement_classifies_the_window(
+    case: str, analysis: AnalysisSpec, window: Windows | MetricsUnreadable, result: str, reason: str
+) -> None:
+    m = measure(analysis, window)
+    assert m.result == result, m.reasons
+    assert reason in "; ".join(m.reasons)
+    assert bool(m.reasons) == (result != "successful")
+
+
+# --- sequences: the operator's checks one after another ---------------------------------------------
+
+
+class Operator:
+    """Runs decide as the operator would: every check reads the status back from what was persisted
+    (as after a restart) and plays the cluster's part (the promoted stable Deployment rolls out)."""
+
+    def __init__(self, rollout: RolloutSpec, desired: str = CANARY) -> None:
+        self.spec = rollout
+        self.status = RolloutStatus(stable_revision=STABLE)
+        self.desired = desired
+        self.stable = STABLE
+        self.now = T0
+        self.decisions: list[RolloutDecision] = []
+
+    def check(self, seconds: float = 10.0, **seen: Any) -> RolloutDecision:
+        self.now += seconds
+        promoted = self.status.phase == "Promoting"
+        if promoted:
+            self.stable = self.status.canary_revision
+        seen = {"desired_revision": self.desired, "stable_revision": self.stable, **seen}
+        d = decide(self.spec, self.status, obs(stable_rolled_out=promoted, **seen), self.now)
+        self.status = RolloutStatus.model_validate(d.status.dump())
+        self.decisions.append(d)
+        return d
+
+    def run(self, seconds: float, **seen: Any) -> None:
+        end = self.now + seconds
+        while self.now < end:
+            self.check(**seen)
+
+    def weights(self) -> list[int]:
+        """The weights placement was given, without repeats."""
+        out: list[int] = []
+        for d in self.decisions:
+            if not out or out[-1] != d.weight:
+                out.append(d.weight)
+        return out
+
+    def actions(self) -> list[str]:
+        return [d.action for d in self.decisions if d.action != "none"]
+
+    def reasons(self) -> list[str]:
+        return [e.reason for d in self.decisions for e in d.events]
+
+
+def test_a_good_canary_walks_10_then_50_then_is_promoted() -> None:
+    op = Operator(spec())
+    op.run(300)
+    assert op.status.phase == "Stable"
+    assert op.status.stable_revision == CANARY
+    assert op.weights() == [0, 10, 50, 100, 0]
+    assert op.actions() == ["start_canary", "set_weight", "set_weight", "promote", "finish_promotion"]
+    assert op.reasons() == [
+        "CanaryStarted",
+        "CanaryStep",
+        "CanaryStep",
+        "CanaryPromoted",
+        "PromotionFinished",
+    ]
+    first_weight = next(d for d in op.decisions if d.weight == 10).status.step_started_at
+    promoted = next(d for d in op.decisions if d.action == "promote")
+    assert first_weight is not None and promoted.status.step_started_at is not None
+    assert promoted.status.step_started_at - first_weight >= 60  # each step held its pause
+    assert op.status.successful >= 4 and op.status.failed == 0
+
+
+def test_a_bad_canary_rolls_back_at_its_first_failing_measurement_and_is_not_retried() -> None:
+    op = Operator(spec())
+    op.run(120, window=canary(turn_errors=12))
+    assert op.weights() == [0, 10, 0]
+    assert op.reasons() == ["CanaryStarted", "CanaryStep", "AnalysisFailed", "CanaryRolledBack"]
+    weight_set = next(d for d in op.decisions if d.action == "set_weight").status.step_started_at
+    rollback = next(d for d in op.decisions if d.action == "rollback").status.last_measured_at
+    assert weight_set is not None and rollback == weight_set + 30  # the first measurement
+    assert (op.status.phase, op.status.failed_revision) == ("RolledBack", CANARY)
+    assert op.actions()[-1] == "rollback"  # nothing after it while the spec stays the same
+
+    op.desired = NEWER
+    assert op.check().action == "start_canary"
+    assert op.status.canary_revision == NEWER and op.status.failed_revision == ""
+
+
+def test_missing_metrics_pause_once_and_the_canary_goes_on_when_data_arrives() -> None:
+    op = Operator(spec())
+    op.run(300, window=canary(turns=2, turn_errors=0))
+    assert (op.status.phase, op.status.pause_reason, op.status.weight) == ("Paused", "no_data", 10)
+    assert op.reasons().count("AnalysisNoData") == 1
+    assert op.reasons().count("CanaryPaused") == 1
+    assert op.status.successful == 0
+
+    op.run(30)
+    assert op.status.step == 1 and op.status.weight == 50 and op.status.phase == "Progressing"
+    op.run(300)
+    assert (op.status.phase, op.status.stable_revision) == ("Stable", CANARY)
+
+
+def test_metrics_that_cannot_be_read_roll_back_after_the_error_limit() -> None:
+    op = Operator(spec())
+    op.run(300, window=MetricsUnreadable("redis: connection refused"))
+    assert op.reasons().count("AnalysisError") == 4  # consecutiveErrorLimit 3, the fourth rolls back
+    assert op.status.phase == "RolledBack" and op.status.successful == 0
+
+
+def test_manual_steps_resume_and_abort() -> None:
+    op = Operator(spec(steps=[{"weight": 10}, {"weight": 30}, {"weight": 60, "pauseSeconds": 60}]))
+    op.run(600)
+    assert (op.status.phase, op.status.pause_reason, op.status.weight) == ("Paused", "manual", 10)
+
+    assert op.check(command="resume").weight == 30
+    op.run(600)
+    assert (op.status.phase, op.status.weight) == ("Paused", 30)
+
+    d = op.check(command="abort")
+    assert (d.status.phase, d.weight, d.action) == ("RolledBack", 0, "rollback")
+    assert op.check(command="resume").events[0].reason == "RolloutCommandIgnored"
+
+
+def test_manual_promote_skips_the_remaining_steps() -> None:
+    op = Operator(spec(steps=[{"weight": 10}, {"weight": 30}, {"weight": 60}]))
+    op.run(60)
+    assert op.check(command="promote").action == "promote"
+    op.run(20)
+    assert (op.status.phase, op.status.stable_revision) == ("Stable", CANARY)
+    assert op.weights() == [0, 10, 100, 0]
+
+
+def test_inconclusive_analysis_pauses_and_only_a_human_moves_it_on() -> None:
+    op = Operator(spec())
+    op.run(600, window=Windows(canary=served(), stable=RevisionWindow()))
+    assert (op.status.phase, op.status.pause_reason, op.status.weight) == ("Paused", "inconclusive", 10)
+    assert "promote" not in op.actions()
+    assert op.check(command="resume").weight == 50
+    assert op.status.inconclusive == 0
+
+
+def test_a_newer_spec_mid_canary_starts_over_from_step_0() -> None:
+    op = Operator(spec())
+    op.run(100)
+    assert op.status.weight == 50
+    op.desired = NEWER
+    d = op.check()
+    assert (d.action, d.weight, d.status.canary_revision) == ("start_canary", 0, NEWER)
+    assert d.consume_window
+    op.run(300)
+    assert (op.status.phase, op.status.stable_revision) == ("Stable", NEWER)
+    assert op.weights() == [0, 10, 50, 0, 10, 50, 100, 0]
+
+
+def test_the_eval_gate_runs_before_the_first_step() -> None:
+    op = Operator(spec(eval=EVAL))
+    assert op.check(canary_ready=False).status.phase == "Evaluating"
+    assert op.check().action == "start_eval"
+    op.run(100, eval=EvalRunning())
+    assert (op.status.phase, op.status.weight) == ("Evaluating", 0)
+    d = op.check(eval=EvalFinished(passed=10, total=10))
+    assert (d.status.phase, d.weight, d.status.eval_pass_rate) == ("Progressing", 10, 1.0)
+    assert d.consume_window  # eval traffic is not judged as callers'
+
+
+def test_rolling_strategy_never_makes_a_canary() -> None:
+    op = Operator(spec(strategy="rolling"))
+    op.run(100, window=canary(turn_errors=40))
+    assert op.actions() == []
+    assert op.weights() == [0]
+    assert (op.status.phase, op.status.stable_revision) == ("Stable", CANARY)
+
+
+# --- properties for any input ------------------------------------------------------------------------
+
+REVISIONS = st.sampled_from(["", "a", "b", "c"])
+COUNTS = st.integers(min_value=-10, max_value=10**20)
+TIMES = st.floats(allow_nan=True, allow_infinity=True)
+RATES = st.none() | st.floats(min_value=0, max_value=1)
+
+
+@st.composite
+def rollout_specs(draw: st.DrawFn) -> RolloutSpec:
+    weights = sorted(draw(st.sets(st.integers(min_value=1, max_value=100), min_size=1, max_size=5)))
+    pauses = st.none() | st.integers(min_value=0, max_value=600)
+    steps = [{"weight": w, "pauseSeconds": draw(pauses)} for w in weights]
+    analysis = {
+        "intervalSeconds": draw(st.integers(min_value=1, max_value=120)),
+        "minTurns": draw(st.integers(min_value=1, max_value=50)),
+        "failureLimit": draw(st.integers(min_value=0, max_value=3)),
+        "inconclusiveLimit": draw(st.integers(min_value=0, max_value=3)),
+        "consecutiveErrorLimit": draw(st.integers(min_value=0, max_value=3)),
+        "maxTurnErrorRate": draw(RATES),
+        "maxToolFailureRate": draw(RATES),
+        "maxDivergenceFlagRate": draw(RATES),
+        "maxInterruptionRate": draw(RATES),
+        "maxResponseP95Ms": draw(st.none() | st.floats(min_value=1, max_value=600_000)),
+        "maxP95IncreaseOverStable": draw(st.none() | st.floats(min_value=1, max_value=100)),
+    }
+    strategy = draw(st.sampled_from(["rolling", "canary"]))
+    gate = {"suites": ["smoke"], "minPassRate": draw(st.floats(min_value=0, max_value=1))}
+    eval_gate = gate if strategy == "canary" and draw(st.booleans()) else None
+    return RolloutSpec.model_validate(
+        {"strategy": strategy, "steps": steps, "analysis": analysis, "eval": eval_gate}
+    )
+
+
+statuses = st.builds(
+    RolloutStatus,
+    phase=st.sampled_from(["Stable", "Evaluating", "Progressing", "Paused", "Promoting", "RolledBack"]),
+    stable_revision=REVISIONS,
+    canary_revision=REVISIONS,
+    failed_revision=REVISIONS,
+    step=st.integers(min_value=-3, max_value=25),
+    weight=st.integers(min_value=-5, max_value=150),
+    step_started_at=st.none() | TIMES,
+    last_measured_at=st.none() | TIMES,
+    eval_started_at=st.none() | TIMES,
+    successful=COUNTS,
+    failed=COUNTS,
+    inconclusive=COUNTS,
+    no_data=COUNTS,
+    consecutive_errors=COUNTS,
+    step_successful=COUNTS,
+    last_result=st.none() | st.sampled_from(["successful", "failed", "inconclusive", "no_data", "error"]),
+    pause_reason=st.none() | st.sampled_from(["manual", "inconclusive", "no_data"]),
+)
+BUCKETS = st.lists(st.tuples(TIMES, COUNTS), max_size=6).map(tuple)
+revision_windows = st.builds(
+    RevisionWindow,
+    sessions=COUNTS,
+    turns=COUNTS,
+    turn_errors=COUNTS,
+    tool_calls=COUNTS,
+    tool_failures=COUNTS,
+    audited_turns=COUNTS,
+    divergence_flags=COUNTS,
+    interruptions=COUNTS,
+    response_ms_buckets=BUCKETS,
+)
+observations = st.builds(
+    Observation,
+    desired_revision=REVISIONS,
+    stable_revision=REVISIONS,
+    canary_ready=st.booleans(),
+    window=st.builds(Windows, revision_windows, revision_windows) | st.builds(MetricsUnreadable, st.text()),
+    eval=st.none()
+    | st.just(EvalRunning())
+    | st.builds(EvalFinished, COUNTS, COUNTS)
+    | st.builds(EvalError, st.text(max_size=20)),
+    command=st.none() | st.sampled_from(["promote", "abort", "resume"]),
+    stable_rolled_out=st.booleans(),
+    replicas=st.integers(min_value=-5, max_value=10**6),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(rollout_specs(), statuses, observations, TIMES)
+def test_decide_never_raises_and_keeps_its_promises(
+    rollout: RolloutSpec, before: RolloutStatus, seen: Observation, now: float
+) -> None:
+    d = decide(rollout, before, seen, now)
+    after = d.status
+    assert 0 <= d.weight <= 100
+    assert d.canary_replicas >= 0
+    assert (d.canary_replicas == 0) == (after.canary_revision == "")
+    if after.phase in {"Stable", "RolledBack", "Evaluating"}:
+        assert d.weight == 0
+    if after.phase != before.phase:
+        assert d.events, "a phase change is always told"
+    if seen.command is not None:
+        assert d.events, "a command is obeyed or said to be ignored"
+    if d.action == "rollback":
+        assert d.weight == 0 and after.canary_revision == ""
+    if not seen.desired_revision:
+        return
+    if rollout.strategy == "rolling":
+        assert after.phase == "Stable" and after.stable_revision == seen.desired_revision
+    if d.action == "promote" and seen.command is None:
+        # no data, an inconclusive or failed measurement, an error or an eval never promote
+        assert before.phase in {"Progressing", "Paused"}
+        assert before.pause_reason not in {"manual", "inconclusive"}
+        assert after.last_result == "successful" and after.step_successful > 0
+    if d.action == "start_canary":
+        assert after.canary_revision == seen.desired_revision != after.stable_revision
+        assert seen.desired_revision != before.failed_revision or before.phase in ACTIVE_PHASES
+
+
+ACTIVE_PHASES = {"Evaluating", "Progressing", "Paused"}
