@@ -329,7 +329,7 @@ def _without_canary(spec: RolloutSpec, st: RolloutStatus, obs: Observation) -> _
         pause_reason=None,
         eval_started_at=None,
         failed_revision="",
-        message=f"{why}: every pod runs revision {desired}",
+        message=f"{why}: every pod rolls to revision {desired}",
     )
     if st.canary_revision and st.phase in {*ACTIVE, "Promoting"}:
         message = f"strategy rolling: canary {st.canary_revision} dropped, every pod rolls to {desired}"
@@ -385,7 +385,8 @@ def _active(spec: RolloutSpec, st: RolloutStatus, obs: Observation, now: float) 
         return _promote(st, "promoted by command", obeyed=True)
     if obs.command == "resume" and st.phase == "Paused":
         resumed = Event(
-            "CanaryResumed", f"canary {st.canary_revision} resumed by command at step {st.step + 1}"
+            "CanaryResumed",
+            f"canary {st.canary_revision} resumed by command at step {_step_index(spec, st) + 1}",
         )
         out = _advance(spec, _update(st, inconclusive=0), now, (resumed,), False)
         return _Outcome(out.status, out.action, out.events, out.consume_window, obeyed=True)
