@@ -122,6 +122,15 @@ def crd() -> dict[str, Any]:
                         _column("Sessions", "integer", ".status.activeSessions", "Live sessions"),
                         _column("Capacity", "integer", ".status.capacity", "Session slots on ready pods"),
                         _column("Prompt", "string", ".status.promptVersion"),
+                        _column(
+                            "Phase", "string", ".status.rollout.phase", "Rollout phase of a new revision"
+                        ),
+                        _column(
+                            "Weight",
+                            "integer",
+                            ".status.rollout.weight",
+                            "Percent of new sessions on the canary",
+                        ),
                         _column("Age", "date", ".metadata.creationTimestamp"),
                     ],
                     "schema": {

@@ -198,4 +198,5 @@ def compute_status(observed: Observed, previous: VoiceAgentStatus, now: str) -> 
         desired_replicas=observed.desired_replicas,
         observed_generation=gen,
         conditions=conditions,
+        rollout=previous.rollout,  # decided by rollout.decide, not from the children
     )

@@ -106,6 +106,56 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         {"auth": {"jwt": {"jwksUrl": "https://i", "algorithms": ["none"]}}},
         "spec.auth.jwt.algorithms[0]",
     ),
+    ("unknown rollout strategy", {"rollout": {"strategy": "bluegreen"}}, "spec.rollout.strategy"),
+    (
+        "canary weights repeat",
+        {"rollout": {"strategy": "canary", "steps": [{"weight": 20}, {"weight": 20}]}},
+        "spec.rollout.steps: Invalid value: rollout.steps weights must increase strictly",
+    ),
+    (
+        "canary weights go down",
+        {"rollout": {"strategy": "canary", "steps": [{"weight": 50}, {"weight": 10}]}},
+        "spec.rollout.steps: Invalid value: rollout.steps weights must increase strictly",
+    ),
+    ("no canary steps", {"rollout": {"strategy": "canary", "steps": []}}, "spec.rollout.steps"),
+    (
+        "too many canary steps",
+        {"rollout": {"strategy": "canary", "steps": [{"weight": w} for w in range(1, 22)]}},
+        "spec.rollout.steps",
+    ),
+    ("canary weight zero", {"rollout": {"steps": [{"weight": 0}]}}, "spec.rollout.steps[0].weight"),
+    ("canary weight above 100", {"rollout": {"steps": [{"weight": 101}]}}, "spec.rollout.steps[0].weight"),
+    (
+        "canary pause over a day",
+        {"rollout": {"steps": [{"weight": 10, "pauseSeconds": 86401}]}},
+        "spec.rollout.steps[0].pauseSeconds",
+    ),
+    ("eval with a rolling update", {"rollout": {"eval": {"suites": ["smoke"]}}}, "spec.rollout.eval"),
+    (
+        "eval pass rate above 1",
+        {"rollout": {"strategy": "canary", "eval": {"suites": ["smoke"], "minPassRate": 1.2}}},
+        "spec.rollout.eval.minPassRate",
+    ),
+    (
+        "eval suite not a ConfigMap name",
+        {"rollout": {"strategy": "canary", "eval": {"suites": ["Smoke Suite"]}}},
+        "spec.rollout.eval.suites[0]",
+    ),
+    (
+        "turn error rate above 1",
+        {"rollout": {"analysis": {"maxTurnErrorRate": 2}}},
+        "spec.rollout.analysis.maxTurnErrorRate",
+    ),
+    (
+        "p95 ratio below 1",
+        {"rollout": {"analysis": {"maxP95IncreaseOverStable": 0.8}}},
+        "spec.rollout.analysis.maxP95IncreaseOverStable",
+    ),
+    (
+        "measurement interval zero",
+        {"rollout": {"analysis": {"intervalSeconds": 0}}},
+        "spec.rollout.analysis.intervalSeconds",
+    ),
 ]
 
 
@@ -148,3 +198,16 @@ def test_redis_sentinel_over_tls_is_accepted(kwok_cluster: Cluster) -> None:
     body["spec"] = {"redis": redis}
     out = kwok_cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", stdin=json.dumps(body))
     assert json.loads(out.stdout)["spec"]["redis"]["sentinel"]["masterName"] == "voice"
+
+
+def test_canary_rollout_is_accepted_with_defaults(kwok_cluster: Cluster) -> None:
+    steps = [{"weight": 5, "pauseSeconds": 60}, {"weight": 25, "pauseSeconds": None}, {"weight": 60}]
+    rollout = {"strategy": "canary", "steps": steps, "eval": {"suites": ["smoke", "jailbreak"]}}
+    body = {"apiVersion": "voicefleet.io/v1alpha1", "kind": "VoiceAgent", "metadata": {"name": "canary"}}
+    body["spec"] = {"rollout": rollout}
+    out = kwok_cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", stdin=json.dumps(body))
+    got = json.loads(out.stdout)["spec"]["rollout"]
+    assert got["steps"] == [{"weight": 5, "pauseSeconds": 60}, {"weight": 25}, {"weight": 60}]
+    assert got["analysis"]["intervalSeconds"] == 30
+    assert got["analysis"]["failureLimit"] == 0
+    assert (got["eval"]["minPassRate"], got["eval"]["timeoutSeconds"]) == (1, 600)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from voicefleet_operator.spec import VoiceAgentStatus
+from voicefleet_operator.spec import RolloutStatus, VoiceAgentStatus
 from voicefleet_operator.status import DeploymentView, FleetView, Observed, compute_status, pod_problem
 
 NOW = "2026-01-01T00:00:00Z"
@@ -119,3 +119,12 @@ def test_a_failing_pod_degrades_with_its_reason() -> None:
     assert (degraded.status, degraded.reason) == ("True", "ImagePullBackOff")
     assert 'pod p1: ImagePullBackOff: Back-off pulling image "x:1"' in degraded.message
     assert "pod p2: CrashLoopBackOff" in degraded.message
+
+
+def test_rollout_status_is_carried_over_not_recomputed() -> None:
+    rollout = RolloutStatus(
+        phase="Progressing", stable_revision="r1", canary_revision="r2", step=1, weight=50
+    )
+    st = compute_status(observed(ROLLED), VoiceAgentStatus(rollout=rollout), NOW)
+    assert st.rollout == rollout
+    assert st.dump()["rollout"]["canaryRevision"] == "r2"  # so a status patch never resets it
