@@ -101,8 +101,10 @@ def test_example_becomes_a_running_fleet(kwok_cluster: Cluster, operator: Operat
         "voicefleet.io/agent=receptionist"
     )
     cols = kwok_cluster.kubectl("get", "va", "receptionist", "-n", ns).stdout.split("\n")
-    assert cols[0].split() == ["NAME", "READY", "REPLICAS", "SESSIONS", "CAPACITY", "PROMPT", "AGE"]
+    header = ["NAME", "READY", "REPLICAS", "SESSIONS", "CAPACITY", "PROMPT", "PHASE", "WEIGHT", "AGE"]
+    assert cols[0].split() == header
     assert cols[1].split()[:4] == ["receptionist", "True", "2", "0"]
+    assert cols[1].split()[6:8] == ["Stable", "0"]  # rollout phase and canary weight
 
     events = kwok_cluster.get("events", namespace=ns)["items"]
     assert any(e["reason"] == "ReadyTrue" and e["involvedObject"]["name"] == "receptionist" for e in events)
