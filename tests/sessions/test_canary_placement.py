@@ -61,7 +61,7 @@ async def test_lua_weighted_placement_matches_the_pure_rule(redis_server: RedisS
             owner, pinned = "", None
             if rng.random() < 0.3:  # a re-placement: the pin names a pod (gone) and its revision
                 owner, pinned = "pod-gone", rng.choice([STABLE, CANARY, ""])
-                pin = {"pod": owner, "revision": pinned, "token_hash": "th"}
+                pin: dict[Any, Any] = {"pod": owner, "revision": pinned, "token_hash": "th"}
                 await redis.hset(keys.pin(sid), mapping=pin)
             bucket = revision_bucket(sid)
             order = ring_order(sid, [p.name for p in pods])
