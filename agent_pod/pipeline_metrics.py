@@ -70,6 +70,13 @@ RESPONSE_LATENCY_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 INTERRUPTIONS_TOTAL = Counter("voicefleet_interruptions_total", "Agent turns cut short by caller speech.")
+TURNS_TOTAL = Counter(
+    "voicefleet_turns_total",
+    "Agent answers to a caller turn, by result: answered, failed (the LLM or TTS chain ran out).",
+    ["result"],
+)
+for _result in ("answered", "failed"):
+    TURNS_TOTAL.labels(_result)
 PROVIDER_ERRORS_TOTAL = Counter(
     "voicefleet_provider_errors_total", "Provider calls that failed or timed out.", ["stage", "provider"]
 )
@@ -90,6 +97,11 @@ GC_PAUSE_SECONDS = Histogram(
     buckets=LATENESS_BUCKETS,
 )
 TOOL_CALLS_TOTAL = Counter("voicefleet_tool_calls_total", "Tool calls by terminal state.", ["tool", "state"])
+TOOL_FAILURES_TOTAL = Counter(
+    "voicefleet_tool_failures_total",
+    "Tool calls that ended without a usable result: failed, timed out, or arguments still invalid with no "
+    "repair left (cancelled calls are not failures).",
+)
 TRANSCRIPT_DIVERGENCE_FLAGGED_TOTAL = Counter(
     "voicefleet_transcript_divergence_flagged_total",
     "Agent turns whose played audio, re-transcribed, diverges from the recorded text above the threshold.",
@@ -101,6 +113,11 @@ UTTERANCES_CUT_TOTAL = Counter(
 HISTORY_TURNS_DROPPED_TOTAL = Counter(
     "voicefleet_history_turns_dropped_total",
     "Oldest caller turns dropped from conversations to keep them within maxHistoryTurns and maxHistoryChars.",
+)
+REVISION_INFO = Gauge(
+    "voicefleet_revision_info",
+    "1 for the revision (config hash) and prompt version this pod runs.",
+    ["revision", "prompt_version"],
 )
 STT_BACKLOG_DROPPED_TOTAL = Counter(
     "voicefleet_stt_backlog_dropped_total",
