@@ -6,7 +6,11 @@ register their own metrics next to these.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from .pipeline.events import TERMINAL_TOOL_STATES
 
 LATENCY_BUCKETS = (
     0.005,
@@ -123,3 +127,11 @@ STT_BACKLOG_DROPPED_TOTAL = Counter(
     "voicefleet_stt_backlog_dropped_total",
     "Caller audio windows dropped because speech recognition fell maxUtteranceSeconds behind the caller.",
 )
+
+
+def export_tool_calls(tools: Iterable[str]) -> None:
+    """Every terminal state of the pod's tools at 0 from start-up: a series born at 1 (or 2) shows no
+    rate(), and a tool's first calls would be missing from its failure rate."""
+    for tool in tools:
+        for state in sorted(TERMINAL_TOOL_STATES):
+            TOOL_CALLS_TOTAL.labels(tool=tool, state=state)
