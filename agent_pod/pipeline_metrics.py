@@ -6,7 +6,11 @@ register their own metrics next to these.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from .pipeline.events import TERMINAL_TOOL_STATES
 
 LATENCY_BUCKETS = (
     0.005,
@@ -70,6 +74,13 @@ RESPONSE_LATENCY_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 INTERRUPTIONS_TOTAL = Counter("voicefleet_interruptions_total", "Agent turns cut short by caller speech.")
+TURNS_TOTAL = Counter(
+    "voicefleet_turns_total",
+    "Agent answers to a caller turn, by result: answered, failed (the LLM or TTS chain ran out).",
+    ["result"],
+)
+for _result in ("answered", "failed"):
+    TURNS_TOTAL.labels(_result)
 PROVIDER_ERRORS_TOTAL = Counter(
     "voicefleet_provider_errors_total", "Provider calls that failed or timed out.", ["stage", "provider"]
 )
@@ -90,6 +101,11 @@ GC_PAUSE_SECONDS = Histogram(
     buckets=LATENESS_BUCKETS,
 )
 TOOL_CALLS_TOTAL = Counter("voicefleet_tool_calls_total", "Tool calls by terminal state.", ["tool", "state"])
+TOOL_FAILURES_TOTAL = Counter(
+    "voicefleet_tool_failures_total",
+    "Tool calls that ended without a usable result: failed, timed out, or arguments still invalid with no "
+    "repair left (cancelled calls are not failures).",
+)
 TRANSCRIPT_DIVERGENCE_FLAGGED_TOTAL = Counter(
     "voicefleet_transcript_divergence_flagged_total",
     "Agent turns whose played audio, re-transcribed, diverges from the recorded text above the threshold.",
@@ -102,7 +118,20 @@ HISTORY_TURNS_DROPPED_TOTAL = Counter(
     "voicefleet_history_turns_dropped_total",
     "Oldest caller turns dropped from conversations to keep them within maxHistoryTurns and maxHistoryChars.",
 )
+REVISION_INFO = Gauge(
+    "voicefleet_revision_info",
+    "1 for the revision (config hash) and prompt version this pod runs.",
+    ["revision", "prompt_version"],
+)
 STT_BACKLOG_DROPPED_TOTAL = Counter(
     "voicefleet_stt_backlog_dropped_total",
     "Caller audio windows dropped because speech recognition fell maxUtteranceSeconds behind the caller.",
 )
+
+
+def export_tool_calls(tools: Iterable[str]) -> None:
+    """Every terminal state of the pod's tools at 0 from start-up: a series born at 1 (or 2) shows no
+    rate(), and a tool's first calls would be missing from its failure rate."""
+    for tool in tools:
+        for state in sorted(TERMINAL_TOOL_STATES):
+            TOOL_CALLS_TOTAL.labels(tool=tool, state=state)

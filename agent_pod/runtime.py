@@ -19,13 +19,16 @@ from aiohttp import web
 
 from voicefleet.v1 import session_pb2
 
+from . import pipeline_metrics
 from .config import AgentConfig
 from .gc_pauses import PauseMeter, freeze_startup_heap
+from .pipeline.recorder import PipelineRecorder
 from .providers.registry import build_providers
 from .sessions.api import add_session_service, session_routes
 from .sessions.directory import PodIdentity, SessionDirectory
 from .sessions.factory import build_directory, build_gate
 from .sessions.gate import SessionGate
+from .sessions.revision_stats import RevisionTally
 from .sessions.tuning import DirectoryTuning
 from .settings import PodSettings
 from .transports.cors import CorsPolicy
@@ -98,6 +101,8 @@ class Pod:
         self._drained = asyncio.Event()
         self._drain_task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
+        # What this pod's calls count for its revision (the canary analysis reads the totals in Redis).
+        self.revision_tally = RevisionTally()
 
     @property
     def host(self) -> str:
@@ -126,7 +131,7 @@ class Pod:
         identity = PodIdentity(
             name=settings.pod_name, grpc_address="", http_url="", revision=settings.revision
         )
-        directory = build_directory(settings, config, identity, self._tuning)
+        directory = build_directory(settings, config, identity, self._tuning, self.revision_tally)
         self.directory = directory
         gate = self.gate = build_gate(config, directory, settings.credentials_dir)
         self.hub = SessionHub(
@@ -136,6 +141,7 @@ class Pod:
             gate=gate,
             clock=self.clock,
             pod_name=settings.pod_name,
+            recorder=PipelineRecorder(self.revision_tally),
         )
         cors = CorsPolicy(config.auth.cors)
         routes: list[web.RouteDef] = [
@@ -167,6 +173,10 @@ class Pod:
         await self.directory.start()
         await gate.start()
         await self.hub.start()
+        pipeline_metrics.REVISION_INFO.labels(
+            settings.revision or "none", config.prompt_version or "none"
+        ).set(1)
+        pipeline_metrics.export_tool_calls(t.name for t in config.tools)
         self.health.started = True
         self.ready.set()
         log.info(

@@ -4,7 +4,7 @@ The played audio is re-transcribed independently (pocketsphinx with its
 general English model, not the session's vocabulary) after the turn, in one
 worker thread per pod so it never competes with the event loop for long, and
 compared with the recorded played text by word error rate. A divergence above
-the threshold is flagged (metric + log line).
+the threshold is flagged (counted by the session's ``PipelineRecorder``, and a log line).
 
 Be aware of what the score can tell: pocketsphinx's bundled model on
 synthetic (espeak-ng) speech has a word error rate of 0.4-0.9 by itself, so
@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import BaseModel, ConfigDict
 
-from .. import pipeline_metrics
 from ..audio.resample import StreamResampler
 from ..providers.sphinx import SAMPLE_RATE, make_decoder, transcribe, words_of
+from .recorder import PipelineRecorder
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,18 @@ def _retranscribe(pcm: bytes, rate: int) -> str:
 
 
 class Auditor:
-    def __init__(self, *, enabled: bool, session_id: str, threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        session_id: str,
+        threshold: float = 0.5,
+        recorder: PipelineRecorder | None = None,
+    ) -> None:
         self.enabled = enabled
         self.session_id = session_id
         self.threshold = threshold
+        self.recorder = recorder or PipelineRecorder()
 
     async def audit(self, record: TurnRecord, pcm: bytes, rate: int) -> None:
         """Fill in the record's re-transcription and divergence (runs the decoder in the audit thread)."""
@@ -103,8 +111,8 @@ class Auditor:
         record.divergence = word_error_rate(record.played_text, text)
         record.flagged = record.divergence > self.threshold
         record.audit = "done"
+        self.recorder.turn_audited(record.flagged)
         if record.flagged:
-            pipeline_metrics.TRANSCRIPT_DIVERGENCE_FLAGGED_TOTAL.inc()
             log.warning(
                 "session %s turn %s: played audio diverges from the record (WER %.2f > %.2f): "
                 "played %r, heard %r",

@@ -49,6 +49,7 @@ from .events import (
 )
 from .input_limits import InputRefused, check_text
 from .playback import TurnPlayback
+from .recorder import PipelineRecorder
 from .tools import ToolRunner
 from .turn import AgentTurn, Round, UserTurn
 from .vad_gate import Decision, GateParams, State
@@ -88,6 +89,7 @@ class AgentSession:
         output_sample_rate: int,
         conversation: Conversation | None = None,
         on_snapshot: Callable[[Conversation], Awaitable[None]] | None = None,
+        recorder: PipelineRecorder | None = None,
     ) -> None:
         if output_sample_rate <= 0 or output_sample_rate % 50:
             raise ValueError(
@@ -98,6 +100,7 @@ class AgentSession:
         self.prompt_id = config.prompt_id
         self.output_sample_rate = output_sample_rate
         self._on_snapshot = on_snapshot
+        self._recorder = recorder or PipelineRecorder()
         self._log = logging.LoggerAdapter(log, {"session_id": session_id})
         pipeline = config.pipeline
 
@@ -128,13 +131,14 @@ class AgentSession:
         )
         self._llm = FallbackLLM(chain(providers.llm, stage_timeouts(pipeline.llm)))
         self._tts = FallbackTTS(chain(providers.tts, stage_timeouts(pipeline.tts)))
-        self._tools = ToolRunner(config.tools, session_id, self._emit)
+        self._tools = ToolRunner(config.tools, session_id, self._emit, self._recorder)
         primary_stt = providers.stt[0].name if providers.stt else "synthetic"
         # Re-transcription needs real speech: benchmarks with synthetic STT have tones, not words.
         self._auditor = Auditor(
             enabled=pipeline.compliance.audit and primary_stt != "synthetic",
             session_id=session_id,
             threshold=pipeline.compliance.divergence_threshold,
+            recorder=self._recorder,
         )
         self.turn_records: list[TurnRecord] = []
 
@@ -261,6 +265,7 @@ class AgentSession:
         self._started = True
         self._started_at = self._last_activity = time.monotonic()
         pipeline_metrics.SESSIONS_LIVE.inc()
+        self._recorder.session_started()
         self._tasks = [
             asyncio.create_task(self._guard(self._turn_loop), name=f"turns-{self.session_id}"),
             asyncio.create_task(self._guard(self._stt_loop), name=f"stt-{self.session_id}"),
@@ -535,6 +540,7 @@ class AgentSession:
             try:
                 await self._generate(turn, pieces)
             except ProviderError as exc:
+                turn.failed = True
                 self._log.warning("session %s turn %s: %s", self.session_id, turn.turn_id, exc)
                 self._emit(ErrorEvent(code="PROVIDER_FAILED", message=str(exc)))
             pieces.put_nowait(None)
@@ -616,6 +622,7 @@ class AgentSession:
                     for frame in framer.push(resampler.process(pcm)):
                         playback.push(piece, frame, len(frame) // 2)
             except ProviderError as exc:
+                turn.failed = True
                 self._log.warning("session %s: TTS failed for %r: %s", self.session_id, text[:40], exc)
                 self._emit(ErrorEvent(code="PROVIDER_FAILED", message=f"speech synthesis failed: {exc}"))
             if resampler is not None:
@@ -634,7 +641,7 @@ class AgentSession:
             return
         turn.interrupted = True
         turn.playback.flush()
-        pipeline_metrics.INTERRUPTIONS_TOTAL.inc()
+        self._recorder.interruption()
         played = turn.playback.played_text()
         self._emit(Interruption(turn_id=turn.turn_id, played_text=played, played_ms=turn.playback.played_ms))
         self._log.info(
@@ -654,6 +661,7 @@ class AgentSession:
         self._current = None
         self._conversation.messages.extend(turn.history())
         self._conversation.turns += 1
+        self._recorder.turn_finished(turn.failed)
         self._trim_history()
         played = turn.playback.played_text()
         final = AgentText(
@@ -695,7 +703,7 @@ class AgentSession:
     def _report_latency(self, turn: AgentTurn) -> None:
         assert turn.first_frame_at is not None
         latency = turn.first_frame_at - turn.user.ended_at
-        pipeline_metrics.RESPONSE_LATENCY_SECONDS.observe(latency)
+        self._recorder.response_latency(latency)
         self._emit(
             TurnMetrics(
                 turn_id=turn.turn_id,

@@ -20,11 +20,11 @@ from typing import Any
 import aiohttp
 import jsonschema
 
-from .. import pipeline_metrics
 from ..config import ToolSpec
 from ..conversation import ToolCall
 from ..providers.credentials import resolve_credential
 from .events import ToolEvent, ToolState
+from .recorder import PipelineRecorder
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,15 @@ class ToolOutcome:
     content: str  # the tool message the LLM sees next
     result_json: str = ""
     error: str = ""
+    repairable: bool = False  # invalid arguments the LLM may still correct (repairs left)
+
+    @property
+    def failure(self) -> bool:
+        """The call gave the turn no usable result: failed, timed out, or invalid arguments with no repair
+        left. A cancelled call is the caller's doing, not a failure."""
+        if self.state == "invalid_arguments":
+            return not self.repairable
+        return self.state in ("failed", "timed_out")
 
 
 def error_content(kind: str, message: str, **extra: Any) -> str:
@@ -68,12 +77,20 @@ def cancelled_outcome() -> ToolOutcome:
 
 
 class ToolRunner:
-    """Executes the tool calls of one session; ``emit`` receives the ToolEvents."""
+    """Executes the tool calls of one session; ``emit`` receives the ToolEvents, ``recorder`` counts
+    every terminal one."""
 
-    def __init__(self, tools: list[ToolSpec], session_id: str, emit: Callable[[ToolEvent], None]) -> None:
+    def __init__(
+        self,
+        tools: list[ToolSpec],
+        session_id: str,
+        emit: Callable[[ToolEvent], None],
+        recorder: PipelineRecorder | None = None,
+    ) -> None:
         self.tools = {t.name: t for t in tools}
         self.session_id = session_id
         self.emit = emit
+        self.recorder = recorder or PipelineRecorder()
         self._http: aiohttp.ClientSession | None = None
         self._attempts: dict[str, int] = {}  # call id -> attempts started so far
 
@@ -92,7 +109,7 @@ class ToolRunner:
             attempt = self._attempts.pop(call.id, 0)
         else:
             self._attempts.pop(call.id, None)
-        pipeline_metrics.TOOL_CALLS_TOTAL.labels(tool=call.name, state=outcome.state).inc()
+        self.recorder.tool_call_finished(call.name, outcome.state, outcome.failure)
         self.emit(
             ToolEvent(
                 call_id=call.id,
@@ -125,7 +142,8 @@ class ToolRunner:
                 "correct the arguments and call again" if repairs_left > 0 else "do not call this tool again"
             )
             content = error_content("invalid_arguments", why, repairs_left=max(repairs_left, 0), hint=hint)
-            return None, self.finish(call, ToolOutcome("invalid_arguments", content, error=why))
+            outcome = ToolOutcome("invalid_arguments", content, error=why, repairable=repairs_left > 0)
+            return None, self.finish(call, outcome)
         return args, None
 
     async def execute(

@@ -33,6 +33,7 @@ class AgentTurn:
     rounds: list[Round] = field(default_factory=list)
     outcomes: dict[str, ToolOutcome] = field(default_factory=dict)  # call id -> terminal outcome
     interrupted: bool = False
+    failed: bool = False  # a provider chain (LLM or TTS) ran out during the turn
     task: asyncio.Task[None] | None = None  # the generation; cancelled on barge-in
     first_frame_at: float | None = None
     llm_first_token_ms: float = 0.0

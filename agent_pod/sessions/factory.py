@@ -18,6 +18,7 @@ from .keys import AgentKeys
 from .quotas import LocalQuotas, QuotaStore, RedisQuotas
 from .redis_client import RedisConnection, connect
 from .redis_directory import DirectoryTuning, RedisDirectory
+from .revision_stats import RevisionTally
 from .tokens import ResumeTokens
 
 
@@ -42,8 +43,11 @@ def build_directory(
     config: AgentConfig,
     identity: PodIdentity | None = None,
     tuning: DirectoryTuning | None = None,
+    revision_tally: RevisionTally | None = None,
 ) -> RedisDirectory | LocalDirectory:
-    """``identity`` may still get its addresses filled in until ``start()`` (ports bound late)."""
+    """``identity`` may still get its addresses filled in until ``start()`` (ports bound late).
+    ``revision_tally``: the pod's call counts, added to its revision's totals in Redis (a pod
+    without Redis keeps them to itself)."""
     identity = identity or PodIdentity(name=settings.pod_name, revision=settings.revision)
     tuning = tuning or DirectoryTuning(epsilon=config.session.placement_epsilon)
     ttl = token_ttl_seconds(config, tuning)
@@ -65,6 +69,7 @@ def build_directory(
         ResumeTokens.from_file(key_file, ttl),
         prompt_id=config.prompt_id,
         tuning=tuning,
+        revision_tally=revision_tally,
     )
 
 

@@ -13,6 +13,10 @@ Cluster keeps the agent on one slot (the Lua scripts touch several of its keys).
     vf:v1:{ns/agent}:tenant:<t>:leases ZSET session id -> lease deadline (ms): the tenant's sessions
     vf:v1:{ns/agent}:tenant:<t>:bucket HASH tokens, ms: the tenant's new-session token bucket
     vf:v1:{ns/agent}:tenant-of:<session> STRING the tenant a session belongs to
+    vf:v1:{ns/agent}:rollout         HASH  Rollout: the canary revision and the share of new sessions
+                                           it gets (written by the operator; absent: no canary)
+    vf:v1:{ns/agent}:revstats:<rev>  HASH  RevisionCounters of one revision, summed over its pods
+                                           (each pod adds its increments about once a second)
 """
 
 from __future__ import annotations
@@ -59,6 +63,13 @@ class AgentKeys:
 
     def session_tenant(self, session_id: str) -> str:
         return f"{self.prefix}tenant-of:{session_id}"
+
+    @property
+    def rollout(self) -> str:
+        return self.prefix + "rollout"
+
+    def revision_stats(self, revision: str) -> str:
+        return f"{self.prefix}revstats:{revision}"
 
     @property
     def match_all(self) -> str:

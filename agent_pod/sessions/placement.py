@@ -11,8 +11,17 @@ make that impossible, and then it stays at the ceiling of the average (tighter
 than the paper's ``ceil((1 + eps) * avg)``; some pod always fits). The ring keeps
 choices stable as pods come and go.
 
+During a canary rollout (``records.Rollout``) a new session first picks a side of
+the split: the canary revision's pods when its bucket (a stable hash of the
+session id into 0..99) is below the weight, else the pods of every other revision
+(the stable side; during a rolling update of the stable Deployment its old and new
+pods are both stable). A session re-placed while its pin still names a revision
+stays on that revision's side. The bounded-load rule then runs among that side's
+pods alone; a side with no pod that fits hands the session to the other side
+(a call is never refused for lack of canary capacity).
+
 These functions are pure; the Lua script in ``scripts.py`` runs the same
-``choose`` rule inside Redis on the ring order computed here, so concurrent
+rules inside Redis on the ring order and bucket computed here, so concurrent
 creates on different pods cannot overshoot the bound.
 """
 
@@ -24,8 +33,14 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
+
+from .records import Rollout
 
 VIRTUAL_NODES = 64  # points per pod on the ring: spreads ring arcs evenly
+BUCKETS = 100  # a rollout's weight is a percentage: one bucket per percent
+
+Side = Literal["canary", "stable"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,17 @@ class PodLoad:
     load: int
     capacity: int
     eligible: bool = True  # ready, not draining, heartbeat fresh
+    revision: str = ""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Where a session goes: the pod (None: nowhere), the side of a canary split (None: no rollout),
+    and whether the side it belongs to had no room (it went to the other side)."""
+
+    pod: str | None
+    side: Side | None = None
+    fallback: bool = False
 
 
 def ring_hash(value: str) -> int:
@@ -88,6 +114,49 @@ def choose(order: Sequence[PodLoad], epsilon: float) -> str | None:
 def place(session_id: str, pods: Iterable[PodLoad], epsilon: float) -> str | None:
     by_name = {p.name: p for p in pods}
     return choose([by_name[n] for n in ring_order(session_id, by_name)], epsilon)
+
+
+def revision_bucket(session_id: str) -> int:
+    """The session's bucket of a canary split, 0..99. Its own hash (not the ring's), so which side a
+    session takes is independent of where it lands on the ring."""
+    digest = hashlib.blake2b(session_id.encode(), digest_size=8, person=b"vf-canary").digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def session_side(rollout: Rollout, bucket: int, pinned_revision: str | None = None) -> Side:
+    """The side a session belongs to: a re-placed one stays with its pinned revision's side, a new one
+    takes the canary when its bucket is below the weight."""
+    if pinned_revision is not None:
+        return "canary" if pinned_revision == rollout.canary else "stable"
+    return "canary" if bucket < rollout.weight else "stable"
+
+
+def split_by_revision(order: Sequence[PodLoad], canary: str) -> tuple[list[PodLoad], list[PodLoad]]:
+    """(canary pods, stable pods), each in ring order: every revision but the canary is stable."""
+    return [p for p in order if p.revision == canary], [p for p in order if p.revision != canary]
+
+
+def choose_revision(
+    order: Sequence[PodLoad],
+    epsilon: float,
+    rollout: Rollout | None,
+    bucket: int,
+    pinned_revision: str | None = None,
+) -> Choice:
+    """``choose`` with a canary split: the session's side first, the bound among that side's pods only,
+    then the other side when the first has no pod that fits. Without a rollout, plain ``choose``."""
+    if rollout is None:
+        return Choice(choose(order, epsilon))
+    canary, stable = split_by_revision(order, rollout.canary)
+    first = session_side(rollout, bucket, pinned_revision)
+    sides: list[tuple[Side, list[PodLoad]]] = [("canary", canary), ("stable", stable)]
+    if first == "stable":
+        sides.reverse()
+    for i, (side, pods) in enumerate(sides):
+        pod = choose(pods, epsilon)
+        if pod is not None:
+            return Choice(pod, side, fallback=i > 0)
+    return Choice(None, first)
 
 
 def is_fresh(heartbeat_ms: int, now_ms: int, stale_ms: int) -> bool:

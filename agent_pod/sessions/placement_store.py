@@ -1,8 +1,9 @@
 """The session API's side of the directory: create a session (place it on the fleet) and resume one.
 
 A new session goes to the pod the PLACE script picks (bounded-load consistent
-hashing over the ring order ``placement.ring_order`` computes) and holds a
-reserved slot there until its caller connects. A resume goes back to the pinned
+hashing over the ring order ``placement.ring_order`` computes, on its side of a
+canary split when the operator runs one) and holds a reserved slot there until
+its caller connects. A resume goes back to the pinned
 pod while it lives; otherwise the session is re-placed and its conversation
 comes back from its snapshot. While Redis is unreachable a create is served by
 this pod when it has room, and a resume only for a session this pod holds.
@@ -19,7 +20,7 @@ from ..conversation import Conversation
 from . import session_metrics
 from .directory import AdmissionError, Grant, PodIdentity, check_session_id, new_session_id, verify_token
 from .local_state import LocalSessions, Owned
-from .placement import ring_order
+from .placement import revision_bucket, ring_order
 from .records import PinRecord
 from .registry import PodRegistry
 from .script_keys import place_keys
@@ -36,6 +37,15 @@ BUSY_RETRY_SECONDS = 1.0
 def busy() -> AdmissionError:
     session_metrics.PLACEMENTS.labels("unavailable").inc()
     return AdmissionError("unavailable", "session store busy; retry shortly", BUSY_RETRY_SECONDS)
+
+
+def count_placed(result: list[Any]) -> None:
+    """The side of a canary split a placed session went to, and whether its own side was full."""
+    side = text(result[6])
+    if side:
+        session_metrics.ROLLOUT_PLACEMENTS.labels(side).inc()
+        if text(result[7]) == "1":
+            session_metrics.REVISION_FALLBACKS.labels(side).inc()
 
 
 def grant(session_id: str, token: str, expires: int, pod: str, grpc: str, http: str, resumed: bool) -> Grant:
@@ -116,6 +126,7 @@ class SessionPlacement:
                 "unavailable", "no agent pod has room for a new session", NO_ROOM_RETRY_SECONDS
             )
         session_metrics.PLACEMENTS.labels("placed").inc()
+        count_placed(result)
         pod, grpc, http = text(result[1]), text(result[4]), text(result[5])
         if pod == self.identity.name:
             self.local.hold(session_id, self.store.tuning.reservation_seconds)
@@ -139,6 +150,7 @@ class SessionPlacement:
     async def place(self, session_id: str, th: str, expected_owner: str) -> list[Any]:
         store, keys, tuning = self.store, self.store.keys, self.store.tuning
         names = self.registry.pod_names
+        bucket = revision_bucket(session_id)
         for _ in range(LIST_ATTEMPTS):
             if not names:
                 names = sorted(text(n) for n in await store.io(store.redis.smembers(keys.pods)))
@@ -151,6 +163,7 @@ class SessionPlacement:
                 ms(tuning.pin_ttl_seconds),
                 th,
                 expected_owner,
+                bucket,
                 *order,
             ]
             script_keys = place_keys(keys, session_id, expected_owner, order)
@@ -224,6 +237,7 @@ class SessionPlacement:
             )
         session_metrics.PLACEMENT_SECONDS.observe(time.perf_counter() - started)
         session_metrics.PLACEMENTS.labels("replaced").inc()
+        count_placed(result)
         if expected == self.identity.name:
             self.local.disown(session_id)
         pod, grpc, http = text(result[1]), text(result[4]), text(result[5])

@@ -69,6 +69,18 @@ class PinRecord(_HashRecord):
         return cls.model_validate(decode_mapping(raw))
 
 
+class Rollout(_HashRecord):
+    """A canary rollout of an agent: new sessions whose bucket (0..99) is below ``weight`` go to pods of
+    revision ``canary``, the rest to every other revision (the stable one)."""
+
+    canary: str = Field(min_length=1, max_length=128, description="The canary's revision (config hash).")
+    weight: int = Field(ge=0, le=100, description="Percent of new sessions placed on the canary.")
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[Any, Any]) -> Rollout:
+        return cls.model_validate(decode_mapping(raw))
+
+
 class HeldInput(BaseModel):
     """Caller input a pod held back while it handed the call over: audio at ``rate``, typed text, or the
     caller ending the call."""

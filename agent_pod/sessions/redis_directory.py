@@ -3,7 +3,8 @@
 Every pod runs one. It registers the pod (heartbeat every ~2 s, ``registry``),
 places new sessions on the fleet and resumes them (``placement_store``), admits
 streams that belong here (``admission``), writes a conversation snapshot after
-every turn (``snapshots``) and moves live calls to other pods (``migration_store``).
+every turn (``snapshots``), moves live calls to other pods (``migration_store``) and
+adds the pod's call counts to its revision's totals (``revision_stats_writer``).
 All of them call Redis through one ``Store`` (``store``: error handling, circuit,
 backoff) and share what the pod knows about its sessions (``local_state``).
 
@@ -30,6 +31,8 @@ from .placement_store import SessionPlacement
 from .records import Handoff
 from .redis_client import AnyRedis
 from .registry import PodRegistry
+from .revision_stats import RevisionTally
+from .revision_stats_writer import RevisionStatsWriter
 from .snapshots import SnapshotWriter
 from .store import Store, StoreDown
 from .tokens import ResumeTokens
@@ -49,7 +52,10 @@ class RedisDirectory:
         tokens: ResumeTokens,
         prompt_id: str = "",
         tuning: DirectoryTuning | None = None,
+        revision_tally: RevisionTally | None = None,
     ) -> None:
+        """``revision_tally``: the counts of this pod's calls (``pipeline.recorder``), written to its
+        revision's totals in Redis; None: none are written."""
         self.redis = redis_client
         self.keys = keys
         self.identity = identity
@@ -66,6 +72,11 @@ class RedisDirectory:
         )
         self.admission = StreamAdmission(self.placement)
         self.moves = CallMoves(self.store, self.local, self.registry, identity)
+        self.revision_stats = (
+            RevisionStatsWriter(self.store, revision_tally, identity.revision)
+            if revision_tally is not None
+            else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     # ----- state ---------------------------------------------------------------
@@ -104,6 +115,8 @@ class RedisDirectory:
             loop.create_task(self.registry.loop(), name="sessions-heartbeat"),
             loop.create_task(self.snapshots.loop(), name="sessions-snapshot-writer"),
         ]
+        if self.revision_stats is not None:
+            self._tasks.append(loop.create_task(self.revision_stats.loop(), name="revision-stats-writer"))
 
     async def drain(self) -> None:
         await self.registry.drain()
@@ -116,6 +129,8 @@ class RedisDirectory:
         self.store.closed = True
         self.store.wake.set()
         self.snapshots.kick.set()
+        if self.revision_stats is not None:
+            self.revision_stats.kick.set()
         if self._tasks:
             _, late = await asyncio.wait(self._tasks, timeout=self.tuning.heartbeat_seconds + 2)
             for task in late:

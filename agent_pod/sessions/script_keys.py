@@ -19,7 +19,13 @@ def _pods(keys: AgentKeys, names: Iterable[str]) -> list[str]:
 
 
 def place_keys(keys: AgentKeys, session_id: str, expected_owner: str, order: Iterable[str]) -> list[str]:
-    return [keys.pin(session_id), keys.pods, keys.load(expected_owner), *_pods(keys, order)]
+    return [
+        keys.pin(session_id),
+        keys.pods,
+        keys.load(expected_owner),
+        keys.rollout,
+        *_pods(keys, order),
+    ]
 
 
 def claim_keys(keys: AgentKeys, session_id: str, me: str, owner_guess: str) -> list[str]:

@@ -5,8 +5,9 @@ and writes in the same step, so pods acting at once on different machines can
 neither overshoot a load bound nor steal a session from a live owner. Times are
 Redis server time (``TIME``), so pods' clocks never have to agree.
 
-``PLACE`` applies ``placement.choose`` to the ring order the caller computed
-(``placement.ring_order``); tests check the two give the same answer.
+``PLACE`` applies ``placement.choose_revision`` to the ring order and canary bucket the caller
+computed (``placement.ring_order``, ``placement.revision_bucket``); tests check the two give the
+same answer.
 
 Every key a script touches comes in KEYS (``script_keys`` builds them), never
 built inside Lua: a Redis Cluster routes a script by its keys, and all of an
@@ -30,10 +31,14 @@ local function now_ms()
 end
 """
 
-# KEYS[1] pin, KEYS[2] pods set, KEYS[3] the expected owner's load, then each candidate's record and
-# load (in ARGV order). ARGV: session, epsilon, stale_ms, lease_ms, pin_ttl_ms, token_hash,
-# expected_owner ('' when the pin should not exist), then pod names in ring order.
-# -> {'placed', pod, load_before, bound, grpc_address, http_url}
+# KEYS[1] pin, KEYS[2] pods set, KEYS[3] the expected owner's load, KEYS[4] the rollout, then each
+# candidate's record and load (in ARGV order). ARGV: session, epsilon, stale_ms, lease_ms, pin_ttl_ms,
+# token_hash, expected_owner ('' when the pin should not exist), the session's bucket (0..99), then pod
+# names in ring order. With a rollout (``placement.choose_revision``) the session's side of the split
+# goes first: its pinned revision's side when re-placed, else the canary when bucket < weight; the
+# bound counts that side's pods only, and the other side takes the session when the first has no room.
+# -> {'placed', pod, load_before, bound, grpc_address, http_url, side ('' without a rollout),
+#     fallback ('1': the session's side had no room)}
 #  | {'moved', current_owner} | {'full', '', total_load, eligible_pods}
 #  | {'stale_list'} (a registered pod is missing from the candidates: list the pods again)
 PLACE = (
@@ -43,12 +48,13 @@ local sid = ARGV[1]
 local eps, stale = tonumber(ARGV[2]), tonumber(ARGV[3])
 local lease, pin_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
-local current = redis.call('HGET', KEYS[1], 'pod')
+local pin = redis.call('HMGET', KEYS[1], 'pod', 'revision')
+local current = pin[1]
 if current and current ~= ARGV[7] then
   return {'moved', current}
 end
 local listed = {}
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   listed[ARGV[i]] = true
 end
 for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do
@@ -56,37 +62,67 @@ for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do
     return {'stale_list'}
   end
 end
-local names, loads, caps, slots = {}, {}, {}, {}
+local rollout = redis.call('HMGET', KEYS[4], 'canary', 'weight')
+local canary = rollout[1]
+if canary == '' then
+  canary = false
+end
+-- the eligible pods of each side ('all' without a rollout), in ring order
+local sides = {all = {}, canary = {}, stable = {}}
 local total, n = 0, 0
-for j = 1, #ARGV - 7 do
-  local name = ARGV[j + 7]
-  local pod = redis.call('HMGET', KEYS[2 * j + 2], 'state', 'heartbeat_ms', 'capacity')
+for j = 1, #ARGV - 8 do
+  local name = ARGV[j + 8]
+  local pod = redis.call('HMGET', KEYS[2 * j + 3], 'state', 'heartbeat_ms', 'capacity', 'revision')
   if not pod[1] then
     redis.call('SREM', KEYS[2], name)
   elseif pod[1] == 'ready' and now - tonumber(pod[2]) <= stale then
-    local load = redis.call('ZCOUNT', KEYS[2 * j + 3], now, '+inf')
-    n = n + 1
-    names[n], loads[n], caps[n], slots[n] = name, load, tonumber(pod[3]), j
-    total = total + load
+    local load = redis.call('ZCOUNT', KEYS[2 * j + 4], now, '+inf')
+    local side = 'all'
+    if canary then
+      side = pod[4] == canary and 'canary' or 'stable'
+    end
+    local list = sides[side]
+    list[#list + 1] = {name = name, load = load, cap = tonumber(pod[3]), slot = j}
+    total, n = total + load, n + 1
   end
 end
 if n == 0 then
   return {'full', '', 0, 0}
 end
-local bound = math.max(math.floor((1 + eps) * (total + 1) / n), math.ceil((total + 1) / n))
-for i = 1, n do
-  if loads[i] < caps[i] and loads[i] < bound then
-    local pod, load = KEYS[2 * slots[i] + 2], KEYS[2 * slots[i] + 3]
-    if current then
-      redis.call('ZREM', KEYS[3], sid)
+local order = {'all'}
+if canary then
+  local first
+  if current and pin[2] then
+    first = pin[2] == canary and 'canary' or 'stable'
+  else
+    first = tonumber(ARGV[8]) < (tonumber(rollout[2]) or 0) and 'canary' or 'stable'
+  end
+  order = {first, first == 'canary' and 'stable' or 'canary'}
+end
+for k, side in ipairs(order) do
+  local pods = sides[side]
+  if #pods > 0 then
+    local sum = 0
+    for _, p in ipairs(pods) do
+      sum = sum + p.load
     end
-    redis.call('ZADD', load, now + lease, sid)
-    local info = redis.call('HMGET', pod, 'revision', 'prompt_id', 'grpc_address', 'http_url')
-    redis.call('HSET', KEYS[1], 'pod', names[i], 'revision', info[1] or '', 'prompt_id', info[2] or '',
-      'token_hash', ARGV[6], 'state', 'reserved', 'updated_ms', now)
-    redis.call('HSETNX', KEYS[1], 'created_ms', now)
-    redis.call('PEXPIRE', KEYS[1], pin_ttl)
-    return {'placed', names[i], loads[i], bound, info[3] or '', info[4] or ''}
+    local bound = math.max(math.floor((1 + eps) * (sum + 1) / #pods), math.ceil((sum + 1) / #pods))
+    for _, p in ipairs(pods) do
+      if p.load < p.cap and p.load < bound then
+        local record, load = KEYS[2 * p.slot + 3], KEYS[2 * p.slot + 4]
+        if current then
+          redis.call('ZREM', KEYS[3], sid)
+        end
+        redis.call('ZADD', load, now + lease, sid)
+        local info = redis.call('HMGET', record, 'revision', 'prompt_id', 'grpc_address', 'http_url')
+        redis.call('HSET', KEYS[1], 'pod', p.name, 'revision', info[1] or '', 'prompt_id', info[2] or '',
+          'token_hash', ARGV[6], 'state', 'reserved', 'updated_ms', now)
+        redis.call('HSETNX', KEYS[1], 'created_ms', now)
+        redis.call('PEXPIRE', KEYS[1], pin_ttl)
+        return {'placed', p.name, p.load, bound, info[3] or '', info[4] or '', canary and side or '',
+          k > 1 and '1' or '0'}
+      end
+    end
   end
 end
 return {'full', '', total, n}

@@ -18,6 +18,21 @@ PLACEMENTS = Counter(
 # At 0 from start-up: a series born at 1 shows no rate() (the refusal alert counts from zero).
 for _result in ("placed", "replaced", "local", "no_capacity", "unavailable"):
     PLACEMENTS.labels(_result)
+ROLLOUT_PLACEMENTS = Counter(
+    "voicefleet_rollout_placements_total",
+    "Sessions placed (or re-placed) while a canary rollout is on, by the side of the split they went to: "
+    "canary, stable.",
+    ["side"],
+)
+REVISION_FALLBACKS = Counter(
+    "voicefleet_placement_revision_fallbacks_total",
+    "Sessions of one side of a canary split placed on the other side (to), because their own side had no "
+    "pod with room.",
+    ["to"],
+)
+for _side in ("canary", "stable"):
+    ROLLOUT_PLACEMENTS.labels(_side)
+    REVISION_FALLBACKS.labels(_side)
 REDIS_ERRORS = Counter(
     "voicefleet_redis_errors_total", "Redis calls of the session layer that failed (connection, timeout)."
 )

@@ -18,6 +18,8 @@ class DirectoryTuning:
     probe_timeout_seconds: float = 0.5  # TCP check of a pinned pod on resume
     max_backoff_seconds: float = 1.0  # probing a dead store: once a second at most, so a failover ends fast
     max_pending_snapshots: int = 10_000
+    revision_stats_flush_seconds: float = 1.0  # a pod adds its counts to its revision's hash this often
+    revision_stats_ttl_seconds: float = 7 * 24 * 3600.0  # counters outlive the revision's last pod
 
 
 def ms(seconds: float) -> int:

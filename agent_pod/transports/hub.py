@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ..config import AgentConfig
 from ..pipeline.events import SessionEnded, SessionEvent
+from ..pipeline.recorder import PipelineRecorder
 from ..pipeline.session import AgentSession
 from ..providers.base import Providers
 from ..sessions.directory import Admission, AdmissionError, SessionDirectory
@@ -128,8 +129,10 @@ class SessionHub:
         gate: SessionGate,
         clock: PlayoutClock,
         pod_name: str = "",
+        recorder: PipelineRecorder | None = None,
     ) -> None:
         self.config = config
+        self.recorder = recorder or PipelineRecorder()
         self.gate = gate
         self.pod_name = pod_name
         self.providers = providers
@@ -180,6 +183,7 @@ class SessionHub:
             output_sample_rate=output_sample_rate,
             conversation=admission.conversation,
             on_snapshot=self.directory.snapshot,
+            recorder=self.recorder,
         )
         if admission.moved_from is not None:
             session.hold_input()  # until the old pod's held input has been replayed

@@ -1,4 +1,4 @@
-"""The operator's read of session load from each VoiceAgent's Redis.
+"""The operator's read of session load from each VoiceAgent's Redis, and its canary split there.
 
 The operator is never on the data path: a slow or absent Redis only makes
 these reads return StoreDown (status keeps its last counts, the autoscaler and
@@ -14,7 +14,11 @@ from typing import Any
 
 from agent_pod.config import SecretKeyRef
 from agent_pod.sessions.fleet_state import FleetState, delete_agent_keys, read_fleet
+from agent_pod.sessions.keys import AgentKeys
+from agent_pod.sessions.records import Rollout
 from agent_pod.sessions.redis_client import AnyRedis, RedisConnection, connect
+from agent_pod.sessions.revision_stats import RevisionCounters
+from agent_pod.sessions.rollout_store import clear_rollout, read_revision_counters, write_rollout
 
 from .kube import Kube
 from .plan import StoreDown
@@ -94,6 +98,38 @@ class FleetReader:
         """The fleet, or why it could not be read (the caller decides what to say, and how often)."""
         try:
             return await self.read(namespace, name, spec)
+        except Exception as exc:
+            return StoreDown(f"session store unreachable: {type(exc).__name__}: {exc}"[:200])
+
+    async def set_rollout(
+        self, namespace: str, name: str, spec: VoiceAgentSpec, canary_revision: str, weight: int
+    ) -> None:
+        """Send ``weight`` percent (0..100) of the agent's new sessions to the pods of ``canary_revision``;
+        the rest go to every other revision. At 0 the canary's pods take no new session (unless the
+        stable side is full). Raises ValueError for a bad revision or weight, and the Redis error when
+        the store is unreachable (placement keeps the split it had)."""
+        rollout = Rollout(canary=canary_revision, weight=weight)
+        client = await self._client(namespace, spec)
+        async with asyncio.timeout(READ_TIMEOUT * 2):
+            await write_rollout(client, AgentKeys(namespace, name), rollout)
+
+    async def clear_rollout(self, namespace: str, name: str, spec: VoiceAgentSpec) -> None:
+        """No canary any more: placement treats every pod alike."""
+        client = await self._client(namespace, spec)
+        async with asyncio.timeout(READ_TIMEOUT * 2):
+            await clear_rollout(client, AgentKeys(namespace, name))
+
+    async def read_revision_counters(
+        self, namespace: str, name: str, spec: VoiceAgentSpec, revisions: list[str]
+    ) -> dict[str, RevisionCounters] | StoreDown:
+        """Each revision's cumulative counters (take differences between reads for a window), or why
+        they could not be read. A hash that is not counters raises ValueError naming its key and field."""
+        try:
+            client = await self._client(namespace, spec)
+            async with asyncio.timeout(READ_TIMEOUT * 2):
+                return await read_revision_counters(client, AgentKeys(namespace, name), revisions)
+        except ValueError:
+            raise
         except Exception as exc:
             return StoreDown(f"session store unreachable: {type(exc).__name__}: {exc}"[:200])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,10 @@ MANAGED_BY = "voicefleet-operator"
 AGENT_LABEL = "voicefleet.io/agent"
 COMPONENT = "agent-pod"
 HASH_ANNOTATION = "voicefleet.io/config-hash"
+# On the pod template only (a Deployment's selector is immutable): the PodMonitor copies them onto
+# every series the pod exports, so dashboards and the canary analysis compare revisions.
+REVISION_LABEL = "voicefleet.io/revision"
+PROMPT_VERSION_LABEL = "voicefleet.io/prompt-version"
 CONFIG_DIR = "/etc/voicefleet/config"
 RESUME_KEY_DIR = "/etc/voicefleet/resume-key"
 # After the drain deadline: closing sessions and deregistering (a few seconds), then one last scrape
@@ -63,6 +68,20 @@ def labels(name: str) -> dict[str, str]:
         "app.kubernetes.io/component": COMPONENT,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         "app.kubernetes.io/part-of": "voicefleet",
+    }
+
+
+def label_value(text: str) -> str:
+    """``text`` as a valid label value (alphanumeric at both ends, at most 63 characters); "none" when
+    nothing is left. A prompt version may end in "-", "_" or "." where a label value may not."""
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", re.sub(r"[^-A-Za-z0-9_.]", "-", text)[:63]) or "none"
+
+
+def pod_labels(name: str, spec: VoiceAgentSpec, config_hash: str) -> dict[str, str]:
+    return {
+        **labels(name),
+        REVISION_LABEL: config_hash,
+        PROMPT_VERSION_LABEL: label_value(spec.prompt.version),
     }
 
 
@@ -291,7 +310,7 @@ def _pod_template(
         pod_spec["tolerations"] = spec.tolerations
     return {
         "metadata": {
-            "labels": labels(owner.name),
+            "labels": pod_labels(owner.name, spec, config_hash),
             "annotations": {
                 HASH_ANNOTATION: config_hash,
                 "prometheus.io/scrape": "true",

@@ -2,15 +2,17 @@
 the chart's Grafana dashboard then returns data through its HTTP API, and the chart's alert rules
 evaluate cleanly against the same series.
 
-The scrape config mirrors the chart's ServiceMonitor and PodMonitor (tests/support/prometheus.py).
-The rare events the panels show are produced: a provider failing over (TTS), barge-ins, a full garbage
-collection, and a live call migrated off a draining pod.
+The scrape config mirrors the chart's ServiceMonitor and PodMonitor (tests/support/prometheus.py), the
+pod labels the PodMonitor copies included: the two pods run different revisions, as during a canary.
+The rare events the panels show are produced: a provider failing over (TTS), barge-ins, a tool that
+fails, a full garbage collection, and a live call migrated off a draining pod.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import math
 import re
 import uuid
@@ -27,13 +29,16 @@ import yaml
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.client.record import CallSummary
 from tests.e2e.test_lifecycle import agent
-from tests.support.chart import alert_names, dashboard, rule_groups, service_monitor
+from tests.pipeline.toolserver import tool
+from tests.support.chart import alert_names, dashboard, pod_monitor, rule_groups, service_monitor
 from tests.support.kube import Cluster, OperatorProcess
+from tests.support.net import free_port
 from tests.support.pod import PodProcess, synthetic_config, tone
-from tests.support.prometheus import PrometheusServer, Target
+from tests.support.prometheus import PrometheusServer, Target, pod_target_labels
 from tests.support.redis import RedisServer
 from tests.support.wait import async_wait_for, wait_for
 from voicefleet.v1 import session_pb2, session_pb2_grpc
+from voicefleet_operator.render import PROMPT_VERSION_LABEL, REVISION_LABEL
 
 pytestmark = pytest.mark.e2e
 
@@ -42,6 +47,13 @@ RELEASE_NAMESPACE = "voicefleet"  # where the chart (operator and ServiceMonitor
 RESUME_KEY = b"dashboard-test-key-0123456789abcdef"
 # What Grafana would put in for its built-in variables; 5m covers everything the test did.
 BUILTIN_VARIABLES = {"__rate_interval": "5m", "__interval": "5m", "__range": "5m"}
+REVISIONS = ["rev-stable", "rev-canary"]  # the two pods' revisions, as during a canary
+BOOKING = {
+    "match": "book",
+    "say": "Let me check.",
+    "tool": "book_table",
+    "arguments": {"time": "19:00", "people": 2},
+}
 
 
 def dashboard_queries(board: dict[str, Any]) -> list[tuple[str, str]]:
@@ -96,7 +108,11 @@ async def stack(
         namespace=namespace,
         transport={"webrtc": {"enabled": False}},
         # Every answer fails over from the first TTS to espeak-ng: errors and fallbacks get counted.
-        pipeline={"tts": {"options": {"fail": "true"}, "fallback": [{"provider": "espeak"}]}},
+        pipeline={
+            "tts": {"options": {"fail": "true"}, "fallback": [{"provider": "espeak"}]},
+            "llm": {"options": {"rules": json.dumps([BOOKING])}},
+        },
+        tools=[tool("book_table", f"http://127.0.0.1:{free_port()}/book", retries=0)],  # nobody answers
         session={
             "drainTimeoutSeconds": 60,
             "idleTimeoutSeconds": 120,
@@ -108,7 +124,11 @@ async def stack(
     key_file.write_bytes(RESUME_KEY)
     env = {"VOICEFLEET_REDIS_URL": redis_server.url, "VOICEFLEET_RESUME_KEY_FILE": str(key_file)}
     suffix = uuid.uuid4().hex[:5]
-    pods = [PodProcess(config, tmp_path, f"{AGENT}-{suffix}-{i}", env=env) for i in range(2)]
+    pods = [
+        PodProcess(config, tmp_path, f"{AGENT}-{suffix}-{i}", env={**env, "VOICEFLEET_REVISION": revision})
+        for i, revision in enumerate(REVISIONS)
+    ]
+    copy = pod_monitor()["spec"]["podTargetLabels"]
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(rule_groups(), sort_keys=False))
     prometheus = PrometheusServer(
@@ -116,8 +136,9 @@ async def stack(
         targets=[
             Target(f"127.0.0.1:{leader.metrics_port}", RELEASE_NAMESPACE, "vf-voicefleet-operator-metrics",
                    "vf-voicefleet-operator-0", service="vf-voicefleet-operator-metrics"),
-            *(Target(p.metrics_address, namespace, f"{RELEASE_NAMESPACE}/vf-voicefleet-agents", p.name)
-              for p in pods),
+            *(Target(p.metrics_address, namespace, f"{RELEASE_NAMESPACE}/vf-voicefleet-agents", p.name,
+                     copied=pod_target_labels(copy, {REVISION_LABEL: r, PROMPT_VERSION_LABEL: "none"}))
+              for p, r in zip(pods, REVISIONS, strict=True)),
         ],
         honor_labels=bool(service_monitor()["spec"]["endpoints"][0].get("honorLabels", False)),
         rule_files=[rules],
@@ -141,7 +162,7 @@ async def all_scraped(prometheus: PrometheusServer) -> bool:
 
 async def placed_call(via: PodProcess) -> None:
     """A call placed through the session API: a spoken turn, a typed turn cut short by the caller
-    (barge-in), then the caller hangs up."""
+    (barge-in), a turn whose tool fails, then the caller hangs up."""
     async with grpc.aio.insecure_channel(via.grpc_address) as channel:
         grant = await session_pb2_grpc.SessionServiceStub(channel).CreateSession(
             session_pb2.CreateSessionRequest(), timeout=10
@@ -158,6 +179,8 @@ async def placed_call(via: PodProcess) -> None:
         await call.recorder.wait(lambda s: s.audio_frames > frames + 5, 30)
         call.send_text("stop")  # while the agent speaks
         await call.recorder.wait(lambda s: len(s.agent_texts) >= 3, 30)
+        call.send_text("book a table for two")
+        await call.recorder.wait(lambda s: len(s.agent_texts) >= 4, 30)
         await call.end()
         await call.recorder.wait(lambda s: s.ended is not None, 30)
 
@@ -248,6 +271,14 @@ async def test_every_dashboard_query_returns_data(stack: Stack) -> None:
             await async_wait_for(all_answer, timeout=60, interval=1.0, what="every dashboard query")
         except AssertionError as exc:
             raise AssertionError(f"dashboard queries without data: {empty}") from exc
+
+        # The Revisions row shows each revision as its own line.
+        (turn_errors,) = [expr for title, expr in queries if title == "Turn error rate by revision"]
+        lines = await prometheus.query(substitute(turn_errors, variables))
+        assert {line["metric"].get("voicefleet_io_revision") for line in lines} == set(REVISIONS)
+        for revision in REVISIONS:  # every pod says what it runs, PodMonitor or not
+            info = f'voicefleet_revision_info{{revision="{revision}",prompt_version="none"}} == 1'
+            assert await has_data(prometheus, info), revision
 
         # The $namespace variable offers the VoiceAgent's namespace (not the operator's).
         (variable,) = [v for v in board["templating"]["list"] if v["name"] == "namespace"]

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 from tests.support.chart import RELEASE_NAMESPACE, pod_monitor, render, service_monitor
-from voicefleet_operator.render import labels
+from tests.support.prometheus import pod_target_labels
+from voicefleet_operator.render import Owner, labels
+from voicefleet_operator.render import render as render_agent
+from voicefleet_operator.spec import VoiceAgentSpec
 
 
 def test_the_pod_monitor_selects_agent_pods_on_their_metrics_port() -> None:
@@ -25,3 +28,12 @@ def test_the_service_monitor_selects_only_the_operator() -> None:
     ]
     assert chosen == ["vf-voicefleet-operator-metrics"]
     assert not spec["selector"]["matchLabels"].items() <= labels("receptionist").items()
+
+
+def test_the_pod_monitor_labels_every_agent_series_with_its_revision_and_prompt_version() -> None:
+    spec = VoiceAgentSpec.model_validate({"prompt": {"inline": "Be brief.", "version": "v3"}})
+    children = render_agent(Owner("receptionist", "calls", "uid-1"), spec, "Be brief.", 2, "redis://r:6379")
+    pod_labels = children.deployment["spec"]["template"]["metadata"]["labels"]
+    copied = pod_target_labels(pod_monitor()["spec"]["podTargetLabels"], pod_labels)
+    # The names docs/metrics.md gives and the dashboard's Revisions row groups by.
+    assert copied == {"voicefleet_io_revision": children.config_hash, "voicefleet_io_prompt_version": "v3"}

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 from agent_pod.settings import PodSettings
-from voicefleet_operator.render import Owner, credential_refs, render
+from voicefleet_operator.render import Owner, credential_refs, label_value, render
 from voicefleet_operator.spec import VoiceAgentSpec
 
 OWNER = Owner(name="desk", namespace="ns1", uid="u-1")
@@ -46,6 +47,35 @@ def test_config_or_prompt_change_changes_the_pod_template() -> None:
     assert len(hashes) == 3
     # Replicas are not configuration: scaling must never roll the pods.
     assert replicas.deployment["spec"]["template"] == base.deployment["spec"]["template"]
+
+
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")  # Kubernetes' rule
+
+
+def test_pods_carry_their_revision_and_prompt_version_as_labels_outside_the_selector() -> None:
+    children = render(OWNER, spec(prompt={"inline": "x", "version": "2024.06-b"}), "p", 2, REDIS)
+    deployment = children.deployment["spec"]
+    pod_labels = deployment["template"]["metadata"]["labels"]
+    assert pod_labels["voicefleet.io/revision"] == children.config_hash
+    assert pod_labels["voicefleet.io/prompt-version"] == "2024.06-b"
+    # The selector is immutable: a new revision must not need a new one.
+    selector = deployment["selector"]["matchLabels"]
+    assert not {"voicefleet.io/revision", "voicefleet.io/prompt-version"} & set(selector)
+    assert selector.items() <= pod_labels.items()
+    assert children.service["spec"]["selector"] == selector
+    unversioned = render(OWNER, spec(), "p", 2, REDIS).deployment["spec"]["template"]["metadata"]["labels"]
+    assert unversioned["voicefleet.io/prompt-version"] == "none"
+    for value in [*pod_labels.values(), *unversioned.values()]:
+        assert LABEL_VALUE.match(value) and len(value) <= 63, value
+
+
+def test_prompt_versions_become_valid_label_values() -> None:
+    assert label_value("v1.2") == "v1.2"
+    assert label_value("v1-") == "v1"  # the CRD allows a trailing dash, a label value does not
+    assert label_value("release_7__") == "release_7"
+    assert label_value("") == "none"
+    assert label_value("a" * 80) == "a" * 63
+    assert label_value("v1+build/7") == "v1-build-7"
 
 
 def test_pod_config_carries_prompt_and_pipeline() -> None:

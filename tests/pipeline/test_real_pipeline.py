@@ -8,6 +8,8 @@ from prometheus_client import REGISTRY
 
 from agent_pod.config import ComplianceSpec
 from agent_pod.pipeline.compliance import Auditor, TurnRecord, word_error_rate
+from agent_pod.pipeline.recorder import PipelineRecorder
+from agent_pod.sessions.revision_stats import RevisionTally
 from tests.pipeline.harness import OUT_RATE, Harness, make_config
 from tests.support.audio import espeak_utterance, silence
 
@@ -61,7 +63,8 @@ async def test_divergent_record_is_flagged():
     """The audit compares the audio with the recorded text: audio that says something else is flagged."""
     audio = espeak_utterance("what is the weather like", rate=OUT_RATE)
     before = REGISTRY.get_sample_value("voicefleet_transcript_divergence_flagged_total") or 0.0
-    auditor = Auditor(enabled=True, session_id="audit-test")
+    tally = RevisionTally()
+    auditor = Auditor(enabled=True, session_id="audit-test", recorder=PipelineRecorder(tally))
 
     honest = TurnRecord(
         turn_id="t1",
@@ -93,6 +96,8 @@ async def test_divergent_record_is_flagged():
     silent = TurnRecord(turn_id="t3", sent_to_tts="x", played_text="", played_ms=0, interrupted=True)
     await auditor.audit(silent, b"", OUT_RATE)
     assert silent.audit == "skipped" and not silent.flagged
+    # The revision's counters (canary analysis) saw the two audits and the one flag; a skip is no audit.
+    assert tally.take() == {"audited_turns": 2, "divergence_flags": 1}
 
 
 async def test_audit_can_be_turned_off():

@@ -15,7 +15,7 @@ import pytest
 from agent_pod.sessions import scripts as scripts_module
 from agent_pod.sessions.directory import AdmissionError
 from agent_pod.sessions.fleet_state import read_fleet
-from agent_pod.sessions.placement import PodLoad, place, ring_order
+from agent_pod.sessions.placement import PodLoad, place, revision_bucket, ring_order
 from agent_pod.sessions.records import PodRecord, PodState
 from agent_pod.sessions.script_keys import place_keys
 from agent_pod.sessions.scripts import Scripts
@@ -55,7 +55,7 @@ async def test_lua_placement_matches_the_pure_function(redis_server: RedisServer
             sid = uuid.uuid4().hex
             expected = place(sid, pods, 0.25)
             order = ring_order(sid, [p.name for p in pods])
-            args = [sid, "0.25", 10_000, 30_000, 60_000, "th", "", *order]
+            args = [sid, "0.25", 10_000, 30_000, 60_000, "th", "", revision_bucket(sid), *order]
             result = await scripts.place(keys=place_keys(keys, sid, "", order), args=args)
             got = result[1] if result[0] == "placed" else None
             assert got == expected, (pods, result)

@@ -2,12 +2,14 @@
 
 ``scrape_configs`` mirror what the Prometheus Operator makes of the chart's monitors: one job for the
 operator's Service (ServiceMonitor: namespace, service, pod, endpoint labels) and one for the agent
-pods (PodMonitor: namespace, pod, endpoint labels), and the monitors' honorLabels.
+pods (PodMonitor: namespace, pod, endpoint labels, and the pod labels its podTargetLabels name), and
+the monitors' honorLabels.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import urllib.parse
@@ -25,6 +27,12 @@ from .wait import wait_for
 SCRAPE_INTERVAL = "1s"
 
 
+def pod_target_labels(names: list[str], pod_labels: dict[str, str]) -> dict[str, str]:
+    """The target labels a PodMonitor's ``podTargetLabels`` make of a pod's labels: each name with every
+    character a Prometheus label name cannot hold turned into "_" (as the Prometheus Operator does)."""
+    return {re.sub(r"[^a-zA-Z0-9_]", "_", n): pod_labels[n] for n in names if pod_labels.get(n)}
+
+
 @dataclass
 class Target:
     """One scraped endpoint as a ServiceMonitor (``service`` set) or the PodMonitor discovers it."""
@@ -34,9 +42,10 @@ class Target:
     job: str
     pod: str
     service: str | None = None
+    copied: dict[str, str] = field(default_factory=dict)  # pod labels copied onto the target
 
     def labels(self) -> dict[str, str]:
-        labels = {"namespace": self.namespace, "pod": self.pod, "endpoint": "metrics"}
+        labels = {**self.copied, "namespace": self.namespace, "pod": self.pod, "endpoint": "metrics"}
         if self.service:
             labels["service"] = self.service
         return labels
