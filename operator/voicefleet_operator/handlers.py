@@ -22,7 +22,9 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from . import operator_metrics
+from agent_pod.sessions.revision_stats import RevisionCounters
+
+from . import canary, operator_metrics
 from .deletion_cost import COST_ANNOTATION, cost_writes
 from .fleet_reader import FleetReader
 from .kube import Kube
@@ -31,12 +33,23 @@ from .render import (
     AGENT_LABEL,
     HASH_ANNOTATION,
     MANAGED_BY,
+    Children,
     Owner,
     agent_config,
     render,
     resume_key_secret,
 )
-from .spec import GROUP, PLURAL, VERSION, VoiceAgentSpec, VoiceAgentStatus
+from .render_canary import (
+    EVAL_FOR_LABEL,
+    TRACK_LABEL,
+    canary_children,
+    canary_name,
+    eval_job,
+    eval_job_name,
+)
+from .rollout import MetricsUnreadable, RolloutDecision, Windows
+from .rollout import Observation as RolloutObservation
+from .spec import GROUP, PLURAL, VERSION, RolloutStatus, VoiceAgentSpec, VoiceAgentStatus
 from .status import DeploymentView, pod_problem
 
 OBSERVE_INTERVAL = float(os.environ.get("VOICEFLEET_OBSERVE_INTERVAL", "2"))
@@ -53,6 +66,9 @@ class AgentMemo:
 
     reconciled: Reconciled = dataclasses.field(default_factory=Reconciled)
     check: CheckMemory = dataclasses.field(default_factory=CheckMemory)
+    baselines: canary.Baselines = dataclasses.field(default_factory=canary.Baselines)
+    placement_weight: tuple[str, int] | None = None  # the canary split last written to Redis
+    last_counters: dict[str, RevisionCounters] | StoreDown = dataclasses.field(default_factory=dict)
 
 
 def _now() -> str:
@@ -103,7 +119,24 @@ def prompt_refs(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> 
 def agent_deployments(
     namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Any, Any]:
-    return {(namespace, labels[AGENT_LABEL]): DeploymentView.from_body(dict(body), HASH_ANNOTATION)}
+    """Keyed by (namespace, agent, track): the stable Deployment, and the canary's beside it."""
+    track = labels.get(TRACK_LABEL, "stable")
+    return {(namespace, labels[AGENT_LABEL], track): DeploymentView.from_body(dict(body), HASH_ANNOTATION)}
+
+
+@kopf.index("batch", "v1", "jobs", labels={EVAL_FOR_LABEL: kopf.PRESENT})
+def eval_jobs(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): canary.EvalJobView.from_body(dict(body))}
+
+
+@kopf.index("", "v1", "pods", labels={EVAL_FOR_LABEL: kopf.PRESENT})
+def eval_messages(
+    namespace: str | None, labels: kopf.Labels, status: kopf.Status, **_: Any
+) -> dict[Any, Any]:
+    """The termination message (the eval's summary) of each eval Job's pod, keyed by the Job."""
+    message = canary.termination_message(dict(status))
+    job = labels.get("job-name") or labels.get("batch.kubernetes.io/job-name")
+    return {(namespace, job): message} if job and message is not None else {}
 
 
 @kopf.index("", "v1", "pods", labels=CHILD_LABELS)
@@ -150,6 +183,7 @@ async def reconcile(
     agent_pods: kopf.Index[Any, Any],
     trigger: str,
     logger: logging.Logger | kopf.Logger,
+    rollout: RolloutStatus | None = None,
 ) -> None:
     state = _memo(memo, namespace, name)
     kube: Kube = memo.kube
@@ -164,13 +198,20 @@ async def reconcile(
         prompt_text = await _prompt_text(kube, namespace, spec)
         owner = Owner(name=name, namespace=namespace, uid=uid)
         children = render(owner, spec, prompt_text, spec.replicas, memo.fleet.default_url)
-        current = _one(agent_deployments, (namespace, name))
+        current = _one(agent_deployments, (namespace, name, "stable"))
         if current is not None and spec.replicas < current.desired:
             await _costs_before_scale_down(memo, namespace, name, spec, agent_pods, logger)
         if spec.resume_key_secret_ref is None:
             await kube.create_if_absent(resume_key_secret(owner, secrets.token_bytes(32)))
-        for obj in children.all():
-            await kube.apply(obj)
+        held = _held_stable(spec, current, children.config_hash, state.check.rollout or rollout)
+        if held is None:
+            for obj in children.all():
+                await kube.apply(obj)
+        else:  # a canary decides when the stable pods change: only their number follows the spec
+            for obj in (children.service, children.headless_service, children.pdb):
+                await kube.apply(obj)
+            if held.desired != spec.replicas:
+                await kube.set_replicas(namespace, name, spec.replicas)
     except kopf.TemporaryError as exc:
         failed(str(exc))
         operator_metrics.RECONCILES.labels(trigger, "retry").inc()
@@ -185,12 +226,33 @@ async def reconcile(
     finally:
         operator_metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
     before = state.reconciled.applied_hash
-    if before and before != children.config_hash:
-        logger.info(f"configuration changed ({before} -> {children.config_hash}): rolling out")
-    state.reconciled = Reconciled(
-        applied_hash=children.config_hash, prompt_id=agent_config(owner, spec, prompt_text).prompt_id
-    )
+    if held is not None:
+        if state.reconciled.desired_hash != children.config_hash:
+            logger.info(f"configuration changed ({held.config_hash} -> {children.config_hash}): canary")
+        state.reconciled = Reconciled(applied_hash=held.config_hash, desired_hash=children.config_hash)
+    else:
+        if before and before != children.config_hash:
+            logger.info(f"configuration changed ({before} -> {children.config_hash}): rolling out")
+        state.reconciled = Reconciled(
+            applied_hash=children.config_hash,
+            prompt_id=agent_config(owner, spec, prompt_text).prompt_id,
+            desired_hash=children.config_hash,
+        )
     operator_metrics.RECONCILES.labels(trigger, "ok").inc()
+
+
+def _held_stable(
+    spec: VoiceAgentSpec, stable: DeploymentView | None, desired: str, rollout: RolloutStatus | None
+) -> DeploymentView | None:
+    """The stable Deployment when it must keep its revision: a canary strategy, a stable revision
+    that differs from the spec's, and no promotion of the spec's revision under way."""
+    if spec.rollout.strategy != "canary" or stable is None or not stable.config_hash:
+        return None
+    if stable.config_hash == desired:
+        return None
+    if rollout is not None and rollout.phase == "Promoting" and rollout.canary_revision == desired:
+        return None
+    return stable
 
 
 async def _prompt_text(kube: Kube, namespace: str, spec: VoiceAgentSpec) -> str:
@@ -240,6 +302,7 @@ async def spec_changed(
     namespace: str | None,
     uid: str,
     spec: kopf.Spec,
+    status: kopf.Status,
     memo: kopf.Memo,
     reason: str,
     agent_deployments: kopf.Index[Any, Any],
@@ -258,7 +321,15 @@ async def spec_changed(
         agent_pods=agent_pods,
         trigger=str(reason),
         logger=logger,
+        rollout=_persisted_rollout(status),
     )
+
+
+def _persisted_rollout(status: kopf.Status) -> RolloutStatus:
+    try:
+        return VoiceAgentStatus.model_validate(dict(status)).rollout
+    except ValidationError:
+        return RolloutStatus()
 
 
 @kopf.on.event("", "v1", "configmaps")  # type: ignore[arg-type]  # kopf passes indexes as kwargs its Protocols do not list
@@ -347,6 +418,8 @@ async def observe(
     patch: kopf.Patch,
     agent_deployments: kopf.Index[Any, Any],
     agent_pods: kopf.Index[Any, Any],
+    eval_jobs: kopf.Index[Any, Any],
+    eval_messages: kopf.Index[Any, Any],
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
@@ -357,19 +430,37 @@ async def observe(
         model = VoiceAgentSpec.model_validate(dict(spec))
     except ValidationError:
         return
+    previous = VoiceAgentStatus.model_validate(dict(status))
+    measured_at = (state.check.rollout or previous.rollout).last_measured_at
+    stable = _one(agent_deployments, (namespace, name, "stable"))
+    rollout_in = await _rollout_observation(
+        memo,
+        state,
+        namespace,
+        name,
+        model,
+        previous,
+        stable,
+        meta,
+        agent_deployments,
+        eval_jobs,
+        eval_messages,
+    )
     plan = plan_check(
         CheckInput(
             name=name,
             spec=model,
             generation=int(meta.get("generation", 0)),
-            previous=VoiceAgentStatus.model_validate(dict(status)),
-            deployment=_one(agent_deployments, (namespace, name)),
+            previous=previous,
+            deployment=stable,
             pods=tuple(agent_pods.get((namespace, name), [])),
             fleet=await memo.fleet.read_or_down(namespace, name, model),
             reconciled=state.reconciled,
             memory=state.check,
             now=time.monotonic(),
             wall=_now(),
+            rollout=rollout_in,
+            epoch=time.time(),
         ),
         TIMING,
     )
@@ -399,11 +490,141 @@ async def observe(
     if plan.scale is not None:
         operator_metrics.SCALE_DECISIONS.labels(plan.scale.direction).inc()
         await memo.kube.scale_agent(namespace, name, plan.scale.replicas)
+    if plan.rollout is not None:
+        if rollout_in is not None and rollout_in.command is not None:
+            patch.metadata.annotations[canary.COMMAND_ANNOTATION] = None  # obeyed or refused: said once
+        try:
+            measured = plan.rollout.status.last_measured_at != measured_at
+            await _carry_out_rollout(
+                memo, state, namespace, name, uid, model, plan.rollout, measured, agent_deployments
+            )
+        except Exception as exc:  # the next check decides again from what is there
+            operator_metrics.ERRORS.labels("rollout").inc()
+            logger.warning(
+                f"rollout step {plan.rollout.action} not carried out yet: {type(exc).__name__}: {exc}"
+            )
+        if plan.rollout.action == "promote":
+            with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):
+                await reconcile(
+                    name=name,
+                    namespace=namespace,
+                    uid=uid,
+                    spec_body=dict(spec),
+                    memo=memo,
+                    agent_deployments=agent_deployments,
+                    agent_pods=agent_pods,
+                    trigger="promote",
+                    logger=logger,
+                )
     if plan.status_patch is not None:
         patch.status.update(plan.status_patch.dump())
         operator_metrics.STATUS_PATCHES.inc()
     _gauges(memo, namespace, name, plan)
     operator_metrics.OBSERVE_SECONDS.observe(time.perf_counter() - started)
+
+
+async def _rollout_observation(
+    memo: kopf.Memo,
+    state: AgentMemo,
+    namespace: str,
+    name: str,
+    spec: VoiceAgentSpec,
+    previous: VoiceAgentStatus,
+    stable: DeploymentView | None,
+    meta: kopf.Meta,
+    agent_deployments: kopf.Index[Any, Any],
+    eval_jobs: kopf.Index[Any, Any],
+    eval_messages: kopf.Index[Any, Any],
+) -> RolloutObservation | None:
+    """What the rollout decision sees; None until a reconcile has rendered the spec."""
+    desired = state.reconciled.desired_hash
+    if not desired or state.reconciled.error:
+        return None
+    current = state.check.rollout or previous.rollout
+    canary_view = _one(agent_deployments, (namespace, name, "canary"))
+    canary_ready = (
+        canary_view is not None
+        and bool(current.canary_revision)
+        and canary_view.config_hash == current.canary_revision
+        and canary_view.desired > 0
+        and canary_view.rolled_out
+    )
+    window: Windows | MetricsUnreadable = Windows()
+    if canary.needs_counters(current):
+        read = await memo.fleet.read_revision_counters(
+            namespace, name, spec, [current.canary_revision, current.stable_revision]
+        )
+        state.last_counters = read
+        window = state.baselines.windows(read, current.canary_revision, current.stable_revision)
+    outcome = None
+    if current.canary_revision and current.eval_started_at is not None:
+        job = eval_job_name(name, current.canary_revision, current.eval_started_at)
+        outcome = canary.eval_outcome(
+            _one(eval_jobs, (namespace, job)), _one(eval_messages, (namespace, job))
+        )
+    return RolloutObservation(
+        desired_revision=desired,
+        stable_revision=stable.config_hash if stable is not None else "",
+        canary_ready=canary_ready,
+        window=window,
+        eval=outcome,
+        command=canary.command(dict(meta.get("annotations") or {})),
+        stable_rolled_out=stable is not None and stable.rolled_out,
+        replicas=stable.desired if stable is not None else spec.replicas,
+    )
+
+
+async def _carry_out_rollout(
+    memo: kopf.Memo,
+    state: AgentMemo,
+    namespace: str,
+    name: str,
+    uid: str,
+    spec: VoiceAgentSpec,
+    decision: RolloutDecision,
+    measured: bool,
+    agent_deployments: kopf.Index[Any, Any],
+) -> None:
+    """Makes the cluster and Redis match a rollout decision; every step is idempotent, so a check
+    that fails half-way is finished by the next."""
+    kube: Kube = memo.kube
+    st, action = decision.status, decision.action
+    owner = Owner(name=name, namespace=namespace, uid=uid)
+    if decision.consume_window:
+        state.baselines.reset(state.last_counters)
+    canary_view = _one(agent_deployments, (namespace, name, "canary"))
+    wanted = decision.canary_replicas if st.canary_revision else 0
+    if action in ("start_canary", "start_eval", "set_weight") or (
+        canary_view is not None and canary_view.desired != wanted
+    ):
+        children = await _render_desired(kube, owner, spec, memo.fleet.default_url)
+        if wanted > 0 and children.config_hash == st.canary_revision:
+            for obj in canary_children(owner, children, wanted).all():
+                await kube.apply(obj)
+        elif canary_view is not None:
+            await kube.set_replicas(namespace, canary_name(name), 0)
+        if action == "start_eval" and st.eval_started_at is not None:
+            canary_objects = canary_children(owner, children, wanted)
+            await kube.apply(eval_job(owner, spec, st.canary_revision, st.eval_started_at, canary_objects))
+    split = (st.canary_revision, decision.weight) if st.phase in canary.WEIGHTED_PHASES else None
+    if split is not None and split[0] and state.placement_weight != split:
+        await memo.fleet.set_rollout(namespace, name, spec, split[0], split[1])
+        state.placement_weight = split
+    elif split is None and state.placement_weight != ("", 0):
+        await memo.fleet.clear_rollout(namespace, name, spec)
+        state.placement_weight = ("", 0)
+    operator_metrics.ROLLOUT_WEIGHT.labels(namespace, name).set(decision.weight if split else 0)
+    for phase in operator_metrics.ROLLOUT_PHASES:
+        operator_metrics.ROLLOUT_PHASE.labels(namespace, name, phase).set(1 if phase == st.phase else 0)
+    if measured and st.last_result is not None:
+        operator_metrics.ROLLOUT_MEASUREMENTS.labels(st.last_result).inc()
+    if action in ("promote", "rollback"):
+        operator_metrics.ROLLOUT_OUTCOMES.labels("promoted" if action == "promote" else "rolled_back").inc()
+
+
+async def _render_desired(kube: Kube, owner: Owner, spec: VoiceAgentSpec, default_redis_url: str) -> Children:
+    prompt_text = await _prompt_text(kube, owner.namespace, spec)
+    return render(owner, spec, prompt_text, spec.replicas, default_redis_url)
 
 
 def _gauges(memo: kopf.Memo, namespace: str, name: str, plan: Plan) -> None:

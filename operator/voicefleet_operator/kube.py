@@ -38,8 +38,9 @@ PATHS = {
     "Pod": "/api/v1/namespaces/{namespace}/pods/{name}",
     "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
     "PodDisruptionBudget": "/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/{name}",
+    "Job": "/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
 }
-APPLIED_KINDS = ("ConfigMap", "Service", "Deployment", "PodDisruptionBudget")
+APPLIED_KINDS = ("ConfigMap", "Service", "Deployment", "PodDisruptionBudget", "Job")
 
 
 class Kube:
@@ -120,6 +121,14 @@ class Kube:
         body = {"metadata": {"annotations": annotations}}
         # A pod that is already gone needs no cost.
         await self.request("PATCH", path, body, content_type=MERGE, missing_ok=True)
+
+    async def set_replicas(self, namespace: str, deployment: str, replicas: int) -> None:
+        """Only the replicas of a Deployment whose template must stay as it is (the stable one
+        while a canary runs)."""
+        path = PATHS["Deployment"].format(namespace=namespace, name=deployment)
+        body = {"spec": {"replicas": replicas}}
+        query = [("fieldManager", FIELD_MANAGER)]
+        await retry_conflicts(lambda: self.request("PATCH", path, body, query, MERGE))
 
     async def scale_agent(self, namespace: str, name: str, replicas: int) -> None:
         """Through the scale subresource, the same door HPA, KEDA and kubectl scale use."""

@@ -47,11 +47,36 @@ AGENT_REPLICAS = Gauge(
     ["namespace", "voiceagent", "kind"],
 )
 
+ROLLOUT_WEIGHT = Gauge(
+    "voicefleet_rollout_canary_weight_percent",
+    "Share of new sessions placement sends to a VoiceAgent's canary revision",
+    ["namespace", "voiceagent"],
+)
+ROLLOUT_PHASES = ("Stable", "Evaluating", "Progressing", "Paused", "Promoting", "RolledBack")
+ROLLOUT_PHASE = Gauge(
+    "voicefleet_rollout_phase",
+    "1 for the rollout phase a VoiceAgent is in, 0 for the others",
+    ["namespace", "voiceagent", "phase"],
+)
+ROLLOUT_MEASUREMENTS = Counter(
+    "voicefleet_rollout_measurements_total",
+    "Canary analysis measurements by result (successful, failed, inconclusive, no_data, error)",
+    ["result"],
+)
+ROLLOUT_OUTCOMES = Counter(
+    "voicefleet_rollout_outcomes_total",
+    "Canary rollouts ended, by outcome (promoted, rolled_back)",
+    ["outcome"],
+)
+
 
 def forget_agent(namespace: str, name: str) -> None:
-    for gauge in (AGENT_SESSIONS, AGENT_CAPACITY):
+    for gauge in (AGENT_SESSIONS, AGENT_CAPACITY, ROLLOUT_WEIGHT):
         with contextlib.suppress(KeyError):
             gauge.remove(namespace, name)
     for kind in ("desired", "ready"):
         with contextlib.suppress(KeyError):
             AGENT_REPLICAS.remove(namespace, name, kind)
+    for phase in ROLLOUT_PHASES:
+        with contextlib.suppress(KeyError):
+            ROLLOUT_PHASE.remove(namespace, name, phase)

@@ -21,8 +21,12 @@ from agent_pod.sessions.fleet_state import FleetState
 
 from .autoscale import Recommendation, decide
 from .deletion_cost import cost_writes
+from .events import Event
 from .render import selector_string
-from .spec import VoiceAgentSpec, VoiceAgentStatus
+from .rollout import Observation as RolloutObservation
+from .rollout import RolloutDecision
+from .rollout import decide as decide_rollout
+from .spec import RolloutStatus, VoiceAgentSpec, VoiceAgentStatus
 from .status import DeploymentView, FleetView, Observed, PodProblem, compute_status
 
 
@@ -53,8 +57,9 @@ class Timing:
 class Reconciled:
     """What the last reconcile of the spec left behind (written by the reconcile handlers)."""
 
-    applied_hash: str = ""
-    prompt_id: str = ""
+    applied_hash: str = ""  # what the stable Deployment should run (while a canary runs: what it runs)
+    prompt_id: str = ""  # of applied_hash; empty when the spec's prompt is not the stable one's
+    desired_hash: str = ""  # the revision the spec renders to (a canary while it differs)
     error: str = ""
 
 
@@ -67,6 +72,7 @@ class CheckMemory:
     last_status_patch: float | None = None
     rolled_out_prompt: str = ""
     store_down: bool = False
+    rollout: RolloutStatus | None = None  # ahead of .status, which is patched at most every few s
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,8 @@ class CheckInput:
     memory: CheckMemory
     now: float  # monotonic seconds
     wall: str  # RFC 3339, for condition transition times
+    rollout: RolloutObservation | None = None  # None: nothing to decide (the spec did not render)
+    epoch: float = 0.0  # wall-clock seconds, for rollout steps that survive an operator restart
 
 
 @dataclass(frozen=True)
@@ -95,15 +103,6 @@ class Scale:
 
 
 @dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event on the VoiceAgent."""
-
-    reason: str
-    message: str
-    warning: bool = False
-
-
-@dataclass(frozen=True)
 class Plan:
     observed: VoiceAgentStatus  # what the status is now, patched or not (the gauges show it)
     memory: CheckMemory
@@ -114,6 +113,7 @@ class Plan:
     events: tuple[Event, ...] = ()
     warnings: tuple[str, ...] = ()
     infos: tuple[str, ...] = ()
+    rollout: RolloutDecision | None = None
 
 
 def plan_check(inp: CheckInput, timing: Timing) -> Plan:
@@ -149,6 +149,13 @@ def plan_check(inp: CheckInput, timing: Timing) -> Plan:
         last_cost_refresh = inp.now
 
     status = _status(inp, replicas)
+    rollout_status = mem.rollout or inp.previous.rollout
+    canary = None
+    if inp.rollout is not None:
+        canary = decide_rollout(inp.spec.rollout, rollout_status, inp.rollout, inp.epoch)
+        rollout_status = canary.status
+        events.extend(canary.events)
+    status = status.model_copy(update={"rollout": rollout_status})
     patch, last_status_patch = None, mem.last_status_patch
     if _differs(inp.previous, status) and _due(mem.last_status_patch, inp.now, timing.status_min_interval):
         patch, last_status_patch = status, inp.now
@@ -162,6 +169,7 @@ def plan_check(inp: CheckInput, timing: Timing) -> Plan:
             last_status_patch=last_status_patch,
             rolled_out_prompt=_rolled_out_prompt(inp),
             store_down=down is not None,
+            rollout=rollout_status,
         ),
         repair=repair_reason(inp.deployment, inp.reconciled),
         scale=scale,
@@ -170,6 +178,7 @@ def plan_check(inp: CheckInput, timing: Timing) -> Plan:
         events=tuple(events),
         warnings=tuple(warnings),
         infos=tuple(infos),
+        rollout=canary,
     )
 
 
@@ -198,8 +207,9 @@ def _scale_message(scale: Scale, live: int, spec: VoiceAgentSpec) -> str:
 
 def _rolled_out_prompt(inp: CheckInput) -> str:
     d = inp.deployment
-    if d is not None and d.config_hash == inp.reconciled.applied_hash and d.rolled_out:
-        return inp.reconciled.prompt_id
+    prompt = inp.reconciled.prompt_id
+    if prompt and d is not None and d.config_hash == inp.reconciled.applied_hash and d.rolled_out:
+        return prompt
     return inp.memory.rolled_out_prompt
 
 

@@ -32,11 +32,12 @@ class ToolServer:
     gate: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     port: int = 0
+    host: str = "127.0.0.1"  # the real node's pods reach a server on the node's bridge address
     _runner: web.AppRunner | None = None
     _flaky_calls: int = 0
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def calls(self, path: str) -> list[Seen]:
         return [s for s in self.seen if s.path == path]
@@ -88,7 +89,7 @@ class ToolServer:
         self._runner = web.AppRunner(app, handler_cancellation=True)
         await self._runner.setup()
         self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, self.host, self.port).start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
