@@ -76,7 +76,7 @@ class Agent:
         return int(self.cluster.get("deployment", name, self.ns)["spec"]["replicas"])
 
     def split(self) -> dict[str, str]:
-        return dict(self.redis.hgetall(self.keys.rollout))
+        return {str(k): str(v) for k, v in self.redis.hgetall(self.keys.rollout).items()}
 
     def serve(self, revision: str, turns: int, tool_failures: int = 0, latency_ms: float = 200) -> None:
         """What pods of ``revision`` add to its counters after serving ``turns`` turns."""

@@ -120,7 +120,7 @@ def test_eval_outcome(job: EvalJobView | None, message: str | None, outcome: obj
 
 
 def test_termination_message_only_once_terminated() -> None:
-    running = {"containerStatuses": [{"state": {"running": {}}}]}
+    running: dict[str, Any] = {"containerStatuses": [{"state": {"running": {}}}]}
     done = {"containerStatuses": [{"state": {"terminated": {"exitCode": 1, "message": '{"passed":1}'}}}]}
     assert termination_message(running) is None
     assert termination_message(done) == '{"passed":1}'
@@ -129,9 +129,13 @@ def test_termination_message_only_once_terminated() -> None:
 
 @pytest.mark.parametrize(
     ("annotations", "want"),
-    [({}, None), ({"voicefleet.io/rollout-command": "Promote "}, "promote"),
-     ({"voicefleet.io/rollout-command": "abort"}, "abort"), ({"voicefleet.io/rollout-command": "yolo"}, None)],
-)  # fmt: skip
+    [
+        ({}, None),
+        ({"voicefleet.io/rollout-command": "Promote "}, "promote"),
+        ({"voicefleet.io/rollout-command": "abort"}, "abort"),
+        ({"voicefleet.io/rollout-command": "yolo"}, None),
+    ],
+)
 def test_commands(annotations: dict[str, str], want: str | None) -> None:
     assert command(annotations) == want
 
