@@ -11,6 +11,7 @@ from agent_pod.sessions.directory import PodIdentity
 from agent_pod.sessions.keys import AgentKeys
 from agent_pod.sessions.redis_client import AnyRedis, RedisConnection, connect
 from agent_pod.sessions.redis_directory import DirectoryTuning, RedisDirectory
+from agent_pod.sessions.revision_stats import RevisionTally
 from agent_pod.sessions.tokens import ResumeTokens
 
 KEY = b"test-resume-key-0123456789abcdef"
@@ -47,7 +48,12 @@ class Fleet:
         return connect(self.connection or RedisConnection(url=self.url))
 
     async def add(
-        self, name: str, capacity: int = 50, tuning: DirectoryTuning = FAST, revision: str = "rev-1"
+        self,
+        name: str,
+        capacity: int = 50,
+        tuning: DirectoryTuning = FAST,
+        revision: str = "rev-1",
+        revision_tally: RevisionTally | None = None,
     ) -> RedisDirectory:
         listener = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
         port = listener.sockets[0].getsockname()[1]
@@ -59,7 +65,14 @@ class Fleet:
             revision=revision,
         )
         directory = RedisDirectory(
-            self.connect(), self.keys, identity, capacity, tokens(), prompt_id=PROMPT, tuning=tuning
+            self.connect(),
+            self.keys,
+            identity,
+            capacity,
+            tokens(),
+            prompt_id=PROMPT,
+            tuning=tuning,
+            revision_tally=revision_tally,
         )
         await directory.start()
         self.pods[name] = directory

@@ -1,5 +1,6 @@
 """The directory on each Redis mode, with real servers: Sentinel, TLS (alone and behind Sentinel), and
-a Sentinel failover under a live session (the master SIGKILLed)."""
+a Sentinel failover under a live session (the master SIGKILLed); on a Cluster also the canary split
+and the per-revision counters (their scripts and transactions must stay on the agent's slot)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import pytest
 from redis.asyncio import Redis
 
 from agent_pod.conversation import Conversation
+from agent_pod.sessions.records import Rollout
 from agent_pod.sessions.redis_client import POOL_CONNECTIONS, QueuedSentinelPool, RedisConnection, connect
+from agent_pod.sessions.revision_stats import RevisionTally
+from agent_pod.sessions.rollout_store import read_revision_counters, write_rollout
 from tests.support.redis import RedisServer
 from tests.support.redis_ha import MASTER_NAME, RedisClusterNodes, SentinelGroup
 from tests.support.tls import TLSFiles, make_tls
@@ -201,10 +205,33 @@ async def test_directory_on_redis_cluster() -> None:
         fleet = Fleet(cluster.url, connection=RedisConnection(url=cluster.url, cluster=True))
         try:
             await place_admit_snapshot_resume(fleet)
+            await canary_and_counters(fleet)
         finally:
             await fleet.close()
     finally:
         cluster.cleanup()
+
+
+async def canary_and_counters(fleet: Fleet) -> None:
+    """Every new session to the canary at weight 100, and a pod's counts in its revision's totals."""
+    tally = RevisionTally()
+    await fleet.add("pod-canary", revision="rev-2", revision_tally=tally)
+    redis = fleet.client()
+    try:
+        await write_rollout(redis, fleet.keys, Rollout(canary="rev-2", weight=100))
+        stable = next(d for d in fleet.pods.values() if d.identity.revision != "rev-2")
+        grants = [await stable.create({}) for _ in range(5)]
+        assert {g.pod for g in grants} == {"pod-canary"}
+        tally.add("turns", 3)
+        tally.observe_latency_ms(250)
+
+        async def written() -> bool:
+            counters = (await read_revision_counters(redis, fleet.keys, ["rev-2"]))["rev-2"]
+            return counters.turns == 3 and counters.latency_count == 1
+
+        await async_wait_for(written, timeout=10, what="the canary's counts in its revision's totals")
+    finally:
+        await redis.aclose()
 
 
 async def test_a_cluster_failover_keeps_the_session_and_placement_comes_back() -> None:
