@@ -102,7 +102,7 @@ def eval_job(
         mounts.append({"name": f"suite-{i}", "mountPath": f"{EVAL_SUITES_DIR}/{suite}", "readOnly": True})
         suite_dirs.append(f"{EVAL_SUITES_DIR}/{suite}")
     command = [
-        "voicefleet", "eval", *suite_dirs,
+        "voicefleet", "eval", *suite_dirs, *gate.packs,
         "--target", f"{canary.service['metadata']['name']}.{owner.namespace}.svc:{grpc_port}",
         "--agent-config", f"{CONFIG_DIR}/agent.json",
         "--termination-log", TERMINATION_LOG,

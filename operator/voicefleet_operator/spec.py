@@ -134,10 +134,29 @@ class AnalysisSpec(Model):
 class EvalGate(Model):
     """Eval suites run against the canary pods (at weight 0) before its first step."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.suites) && size(self.suites) > 0) "
+                    "|| (has(self.packs) && size(self.packs) > 0)",
+                    "message": "rollout.eval needs suites or packs",
+                }
+            ]
+        }
+    )
     suites: list[Annotated[str, Field(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]] = Field(
-        min_length=1,
+        default_factory=list,
         max_length=32,
-        description="Names of ConfigMaps in the VoiceAgent's namespace holding eval suite YAML.",
+        description="Names of ConfigMaps in the VoiceAgent's namespace holding eval suite YAML "
+        "(every key ending in .yaml is a suite file; docs/evals.md).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    packs: list[Literal["redteam"]] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Packs shipped with voicefleet to run as well: redteam (adversarial probes in ten "
+        "categories, graded by rules).",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     min_pass_rate: float = Field(
@@ -149,6 +168,12 @@ class EvalGate(Model):
     image: str | None = Field(
         default=None, min_length=1, max_length=512, description="Image of the eval Job; default: spec.image."
     )
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> EvalGate:
+        if not self.suites and not self.packs:
+            raise ValueError("rollout.eval needs suites or packs")
+        return self
 
 
 _STEPS_INCREASE = "rollout.steps weights must increase strictly"

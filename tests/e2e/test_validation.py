@@ -137,6 +137,16 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.rollout.eval.minPassRate",
     ),
     (
+        "eval with nothing to run",
+        {"rollout": {"strategy": "canary", "eval": {"suites": []}}},
+        "rollout.eval needs suites or packs",
+    ),
+    (
+        "eval pack not shipped",
+        {"rollout": {"strategy": "canary", "eval": {"packs": ["jailbreaks"]}}},
+        "spec.rollout.eval.packs[0]",
+    ),
+    (
         "eval suite not a ConfigMap name",
         {"rollout": {"strategy": "canary", "eval": {"suites": ["Smoke Suite"]}}},
         "spec.rollout.eval.suites[0]",
