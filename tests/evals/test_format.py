@@ -9,7 +9,15 @@ import jsonschema
 import pytest
 import yaml
 
-from agent_pod.evals.loader import SuiteError, load_suite, load_suite_text, load_suites, resolve_suite_paths
+from agent_pod.evals import loader
+from agent_pod.evals.loader import (
+    SuiteError,
+    builtin_packs,
+    load_suite,
+    load_suite_text,
+    load_suites,
+    resolve_suite_paths,
+)
 from agent_pod.evals.scenario import Suite, suite_json_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,3 +184,16 @@ def test_the_schema_accepts_a_good_suite_and_refuses_what_the_models_refuse() ->
     )
     assert list(validator.iter_errors(say_and_type))
     assert isinstance(Suite.model_validate(yaml.safe_load(GOOD)), Suite)
+
+
+def test_a_pack_name_resolves_to_the_built_in_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    packs = tmp_path / "packs"
+    (packs / "redteam").mkdir(parents=True)
+    pack_suite = GOOD.replace("suite: receptionist", "suite: jailbreaks")
+    (packs / "redteam" / "jailbreaks.yaml").write_text(pack_suite)
+    (packs / "empty").mkdir()
+    monkeypatch.setattr(loader, "PACKS_DIR", packs)
+    assert builtin_packs() == ["redteam"]
+    assert [s.suite for s in load_suites(["redteam"])] == ["jailbreaks"]
+    with pytest.raises(SuiteError, match=r"no-such-pack: .* \(packs: redteam\)"):
+        load_suites(["no-such-pack"])
