@@ -92,7 +92,13 @@ class ScenarioCall:
         self.settings = settings
         self.tracker = TurnTracker()
         self.recorder = CallRecorder(on_event=self.tracker.on_event)
-        self.caller = GrpcCaller(address, recorder=self.recorder, api_key=api_key, sample_rate=SAMPLE_RATE)
+        self.caller = GrpcCaller(
+            address,
+            recorder=self.recorder,
+            api_key=api_key,
+            sample_rate=SAMPLE_RATE,
+            metadata=scenario.metadata,
+        )
         self.record = CallRecord()
 
     async def run(self) -> CallRecord:

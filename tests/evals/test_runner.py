@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agent_pod.evals.driver import ScenarioCall
 from agent_pod.evals.loader import load_suite_text
 from agent_pod.evals.runner import RunOptions, run_evals
 from agent_pod.evals.targets import EvalTarget
@@ -228,3 +229,12 @@ scenarios:
     assert barge.passed, barge.first_failure
     first = barge.runs[0].record.turns[0].answers[0]
     assert "story" in first.heard and first.interrupted
+
+
+def test_scenario_metadata_goes_out_with_the_start_of_the_call() -> None:
+    suite = load_suite_text(
+        "suite: m\nscenarios: [{name: a, metadata: {caller_tier: gold}, turns: [{type: hi}]}]\n", "m.yaml"
+    )
+    [scenario] = suite.scenarios
+    call = ScenarioCall(scenario, suite.settings(scenario), "127.0.0.1:1")
+    assert dict(call.caller._start_message().start.metadata) == {"caller_tier": "gold"}
