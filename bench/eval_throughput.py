@@ -65,6 +65,7 @@ async def measure(mode: str, parallel: int, scenarios: int) -> dict[str, Any]:
         "scenarios_per_minute": round(scenarios / elapsed * 60, 1),
         "call_p50_s": round(percentile(calls, 50) or 0.0, 2),
         "call_max_s": round(max(calls, default=0.0), 2),
+        "a_failure": next((o.first_failure[:70] for o in report.failed if o.first_failure), "-"),
     }
 
 
