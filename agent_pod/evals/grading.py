@@ -133,7 +133,7 @@ def grade(
             response_latency_ms=recorded.response_latency_ms,
             transcript=transcript(record, upto_turn=index),
         )
-        checks += [check(e, evidence, ctx) for e in turn.expect]
+        checks += [_check(e, evidence, ctx) for e in turn.expect]
     whole = _Evidence(
         where="call",
         played_text=record.played_text,
@@ -142,7 +142,7 @@ def grade(
         response_latency_ms=None,
         transcript=transcript(record),
     )
-    checks += [check(e, whole, ctx) for e in scenario.expect]
+    checks += [_check(e, whole, ctx) for e in scenario.expect]
     return ScenarioResult(
         suite=suite,
         scenario=scenario.name,
@@ -179,7 +179,7 @@ def _not_reached(where: str, kind: str) -> Check:
     return Check(where=where, kind=kind, status="failed", message="the call ended before this turn")
 
 
-def check(expectation: Expectation, evidence: _Evidence, ctx: _Context) -> Check:
+def _check(expectation: Expectation, evidence: _Evidence, ctx: _Context) -> Check:
     """One expectation over one piece of evidence."""
     kind = expectation.kind
     status, message = _CHECKERS[kind](expectation, evidence, ctx)
@@ -368,7 +368,7 @@ def _judge(e: Expectation, ev: _Evidence, ctx: _Context) -> Outcome:
 
 
 def _any_of(e: Expectation, ev: _Evidence, ctx: _Context) -> Outcome:
-    results = [check(inner, ev, ctx) for inner in e.any_of or []]
+    results = [_check(inner, ev, ctx) for inner in e.any_of or []]
     passed = next((r for r in results if r.status == "passed"), None)
     if passed is not None:
         return "passed", f"{passed.kind}: {passed.message}"

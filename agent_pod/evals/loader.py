@@ -135,15 +135,15 @@ def _distinct(errors: Sequence[ErrorDetails]) -> list[ErrorDetails]:
     return list(kept.values())
 
 
+# Union members show up in pydantic error locations as type names: they are not document keys.
+_TYPE_TAGS = {"str", "int", "bool", "float", "dict", "list", "literal[True]", "function-after"}
+
+
 def _data_path(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    # Union members show up in locs as type names ("str", "list[str]"); only keys and indexes
-    # lead through the document.
+    """The keys and indexes of ``loc``, without type names such as "list[str]"."""
     return tuple(
         part for part in loc if isinstance(part, int) or ("[" not in part and part not in _TYPE_TAGS)
     )
-
-
-_TYPE_TAGS = {"str", "int", "bool", "float", "dict", "list", "literal[True]", "function-after"}
 
 
 def _describe(error: ErrorDetails, root: yaml.Node, data: Any, source_name: str) -> str:
