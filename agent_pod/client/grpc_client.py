@@ -53,8 +53,10 @@ class GrpcCaller:
         follow_migrations: bool = True,
         auto_follow: bool = True,
         api_key: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         self.target = target
+        self.metadata = dict(metadata or {})  # StartSession.metadata of a new session
         self.api_key = api_key  # API key or JWT: what a new session (no session_id) needs
         self.sample_rate = sample_rate
         self.output_sample_rate = output_sample_rate or sample_rate
@@ -88,6 +90,7 @@ class GrpcCaller:
             resume_token="" if migration_token else self.resume_token,
             migration_token=migration_token,
             accepts_migration=self.follow_migrations,
+            metadata=self.metadata,
             input_format=agent_pb2.AudioFormat(sample_rate_hz=self.sample_rate, channels=1),
             output_format=agent_pb2.AudioFormat(sample_rate_hz=self.output_sample_rate, channels=1),
         )
