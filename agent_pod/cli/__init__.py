@@ -7,7 +7,13 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("agent_pod.cli.pod", "agent_pod.cli.call", "agent_pod.cli.drain", "agent_pod.cli.keys")
+SUBCOMMANDS = (
+    "agent_pod.cli.pod",
+    "agent_pod.cli.call",
+    "agent_pod.cli.drain",
+    "agent_pod.cli.keys",
+    "agent_pod.cli.eval",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
