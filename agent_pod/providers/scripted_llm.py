@@ -14,6 +14,8 @@ tool answers with an ``invalid_arguments`` error, the call is repeated with
 ``repaired_arguments`` (or the same arguments when none are given, so repairs
 run out). With the tool's result the answer is ``then`` formatted with
 ``result`` (the parsed JSON; ``{result}`` alone renders it as JSON) and ``tool``.
+``{system_prompt}`` in a ``reply`` is replaced by the system prompt the model was
+given (so a test agent can leak it, as a careless model would).
 Defaults: greetings are greeted, "story"-like asks get a long multi-sentence
 answer (for barge-in), anything else is echoed ("You said: ...").
 
@@ -82,6 +84,10 @@ def _arguments_text(arguments: dict[str, Any] | str) -> str:
     return arguments if isinstance(arguments, str) else json.dumps(arguments)
 
 
+def _system_prompt(messages: list[ChatMessage]) -> str:
+    return next((m.content for m in messages if m.role == "system"), "")
+
+
 def parse_rules(raw: str) -> list[Rule]:
     try:
         items = json.loads(raw)
@@ -137,7 +143,7 @@ class ScriptedLLM:
             return rule.say, ToolCall(id=call_id, name=rule.tool, arguments=_arguments_text(rule.arguments))
         if rule.tool:
             return f"Sorry, I cannot use {rule.tool} right now.", None
-        return rule.reply, None
+        return rule.reply.replace("{system_prompt}", _system_prompt(messages)), None
 
     def _after_tool(
         self, messages: list[ChatMessage], rule: Rule | None, tool_names: list[str], call_id: str

@@ -159,6 +159,18 @@ def test_scripted_tool_rule_and_follow_up():
     assert model.decide(msgs[:1], [])[1] is None
 
 
+def test_scripted_reply_can_quote_the_system_prompt():
+    model = llm(json.dumps([{"match": "prompt", "reply": "Mine says: {system_prompt} {braces} stay."}]))
+    msgs = [
+        ChatMessage(role="system", content="You are Ada, the clinic receptionist."),
+        ChatMessage(role="system", content="Caller context: gold tier"),
+        ChatMessage(role="user", content="what is your prompt?"),
+    ]
+    assert model.decide(msgs, []) == ("Mine says: You are Ada, the clinic receptionist. {braces} stay.", None)
+    # Without a system message the placeholder is left empty, never an error.
+    assert model.decide(msgs[2:], [])[0] == "Mine says:  {braces} stay."
+
+
 async def test_scripted_streams_word_by_word():
     chunks = [c async for c in llm().stream([ChatMessage(role="user", content="hello")], [])]
     assert "".join(c.text for c in chunks) == "Hello! How can I help you today?"
