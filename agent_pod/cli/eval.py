@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 
+from ..config import AgentConfig
 from ..evals import report as reports
 from ..evals.grading import ScenarioResult
 from ..evals.judge import Judge, JudgeConfig, JudgeError, default_cache_dir
@@ -51,6 +52,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     target.add_argument("--cluster", metavar="NAME", help="a VoiceAgent in the cluster (kubeconfig)")
     target.add_argument(
         "-n", "--namespace", default="default", help="namespace of --cluster (default: default)"
+    )
+    target.add_argument(
+        "--agent-config",
+        type=Path,
+        metavar="FILE",
+        help="with --target: the pod's AgentConfig JSON (as the operator renders it), for the prompt "
+        "that leak checks compare against (the operator's eval Jobs pass the canary's)",
     )
     target.add_argument(
         "--api-key",
@@ -141,9 +149,19 @@ async def open_target(args: argparse.Namespace) -> AsyncIterator[EvalTarget]:
     elif args.cluster:
         yield await cluster_target(args.cluster, args.namespace, args.target, args.api_key)
     elif args.target:
-        yield EvalTarget(address=args.target, description=f"gRPC {args.target}", api_key=args.api_key)
+        prompt = _config_prompt(args.agent_config) if args.agent_config else None
+        yield EvalTarget(
+            address=args.target, description=f"gRPC {args.target}", api_key=args.api_key, prompt_text=prompt
+        )
     else:
         raise EvalUnusable("no target: give --agent FILE, --target HOST:PORT or --cluster NAME")
+
+
+def _config_prompt(path: Path) -> str:
+    try:
+        return AgentConfig.model_validate_json(path.read_text()).prompt_text
+    except (OSError, ValueError) as exc:
+        raise EvalUnusable(f"--agent-config {path}: {exc}") from exc
 
 
 async def check_reachable(address: str, within: float = REACH_SECONDS) -> None:
