@@ -67,7 +67,8 @@ class AgentMemo:
     reconciled: Reconciled = dataclasses.field(default_factory=Reconciled)
     check: CheckMemory = dataclasses.field(default_factory=CheckMemory)
     baselines: canary.Baselines = dataclasses.field(default_factory=canary.Baselines)
-    placement_weight: tuple[str, int] | None = None  # the canary split last written to Redis
+    # No canary split in Redis: it is written every check while a canary runs, cleared once after.
+    split_cleared: bool = True
     last_counters: dict[str, RevisionCounters] | StoreDown = dataclasses.field(default_factory=dict)
 
 
@@ -607,12 +608,13 @@ async def _carry_out_rollout(
             canary_objects = canary_children(owner, children, wanted)
             await kube.apply(eval_job(owner, spec, st.canary_revision, st.eval_started_at, canary_objects))
     split = (st.canary_revision, decision.weight) if st.phase in canary.WEIGHTED_PHASES else None
-    if split is not None and split[0] and state.placement_weight != split:
+    if split is not None and split[0]:
+        # Every check: one small write, and a Redis that lost its data gets the split back at once.
         await memo.fleet.set_rollout(namespace, name, spec, split[0], split[1])
-        state.placement_weight = split
-    elif split is None and state.placement_weight != ("", 0):
+        state.split_cleared = False
+    elif split is None and not state.split_cleared:
         await memo.fleet.clear_rollout(namespace, name, spec)
-        state.placement_weight = ("", 0)
+        state.split_cleared = True
     operator_metrics.ROLLOUT_WEIGHT.labels(namespace, name).set(decision.weight if split else 0)
     for phase in operator_metrics.ROLLOUT_PHASES:
         operator_metrics.ROLLOUT_PHASE.labels(namespace, name, phase).set(1 if phase == st.phase else 0)

@@ -138,6 +138,8 @@ def test_rbac_is_least_privilege(kwok_cluster: Cluster, release: Release) -> Non
         ("get", "secrets"),
         ("create", "secrets"),
         ("create", "poddisruptionbudgets.policy"),
+        ("create", "jobs.batch"),  # eval Jobs against canaries
+        ("watch", "jobs.batch"),
     ]
     for verb, resource in needed:
         assert can(verb, resource, release.agents), f"operator cannot {verb} {resource}"
@@ -151,6 +153,7 @@ def test_rbac_is_least_privilege(kwok_cluster: Cluster, release: Release) -> Non
         ("delete", "pods"),
         ("create", "pods/eviction"),
         ("delete", "voiceagents.voicefleet.io"),
+        ("delete", "jobs.batch"),
     ]:
         assert not can(verb, resource, release.agents), f"operator may {verb} {resource}, more than it needs"
     assert not can("create", "clusterrolebindings", "default")

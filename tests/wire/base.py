@@ -68,6 +68,7 @@ class WireServer:
         self.app.router.add_get("/_control/requests", self._get_requests)
         self.routes(self.app)
         self._runner: web.AppRunner | None = None
+        self.host = "127.0.0.1"
         self.port = 0
 
     def routes(self, app: web.Application) -> None:
@@ -82,7 +83,7 @@ class WireServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        self.port = int(self._runner.addresses[0][1])
+        self.host, self.port = host, int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -91,7 +92,7 @@ class WireServer:
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def record(self, request: web.BaseRequest, authorized: bool, **fields: Any) -> Recorded:
         query: dict[str, list[str]] = {}
