@@ -143,9 +143,14 @@ async def open_target(args: argparse.Namespace) -> AsyncIterator[EvalTarget]:
         raise EvalUnusable("--agent runs the agent locally: it does not combine with --target or --cluster")
     if args.agent:
         # The pod runs in this process: its own warnings (compliance audits, ...) are not the report.
-        logging.getLogger("agent_pod").setLevel(logging.ERROR)
-        async with local_pod(load_voiceagent_file(args.agent)) as target:
-            yield target
+        pod_log = logging.getLogger("agent_pod")
+        level = pod_log.level
+        pod_log.setLevel(logging.ERROR)
+        try:
+            async with local_pod(load_voiceagent_file(args.agent)) as target:
+                yield target
+        finally:
+            pod_log.setLevel(level)  # the caller's logging is theirs again (tests run this in-process)
     elif args.cluster:
         yield await cluster_target(args.cluster, args.namespace, args.target, args.api_key)
     elif args.target:

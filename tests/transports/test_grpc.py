@@ -17,7 +17,7 @@ from agent_pod.client.record import CallSummary
 from agent_pod.runtime import Pod
 from agent_pod.settings import PodSettings
 from agent_pod.transports.playout_clock import PlayoutClock
-from tests.support.pod import offline_config, pod_ports, synthetic_config, tone
+from tests.support.pod import offline_config, pod_ports, synthetic_config, tone, wait_until
 from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 
 
@@ -118,7 +118,11 @@ async def test_a_dropped_stream_resumes_with_its_history(pod_factory):
     session_id, token = first.session_id, first.recorder.summary.resume_token
     first.drop()  # the network went away: no EndSession
     await first.close()
-    assert pod.hub is not None
+    hub = pod.hub
+    assert hub is not None
+    # Until the pod has seen the stream go, the call counts as connected there (a resume is refused
+    # with a retry-after, as a real client would retry).
+    await wait_until(lambda: hub.live_sessions == 0, 10, "the pod to notice the dropped stream")
 
     async with GrpcCaller(pod.grpc_address, session_id=session_id, resume_token=token or "") as again:
         started = again.recorder.events[0][2]
