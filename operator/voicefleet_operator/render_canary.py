@@ -107,6 +107,12 @@ def eval_job(
         "--agent-config", f"{CONFIG_DIR}/agent.json",
         "--termination-log", TERMINATION_LOG,
     ]  # fmt: skip
+    env: list[dict[str, Any]] = [{"name": "VOICEFLEET_LOG_FORMAT", "value": "json"}]
+    if gate.api_key_secret_ref is not None:  # `voicefleet eval` reads it when the agent requires auth
+        ref = gate.api_key_secret_ref
+        env.append(
+            {"name": "VOICEFLEET_API_KEY", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+        )
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [
@@ -115,7 +121,7 @@ def eval_job(
                 "image": gate.image or container["image"],
                 "imagePullPolicy": container["imagePullPolicy"],
                 "command": command,
-                "env": [{"name": "VOICEFLEET_LOG_FORMAT", "value": "json"}],
+                "env": env,
                 "volumeMounts": mounts,
                 "terminationMessagePath": TERMINATION_LOG,
                 "terminationMessagePolicy": "FallbackToLogsOnError",

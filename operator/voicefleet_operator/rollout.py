@@ -357,7 +357,7 @@ def _idle(spec: RolloutSpec, st: RolloutStatus, obs: Observation, running: str) 
 
 def _start(spec: RolloutSpec, stable: str, canary: str, reason: str, message: str) -> _Outcome:
     if spec.eval is not None:
-        first = f"eval first ({', '.join(spec.eval.suites)})"
+        first = f"eval first ({', '.join([*spec.eval.suites, *spec.eval.packs])})"
     else:
         first = f"first step {spec.steps[0].weight}% once its pods are ready"
     new = RolloutStatus(
@@ -419,14 +419,25 @@ def _evaluating(spec: RolloutSpec, st: RolloutStatus, obs: Observation, now: flo
         return _eval_failed(st, f"the eval did not finish within {gate.timeout_seconds}s")
     if outcome is None and started is None:
         if not obs.canary_ready:
-            return _Outcome(_update(st, message=f"waiting for the canary pods of {st.canary_revision}"))
-        message = f"eval of canary {st.canary_revision} started: {', '.join(gate.suites)}"
-        return _Outcome(
-            _update(st, eval_started_at=now, message=message), "start_eval", (Event("EvalStarted", message),)
-        )
+            return _wait_for_pods(spec, st, now)
+        message = f"eval of canary {st.canary_revision} started: {', '.join([*gate.suites, *gate.packs])}"
+        st = _update(st, eval_started_at=now, waiting_since=None, message=message)
+        return _Outcome(st, "start_eval", (Event("EvalStarted", message),))
     # A running eval this call did not start (an operator restart) is timed from when it is first seen.
     message = f"waiting for the eval of canary {st.canary_revision}"
     return _Outcome(_update(st, eval_started_at=now if started is None else started, message=message))
+
+
+def _wait_for_pods(spec: RolloutSpec, st: RolloutStatus, now: float) -> _Outcome:
+    """The canary's pods are not ready yet: wait, but not beyond readyTimeoutSeconds (pods that cannot
+    start would otherwise hold the rollout forever at weight 0)."""
+    since = st.waiting_since if st.waiting_since is not None and st.waiting_since <= now else now
+    if now - since > spec.ready_timeout_seconds:
+        why = f"the canary pods of {st.canary_revision} were not ready within {spec.ready_timeout_seconds}s"
+        out = _rollback(st, why)
+        return _Outcome(out.status, out.action, (Event("CanaryNotReady", why, warning=True), *out.events))
+    message = f"waiting for the canary pods of {st.canary_revision}"
+    return _Outcome(_update(st, waiting_since=since, message=message))
 
 
 def _eval_failed(st: RolloutStatus, why: str) -> _Outcome:
@@ -447,8 +458,9 @@ def _progressing(spec: RolloutSpec, st: RolloutStatus, obs: Observation, now: fl
     started = st.step_started_at
     if started is None:
         if not obs.canary_ready:
-            return _Outcome(_update(st, message=f"waiting for the canary pods of {st.canary_revision}"))
-        return _begin_step(spec, _update(st, last_measured_at=now), _step_index(spec, st), now, (), True)
+            return _wait_for_pods(spec, st, now)
+        ready = _update(st, last_measured_at=now, waiting_since=None)
+        return _begin_step(spec, ready, _step_index(spec, st), now, (), True)
 
     events: list[Event] = []
     measured = False
@@ -615,6 +627,7 @@ def _rollback(
         step=0,
         step_started_at=None,
         pause_reason=None,
+        waiting_since=None,
         message=message,
     )
     rolled = Event("CanaryRolledBack", message, warning=True)

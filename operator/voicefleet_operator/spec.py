@@ -168,6 +168,10 @@ class EvalGate(Model):
     image: str | None = Field(
         default=None, min_length=1, max_length=512, description="Image of the eval Job; default: spec.image."
     )
+    api_key_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding an API key (or JWT) for the eval's calls, when spec.auth.required.",
+    )
 
     @model_validator(mode="after")
     def _something_to_run(self) -> EvalGate:
@@ -222,6 +226,13 @@ class RolloutSpec(Model):
     )
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description="How the canary is judged.")
     eval: EvalGate | None = Field(default=None, description="Eval suites the canary must pass first.")
+    ready_timeout_seconds: int = Field(
+        default=600,
+        ge=10,
+        le=86400,
+        description="Canary pods not Ready this long after they were asked for (an image that cannot be "
+        "pulled, a crash loop) roll the canary back.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RolloutSpec:
@@ -337,6 +348,9 @@ class RolloutStatus(Model):
         default=None, description="Why the rollout is Paused: manual, inconclusive or no_data."
     )
     eval_started_at: float | None = Field(default=None, description="When the eval Job was started.")
+    waiting_since: float | None = Field(
+        default=None, description="Since when the canary pods have been awaited (None: they are ready)."
+    )
     eval_pass_rate: float | None = Field(default=None, description="Pass rate of the canary's eval.")
     message: str = Field(default="", description="The last decision, in plain words.")
     failed_revision: str = Field(

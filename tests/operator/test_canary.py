@@ -79,6 +79,16 @@ def test_the_eval_job_runs_the_suites_against_the_canary_service_without_api_acc
     # Its pods are found by the Job's label, never mistaken for agent pods.
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert labels[EVAL_FOR_LABEL] == "clinic" and "app.kubernetes.io/managed-by" not in labels
+    assert [e["name"] for e in pod["containers"][0]["env"]] == ["VOICEFLEET_LOG_FORMAT"]
+
+
+def test_the_eval_job_gets_its_api_key_from_a_secret_when_the_agent_requires_one() -> None:
+    gate = {"suites": ["smoke"], "apiKeySecretRef": {"name": "eval-key", "key": "key"}}
+    spec = VoiceAgentSpec.model_validate({"rollout": {"strategy": "canary", "eval": gate}})
+    stable = render(OWNER, spec, "Prompt v2", 2, "redis://redis:6379/0")
+    job = eval_job(OWNER, spec, stable.config_hash, 1.0, canary_children(OWNER, stable, 1))
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["VOICEFLEET_API_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "eval-key", "key": "key"}}
 
 
 def test_a_long_agent_name_still_gives_a_valid_job_name() -> None:

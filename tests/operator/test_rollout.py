@@ -134,6 +134,54 @@ MEASURE = T0 + 30  # a measurement is due, the 60 s pause is not over
 AFTER_PAUSE = T0 + 60  # a measurement is due and the pause is over
 
 CASES: list[Case] = [
+    # --- canary pods that do not become ready ---------------------------------------------------------
+    (
+        "canary pods not ready yet: wait, and note since when",
+        spec(),
+        WAITING,
+        obs(canary_ready=False),
+        T0 + 5,
+        Want("Progressing", 0, fields={"waiting_since": T0 + 5}),
+    ),
+    (
+        "canary pods still not ready within readyTimeoutSeconds: keep waiting",
+        spec(),
+        WAITING.model_copy(update={"waiting_since": T0}),
+        obs(canary_ready=False),
+        T0 + 600,
+        Want("Progressing", 0, fields={"waiting_since": T0}),
+    ),
+    (
+        "canary pods not ready beyond readyTimeoutSeconds (image pull, crash loop): rollback",
+        spec(),
+        WAITING.model_copy(update={"waiting_since": T0}),
+        obs(canary_ready=False),
+        T0 + 601,
+        Want(
+            "RolledBack",
+            0,
+            "rollback",
+            ("CanaryNotReady", "CanaryRolledBack"),
+            canary_replicas=0,
+            fields={"failed_revision": CANARY, "waiting_since": None},
+        ),
+    ),
+    (
+        "an eval that cannot start because the canary pods never come up: rollback",
+        spec(eval={"suites": ["smoke"]}),
+        EVALUATING.model_copy(update={"waiting_since": T0}),
+        obs(canary_ready=False),
+        T0 + 601,
+        Want("RolledBack", 0, "rollback", ("CanaryNotReady", "CanaryRolledBack")),
+    ),
+    (
+        "the pods come up in time: the step starts and the wait is over",
+        spec(),
+        WAITING.model_copy(update={"waiting_since": T0}),
+        obs(),
+        T0 + 20,
+        Want("Progressing", 10, "set_weight", ("CanaryStep",), fields={"waiting_since": None}),
+    ),
     # --- no canary ---------------------------------------------------------------------------------
     (
         "rolling strategy: every pod rolls, as before",
