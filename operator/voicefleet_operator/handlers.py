@@ -2,9 +2,11 @@
 
 kopf only reacts to changes, so a timer per VoiceAgent reads the children
 (from in-memory indexes, never by listing) and Redis, lets plan.plan_check
-decide (repair drift, scale, refresh pod-deletion-costs, patch ``.status``) and
-carries the plan out. pod-deletion-costs are also written right before any
-scale-down, whoever lowered replicas.
+decide (repair drift, scale, refresh pod-deletion-costs, patch ``.status``, the
+next step of a canary rollout) and carries the plan out (canary.py for the
+rollout). pod-deletion-costs are also written right before any scale-down,
+whoever lowered replicas. While a canary runs, the stable Deployment keeps its
+revision: reconciles then apply only what is not revisioned, and its replicas.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ from typing import Any
 
 import kopf
 from pydantic import ValidationError
-
-from agent_pod.sessions.revision_stats import RevisionCounters
 
 from . import canary, operator_metrics
 from .deletion_cost import COST_ANNOTATION, cost_writes
@@ -42,13 +42,7 @@ from .render import (
 from .render_canary import (
     EVAL_FOR_LABEL,
     TRACK_LABEL,
-    canary_children,
-    canary_name,
-    eval_job,
-    eval_job_name,
 )
-from .rollout import MetricsUnreadable, RolloutDecision, Windows
-from .rollout import Observation as RolloutObservation
 from .spec import GROUP, PLURAL, VERSION, RolloutStatus, VoiceAgentSpec, VoiceAgentStatus
 from .status import DeploymentView, pod_problem
 
@@ -66,10 +60,7 @@ class AgentMemo:
 
     reconciled: Reconciled = dataclasses.field(default_factory=Reconciled)
     check: CheckMemory = dataclasses.field(default_factory=CheckMemory)
-    baselines: canary.Baselines = dataclasses.field(default_factory=canary.Baselines)
-    # No canary split in Redis: it is written every check while a canary runs, cleared once after.
-    split_cleared: bool = True
-    last_counters: dict[str, RevisionCounters] | StoreDown = dataclasses.field(default_factory=dict)
+    canary: canary.CanaryMemo = dataclasses.field(default_factory=canary.CanaryMemo)
 
 
 def _now() -> str:
@@ -434,19 +425,24 @@ async def observe(
     previous = VoiceAgentStatus.model_validate(dict(status))
     measured_at = (state.check.rollout or previous.rollout).last_measured_at
     stable = _one(agent_deployments, (namespace, name, "stable"))
-    rollout_in = await _rollout_observation(
-        memo,
-        state,
-        namespace,
-        name,
-        model,
-        previous,
-        stable,
-        meta,
-        agent_deployments,
-        eval_jobs,
-        eval_messages,
-    )
+    canary_view = _one(agent_deployments, (namespace, name, "canary"))
+    rollout_in = None
+    if state.reconciled.desired_hash and not state.reconciled.error:  # the spec rendered
+        rollout_in = await canary.observe(
+            memo.fleet,
+            state.canary,
+            canary.Seen(
+                namespace=namespace,
+                name=name,
+                spec=model,
+                rollout=state.check.rollout or previous.rollout,
+                desired_revision=state.reconciled.desired_hash,
+                stable=stable,
+                canary=canary_view,
+                annotations=dict(meta.get("annotations") or {}),
+            ),
+            lambda job: (_one(eval_jobs, (namespace, job)), _one(eval_messages, (namespace, job))),
+        )
     plan = plan_check(
         CheckInput(
             name=name,
@@ -496,8 +492,17 @@ async def observe(
             patch.metadata.annotations[canary.COMMAND_ANNOTATION] = None  # obeyed or refused: said once
         try:
             measured = plan.rollout.status.last_measured_at != measured_at
-            await _carry_out_rollout(
-                memo, state, namespace, name, uid, model, plan.rollout, measured, agent_deployments
+            owner = Owner(name=name, namespace=namespace, uid=uid)
+            await canary.carry_out(
+                memo.kube,
+                memo.fleet,
+                state.canary,
+                owner,
+                model,
+                plan.rollout,
+                measured,
+                canary_view,
+                lambda: _render_desired(memo.kube, owner, model, memo.fleet.default_url),
             )
         except Exception as exc:  # the next check decides again from what is there
             operator_metrics.ERRORS.labels("rollout").inc()
@@ -522,106 +527,6 @@ async def observe(
         operator_metrics.STATUS_PATCHES.inc()
     _gauges(memo, namespace, name, plan)
     operator_metrics.OBSERVE_SECONDS.observe(time.perf_counter() - started)
-
-
-async def _rollout_observation(
-    memo: kopf.Memo,
-    state: AgentMemo,
-    namespace: str,
-    name: str,
-    spec: VoiceAgentSpec,
-    previous: VoiceAgentStatus,
-    stable: DeploymentView | None,
-    meta: kopf.Meta,
-    agent_deployments: kopf.Index[Any, Any],
-    eval_jobs: kopf.Index[Any, Any],
-    eval_messages: kopf.Index[Any, Any],
-) -> RolloutObservation | None:
-    """What the rollout decision sees; None until a reconcile has rendered the spec."""
-    desired = state.reconciled.desired_hash
-    if not desired or state.reconciled.error:
-        return None
-    current = state.check.rollout or previous.rollout
-    canary_view = _one(agent_deployments, (namespace, name, "canary"))
-    canary_ready = (
-        canary_view is not None
-        and bool(current.canary_revision)
-        and canary_view.config_hash == current.canary_revision
-        and canary_view.desired > 0
-        and canary_view.rolled_out
-    )
-    window: Windows | MetricsUnreadable = Windows()
-    if canary.needs_counters(current):
-        read = await memo.fleet.read_revision_counters(
-            namespace, name, spec, [current.canary_revision, current.stable_revision]
-        )
-        state.last_counters = read
-        window = state.baselines.windows(read, current.canary_revision, current.stable_revision)
-    outcome = None
-    if current.canary_revision and current.eval_started_at is not None:
-        job = eval_job_name(name, current.canary_revision, current.eval_started_at)
-        outcome = canary.eval_outcome(
-            _one(eval_jobs, (namespace, job)), _one(eval_messages, (namespace, job))
-        )
-    return RolloutObservation(
-        desired_revision=desired,
-        stable_revision=stable.config_hash if stable is not None else "",
-        canary_ready=canary_ready,
-        window=window,
-        eval=outcome,
-        command=canary.command(dict(meta.get("annotations") or {})),
-        stable_rolled_out=stable is not None and stable.rolled_out,
-        replicas=stable.desired if stable is not None else spec.replicas,
-    )
-
-
-async def _carry_out_rollout(
-    memo: kopf.Memo,
-    state: AgentMemo,
-    namespace: str,
-    name: str,
-    uid: str,
-    spec: VoiceAgentSpec,
-    decision: RolloutDecision,
-    measured: bool,
-    agent_deployments: kopf.Index[Any, Any],
-) -> None:
-    """Makes the cluster and Redis match a rollout decision; every step is idempotent, so a check
-    that fails half-way is finished by the next."""
-    kube: Kube = memo.kube
-    st, action = decision.status, decision.action
-    owner = Owner(name=name, namespace=namespace, uid=uid)
-    if decision.consume_window:
-        state.baselines.reset(state.last_counters)
-    canary_view = _one(agent_deployments, (namespace, name, "canary"))
-    wanted = decision.canary_replicas if st.canary_revision else 0
-    if action in ("start_canary", "start_eval", "set_weight") or (
-        canary_view is not None and canary_view.desired != wanted
-    ):
-        children = await _render_desired(kube, owner, spec, memo.fleet.default_url)
-        if wanted > 0 and children.config_hash == st.canary_revision:
-            for obj in canary_children(owner, children, wanted).all():
-                await kube.apply(obj)
-        elif canary_view is not None:
-            await kube.set_replicas(namespace, canary_name(name), 0)
-        if action == "start_eval" and st.eval_started_at is not None:
-            canary_objects = canary_children(owner, children, wanted)
-            await kube.apply(eval_job(owner, spec, st.canary_revision, st.eval_started_at, canary_objects))
-    split = (st.canary_revision, decision.weight) if st.phase in canary.WEIGHTED_PHASES else None
-    if split is not None and split[0]:
-        # Every check: one small write, and a Redis that lost its data gets the split back at once.
-        await memo.fleet.set_rollout(namespace, name, spec, split[0], split[1])
-        state.split_cleared = False
-    elif split is None and not state.split_cleared:
-        await memo.fleet.clear_rollout(namespace, name, spec)
-        state.split_cleared = True
-    operator_metrics.ROLLOUT_WEIGHT.labels(namespace, name).set(decision.weight if split else 0)
-    for phase in operator_metrics.ROLLOUT_PHASES:
-        operator_metrics.ROLLOUT_PHASE.labels(namespace, name, phase).set(1 if phase == st.phase else 0)
-    if measured and st.last_result is not None:
-        operator_metrics.ROLLOUT_MEASUREMENTS.labels(st.last_result).inc()
-    if action in ("promote", "rollback"):
-        operator_metrics.ROLLOUT_OUTCOMES.labels("promoted" if action == "promote" else "rolled_back").inc()
 
 
 async def _render_desired(kube: Kube, owner: Owner, spec: VoiceAgentSpec, default_redis_url: str) -> Children:
