@@ -8,8 +8,10 @@ which status to patch? what to say? handlers.observe carries the plan out (costs
 before scaling); nothing here does I/O.
 
 A Redis outage freezes what depends on session counts: no scaling, no cost
-writes (the refresh stays due and runs as soon as Redis answers), status keeps
-its last counts. It is said once when it starts and once when it ends.
+writes (the refresh stays due), status keeps its last counts. It is said once
+when it starts and once when it ends. Counts are trusted again once the pods
+have had time to re-register (Redis may come back empty), then the overdue
+refresh runs.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class StoreDown:
 class Timing:
     status_min_interval: float = 5.0
     cost_refresh_interval: float = 60.0
+    # After an outage Redis may come back empty (a restart without persistence): until the pods'
+    # next heartbeats re-register them (they are stale after 6 s), its counts say "idle fleet".
+    store_settle_seconds: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class CheckMemory:
     last_status_patch: float | None = None
     rolled_out_prompt: str = ""
     store_down: bool = False
+    store_back_at: float | None = None  # when the store answered again after an outage
     rollout: RolloutStatus | None = None  # ahead of .status, which is patched at most every few s
 
 
@@ -126,16 +132,23 @@ def plan_check(inp: CheckInput, timing: Timing) -> Plan:
         warnings.append(
             f"{down.error} (autoscaling and pod-deletion-cost refresh hold still until it answers)"
         )
+    store_back_at = mem.store_back_at
     if down is None and mem.store_down:
-        infos.append("session store reachable again; autoscaling and pod-deletion-cost refresh resume")
+        infos.append(
+            "session store reachable again; autoscaling and pod-deletion-cost refresh resume once the "
+            "pods have re-registered"
+        )
+        store_back_at = inp.now
+    settled = store_back_at is None or inp.now - store_back_at >= timing.store_settle_seconds
+    counts = inp.fleet if isinstance(inp.fleet, FleetState) and settled else None
 
     replicas, scale, history = inp.spec.replicas, None, mem.scale_history
-    if inp.spec.autoscaling.enabled and isinstance(inp.fleet, FleetState):
-        decision = decide(replicas, inp.fleet.live_sessions, inp.spec.autoscaling, history, inp.now)
+    if inp.spec.autoscaling.enabled and counts is not None:
+        decision = decide(replicas, counts.live_sessions, inp.spec.autoscaling, history, inp.now)
         history = decision.history
         if decision.replicas != replicas:
             scale = Scale(replicas, decision.replicas)
-            events.append(Event("Autoscaled", _scale_message(scale, inp.fleet.live_sessions, inp.spec)))
+            events.append(Event("Autoscaled", _scale_message(scale, counts.live_sessions, inp.spec)))
             replicas = decision.replicas
 
     # Right before the autoscaler lowers replicas (reconcile does the same for `kubectl scale`),
@@ -144,8 +157,8 @@ def plan_check(inp: CheckInput, timing: Timing) -> Plan:
     last_cost_refresh = mem.last_cost_refresh
     refresh_due = _due(mem.last_cost_refresh, inp.now, timing.cost_refresh_interval)
     scaling_down = scale is not None and scale.direction == "down"
-    if isinstance(inp.fleet, FleetState) and (refresh_due or scaling_down):
-        costs = cost_writes(inp.fleet, {p.name: p.cost for p in inp.pods if not p.terminating})
+    if counts is not None and (refresh_due or scaling_down):
+        costs = cost_writes(counts, {p.name: p.cost for p in inp.pods if not p.terminating})
         last_cost_refresh = inp.now
 
     status = _status(inp, replicas)
@@ -169,6 +182,7 @@ def plan_check(inp: CheckInput, timing: Timing) -> Plan:
             last_status_patch=last_status_patch,
             rolled_out_prompt=_rolled_out_prompt(inp),
             store_down=down is not None,
+            store_back_at=None if down is not None or settled else store_back_at,
             rollout=rollout_status,
         ),
         repair=repair_reason(inp.deployment, inp.reconciled),

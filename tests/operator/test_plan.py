@@ -138,20 +138,33 @@ CASES: list[tuple[str, CheckInput, Want]] = [
         Want(store_down=True),
     ),
     (
-        "redis recovering: said once, the overdue refresh runs at once",
+        "redis recovering: said once; counts wait for the pods to re-register",
         base(
             fleet=fleet(("desk-a", 2, 2), ("desk-b", 0, 0)),
             previous=degraded_by_outage(),
             memory=memory(last_cost_refresh=NOW - 600, store_down=True),
         ),
-        Want(
-            infos=1,
-            costs={"desk-a": 2},
-            refreshed=True,
-            patched=True,
-            events=("DegradedFalse",),
-            sessions=2,
+        Want(infos=1, patched=True, events=("DegradedFalse",), sessions=2),
+    ),
+    (
+        "redis back empty (restarted without persistence): no scale-down on an idle-looking fleet",
+        base(
+            spec=VoiceAgentSpec.model_validate(
+                {"replicas": 2, "autoscaling": {**AUTOSCALED, "scaleDownStabilizationSeconds": 0}}
+            ),
+            fleet=fleet(),
+            previous=degraded_by_outage(),
+            memory=memory(last_cost_refresh=NOW - 600, store_down=True),
         ),
+        Want(infos=1, patched=True, events=("DegradedFalse",), sessions=0),
+    ),
+    (
+        "redis back and the pods re-registered: the overdue refresh runs",
+        base(
+            fleet=fleet(("desk-a", 2, 2), ("desk-b", 0, 0)),
+            memory=memory(last_cost_refresh=NOW - 600, store_back_at=NOW - TIMING.store_settle_seconds),
+        ),
+        Want(costs={"desk-a": 2}, refreshed=True, patched=True, sessions=2),
     ),
     (
         "scale up at once, costs left alone",
@@ -253,13 +266,14 @@ def run(inputs: list[CheckInput]) -> list[Plan]:
 
 
 def test_a_redis_outage_is_said_once_and_costs_catch_up_after_it() -> None:
-    ticks = [NOW + 2 * i for i in range(60)]  # two minutes of checks every 2 s
-    inputs = [base(fleet=DOWN, now=t) for t in ticks[:-1]]
-    inputs.append(base(fleet=fleet(("desk-a", 1, 1), ("desk-b", 0, 0)), now=ticks[-1]))
+    ticks = [NOW + 2 * i for i in range(64)]  # two minutes of checks every 2 s, then 8 s back
+    inputs = [base(fleet=DOWN, now=t) for t in ticks[:59]]
+    inputs += [base(fleet=fleet(("desk-a", 1, 1), ("desk-b", 0, 0)), now=t) for t in ticks[59:]]
     plans = run(inputs)
     assert sum(len(p.warnings) for p in plans) == 1 and plans[0].warnings
-    assert sum(len(p.infos) for p in plans) == 1 and plans[-1].infos
-    assert all(not p.cost_writes and p.scale is None for p in plans[:-1])
-    assert dict(plans[-1].cost_writes) == {"desk-a": 1}
-    assert [p.observed.active_sessions for p in plans[:-1]] == [3] * 59  # the last known count
+    assert sum(len(p.infos) for p in plans) == 1 and plans[59].infos
+    # Back at ticks[59]: the pods have re-registered 6 s later, and the overdue refresh runs then.
+    assert all(not p.cost_writes and p.scale is None for p in plans[:62])
+    assert dict(plans[62].cost_writes) == {"desk-a": 1} and not plans[63].cost_writes
+    assert [p.observed.active_sessions for p in plans[:59]] == [3] * 59  # the last known count
     assert sum(p.status_patch is not None for p in plans) == 2  # degraded, then healthy again
