@@ -231,13 +231,13 @@ async def carry_out(
         canary_view is not None and canary_view.desired != wanted
     ):
         children = await render_desired()
+        canary = canary_children(owner, children, wanted)
         if wanted > 0 and children.config_hash == st.canary_revision:
-            for obj in canary_children(owner, children, wanted).all():
+            for obj in canary.all():
                 await kube.apply(obj)
         elif canary_view is not None:
             await kube.set_replicas(owner.namespace, canary_name(owner.name), 0)
         if action == "start_eval" and st.eval_started_at is not None:
-            canary = canary_children(owner, children, wanted)
             await kube.apply(eval_job(owner, spec, st.canary_revision, st.eval_started_at, canary))
     weighted = st.phase in WEIGHTED_PHASES and bool(st.canary_revision)
     if weighted:

@@ -467,7 +467,8 @@ async def observe(
         logger.warning(line)
     for line in plan.infos:
         logger.info(line)
-    if plan.repair:
+
+    async def reconcile_now(trigger: str) -> None:
         # A failure is recorded in state.reconciled and shown as Degraded by a later check.
         with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):
             await reconcile(
@@ -478,9 +479,12 @@ async def observe(
                 memo=memo,
                 agent_deployments=agent_deployments,
                 agent_pods=agent_pods,
-                trigger="drift",
+                trigger=trigger,
                 logger=logger,
             )
+
+    if plan.repair:
+        await reconcile_now("drift")
     for event in plan.events:
         (kopf.warn if event.warning else kopf.info)(body, reason=event.reason, message=event.message)
     await _write_costs(memo.kube, namespace, plan.cost_writes)
@@ -509,19 +513,8 @@ async def observe(
             logger.warning(
                 f"rollout step {plan.rollout.action} not carried out yet: {type(exc).__name__}: {exc}"
             )
-        if plan.rollout.action == "promote":
-            with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):
-                await reconcile(
-                    name=name,
-                    namespace=namespace,
-                    uid=uid,
-                    spec_body=dict(spec),
-                    memo=memo,
-                    agent_deployments=agent_deployments,
-                    agent_pods=agent_pods,
-                    trigger="promote",
-                    logger=logger,
-                )
+        if plan.rollout.action == "promote":  # the stable Deployment takes the promoted revision
+            await reconcile_now("promote")
     if plan.status_patch is not None:
         patch.status.update(plan.status_patch.dump())
         operator_metrics.STATUS_PATCHES.inc()

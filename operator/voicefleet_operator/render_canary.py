@@ -14,12 +14,11 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from .render import CONFIG_DIR, Children, Owner, _meta, selector_labels
+from .render import CONFIG_DIR, REVISION_LABEL, Children, Owner, _meta, selector_labels
 from .spec import VoiceAgentSpec
 
 TRACK_LABEL = "voicefleet.io/track"
 EVAL_FOR_LABEL = "voicefleet.io/eval-for"
-REVISION_LABEL = "voicefleet.io/revision"
 EVAL_SUITES_DIR = "/etc/voicefleet/evals"
 TERMINATION_LOG = "/dev/termination-log"
 
