@@ -1,0 +1,1 @@
+"""What the LLM sees: structured memory, summaries and the token-budgeted context of a turn."""
