@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from .config import Model
+from .context.blocks import MemoryBlock
 
 
 class ToolCall(Model):
@@ -43,6 +44,10 @@ class Conversation(Model):
         description="Caller context given when the session was created (session API metadata); "
         "the LLM sees it on every turn, on whichever pod serves the call.",
     )
+    # Structured memory and the summary of older turns (agent_pod/context): a resumed call keeps both.
+    memory: list[MemoryBlock] = Field(default_factory=list, description="Memory blocks with their values.")
+    summary: str = Field(default="", description="Summary of the turns taken out of the history.")
+    summary_through: int = Field(default=0, description="Number of the last caller turn the summary covers.")
 
 
 # The application that placed the call vouches for its metadata, but the caller may have typed parts of

@@ -30,7 +30,9 @@ from .. import pipeline_metrics
 from ..audio.pcm import InvalidAudio, frame_bytes, validate_chunk
 from ..audio.resample import Framer, StreamResampler
 from ..config import AgentConfig
-from ..conversation import ChatMessage, Conversation, ToolCall, last_turn_number, llm_messages, trim_history
+from ..context.engine import ContextEngine
+from ..context.persistence import CallerMemory
+from ..conversation import ChatMessage, Conversation, ToolCall, last_turn_number, trim_history
 from ..providers.base import VAD, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..sessions.records import HeldInput
@@ -90,6 +92,7 @@ class AgentSession:
         conversation: Conversation | None = None,
         on_snapshot: Callable[[Conversation], Awaitable[None]] | None = None,
         recorder: PipelineRecorder | None = None,
+        caller_memory: CallerMemory | None = None,
     ) -> None:
         if output_sample_rate <= 0 or output_sample_rate % 50:
             raise ValueError(
@@ -132,6 +135,10 @@ class AgentSession:
         self._llm = FallbackLLM(chain(providers.llm, stage_timeouts(pipeline.llm)))
         self._tts = FallbackTTS(chain(providers.tts, stage_timeouts(pipeline.tts)))
         self._tools = ToolRunner(config.tools, session_id, self._emit, self._recorder)
+        # Memory blocks, summaries and the token budget of each request (agent_pod/context).
+        self._context = ContextEngine(
+            config, lambda: self._conversation, self._llm, self._snapshot, self._log, caller_memory
+        )
         primary_stt = providers.stt[0].name if providers.stt else "synthetic"
         # Re-transcription needs real speech: benchmarks with synthetic STT have tones, not words.
         self._auditor = Auditor(
@@ -266,6 +273,7 @@ class AgentSession:
         self._started_at = self._last_activity = time.monotonic()
         pipeline_metrics.SESSIONS_LIVE.inc()
         self._recorder.session_started()
+        await self._context.load_caller_memory()
         self._tasks = [
             asyncio.create_task(self._guard(self._turn_loop), name=f"turns-{self.session_id}"),
             asyncio.create_task(self._guard(self._stt_loop), name=f"stt-{self.session_id}"),
@@ -338,6 +346,7 @@ class AgentSession:
         for audit in list(self._audits):
             audit.cancel()
         await asyncio.gather(*self._audits, return_exceptions=True)
+        await self._context.aclose()
         await self._stt.aclose()
         await self._tools.aclose()
         self._ended = True
@@ -554,7 +563,7 @@ class AgentSession:
         await turn.playback.wait_drained()
 
     async def _generate(self, turn: AgentTurn, pieces: asyncio.Queue[tuple[str, int] | None]) -> None:
-        messages = llm_messages(self.config.prompt_text, self._conversation)
+        messages = self._context.messages()
         offered = list(self.config.tools)
         repairs = {t.name: t.max_argument_repairs for t in self.config.tools}
         for index in range(MAX_LLM_ROUNDS):
@@ -663,6 +672,7 @@ class AgentSession:
         self._conversation.turns += 1
         self._recorder.turn_finished(turn.failed)
         self._trim_history()
+        self._context.turn_finished(turn)
         played = turn.playback.played_text()
         final = AgentText(
             turn_id=turn.turn_id, text=turn.text, played_text=played, final=True, interrupted=turn.interrupted

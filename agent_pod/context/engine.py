@@ -1,0 +1,175 @@
+"""The context and memory of one live call: what each LLM request carries, and the background work
+that keeps it small and up to date.
+
+The session calls ``messages()`` at the start of a turn (pure assembly, microseconds) and
+``turn_finished()`` when a turn is recorded. Tool results mapped into memory are written right there (a
+dict update; the turn's own snapshot carries them). Extraction and summaries run afterwards as one
+background job at a time, in turn order, and never hold up the next turn; each ends with a snapshot, so
+a call resumed elsewhere has them. A failing extractor or summariser logs and counts, nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from ..config import AgentConfig
+from ..conversation import ChatMessage, Conversation
+from ..pipeline.turn import AgentTurn
+from ..providers.base import ProviderError
+from ..providers.registry import provider_class
+from . import metrics
+from .assembler import assemble
+from .blocks import MemoryBlock, WriteResult, initial_blocks, merge_blocks
+from .compaction import fold_summary, summary_input, turns_to_summarize
+from .persistence import CallerMemory
+from .summary import ChatModel, summarize
+from .writers import apply_extraction, apply_tool_write, extraction_request, parse_extraction
+
+Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
+class ContextEngine:
+    def __init__(
+        self,
+        config: AgentConfig,
+        conversation: Callable[[], Conversation],
+        llm: ChatModel,
+        snapshot: Callable[[], Awaitable[None]],
+        log: Log,
+        caller_memory: CallerMemory | None = None,
+    ) -> None:
+        self._config = config
+        self._conversation = conversation
+        self._llm = llm
+        choice = config.memory.extraction.llm
+        self._extraction_llm: ChatModel = provider_class("llm", choice.provider)(choice) if choice else llm
+        self._snapshot = snapshot
+        self._log = log
+        self._caller_memory = caller_memory
+        self._jobs: asyncio.Queue[tuple[float, list[ChatMessage]]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._dirty = False  # memory changed since it was last saved for the caller
+        self.write_lags: list[float] = []  # seconds, per extraction written (benchmarks read them)
+        convo = conversation()
+        convo.memory = merge_blocks(initial_blocks(config.memory.blocks), convo.memory)
+
+    @property
+    def memory(self) -> list[MemoryBlock]:
+        return self._conversation().memory
+
+    async def load_caller_memory(self) -> None:
+        """A new call of a known caller starts with the memory of the caller's previous calls."""
+        convo = self._conversation()
+        if self._caller_memory is None or convo.turns or convo.messages:
+            return
+        carried = await self._caller_memory.load(convo.metadata)
+        if carried:
+            convo.memory = merge_blocks(convo.memory, carried)
+
+    def messages(self) -> list[ChatMessage]:
+        """The context of the next LLM request, within the token budget."""
+        assembly = assemble(self._config.prompt_text, self._conversation(), self._config.context)
+        metrics.CONTEXT_TOKENS.observe(assembly.tokens)
+        if assembly.left_out_turns:
+            metrics.CONTEXT_TURNS_LEFT_OUT_TOTAL.inc(assembly.left_out_turns)
+        return assembly.messages
+
+    def turn_finished(self, turn: AgentTurn) -> None:
+        """The turn is in the history: apply its tool writes now, queue the rest for the background."""
+        changed = self._tool_writes(turn)
+        exchange = [ChatMessage(role="user", content=turn.user.text, turn_id=turn.turn_id), *turn.history()]
+        self._dirty |= changed
+        if changed or self._config.memory.extraction.enabled or self._config.context.summarize:
+            self._idle.clear()
+            self._jobs.put_nowait(
+                (time.monotonic(), exchange if self._config.memory.extraction.enabled else [])
+            )
+            if self._worker is None:
+                self._worker = asyncio.create_task(self._work(), name="context-worker")
+
+    async def wait_idle(self) -> None:
+        """Until the queued background work is done (tests and benchmarks)."""
+        await self._idle.wait()
+
+    async def aclose(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+    # ------------------------------------------------------------------ background
+
+    def _tool_writes(self, turn: AgentTurn) -> bool:
+        writes = self._config.memory.tool_writes
+        changed = False
+        for rnd in turn.rounds:
+            for call in rnd.tool_calls:
+                outcome = turn.outcomes.get(call.id)
+                if outcome is None or outcome.state != "succeeded":
+                    continue
+                for write in (w for w in writes if w.tool == call.name):
+                    changed |= self._count("tool", apply_tool_write(self.memory, write, outcome.result_json))
+        return changed
+
+    def _count(self, source: str, result: WriteResult) -> bool:
+        metrics.MEMORY_WRITES_TOTAL.labels(source, "written" if result.written else "refused").inc()
+        if not result.written:
+            self._log.warning("memory write (%s) refused: %s", source, result.reason)
+        return result.written
+
+    async def _work(self) -> None:
+        while True:
+            ended, exchange = await self._jobs.get()
+            try:
+                wrote = bool(exchange) and await self._extract(exchange)
+                summarized = await self._summarize()
+                if wrote or summarized:
+                    await self._snapshot()
+                if wrote:
+                    lag = time.monotonic() - ended
+                    metrics.MEMORY_WRITE_LAG_SECONDS.observe(lag)
+                    self.write_lags.append(lag)
+                if self._caller_memory is not None and (wrote or self._dirty):
+                    self._dirty = False
+                    await self._caller_memory.save(self._conversation().metadata, self.memory)
+            except Exception:  # the call goes on without this update
+                self._log.exception("context background job failed")
+            if self._jobs.empty():
+                self._idle.set()
+
+    async def _extract(self, exchange: list[ChatMessage]) -> bool:
+        request = extraction_request(self.memory, exchange)
+        try:
+            reply = "".join([chunk.text async for chunk in self._extraction_llm.stream(request, [])])
+            update = parse_extraction(self.memory, reply)
+        except (ProviderError, ValueError) as exc:
+            metrics.MEMORY_EXTRACTIONS_TOTAL.labels("failed").inc()
+            self._log.warning("memory extraction failed: %s", exc)
+            return False
+        metrics.MEMORY_EXTRACTIONS_TOTAL.labels("ok").inc()
+        return any([self._count("extraction", r) for r in apply_extraction(self.memory, update)])
+
+    async def _summarize(self) -> bool:
+        spec = self._config.context
+        convo = self._conversation()
+        if not spec.summarize:
+            return False
+        old = turns_to_summarize(self._config.prompt_text, convo, spec, self._config.session.limits)
+        if not old:
+            return False
+        try:
+            text = await summarize(self._llm, summary_input(convo, old), spec.summary_max_words)
+        except ProviderError as exc:
+            metrics.SUMMARIES_TOTAL.labels("failed").inc()
+            self._log.warning("summary of %d messages failed: %s", len(old), exc)
+            return False
+        if not text:
+            metrics.SUMMARIES_TOTAL.labels("failed").inc()
+            return False
+        fold_summary(convo, old, text)
+        metrics.SUMMARIES_TOTAL.labels("made").inc()
+        return True
