@@ -507,8 +507,8 @@ class RedisSpec(Model):
 
 
 ANONYMOUS_TENANT = "anonymous"
-SCOPES = ("sessions:create", "sessions:resume", "keys:issue")
-Scope = Literal["sessions:create", "sessions:resume", "keys:issue"]
+SCOPES = ("sessions:create", "sessions:resume", "keys:issue", "memory:delete")
+Scope = Literal["sessions:create", "sessions:resume", "keys:issue", "memory:delete"]
 
 
 class TenantQuota(Model):

@@ -13,6 +13,8 @@ from pydantic import ConfigDict, Field, model_validator
 from agent_pod.config import (
     DEFAULT_PROMPT,
     AuthSpec,
+    ContextSpec,
+    MemorySpec,
     Model,
     PipelineSpec,
     PromptSpec,
@@ -301,6 +303,13 @@ class VoiceAgentSpec(Model):
     )
     rollout: RolloutSpec = Field(
         default_factory=RolloutSpec, description="How a new revision reaches the fleet (docs/rollouts.md)."
+    )
+    # Conversation engine: structured memory and the context budget (docs/context.md).
+    memory: MemorySpec = Field(
+        default_factory=MemorySpec, description="Structured memory blocks, their writers and persistence."
+    )
+    context: ContextSpec = Field(
+        default_factory=ContextSpec, description="Token budget and summaries of each LLM request's context."
     )
 
 
