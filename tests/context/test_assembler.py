@@ -96,7 +96,7 @@ def test_older_turns_are_summarised_once_the_call_is_over_target():
 
 def test_history_near_the_storage_caps_is_summarised_before_trim_drops_it():
     convo = conversation(12, words=1)
-    limits = InputLimitsSpec(maxHistoryTurns=20)
+    limits = InputLimitsSpec(max_history_turns=20)
     assert len(turns_to_summarize(PROMPT, convo, spec(keepLastTurns=2), limits)) == 10 * 2
 
 
@@ -117,7 +117,7 @@ def cases(draw: st.DrawFn) -> tuple[str, Conversation, ContextSpec]:
     if draw(st.booleans()):
         value = "m" * draw(st.integers(0, 2000))
         convo.memory = initial_blocks(
-            [MemoryBlockSpec(label="facts", description="d", limitChars=2000, initial=value)]
+            [MemoryBlockSpec(label="facts", description="d", limit_chars=2000, initial=value)]
         )
     convo.summary = "s " * draw(st.integers(0, 400))
     prompt = "p" * draw(st.integers(1, 3000))

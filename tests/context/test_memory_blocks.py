@@ -22,15 +22,15 @@ from agent_pod.conversation import ChatMessage
 def blocks():
     return initial_blocks(
         [
-            MemoryBlockSpec(label="caller_profile", description="Who calls", initial="VIP", readOnly=True),
+            MemoryBlockSpec(label="caller_profile", description="Who calls", initial="VIP", read_only=True),
             MemoryBlockSpec(
                 label="booking",
                 description="Booking slots",
                 kind="slots",
                 slots=["day", "party"],
-                limitChars=60,
+                limit_chars=60,
             ),
-            MemoryBlockSpec(label="facts", description="Facts", limitChars=20),
+            MemoryBlockSpec(label="facts", description="Facts", limit_chars=20),
         ]
     )
 
@@ -58,9 +58,9 @@ def test_carried_values_return_unless_they_no_longer_fit():
     write_text(facts, "allergic to nuts")
     again = merge_blocks(blocks(), carried)
     assert slot_values(again[1]) == {"day": "monday"} and again[2].value == "allergic to nuts"
-    tighter = initial_blocks([MemoryBlockSpec(label="facts", description="Facts", limitChars=16)])
+    tighter = initial_blocks([MemoryBlockSpec(label="facts", description="Facts", limit_chars=16)])
     assert merge_blocks(tighter, carried)[0].value == "allergic to nuts"
-    tightest = initial_blocks([MemoryBlockSpec(label="facts", description="Facts", limitChars=16)])
+    tightest = initial_blocks([MemoryBlockSpec(label="facts", description="Facts", limit_chars=16)])
     tightest[0].limit = 10
     assert merge_blocks(tightest, carried)[0].value == ""
 
