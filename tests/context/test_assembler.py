@@ -150,10 +150,12 @@ def test_assembly_invariants(case: tuple[str, Conversation, ContextSpec]) -> Non
     body = [m for m in out[pinned:] if not m.content.startswith((MEMORY_HEADER, SUMMARY_HEADER))]
     turns = split_turns(convo.messages)
     if body and body != convo.messages[-len(body) :]:
-        # the one exception: the newest turn did not fit, its caller message is sent cut
-        (cut,) = body
+        # the one exception: the newest turn did not fit, its caller message is sent cut (after older turns)
+        *whole, cut = body
         newest = turns[-1][0]
         assert (cut.role, cut.turn_id) == ("user", newest.turn_id) and newest.content.startswith(cut.content)
+        earlier = [m for turn in turns[:-1] for m in turn]
+        assert not whole or whole == earlier[-len(whole) :]
     if turns and budget.max_tokens - messages_tokens(out[:pinned]) > MESSAGE_OVERHEAD:
         assert body  # the caller's newest words always reach the LLM when anything fits
     if turns and messages_tokens(out[:pinned]) + messages_tokens(turns[-1]) <= budget.max_tokens:
