@@ -9,6 +9,7 @@ it up to the next one, so a tool call always travels with its result.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..config import ContextSpec
@@ -28,13 +29,16 @@ class Assembly:
 
 def split_turns(history: list[ChatMessage]) -> list[list[ChatMessage]]:
     """The history cut before each caller message; notes before the first one form a group of their own."""
-    turns: list[list[ChatMessage]] = []
-    for message in history:
-        if message.role == "user" or not turns:
-            turns.append([message])
-        else:
-            turns[-1].append(message)
-    return turns
+    return list(reversed(list(turns_from_end(history))))
+
+
+def turns_from_end(history: list[ChatMessage]) -> Iterator[list[ChatMessage]]:
+    """The turns of ``history``, newest first: assembly stops reading once the budget is full."""
+    end = len(history)
+    for i in range(end - 1, -1, -1):
+        if history[i].role == "user" or i == 0:
+            yield history[i:end]
+            end = i
 
 
 def pinned_messages(prompt_text: str, conversation: Conversation) -> list[ChatMessage]:
@@ -52,10 +56,9 @@ def _cut_to(message: ChatMessage, tokens: int) -> ChatMessage | None:
 def assemble(prompt_text: str, conversation: Conversation, spec: ContextSpec) -> Assembly:
     pinned = pinned_messages(prompt_text, conversation)
     room = spec.max_tokens - messages_tokens(pinned)
-    turns = split_turns(conversation.messages)
+    turns = turns_from_end(conversation.messages)
     kept: list[list[ChatMessage]] = []
-    if turns:
-        newest = turns[-1]
+    if (newest := next(turns, None)) is not None:
         cost = messages_tokens(newest)
         if cost <= room:
             kept.append(newest)
@@ -74,15 +77,14 @@ def assemble(prompt_text: str, conversation: Conversation, spec: ContextSpec) ->
         if message_tokens(summary) <= room:
             extras.append(summary)
             room -= message_tokens(summary)
-    older = turns[:-1]
-    taken = 0
-    for turn in reversed(older):
+    left_out = 0
+    for turn in turns:
         cost = messages_tokens(turn)
         if cost > room:
+            left_out = 1 + sum(1 for _ in turns)  # older turns are not even read
             break
         kept.append(turn)
         room -= cost
-        taken += 1
     body = [m for turn in reversed(kept) for m in turn]
     messages = [*pinned, *extras, *body]
-    return Assembly(messages=messages, tokens=spec.max_tokens - room, left_out_turns=len(older) - taken)
+    return Assembly(messages=messages, tokens=spec.max_tokens - room, left_out_turns=left_out)

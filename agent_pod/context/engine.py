@@ -124,6 +124,8 @@ class ContextEngine:
     async def _work(self) -> None:
         while True:
             ended, exchange = await self._jobs.get()
+            while not self._jobs.empty():  # turns that ended meanwhile: one extraction reads them all
+                exchange = exchange + self._jobs.get_nowait()[1]
             try:
                 wrote = bool(exchange) and await self._extract(exchange)
                 summarized = await self._summarize()

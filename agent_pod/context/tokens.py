@@ -17,10 +17,13 @@ TOOL_CALL_OVERHEAD = 8  # id, type and the function wrapper
 
 
 def text_tokens(text: str) -> int:
-    return -(-len(text.encode("utf-8")) // BYTES_PER_TOKEN)
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))  # isascii is O(1) in CPython
+    return -(-size // BYTES_PER_TOKEN)
 
 
 def message_tokens(message: ChatMessage) -> int:
+    if not message.tool_calls:
+        return MESSAGE_OVERHEAD + text_tokens(message.content)
     calls = sum(
         TOOL_CALL_OVERHEAD + text_tokens(c.name) + text_tokens(c.arguments) for c in message.tool_calls
     )
