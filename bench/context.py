@@ -124,10 +124,12 @@ async def lag_call(config: AgentConfig, providers: Any, index: int, turns: int) 
 
 
 async def bench_write_lag(calls: int, turns: int, delay_ms: int) -> dict[str, Any]:
-    llm = {"provider": "scripted", "options": {"rules": json.dumps([EXTRACT])}}
+    rules = json.dumps([EXTRACT])
+    llm = {"provider": "scripted", "options": {"rules": rules}}
     extraction: dict[str, Any] = {"enabled": True}
-    if delay_ms:
-        extraction["llm"] = {**llm, "options": {**llm["options"], "first_token_delay_ms": str(delay_ms)}}
+    if delay_ms:  # a slower extractor of its own; the answers stay instant
+        slow = {"rules": rules, "first_token_delay_ms": str(delay_ms)}
+        extraction["llm"] = {"provider": "scripted", "options": slow}
     config = AgentConfig.model_validate(
         {
             "pipeline": {
