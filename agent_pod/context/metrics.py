@@ -22,7 +22,7 @@ SUMMARIES_TOTAL = Counter(
 )
 MEMORY_WRITES_TOTAL = Counter(
     "voicefleet_memory_writes_total",
-    "Writes to memory blocks by source (tool, extraction, lookup) and outcome (written, refused).",
+    "Writes to memory blocks by source (tool, extraction) and outcome (written, refused).",
     ["source", "outcome"],
 )
 MEMORY_EXTRACTIONS_TOTAL = Counter(
