@@ -617,7 +617,7 @@ class AuthSpec(Model):
 
 # ---------------------------------------------------------------- memory and context (docs/context.md)
 
-BlockLabel = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+BlockLabel = Annotated[str, Field(max_length=63, pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 
 
 class MemoryBlockSpec(Model):
@@ -723,6 +723,19 @@ class MemoryPersistenceSpec(Model):
 class MemorySpec(Model):
     """Structured memory: typed blocks, their writers, and optional persistence across calls."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.toolWrites) || self.toolWrites.all(w, has(self.blocks) && "
+                    "self.blocks.exists(b, b.label == w.block && !b.readOnly))",
+                    "message": "memory.toolWrites[].block must name a writable memory block",
+                    "fieldPath": ".toolWrites",
+                }
+            ]
+        }
+    )
+
     blocks: list[MemoryBlockSpec] = Field(
         default_factory=list,
         max_length=16,
@@ -730,7 +743,7 @@ class MemorySpec(Model):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["label"]},
     )
     tool_writes: list[ToolMemoryWrite] = Field(
-        default_factory=list, max_length=64, description="Tool results mapped into blocks."
+        default_factory=list, max_length=16, description="Tool results mapped into blocks."
     )
     extraction: MemoryExtractionSpec = Field(
         default_factory=MemoryExtractionSpec, description="LLM extraction of slots after each turn."
