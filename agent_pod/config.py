@@ -694,6 +694,26 @@ class ToolMemoryWrite(Model):
     )
 
 
+LookupSource = Annotated[
+    str, Field(max_length=140, pattern=r"^(transcript|metadata\.[A-Za-z0-9_.-]{1,128})$")
+]
+
+
+class MemoryLookup(ToolMemoryWrite):
+    """A tool of ``tools`` called in the background (the lookup agent): its result is written into a block
+    while the conversation goes on; no turn waits for it."""
+
+    on: Literal["session_start", "caller_turn"] = Field(
+        description="session_start: once, when the call starts; caller_turn: on each final caller transcript."
+    )
+    arguments: dict[str, LookupSource] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Tool argument -> its value: transcript (the caller's words) or metadata.<field> "
+        "(session metadata; a lookup whose field is missing is skipped).",
+    )
+
+
 class MemoryExtractionSpec(Model):
     """After each finished turn, an LLM updates the writable blocks from the last exchange (background)."""
 
@@ -745,6 +765,9 @@ class MemorySpec(Model):
     tool_writes: list[ToolMemoryWrite] = Field(
         default_factory=list, max_length=16, description="Tool results mapped into blocks."
     )
+    lookups: list[MemoryLookup] = Field(
+        default_factory=list, max_length=8, description="Background tool lookups written into blocks."
+    )
     extraction: MemoryExtractionSpec = Field(
         default_factory=MemoryExtractionSpec, description="LLM extraction of slots after each turn."
     )
@@ -755,18 +778,18 @@ class MemorySpec(Model):
     @model_validator(mode="after")
     def _writes_name_blocks(self) -> MemorySpec:
         blocks = {b.label: b for b in self.blocks}
-        for i, write in enumerate(self.tool_writes):
+        writes = [(f"toolWrites[{i}]", w) for i, w in enumerate(self.tool_writes)]
+        writes += [(f"lookups[{i}]", w) for i, w in enumerate(self.lookups)]
+        for where, write in writes:
             block = blocks.get(write.block)
             if block is None:
-                raise ValueError(f"memory.toolWrites[{i}].block: no memory block {write.block!r}")
+                raise ValueError(f"memory.{where}.block: no memory block {write.block!r}")
             if block.read_only:
-                raise ValueError(f"memory.toolWrites[{i}].block: {write.block!r} is read-only")
+                raise ValueError(f"memory.{where}.block: {write.block!r} is read-only")
             if write.slot is not None and (
                 block.kind != "slots" or (block.slots and write.slot not in block.slots)
             ):
-                raise ValueError(
-                    f"memory.toolWrites[{i}].slot: {write.slot!r} is not a slot of {write.block!r}"
-                )
+                raise ValueError(f"memory.{where}.slot: {write.slot!r} is not a slot of {write.block!r}")
         return self
 
 

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from ..config import AgentConfig
+from ..config import AgentConfig, MemoryLookup
 from ..conversation import ChatMessage, Conversation
 from ..pipeline.turn import AgentTurn
 from ..providers.base import ProviderError
@@ -24,6 +24,7 @@ from . import metrics
 from .assembler import assemble
 from .blocks import MemoryBlock, WriteResult, initial_blocks, merge_blocks
 from .compaction import fold_summary, summary_input, turns_to_summarize
+from .lookups import Lookups
 from .persistence import CallerMemory
 from .summary import ChatModel, summarize
 from .writers import apply_extraction, apply_tool_write, extraction_request, parse_extraction
@@ -57,19 +58,31 @@ class ContextEngine:
         self.write_lags: list[float] = []  # seconds, per extraction written (benchmarks read them)
         convo = conversation()
         convo.memory = merge_blocks(initial_blocks(config.memory.blocks), convo.memory)
+        self.lookups = (
+            Lookups(config, convo.session_id, self._lookup_result) if config.memory.lookups else None
+        )
 
     @property
     def memory(self) -> list[MemoryBlock]:
         return self._conversation().memory
 
-    async def load_caller_memory(self) -> None:
-        """A new call of a known caller starts with the memory of the caller's previous calls."""
+    async def start(self) -> None:
+        """A new call of a known caller starts with the memory of the caller's previous calls; lookups
+        of the call's start begin (in the background)."""
         convo = self._conversation()
-        if self._caller_memory is None or convo.turns or convo.messages:
-            return
-        carried = await self._caller_memory.load(convo.metadata)
-        if carried:
-            convo.memory = merge_blocks(convo.memory, carried)
+        if convo.turns or convo.messages:
+            return  # a resumed call: its snapshot has its memory, and its lookups ran
+        if self._caller_memory is not None:
+            carried = await self._caller_memory.load(convo.metadata)
+            if carried:
+                convo.memory = merge_blocks(convo.memory, carried)
+        if self.lookups is not None:
+            self.lookups.trigger("session_start", convo.metadata)
+
+    def caller_said(self, text: str) -> None:
+        """A final caller transcript: lookups that follow the caller's words begin (in the background)."""
+        if self.lookups is not None:
+            self.lookups.trigger("caller_turn", self._conversation().metadata, text)
 
     def messages(self) -> list[ChatMessage]:
         """The context of the next LLM request, within the token budget."""
@@ -97,6 +110,8 @@ class ContextEngine:
         await self._idle.wait()
 
     async def aclose(self) -> None:
+        if self.lookups is not None:
+            await self.lookups.aclose()
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
@@ -114,6 +129,12 @@ class ContextEngine:
                 for write in (w for w in writes if w.tool == call.name):
                     changed |= self._count("tool", apply_tool_write(self.memory, write, outcome.result_json))
         return changed
+
+    async def _lookup_result(self, lookup: MemoryLookup, result_json: str) -> None:
+        if self._count("lookup", apply_tool_write(self.memory, lookup, result_json)):
+            await self._snapshot()
+            if self._caller_memory is not None:
+                await self._caller_memory.save(self._conversation().metadata, self.memory)
 
     def _count(self, source: str, result: WriteResult) -> bool:
         metrics.MEMORY_WRITES_TOTAL.labels(source, "written" if result.written else "refused").inc()

@@ -22,7 +22,7 @@ SUMMARIES_TOTAL = Counter(
 )
 MEMORY_WRITES_TOTAL = Counter(
     "voicefleet_memory_writes_total",
-    "Writes to memory blocks by source (tool, extraction) and outcome (written, refused).",
+    "Writes to memory blocks by source (tool, extraction, lookup) and outcome (written, refused).",
     ["source", "outcome"],
 )
 MEMORY_EXTRACTIONS_TOTAL = Counter(
@@ -34,4 +34,9 @@ MEMORY_WRITE_LAG_SECONDS = Histogram(
     "voicefleet_memory_write_lag_seconds",
     "End of a turn -> its extracted memory written and in the call's snapshot.",
     buckets=LATENCY_BUCKETS,
+)
+MEMORY_LOOKUPS_TOTAL = Counter(
+    "voicefleet_memory_lookups_total",
+    "Background tool lookups of the lookup agent, by outcome (ok, failed).",
+    ["outcome"],
 )

@@ -273,7 +273,7 @@ class AgentSession:
         self._started_at = self._last_activity = time.monotonic()
         pipeline_metrics.SESSIONS_LIVE.inc()
         self._recorder.session_started()
-        await self._context.load_caller_memory()
+        await self._context.start()
         self._tasks = [
             asyncio.create_task(self._guard(self._turn_loop), name=f"turns-{self.session_id}"),
             asyncio.create_task(self._guard(self._stt_loop), name=f"stt-{self.session_id}"),
@@ -494,6 +494,7 @@ class AgentSession:
 
     def _queue_user_turn(self, text: str, ended_at: float, stt_final_ms: float) -> None:
         turn = UserTurn(turn_id=self._next_turn_id(), text=text, ended_at=ended_at, stt_final_ms=stt_final_ms)
+        self._context.caller_said(text)
         self._emit(UserTranscript(turn_id=turn.turn_id, text=text, final=True))
         self._turn_queue.put_nowait(turn)
 

@@ -114,6 +114,19 @@ def test_extraction_replies_are_validated_against_the_writable_blocks():
             r"memory.toolWrites\[0\].slot",
         ),
         ({"blocks": [{"label": "Bad Label", "description": "d"}]}, "label"),
+        (
+            {"lookups": [{"tool": "crm", "block": "nope", "on": "session_start"}]},
+            r"memory.lookups\[0\].block: no memory block",
+        ),
+        (
+            {
+                "blocks": [{"label": "a", "description": "d"}],
+                "lookups": [
+                    {"tool": "crm", "block": "a", "on": "caller_turn", "arguments": {"q": "env.HOME"}}
+                ],
+            },
+            r"lookups.0.arguments.q",
+        ),
     ],
 )
 def test_bad_memory_specs_are_refused_naming_the_field(memory, field):
