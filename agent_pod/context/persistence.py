@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from ..config import MemoryPersistenceSpec, Model
 from ..sessions.keys import AgentKeys
 from ..sessions.redis_client import AnyRedis
+from ..sessions.redis_directory import RedisDirectory
 from .blocks import MemoryBlock
 
 log = logging.getLogger("voicefleet.context.memory")
@@ -73,10 +74,9 @@ class CallerMemory:
         return bool(await self.redis.delete(caller_memory_key(self.keys, caller_key)))
 
 
-def caller_memory(config_spec: MemoryPersistenceSpec | None, directory: object) -> CallerMemory | None:
-    """The caller memory of a pod whose sessions live in Redis, when the agent persists memory."""
-    redis = getattr(directory, "redis", None)
-    keys = getattr(directory, "keys", None)
-    if config_spec is None or redis is None or not isinstance(keys, AgentKeys):
+def caller_memory(spec: MemoryPersistenceSpec | None, directory: object) -> CallerMemory | None:
+    """The caller memory of a pod whose sessions live in Redis, when the agent persists memory (a pod
+    without Redis keeps none)."""
+    if spec is None or not isinstance(directory, RedisDirectory):
         return None
-    return CallerMemory(redis, keys, config_spec)
+    return CallerMemory(directory.redis, directory.keys, spec)

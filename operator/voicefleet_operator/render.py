@@ -124,6 +124,11 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
         if tool.endpoint.headers_secret_ref:
             ref = tool.endpoint.headers_secret_ref
             refs[(ref.name, ref.key)] = ref
+    extractor = spec.memory.extraction.llm  # the memory extraction's own LLM, when it has one
+    if extractor and extractor.credentials_secret_ref:
+        refs[(extractor.credentials_secret_ref.name, extractor.credentials_secret_ref.key)] = (
+            extractor.credentials_secret_ref
+        )
     # The API keyring and JWT keys are read by the pods from the same mounted credentials dir.
     for auth_ref in (spec.auth.api_keys_secret_ref, spec.auth.jwt.keys_secret_ref if spec.auth.jwt else None):
         if auth_ref:
