@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from tests.operator.test_crd import CRD_FILE, _walk
 from voicefleet_operator.flow_check import flow_condition
+from voicefleet_operator.render import credential_refs
 from voicefleet_operator.spec import VoiceAgentSpec
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flow-receptionist.yaml"
@@ -66,3 +67,10 @@ def test_bad_flow_is_refused_by_the_model_naming_the_field(change: Any, words: s
     with pytest.raises(ValidationError) as err:
         VoiceAgentSpec.model_validate(doc["spec"])
     assert words in str(err.value)
+
+
+def test_node_llm_credentials_are_mounted() -> None:
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["spec"]["flow"]["nodes"][2]["llm"]["credentialsSecretRef"] = {"name": "openai-billing", "key": "k"}
+    refs = credential_refs(VoiceAgentSpec.model_validate(doc["spec"]))
+    assert ("openai-billing", "k") in {(r.name, r.key) for r in refs}
