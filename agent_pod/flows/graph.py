@@ -103,11 +103,6 @@ class Move:
     call_id: str
     round: int  # index of the turn's round whose tool results chose it
 
-    def entry_offset(self, rounds: Sequence[Round]) -> int:
-        """Messages of the turn's history before the target node took over: the user message, then an
-        assistant message and one tool message per call for every round up to this one (turn.history())."""
-        return 1 + sum(1 + len(r.tool_calls) for r in rounds[: self.round + 1])
-
 
 def turn_moves(
     flow: FlowSpec, start: str, rounds: Sequence[Round], outcomes: Mapping[str, ToolOutcome]
@@ -127,6 +122,25 @@ def turn_moves(
                 current = t.to
                 break
     return moves
+
+
+def entry_offset(history: Sequence[ChatMessage], turn_id: str, call_id: str) -> int:
+    """How many messages of turn ``turn_id`` (its user message first) came before the node that the call
+    ``call_id`` handed over to: up to the results of the assistant message that made the call."""
+    start = next(
+        (
+            i
+            for i in range(len(history) - 1, -1, -1)
+            if history[i].role == "user" and history[i].turn_id == turn_id
+        ),
+        None,
+    )
+    if start is None:
+        return 0
+    for i in range(start, len(history)):
+        if any(c.id == call_id for c in history[i].tool_calls):
+            return i - start + 1 + len(history[i].tool_calls)
+    return len(history) - start
 
 
 def split_history(

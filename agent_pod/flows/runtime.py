@@ -82,6 +82,7 @@ class _LiveTurn:
     inflight: list[ChatMessage] = field(default_factory=list)  # this turn's messages of earlier nodes
     moves: int = 0
     proposed: FlowState | None = None  # the position the turn's last move proposes
+    proposed_by: str = ""  # the call id of that move
     handoff: _Handoff | None = None
 
 
@@ -183,14 +184,17 @@ class FlowRuntime:
             if line:
                 rnd.text = f"{rnd.text} {line}".strip()
                 pieces.put_nowait((line, index))
+        live.inflight += messages[live.base :]
+        history = [*self._conversation.messages, *live.inflight]
         proposed = FlowState(
-            node=new.name, entry_turn=turn.turn_id, entry_offset=move.entry_offset(turn.rounds)
+            node=new.name,
+            entry_turn=turn.turn_id,
+            entry_offset=graph.entry_offset(history, turn.turn_id, move.call_id),
         )
-        live.proposed = proposed
+        live.proposed, live.proposed_by = proposed, move.call_id
         if not new.on_entry.respond:
             return NodeStep([], [], self._llm, done=True)
-        live.inflight += messages[live.base :]
-        step = await self._step(new, proposed, [*self._conversation.messages, *live.inflight])
+        step = await self._step(new, proposed, history)
         live.base = len(step.messages)
         step.llm = NodeLLM(new.name, step.llm, handoff)
         return step
@@ -238,15 +242,12 @@ class FlowRuntime:
             metrics.FLOW_TRANSITIONS_TOTAL.labels(move.source, move.target).inc()
         del state.moves[:-MAX_LOGGED_MOVES]
         last = moves[-1]
-        proposed = live.proposed
         state.node = last.target
         state.entry_turn = turn.turn_id
-        state.entry_offset = last.entry_offset(turn.rounds)
-        keep = proposed is not None and (proposed.node, proposed.entry_offset) == (
-            state.node,
-            state.entry_offset,
-        )
-        state.summary = proposed.summary if keep and proposed is not None else None
+        # The history of the turn is in the conversation by now (the session extends it first).
+        state.entry_offset = graph.entry_offset(self._conversation.messages, turn.turn_id, last.call_id)
+        proposed = live.proposed if live.proposed_by == last.call_id else None
+        state.summary = proposed.summary if proposed is not None else None
 
     async def _step(self, node: FlowNode, state: FlowState, history: list[ChatMessage]) -> NodeStep:
         llm: ChatModel = node_llm(node.llm) if node.llm is not None else self._llm

@@ -80,8 +80,17 @@ def test_turn_moves_need_a_succeeded_call_and_follow_the_new_node() -> None:
         ("reception", "booking", "c1", 0),
         ("booking", "billing", "c2", 1),
     ]
-    # Offsets in the turn's history: user, assistant+tool (round 0), assistant+tool (round 1).
-    assert [m.entry_offset(rounds) for m in moves] == [3, 5]
+    history = [
+        ChatMessage(role="user", content="table", turn_id="turn-4"),
+        ChatMessage(role="assistant", tool_calls=[to_booking], turn_id="turn-4"),
+        ChatMessage(role="tool", tool_call_id="c1", turn_id="turn-4"),
+        ChatMessage(role="assistant", content="For two?", tool_calls=[book], turn_id="turn-4"),
+        ChatMessage(role="tool", tool_call_id="c2", turn_id="turn-4"),
+        ChatMessage(role="assistant", content="Billing here.", turn_id="turn-4"),
+    ]
+    # Messages of the turn before each new node took over: the user message and the calls' rounds.
+    assert [graph.entry_offset(history, "turn-4", m.call_id) for m in moves] == [3, 5]
+    assert graph.entry_offset(history, "turn-9", "c1") == 0
     assert graph.turn_moves(f, "reception", rounds, {"c1": cancelled_outcome()}) == []
     unmatched = graph.turn_moves(f, "reception", rounds, {"c1": ok({}), "c2": ok({"people": 4})})
     assert [m.target for m in unmatched] == ["booking"]
