@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from agent_pod.config import AgentConfig
 from agent_pod.context.summary import SUMMARY_INSTRUCTIONS
@@ -109,3 +110,49 @@ async def test_specialist_receives_the_history_its_policy_allows(
     assert [m["role"] for m in sent[-1][-2:]] == ["assistant", "user"]
     assert sent[-1][-1]["content"] == "why so much"
     assert any("hi, I am Ada" in (m.get("content") or "") for m in sent[-1]) is (policy != "none")
+
+
+async def test_a_summary_that_fails_gives_the_full_history_and_is_tried_again(
+    servers: tuple[OpenAIServer, OpenAIServer],
+) -> None:
+    reception, billing = servers
+    base = make_config(
+        tools=[tool("book_table", "http://127.0.0.1:9/"), tool("refund", "http://127.0.0.1:9/")]
+    )
+    llm = base.pipeline.llm.model_copy(update={"provider": "openai", "base_url": reception.base_url})
+    flow = receptionist_flow(
+        billing={"context": "summary", "llm": {"provider": "openai", "baseUrl": billing.base_url}}
+    )
+    config = AgentConfig.model_validate(
+        {**base.dump(), "pipeline": base.pipeline.model_copy(update={"llm": llm}).dump(), "flow": flow}
+    )
+    reception.script_chat(
+        ChatReply(text="Hello, front desk."),
+        ChatReply(
+            text="One moment.",
+            tool_calls=[ScriptedToolCall(id="call_h2", name="go_to_billing", arguments="{}")],
+        ),
+    )
+    failures = REGISTRY.get_sample_value("voicefleet_flow_summary_failures_total") or 0.0
+    async with Harness(config) as h:
+        h.session.push_text("hi, I am Ada")
+        await h.drain_agent()
+        billing.faults.status = 500  # the summary request fails; the answer after it does not
+        h.session.push_text("a question about my bill")
+        await h.drain_agent()
+        conv = h.session.conversation
+        assert conv.flow is not None and conv.flow.node == "billing" and conv.flow.summary is None
+        h.session.push_text("why so much")
+        await h.drain_agent()
+        assert not h.session.ended and not h.of_type("error")
+        assert conv.flow.summary is not None and conv.flow.summary.startswith("You said:")
+
+    assert (REGISTRY.get_sample_value("voicefleet_flow_summary_failures_total") or 0.0) == failures + 1
+    sent = chat_requests(billing)
+    assert [r.authorized for r in billing.requests] == [True] * len(billing.requests)
+    # The failed summary (500), the answer with the full history, then the summary and the answer of the
+    # next turn.
+    assert len(sent) == 4
+    assert ("user", "hi, I am Ada") in brief(sent[1])
+    assert sent[2][0]["content"] == SUMMARY_INSTRUCTIONS.format(max_words=120)
+    assert brief(sent[3])[1][1].startswith(SUMMARY_HEADER)

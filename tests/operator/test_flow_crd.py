@@ -9,9 +9,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from agent_pod.config import AgentConfig
 from tests.operator.test_crd import CRD_FILE, _walk
 from voicefleet_operator.flow_check import flow_condition
-from voicefleet_operator.render import credential_refs
+from voicefleet_operator.render import Owner, agent_config, credential_refs
 from voicefleet_operator.spec import VoiceAgentSpec
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flow-receptionist.yaml"
@@ -74,3 +75,11 @@ def test_node_llm_credentials_are_mounted() -> None:
     doc["spec"]["flow"]["nodes"][2]["llm"]["credentialsSecretRef"] = {"name": "openai-billing", "key": "k"}
     refs = credential_refs(VoiceAgentSpec.model_validate(doc["spec"]))
     assert ("openai-billing", "k") in {(r.name, r.key) for r in refs}
+
+
+def test_the_flow_reaches_the_pods_config() -> None:
+    spec = VoiceAgentSpec.model_validate(yaml.safe_load(EXAMPLE.read_text())["spec"])
+    config = agent_config(Owner("chez-voice", "default", "uid-1"), spec, "prompt")
+    assert config.flow == spec.flow
+    # The pod reads its ConfigMap back through the same model (its checks run again there).
+    assert AgentConfig.model_validate_json(config.model_dump_json(by_alias=True)).flow == spec.flow
