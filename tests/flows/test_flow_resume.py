@@ -4,6 +4,7 @@ the call is resumed on the other pod and goes on in the same node, with its prom
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -13,8 +14,10 @@ from tests.flows.flowspec import BILLING_PROMPT, receptionist_flow, scripted
 from tests.support.migration import Fleet, answers
 from tests.support.redis import RedisServer
 
-RECEPTION_RULES = [{"match": "bill", "say": "Let me get billing.", "tool": "go_to_billing", "arguments": {}}]
-BILLING_RULES = [
+RECEPTION_RULES: list[dict[str, Any]] = [
+    {"match": "bill", "say": "Let me get billing.", "tool": "go_to_billing", "arguments": {}}
+]
+BILLING_RULES: list[dict[str, Any]] = [
     {"match": "reception", "tool": "back_to_reception", "arguments": {}},
     {"match": ".", "reply": "Billing here. {system_prompt}"},
 ]
