@@ -179,7 +179,7 @@ class FlowRuntime:
         move = moves[-1]
         handoff = live.handoff = _Handoff(time.monotonic(), len(turn.playback.pieces) + pieces.qsize())
         old, new = self._node(move.source), self._node(move.target)
-        rnd = turn.rounds[index]
+        rnd = turn.rounds[-1]  # the round whose results chose the move
         for line in (old.on_exit.say, new.on_entry.say):
             if line:
                 rnd.text = f"{rnd.text} {line}".strip()
