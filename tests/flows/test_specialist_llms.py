@@ -1,4 +1,4 @@
-"""What a specialist's LLM is sent under each context policy: two OpenAI wire servers (the real
+"""What a specialist's LLM is sent (context policies, summaries, functions): two OpenAI wire servers (the real
 openai SDK on both sides), one for the receptionist, one for the billing specialist."""
 
 from __future__ import annotations
@@ -156,3 +156,35 @@ async def test_a_summary_that_fails_gives_the_full_history_and_is_tried_again(
     assert ("user", "hi, I am Ada") in brief(sent[1])
     assert sent[2][0]["content"] == SUMMARY_INSTRUCTIONS.format(max_words=120)
     assert brief(sent[3])[1][1].startswith(SUMMARY_HEADER)
+
+
+async def test_a_function_the_node_does_not_offer_moves_nothing(
+    servers: tuple[OpenAIServer, OpenAIServer],
+) -> None:
+    """A model that calls another node's transition function gets an unknown-tool error, and the call
+    stays where it is."""
+    reception, _ = servers
+    base = make_config(
+        tools=[tool("book_table", "http://127.0.0.1:9/"), tool("refund", "http://127.0.0.1:9/")]
+    )
+    llm = base.pipeline.llm.model_copy(update={"provider": "openai", "base_url": reception.base_url})
+    config = AgentConfig.model_validate(
+        {
+            **base.dump(),
+            "pipeline": base.pipeline.model_copy(update={"llm": llm}).dump(),
+            "flow": receptionist_flow(),
+        }
+    )
+    reception.script_chat(
+        ChatReply(tool_calls=[ScriptedToolCall(id="call_x", name="back_to_reception", arguments="{}")]),
+    )
+    async with Harness(config) as h:
+        h.session.push_text("take me back")
+        await h.drain_agent()
+        conv = h.session.conversation
+        assert conv.flow is not None and conv.flow.node == "reception" and conv.flow.moves == []
+        assert [e.state for e in h.of_type("tool")] == ["started", "invalid_arguments"]
+        assert "unknown tool 'back_to_reception'" in h.of_type("tool")[-1].error
+        assert not h.session.ended
+    # The model heard about the error and answered (the wire server echoes the tool message).
+    assert chat_requests(reception)[-1][-1]["role"] == "tool"
