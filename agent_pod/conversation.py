@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from .config import Model
+from .flows.state import FlowState
 
 
 class ToolCall(Model):
@@ -43,6 +44,7 @@ class Conversation(Model):
         description="Caller context given when the session was created (session API metadata); "
         "the LLM sees it on every turn, on whichever pod serves the call.",
     )
+    flow: FlowState | None = Field(default=None, description="Position in the agent's flow, when it has one.")
 
 
 # The application that placed the call vouches for its metadata, but the caller may have typed parts of

@@ -12,7 +12,9 @@ from pydantic import ConfigDict, Field, model_validator
 
 from agent_pod.config import (
     DEFAULT_PROMPT,
+    FLOW_TOOLS_RULE,
     AuthSpec,
+    FlowSpec,
     Model,
     PipelineSpec,
     PromptSpec,
@@ -21,6 +23,7 @@ from agent_pod.config import (
     SessionSpec,
     ToolSpec,
     TransportSpec,
+    check_flow,
 )
 
 GROUP = "voicefleet.io"
@@ -250,6 +253,7 @@ class RolloutSpec(Model):
 class VoiceAgentSpec(Model):
     """Desired state of a fleet of voice agent pods."""
 
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [FLOW_TOOLS_RULE]})
     replicas: int = Field(
         default=1, ge=0, le=1000, description="Pods when autoscaling is disabled (the scale subresource)."
     )
@@ -302,6 +306,16 @@ class VoiceAgentSpec(Model):
     rollout: RolloutSpec = Field(
         default_factory=RolloutSpec, description="How a new revision reaches the fleet (docs/rollouts.md)."
     )
+    flow: FlowSpec | None = Field(
+        default=None,
+        description="Conversation graph of specialist nodes with handoffs (docs/flows.md); absent: one "
+        "agent with spec.prompt and spec.tools.",
+    )
+
+    @model_validator(mode="after")
+    def _flow_fits_tools(self) -> VoiceAgentSpec:
+        check_flow(self.flow, self.tools)
+        return self
 
 
 class Condition(Model):
