@@ -832,6 +832,203 @@ class ContextSpec(Model):
         return self
 
 
+# --- flows: a graph of nodes (specialist agents) the conversation moves through (docs/flows.md) ---------
+
+FlowName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$")]
+ContextPolicy = Literal["full", "summary", "none"]
+
+
+class FlowWhen(Model):
+    """A condition on the JSON result of the tool that triggers a transition."""
+
+    field: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+        description="Dotted path into the result object, e.g. status or booking.confirmed.",
+    )
+    equals: str = Field(
+        max_length=200,
+        description='Value the field must have, compared as text: "true", "7", "confirmed".',
+    )
+
+
+class FlowTransition(Model):
+    """A move to another node: taken after a tool's result (onTool) or chosen by the LLM (function)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.onTool) != has(self.function)",
+                    "message": "a flow transition needs exactly one of onTool or function",
+                },
+                {
+                    "rule": "!has(self.when) || has(self.onTool)",
+                    "message": "flow transition when needs onTool",
+                    "fieldPath": ".when",
+                },
+            ]
+        }
+    )
+    to: FlowName = Field(description="Name of the node the conversation moves to.")
+    on_tool: FlowName | None = Field(
+        default=None, description="A call of this node tool that succeeds moves the conversation."
+    )
+    when: FlowWhen | None = Field(default=None, description="Only when the tool's result matches.")
+    function: FlowName | None = Field(
+        default=None,
+        description="Name of a function the node offers the LLM (e.g. go_to_billing); calling it moves "
+        "the conversation.",
+    )
+    description: str = Field(
+        default="", max_length=1024, description="What the function is for, for the LLM."
+    )
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> FlowTransition:
+        if (self.on_tool is None) == (self.function is None):
+            raise ValueError("a flow transition needs exactly one of onTool or function")
+        if self.when is not None and self.on_tool is None:
+            raise ValueError("flow transition when needs onTool")
+        return self
+
+
+class FlowEntry(Model):
+    """What happens when the conversation enters a node."""
+
+    say: str = Field(default="", max_length=1000, description="A fixed line spoken on entry.")
+    respond: bool = Field(
+        default=True,
+        description="The node answers at once, in the same turn, with its own prompt, tools and LLM; "
+        "false: it answers the caller's next turn.",
+    )
+
+
+class FlowExit(Model):
+    """What happens when the conversation leaves a node."""
+
+    say: str = Field(default="", max_length=1000, description="A fixed line spoken on exit.")
+
+
+class FlowNode(Model):
+    """One step of the conversation (a specialist agent): its prompt, tools, LLM and ways out."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.transitions) || self.transitions.all(t, !has(t.onTool) "
+                    "|| (has(self.tools) && t.onTool in self.tools))",
+                    "message": "flow transition onTool must name one of the node's tools",
+                    "fieldPath": ".transitions",
+                },
+                {
+                    "rule": "!has(self.transitions) || !has(self.tools) || self.transitions.all(t, "
+                    "!has(t.function) || !(t.function in self.tools))",
+                    "message": "flow transition function must not reuse a tool name of the node",
+                    "fieldPath": ".transitions",
+                },
+            ]
+        }
+    )
+    name: FlowName = Field(description="Name of the node, unique in the flow.")
+    role_prompt: str | None = Field(
+        default=None, max_length=65536, description="System prompt of the node; default: spec.prompt."
+    )
+    task_prompt: str = Field(
+        default="", max_length=16384, description="What the node must get done, added after the role prompt."
+    )
+    tools: list[FlowName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Names of spec.tools this node may use (none when empty).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    llm: LLMStage | None = Field(
+        default=None, description="The node's own language model; default: pipeline.llm."
+    )
+    context: ContextPolicy = Field(
+        default="full",
+        description="History the node receives on entry: full (all of it), summary (a summary of what "
+        "came before, written by the node's LLM, then what follows) or none (from the caller's current "
+        "turn on).",
+    )
+    on_entry: FlowEntry = Field(default_factory=FlowEntry, description="Actions on entering the node.")
+    on_exit: FlowExit = Field(default_factory=FlowExit, description="Actions on leaving the node.")
+    transitions: list[FlowTransition] = Field(
+        default_factory=list, max_length=16, description="Ways out of the node, tried in order."
+    )
+
+
+class FlowSpec(Model):
+    """A conversation graph: nodes with their own prompts, tools and LLMs, and the transitions between
+    them. The current node lives in the call's snapshot and follows the call to any pod."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.nodes.exists(n, n.name == self.initialNode)",
+                    "message": "flow.initialNode must name a node of flow.nodes",
+                    "fieldPath": ".initialNode",
+                },
+                {
+                    "rule": "self.nodes.all(n, !has(n.transitions) || "
+                    "n.transitions.all(t, self.nodes.exists(m, m.name == t.to)))",
+                    "message": "flow transition to must name a node of flow.nodes",
+                    "fieldPath": ".nodes",
+                },
+            ]
+        }
+    )
+    initial_node: FlowName = Field(description="The node every new call starts in.")
+    nodes: list[FlowNode] = Field(
+        min_length=1,
+        max_length=32,
+        description="The nodes of the flow.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+    def node(self, name: str) -> FlowNode | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+    def problems(self, tool_names: set[str]) -> list[str]:
+        """What makes the flow unusable with these tools (the same checks the API server's CEL does)."""
+        names = [n.name for n in self.nodes]
+        out = [f"flow.nodes: node {n!r} appears twice" for n in sorted(set(names)) if names.count(n) > 1]
+        if self.initial_node not in names:
+            out.append(f"flow.initialNode: {self.initial_node!r} is not a node")
+        for node in self.nodes:
+            out += [
+                f"flow.nodes[{node.name}].tools: {t!r} is not in spec.tools"
+                for t in node.tools
+                if t not in tool_names
+            ]
+            for t in node.transitions:
+                if t.to not in names:
+                    out.append(f"flow.nodes[{node.name}].transitions: {t.to!r} is not a node")
+                if t.on_tool is not None and t.on_tool not in node.tools:
+                    out.append(f"flow.nodes[{node.name}].transitions: onTool {t.on_tool!r}: not a node tool")
+                if t.function is not None and t.function in node.tools:
+                    out.append(f"flow.nodes[{node.name}].transitions: function {t.function!r} is a tool name")
+        return out
+
+
+FLOW_TOOLS_RULE: JsonDict = {
+    "rule": "!has(self.flow) || self.flow.nodes.all(n, !has(n.tools) || "
+    "n.tools.all(t, has(self.tools) && self.tools.exists(s, s.name == t)))",
+    "message": "flow.nodes[].tools must name tools of spec.tools",
+    "fieldPath": ".flow",
+}
+
+
+def check_flow(flow: FlowSpec | None, tools: list[ToolSpec]) -> None:
+    """Raise ValueError naming the field when ``flow`` does not fit ``tools``."""
+    if flow is not None and (problems := flow.problems({t.name for t in tools})):
+        raise ValueError("; ".join(problems))
+
+
 class AgentConfig(Model):
     """What one agent pod runs: rendered by the operator into the pod's ConfigMap."""
 
@@ -847,6 +1044,12 @@ class AgentConfig(Model):
     auth: AuthSpec = Field(default_factory=AuthSpec)
     memory: MemorySpec = Field(default_factory=MemorySpec)
     context: ContextSpec = Field(default_factory=ContextSpec)
+    flow: FlowSpec | None = Field(default=None, description="Conversation graph; none: one agent, as before.")
+
+    @model_validator(mode="after")
+    def _flow_fits_tools(self) -> AgentConfig:
+        check_flow(self.flow, self.tools)
+        return self
 
     @property
     def prompt_hash(self) -> str:

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from .config import Model
 from .context.blocks import MemoryBlock
+from .flows.state import FlowState
 
 
 class ToolCall(Model):
@@ -48,6 +49,7 @@ class Conversation(Model):
     memory: list[MemoryBlock] = Field(default_factory=list, description="Memory blocks with their values.")
     summary: str = Field(default="", description="Summary of the turns taken out of the history.")
     summary_through: int = Field(default=0, description="Number of the last caller turn the summary covers.")
+    flow: FlowState | None = Field(default=None, description="Position in the agent's flow, when it has one.")
 
 
 # The application that placed the call vouches for its metadata, but the caller may have typed parts of

@@ -33,6 +33,7 @@ from ..config import AgentConfig
 from ..context.engine import ContextEngine
 from ..context.persistence import CallerMemory
 from ..conversation import ChatMessage, Conversation, ToolCall, last_turn_number, trim_history
+from ..flows.runtime import ChatModel, FlowRuntime
 from ..providers.base import VAD, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..sessions.records import HeldInput
@@ -139,6 +140,7 @@ class AgentSession:
         self._context = ContextEngine(
             config, lambda: self._conversation, self._llm, self._snapshot, self._log, caller_memory
         )
+        self._flow = FlowRuntime.for_session(config, self._conversation, self._llm)
         primary_stt = providers.stt[0].name if providers.stt else "synthetic"
         # Re-transcription needs real speech: benchmarks with synthetic STT have tones, not words.
         self._auditor = Auditor(
@@ -319,6 +321,8 @@ class AgentSession:
         if frame is not None and turn.first_frame_at is None:
             turn.first_frame_at = time.monotonic()
             self._report_latency(turn)
+        if frame is not None and self._flow is not None:
+            self._flow.heard(turn)
         return frame
 
     async def events(self) -> AsyncIterator[SessionEvent]:
@@ -566,6 +570,10 @@ class AgentSession:
     async def _generate(self, turn: AgentTurn, pieces: asyncio.Queue[tuple[str, int] | None]) -> None:
         messages = self._context.messages()
         offered = list(self.config.tools)
+        llm: ChatModel = self._llm
+        if self._flow is not None:  # the flow's current node answers, with its prompt, tools and LLM
+            step = await self._flow.begin(turn.turn_id)
+            messages, offered, llm = step.messages, step.tools, step.llm
         repairs = {t.name: t.max_argument_repairs for t in self.config.tools}
         for index in range(MAX_LLM_ROUNDS):
             rnd = Round()
@@ -573,7 +581,7 @@ class AgentSession:
             chunker = SpeechChunker()
             started = time.monotonic()
             first = True
-            async for chunk in self._llm.stream(messages, offered):
+            async for chunk in llm.stream(messages, offered):
                 if first:
                     first = False
                     ms = (time.monotonic() - started) * 1000
@@ -593,12 +601,22 @@ class AgentSession:
             if not rnd.tool_calls:
                 return
             messages.append(ChatMessage(role="assistant", content=rnd.text, tool_calls=list(rnd.tool_calls)))
-            await asyncio.gather(*(self._call_tool(turn, call, repairs) for call in rnd.tool_calls))
+            await asyncio.gather(
+                *(
+                    self._call_tool(turn, call, repairs)
+                    for call in rnd.tool_calls
+                    if self._flow is None or not self._flow.answers(turn, call)  # transition functions
+                )
+            )
             for call in rnd.tool_calls:
                 messages.append(
                     ChatMessage(role="tool", content=turn.outcomes[call.id].content, tool_call_id=call.id)
                 )
             offered = [t for t in offered if repairs.get(t.name, 0) >= 0]
+            if self._flow is not None and (moved := await self._flow.moved(turn, index, pieces, messages)):
+                if moved.done:  # handed over to a node that answers the caller's next turn
+                    return
+                messages, offered, llm = moved.messages, moved.tools, moved.llm
 
     async def _call_tool(self, turn: AgentTurn, call: ToolCall, repairs: dict[str, int]) -> None:
         args, outcome = self._tools.check(call, repairs.get(call.name, 0))
@@ -670,6 +688,8 @@ class AgentSession:
             self._tools.finish(call, turn.outcomes[call.id])
         self._current = None
         self._conversation.messages.extend(turn.history())
+        if self._flow is not None:  # the turn's transitions, committed with its history
+            self._flow.commit(turn)
         self._conversation.turns += 1
         self._recorder.turn_finished(turn.failed)
         self._trim_history()

@@ -24,6 +24,7 @@ from agent_pod.sessions.fleet_state import FleetState
 from .autoscale import Recommendation, decide
 from .deletion_cost import cost_writes
 from .events import Event
+from .flow_check import FLOW_CONDITION, flow_condition
 from .render import selector_string
 from .rollout import Observation as RolloutObservation
 from .rollout import RolloutDecision
@@ -242,6 +243,7 @@ def _status(inp: CheckInput, desired_replicas: int) -> VoiceAgentStatus:
         config_hash=inp.reconciled.applied_hash,
         reconcile_error=inp.reconciled.error,
         pod_problems=tuple(p.problem for p in inp.pods if p.problem and not p.terminating),
+        flow=flow_condition(inp.spec.flow),
     )
     return compute_status(observed, inp.previous, inp.wall)
 
@@ -251,19 +253,23 @@ def _differs(a: VoiceAgentStatus, b: VoiceAgentStatus) -> bool:
     return a.model_dump(exclude=strip) != b.model_dump(exclude=strip)
 
 
+# Conditions whose other status is a problem: that one is a Warning Event.
+HEALTHY = {"Degraded": "False", FLOW_CONDITION: "True"}
+
+
 def transitions(before: VoiceAgentStatus, after: VoiceAgentStatus) -> list[Event]:
-    """An Event for each condition that changed its status (a first Degraded=False is news to
-    nobody and gets none)."""
+    """An Event for each condition that changed its status (a first healthy Degraded or FlowValid is
+    news to nobody and gets none)."""
     old = {c.type: c.status for c in before.conditions}
     out = []
     for c in after.conditions:
-        first_healthy = c.type == "Degraded" and c.status == "False" and c.type not in old
+        first_healthy = c.type not in old and HEALTHY.get(c.type) == c.status
         if old.get(c.type) != c.status and not first_healthy:
             out.append(
                 Event(
                     reason=f"{c.type}{c.status}",
                     message=f"{c.reason}: {c.message}" if c.message else c.reason,
-                    warning=c.type == "Degraded" and c.status == "True",
+                    warning=c.type in HEALTHY and HEALTHY[c.type] != c.status,
                 )
             )
     return out

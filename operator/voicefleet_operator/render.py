@@ -108,6 +108,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         auth=spec.auth,
         memory=spec.memory,
         context=spec.context,
+        flow=spec.flow,
     )
 
 
@@ -117,6 +118,11 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
     p = spec.pipeline
     for stage in (p.vad, p.stt, p.llm, p.tts):
         for choice in [stage, *stage.fallback]:
+            if choice.credentials_secret_ref:
+                ref = choice.credentials_secret_ref
+                refs[(ref.name, ref.key)] = ref
+    for node in spec.flow.nodes if spec.flow else []:  # the flow's own LLMs
+        for choice in [node.llm, *node.llm.fallback] if node.llm else []:
             if choice.credentials_secret_ref:
                 ref = choice.credentials_secret_ref
                 refs[(ref.name, ref.key)] = ref

@@ -12,8 +12,10 @@ from pydantic import ConfigDict, Field, model_validator
 
 from agent_pod.config import (
     DEFAULT_PROMPT,
+    FLOW_TOOLS_RULE,
     AuthSpec,
     ContextSpec,
+    FlowSpec,
     MemorySpec,
     Model,
     PipelineSpec,
@@ -23,6 +25,7 @@ from agent_pod.config import (
     SessionSpec,
     ToolSpec,
     TransportSpec,
+    check_flow,
 )
 
 GROUP = "voicefleet.io"
@@ -252,6 +255,7 @@ class RolloutSpec(Model):
 class VoiceAgentSpec(Model):
     """Desired state of a fleet of voice agent pods."""
 
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [FLOW_TOOLS_RULE]})
     replicas: int = Field(
         default=1, ge=0, le=1000, description="Pods when autoscaling is disabled (the scale subresource)."
     )
@@ -311,6 +315,16 @@ class VoiceAgentSpec(Model):
     context: ContextSpec = Field(
         default_factory=ContextSpec, description="Token budget and summaries of each LLM request's context."
     )
+    flow: FlowSpec | None = Field(
+        default=None,
+        description="Conversation graph of specialist nodes with handoffs (docs/flows.md); absent: one "
+        "agent with spec.prompt and spec.tools.",
+    )
+
+    @model_validator(mode="after")
+    def _flow_fits_tools(self) -> VoiceAgentSpec:
+        check_flow(self.flow, self.tools)
+        return self
 
 
 class Condition(Model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .flow_check import FLOW_CONDITION
 from .spec import Condition, VoiceAgentStatus
 
 
@@ -112,6 +113,7 @@ class Observed:
     config_hash: str = ""
     reconcile_error: str = ""
     pod_problems: tuple[PodProblem, ...] = ()
+    flow: tuple[bool, str, str] | None = None  # FlowValid (flow_check.py); None: the agent has no flow
 
 
 def _condition(
@@ -186,6 +188,8 @@ def compute_status(observed: Observed, previous: VoiceAgentStatus, now: str) -> 
         _condition(prev, "Progressing", *progressing, gen, now),
         _condition(prev, "Degraded", *degraded, gen, now),
     ]
+    if observed.flow is not None:
+        conditions.append(_condition(prev, FLOW_CONDITION, *observed.flow, gen, now))
     return VoiceAgentStatus(
         replicas=d.replicas if d else 0,
         ready_replicas=d.ready if d else 0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,52 @@ pytestmark = pytest.mark.e2e
 TOOL = {"name": "book", "description": "Book a slot.", "endpoint": {"url": "http://booking:8080/book"}}
 
 SENTINEL = {"masterName": "voice", "addresses": ["sentinel:26379"]}
+
+# Flows (docs/flows.md): every node and tool a flow names must exist.
+_GO = {"function": "go_on", "to": "desk"}
+FLOW_INVALID: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "flow transition to an unknown node",
+        {
+            "flow": {
+                "initialNode": "desk",
+                "nodes": [{"name": "desk", "transitions": [{**_GO, "to": "attic"}]}],
+            }
+        },
+        "flow transition to must name a node of flow.nodes",
+    ),
+    (
+        "flow initialNode unknown",
+        {"flow": {"initialNode": "lobby", "nodes": [{"name": "desk"}]}},
+        "spec.flow.initialNode",
+    ),
+    (
+        "flow node tool not in spec.tools",
+        {"tools": [TOOL], "flow": {"initialNode": "desk", "nodes": [{"name": "desk", "tools": ["refund"]}]}},
+        "flow.nodes[].tools must name tools of spec.tools",
+    ),
+    (
+        "flow onTool not a node tool",
+        {
+            "tools": [TOOL],
+            "flow": {
+                "initialNode": "desk",
+                "nodes": [{"name": "desk", "transitions": [{"onTool": "book", "to": "desk"}]}],
+            },
+        },
+        "flow transition onTool must name one of the node's tools",
+    ),
+    (
+        "flow transition with two triggers",
+        {
+            "flow": {
+                "initialNode": "desk",
+                "nodes": [{"name": "desk", "transitions": [{**_GO, "onTool": "book"}]}],
+            }
+        },
+        "exactly one of onTool or function",
+    ),
+]
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("min above max", {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "spec.autoscaling"),
     ("unknown STT provider", {"pipeline": {"stt": {"provider": "whisper"}}}, "spec.pipeline.stt.provider"),
@@ -166,6 +213,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         {"rollout": {"analysis": {"intervalSeconds": 0}}},
         "spec.rollout.analysis.intervalSeconds",
     ),
+    *FLOW_INVALID,
 ]
 
 
@@ -208,6 +256,14 @@ def test_redis_sentinel_over_tls_is_accepted(kwok_cluster: Cluster) -> None:
     body["spec"] = {"redis": redis}
     out = kwok_cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", stdin=json.dumps(body))
     assert json.loads(out.stdout)["spec"]["redis"]["sentinel"]["masterName"] == "voice"
+
+
+def test_example_flow_is_accepted(kwok_cluster: Cluster) -> None:
+    example = (Path(__file__).resolve().parents[2] / "examples" / "flow-receptionist.yaml").read_text()
+    out = kwok_cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", stdin=example)
+    flow = json.loads(out.stdout)["spec"]["flow"]
+    assert [n["name"] for n in flow["nodes"]] == ["reception", "booking", "billing"]
+    assert flow["nodes"][0]["context"] == "full" and flow["nodes"][2]["context"] == "summary"
 
 
 def test_canary_rollout_is_accepted_with_defaults(kwok_cluster: Cluster) -> None:

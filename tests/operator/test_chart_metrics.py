@@ -6,6 +6,7 @@ import re
 
 from prometheus_client import REGISTRY
 
+import agent_pod.flows.metrics
 import agent_pod.pipeline_metrics
 import agent_pod.sessions.session_metrics
 import agent_pod.transports.transport_metrics
@@ -25,6 +26,7 @@ def metrics() -> dict[str, str]:
     with its type."""
     assert (
         agent_pod.pipeline_metrics
+        and agent_pod.flows.metrics
         and agent_pod.sessions.session_metrics
         and agent_pod.transports.transport_metrics
     )
