@@ -19,6 +19,7 @@ from ..config import AgentConfig, MemoryLookup
 from ..conversation import ChatMessage, Conversation
 from ..pipeline.turn import AgentTurn
 from ..providers.base import ProviderError
+from ..providers.fallback import FallbackLLM, chain
 from ..providers.registry import provider_class
 from . import metrics
 from .assembler import assemble
@@ -45,8 +46,11 @@ class ContextEngine:
         self._config = config
         self._conversation = conversation
         self._llm = llm
-        choice = config.memory.extraction.llm
-        self._extraction_llm: ChatModel = provider_class("llm", choice.provider)(choice) if choice else llm
+        self._extraction_llm = llm
+        if (choice := config.memory.extraction.llm) is not None:
+            # Its own timeout, as the pipeline's chain has: a hung extractor must not hold the worker.
+            provider = provider_class("llm", choice.provider)(choice)
+            self._extraction_llm = FallbackLLM(chain([provider], [choice.timeout_seconds]))
         self._snapshot = snapshot
         self._log = log
         self._caller_memory = caller_memory
@@ -95,13 +99,12 @@ class ContextEngine:
     def turn_finished(self, turn: AgentTurn) -> None:
         """The turn is in the history: apply its tool writes now, queue the rest for the background."""
         changed = self._tool_writes(turn)
-        exchange = [ChatMessage(role="user", content=turn.user.text, turn_id=turn.turn_id), *turn.history()]
         self._dirty |= changed
-        if changed or self._config.memory.extraction.enabled or self._config.context.summarize:
+        extract = self._config.memory.extraction.enabled
+        if changed or extract or self._config.context.summarize:
+            user = ChatMessage(role="user", content=turn.user.text, turn_id=turn.turn_id)
             self._idle.clear()
-            self._jobs.put_nowait(
-                (time.monotonic(), exchange if self._config.memory.extraction.enabled else [])
-            )
+            self._jobs.put_nowait((time.monotonic(), [user, *turn.history()] if extract else []))
             if self._worker is None:
                 self._worker = asyncio.create_task(self._work(), name="context-worker")
 

@@ -95,6 +95,24 @@ async def test_a_failing_extractor_logs_and_counts_and_the_call_goes_on():
         assert memory_of(h.session.conversation, "booking") == {} and not h.of_type("error")
 
 
+async def test_a_hung_extractor_times_out_and_the_next_extraction_runs():
+    hung = {
+        "provider": "scripted",
+        "timeoutSeconds": 0.5,
+        "options": {"rules": json.dumps([EXTRACT]), "first_token_delay_ms": "600000"},
+    }
+    config = with_memory(make_config(), {"blocks": [BOOKING], "extraction": {"enabled": True, "llm": hung}})
+    failed = counter("voicefleet_memory_extractions_total", outcome="failed")
+    async with Harness(config) as h:
+        h.session.push_text("friday for four")
+        await h.drain_agent()
+        await h.until(lambda: counter("voicefleet_memory_extractions_total", outcome="failed") >= failed + 1)
+        h.session.push_text("and a high chair")
+        await h.drain_agent()
+        # the worker was not stuck: the second turn's extraction ran (and timed out) too
+        await h.until(lambda: counter("voicefleet_memory_extractions_total", outcome="failed") >= failed + 2)
+
+
 async def test_a_tool_result_is_mapped_into_a_slot_in_the_turns_own_snapshot():
     rule = {
         "match": "book",
