@@ -66,25 +66,34 @@ def phrases(entries: Iterable[str]) -> frozenset[Phrase]:
     return frozenset(w for w in map(words, entries) if w)
 
 
-def _cover(tokens: Phrase, start: int, table: frozenset[Phrase], memo: dict[int, bool]) -> bool:
-    """Whether tokens[start:] is a sequence of phrases of ``table``."""
+def _cover(tokens: Phrase, start: int, table: frozenset[Phrase], partial: bool, memo: dict[int, bool]) -> bool:
+    """Whether tokens[start:] is a sequence of phrases of ``table`` (the last one possibly unfinished
+    when the transcript is ``partial``)."""
     if start == len(tokens):
         return True
     if start not in memo:
+        rest = tokens[start:]
         memo[start] = any(
-            tokens[start : start + len(p)] == p and _cover(tokens, start + len(p), table, memo) for p in table
+            (tokens[start : start + len(p)] == p and _cover(tokens, start + len(p), table, partial, memo))
+            or (partial and len(rest) < len(p) and p[: len(rest)] == rest)
+            for p in table
         )
     return memo[start]
 
 
-def classify_overlap(transcript: str, voiced_ms: float, params: OverlapParams) -> Overlap:
-    """What a caller sound of ``voiced_ms`` heard while the agent spoke was, from its transcript."""
+def classify_overlap(
+    transcript: str, voiced_ms: float, params: OverlapParams, *, partial: bool = False
+) -> Overlap:
+    """What a caller sound of ``voiced_ms`` heard while the agent spoke was, from its transcript.
+
+    An interim (``partial``) transcript that may still grow into a backchannel ("uh" of "uh-huh") or a
+    cancel phrase counts as one, so that speech is never decided on half a phrase."""
     tokens = words(transcript)
     if not tokens or voiced_ms < params.min_word_ms:
         return Overlap.NOISE
-    if _cover(tokens, 0, params.backchannels, {}):
+    if _cover(tokens, 0, params.backchannels, partial, {}):
         return Overlap.BACKCHANNEL
-    if _cover(tokens, 0, params.backchannels | params.cancel_phrases, {}):
+    if _cover(tokens, 0, params.backchannels | params.cancel_phrases, partial, {}):
         return Overlap.CANCEL
     return Overlap.SPEECH if voiced_ms >= params.min_speech_ms else Overlap.NOISE
 

@@ -467,7 +467,7 @@ class AgentSession:
     def _judge_overlap(self, overlap: OverlapUtterance, text: str, *, final: bool) -> bool:
         """Act on a transcript of caller sound that overlapped the agent: stop the agent (speech, a cancel
         phrase) or, once final, resume it (backchannel, noise). True when it goes on as a user transcript."""
-        kind = classify_overlap(text, overlap.voiced_ms, self._overlap_params)
+        kind = classify_overlap(text, overlap.voiced_ms, self._overlap_params, partial=not final)
         if kind.interrupts:
             if self._current is overlap.turn:
                 self._interrupt()
