@@ -203,7 +203,9 @@ class BargeInSpec(Model):
 
     @model_validator(mode="after")
     def _phrases_distinct(self) -> BargeInSpec:
-        both = {p.lower().strip() for p in self.cancel_phrases} & {p.lower().strip() for p in self.backchannels}
+        both = {p.lower().strip() for p in self.cancel_phrases} & {
+            p.lower().strip() for p in self.backchannels
+        }
         if both:
             raise ValueError(
                 f"pipeline.bargeIn: {sorted(both)} both in cancelPhrases and backchannels; keep it in one"

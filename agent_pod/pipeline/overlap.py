@@ -66,7 +66,9 @@ def phrases(entries: Iterable[str]) -> frozenset[Phrase]:
     return frozenset(w for w in map(words, entries) if w)
 
 
-def _cover(tokens: Phrase, start: int, table: frozenset[Phrase], partial: bool, memo: dict[int, bool]) -> bool:
+def _cover(
+    tokens: Phrase, start: int, table: frozenset[Phrase], partial: bool, memo: dict[int, bool]
+) -> bool:
     """Whether tokens[start:] is a sequence of phrases of ``table`` (the last one possibly unfinished
     when the transcript is ``partial``)."""
     if start == len(tokens):

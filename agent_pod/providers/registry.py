@@ -64,7 +64,8 @@ def vad_factory(choice: VADProvider) -> VADFactory:
 def build_providers(pipeline: PipelineSpec) -> Providers:
     """Providers of every stage, first choice first, fallbacks after (aligned with stage_timeouts)."""
     stt: list[STT] = [
-        _build("stt", with_overlap_vocabulary(c, pipeline.barge_in)) for c in [pipeline.stt, *pipeline.stt.fallback]
+        _build("stt", with_overlap_vocabulary(c, pipeline.barge_in))
+        for c in [pipeline.stt, *pipeline.stt.fallback]
     ]
     llm: list[LLM] = [_build("llm", c) for c in [pipeline.llm, *pipeline.llm.fallback]]
     tts: list[TTS] = [_build("tts", c) for c in [pipeline.tts, *pipeline.tts.fallback]]

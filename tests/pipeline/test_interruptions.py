@@ -117,7 +117,9 @@ async def test_noise_burst_pauses_then_resumes_the_same_sentence():
         out = [h.step(f) for f in caller]
         paused_at = out.index(None)
         assert paused_at * FRAME_MS <= 300 + 100, "the agent did not pause at minSpeechMs of voice"
-        await h.until(lambda: not h.session._stt_queue.qsize() and h.session._stt_overlap is None, what="judged")
+        await h.until(
+            lambda: not h.session._stt_queue.qsize() and h.session._stt_overlap is None, what="judged"
+        )
         # Paused frames were not played: the count stopped at the pause.
         assert len(_played(h)) == before + paused_at * 2 * 480
         await h.drain_agent()
@@ -165,6 +167,8 @@ async def test_speech_and_long_cancel_still_interrupt(said, turn):
         await h.until(lambda: len(_final_user_texts(h)) == len(expected), what="transcripts")
         await h.drain_agent()
         assert _final_user_texts(h) == expected
-        story = [m for m in h.session.conversation.messages if m.turn_id == "turn-1" and m.role == "assistant"]
+        story = [
+            m for m in h.session.conversation.messages if m.turn_id == "turn-1" and m.role == "assistant"
+        ]
         assert len(story) == 1 and story[0].interrupted and story[0].content == interruption.played_text
     assert _pauses("interrupted") - interrupted == 1

@@ -6,7 +6,13 @@ import pytest
 from pydantic import ValidationError
 
 from agent_pod.config import AgentConfig, BargeInSpec, STTProvider
-from agent_pod.pipeline.overlap import Overlap, OverlapParams, classify_overlap, with_overlap_vocabulary, words
+from agent_pod.pipeline.overlap import (
+    Overlap,
+    OverlapParams,
+    classify_overlap,
+    with_overlap_vocabulary,
+    words,
+)
 
 PARAMS = OverlapParams.of(BargeInSpec(), min_speech_ms=300)
 
@@ -90,7 +96,9 @@ def test_vocabulary_gains_the_phrases_only_when_restricted():
     assert restricted.vocabulary[:2] == ["tell me a story", "stop"]
     assert set(restricted.vocabulary) == {"tell me a story", *spec.cancel_phrases, *spec.backchannels}
     assert with_overlap_vocabulary(STTProvider(), spec).vocabulary == []
-    assert with_overlap_vocabulary(STTProvider(vocabulary=["a"]), BargeInSpec(enabled=False)).vocabulary == ["a"]
+    assert with_overlap_vocabulary(STTProvider(vocabulary=["a"]), BargeInSpec(enabled=False)).vocabulary == [
+        "a"
+    ]
 
 
 @pytest.mark.parametrize(
