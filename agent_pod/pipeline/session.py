@@ -426,6 +426,11 @@ class AgentSession:
 
     # ------------------------------------------------------------------ caller sound over the agent
 
+    @property
+    def judging_overlap(self) -> bool:
+        """Caller sound heard over the agent is still being judged (the agent paused, or its transcript due)."""
+        return self._paused is not None or self._stt_overlap is not None or not self._stt_queue.empty()
+
     def _barge_in(self) -> None:
         """minSpeechMs of caller speech over the agent's turn: pause the agent until the transcript says
         whether to stop (resumeFalseInterruptions), else stop it now."""

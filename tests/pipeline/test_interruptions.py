@@ -54,7 +54,7 @@ async def _hear_out(h: Harness, pcm: bytes) -> int:
     """The caller's sound then silence until the session has judged it (the STT runs in wall time);
     returns how many agent frames were held back meanwhile."""
     held = sum(h.step(f) is None for f in frames(pcm + silence(600)))
-    await h.until(lambda: not h.session._stt_queue.qsize() and h.session._stt_overlap is None, what="judged")
+    await h.until(lambda: not h.session.judging_overlap, what="judged")
     return held
 
 
@@ -117,9 +117,7 @@ async def test_noise_burst_pauses_then_resumes_the_same_sentence():
         out = [h.step(f) for f in caller]
         paused_at = out.index(None)
         assert paused_at * FRAME_MS <= 300 + 100, "the agent did not pause at minSpeechMs of voice"
-        await h.until(
-            lambda: not h.session._stt_queue.qsize() and h.session._stt_overlap is None, what="judged"
-        )
+        await h.until(lambda: not h.session.judging_overlap, what="judged")
         # Paused frames were not played: the count stopped at the pause.
         assert len(_played(h)) == before + paused_at * 2 * 480
         await h.drain_agent()
