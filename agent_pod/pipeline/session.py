@@ -428,7 +428,7 @@ class AgentSession:
 
     @property
     def judging_overlap(self) -> bool:
-        """Caller sound heard over the agent is still being judged (the agent paused, or its transcript due)."""
+        """Caller sound heard over the agent is still being judged (agent paused, or transcript due)."""
         return self._paused is not None or self._stt_overlap is not None or not self._stt_queue.empty()
 
     def _barge_in(self) -> None:
