@@ -188,6 +188,13 @@ class BargeInSpec(Model):
         description="Caller sound shorter than this while the agent speaks is not transcribed (a click or "
         "a breath must not read as a cancel phrase).",
     )
+    phrase_max_ms: int = Field(
+        default=1000,
+        ge=100,
+        le=5000,
+        description="Caller speech longer than this is never taken for a backchannel or a cancel phrase, "
+        "whatever its transcript: an STT restricted to a vocabulary hears long speech as its phrases.",
+    )
     resume_false_interruptions: bool = Field(
         default=True,
         description="At minSpeechMs of caller speech the agent pauses instead of stopping; it stops once "

@@ -27,7 +27,7 @@ from agent_pod.config import AgentConfig
 from agent_pod.providers.base import Providers
 from agent_pod.providers.registry import build_providers
 from bench.overlap_clips import KINDS, Clip, labelled_clips
-from bench.report import print_table, write_json
+from bench.report import percentile, print_table, write_json
 from tests.pipeline.harness import FRAME_MS, Harness, make_config
 from tests.support.audio import frames, silence
 
@@ -36,9 +36,13 @@ SHOULD_INTERRUPT = {"speech": True, "cancel": True, "backchannel": False, "noise
 VOCABULARY = ["tell me a story", "what time do you open tomorrow", "can you tell me the price first"]
 
 
-def config_for(vad: str, barge_in_ms: int) -> AgentConfig:
+def config_for(vad: str, barge_in_ms: int, baseline: bool = False) -> AgentConfig:
     config = make_config(vad=vad, stt="pocketsphinx", vocabulary=VOCABULARY, barge_in_ms=barge_in_ms)
     config.pipeline.compliance.audit = False  # off the call path, and not what is measured here
+    if baseline:  # barge-in as it was: minSpeechMs of voice stops the agent, whatever was said
+        barge_in = config.pipeline.barge_in
+        barge_in.cancel_phrases, barge_in.backchannels = [], []
+        barge_in.resume_false_interruptions = False
     return config
 
 
@@ -55,11 +59,18 @@ async def run_clip(config: AgentConfig, providers: Providers, clip: Clip) -> dic
         interrupted = bool(h.of_type("interruption"))
         turns = [e.text for e in h.of_type("user_transcript") if e.final][1:]
     action = "interrupted" if interrupted else "resumed" if held else "ignored"
-    return {"kind": clip.kind, "clip": clip.name, "action": action, "turn": " / ".join(turns)}
+    # For a resumed clip: how long the caller heard the agent stop (frames held back in audio time).
+    return {
+        "kind": clip.kind,
+        "clip": clip.name,
+        "action": action,
+        "paused_ms": held * FRAME_MS if action == "resumed" else 0,
+        "turn": " / ".join(turns),
+    }
 
 
-async def run(vad: str, barge_in_ms: int, clips: list[Clip]) -> list[dict[str, Any]]:
-    config = config_for(vad, barge_in_ms)
+async def run(vad: str, barge_in_ms: int, clips: list[Clip], baseline: bool) -> list[dict[str, Any]]:
+    config = config_for(vad, barge_in_ms, baseline)
     providers = build_providers(config.pipeline)  # decoders are reused from clip to clip
     return [await run_clip(config, providers, clip) for clip in clips]
 
@@ -70,6 +81,7 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     should_not = [r for r in results if not SHOULD_INTERRUPT[r["kind"]]]
     missed = sum(r["action"] != "interrupted" for r in should)
     false = sum(r["action"] == "interrupted" for r in should_not)
+    pauses = [r["paused_ms"] for r in results if r["action"] == "resumed"]
     return {
         "confusion": {k: {a: table[(k, a)] for a in ACTIONS} for k in KINDS},
         "false_interruption_rate": false / len(should_not) if should_not else float("nan"),
@@ -77,6 +89,8 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         "resumed_rate": sum(r["action"] == "resumed" for r in should_not) / len(should_not)
         if should_not
         else float("nan"),
+        "resumed_pause_ms_p50": percentile(pauses, 0.5),
+        "resumed_pause_ms_p95": percentile(pauses, 0.95),
         "clips": len(results),
     }
 
@@ -88,6 +102,9 @@ def main() -> None:
     parser.add_argument("--vad", default="silero", help="comma-separated VADs to run (silero, webrtc)")
     parser.add_argument("--barge-in-ms", type=int, default=300, help="bargeIn.minSpeechMs")
     parser.add_argument("--limit", type=int, default=0, help="only every Nth clip (quick runs)")
+    parser.add_argument(
+        "--baseline", action="store_true", help="also run barge-in as before: no phrases, no resume"
+    )
     parser.add_argument("--verbose", action="store_true", help="print every clip's outcome")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
@@ -96,12 +113,15 @@ def main() -> None:
     if args.limit:
         clips = clips[:: args.limit]
     report: dict[str, Any] = {"barge_in_ms": args.barge_in_ms, "runs": {}}
-    for vad in args.vad.split(","):
+    runs = [(vad, False) for vad in args.vad.split(",")]
+    runs += [(vad, True) for vad in args.vad.split(",")] if args.baseline else []
+    for vad, baseline in runs:
         started = time.monotonic()
-        results = asyncio.run(run(vad, args.barge_in_ms, clips))
+        results = asyncio.run(run(vad, args.barge_in_ms, clips, baseline))
         stats = summary(results)
+        label = f"{vad}, baseline" if baseline else vad
         print(
-            f"\nVAD {vad}, bargeIn.minSpeechMs {args.barge_in_ms}: {len(clips)} clips in "
+            f"\nVAD {label}, bargeIn.minSpeechMs {args.barge_in_ms}: {len(clips)} clips in "
             f"{time.monotonic() - started:.0f} s"
         )
         print_table(
@@ -111,7 +131,8 @@ def main() -> None:
         print(
             f"false interruptions (backchannel, noise): {stats['false_interruption_rate']:.1%}; "
             f"missed interruptions (speech, cancel): {stats['missed_interruption_rate']:.1%}; "
-            f"paused then resumed: {stats['resumed_rate']:.1%}"
+            f"paused then resumed: {stats['resumed_rate']:.1%} "
+            f"(pause p50 {stats['resumed_pause_ms_p50']:.0f} ms, p95 {stats['resumed_pause_ms_p95']:.0f} ms)"
         )
         wrong = [r for r in results if (r["action"] == "interrupted") != SHOULD_INTERRUPT[r["kind"]]]
         for r in results if args.verbose else wrong:
@@ -119,7 +140,7 @@ def main() -> None:
                 f"  {r['kind']:>11} {r['action']:>11}  {r['clip']}"
                 + (f"  -> turn {r['turn']!r}" if r["turn"] else "")
             )
-        report["runs"][vad] = {**stats, "results": results}
+        report["runs"][label] = {**stats, "results": results}
     write_json(args.json, report)
 
 

@@ -8,6 +8,9 @@
 - ``speech``: other words, long enough to be a barge-in. The agent stops; it is the next turn.
 - ``noise``: no words, or words from a sound too short to trust (a click the STT heard as a word).
 
+Words from more than ``bargeIn.phraseMaxMs`` of voice are speech whatever they say: an STT restricted
+to a vocabulary (pocketsphinx's grammar) hears a long sentence outside it as "okay" or "stop".
+
 Matching is on normalised words (lower case, punctuation dropped, hyphens split: "Uh-huh." and
 "uh huh" are the same), and a transcript matches only when such phrases cover all of it, so a cancel
 word inside a longer sentence ("wait, what time is it") is speech.
@@ -46,6 +49,7 @@ class OverlapParams:
     backchannels: frozenset[Phrase]
     min_speech_ms: float  # voice that makes a barge-in (other words shorter than this are noise)
     min_word_ms: float  # voice below which no transcript is trusted
+    phrase_max_ms: float  # voice above which it is not a backchannel or cancel phrase
 
     @classmethod
     def of(cls, spec: BargeInSpec, min_speech_ms: float) -> OverlapParams:
@@ -54,6 +58,7 @@ class OverlapParams:
             backchannels=phrases(spec.backchannels),
             min_speech_ms=min_speech_ms,
             min_word_ms=spec.cancel_min_speech_ms,
+            phrase_max_ms=spec.phrase_max_ms,
         )
 
 
@@ -93,6 +98,8 @@ def classify_overlap(
     tokens = words(transcript)
     if not tokens or voiced_ms < params.min_word_ms:
         return Overlap.NOISE
+    if voiced_ms > params.phrase_max_ms:
+        return Overlap.SPEECH
     if _cover(tokens, 0, params.backchannels, partial, {}):
         return Overlap.BACKCHANNEL
     if _cover(tokens, 0, params.backchannels | params.cancel_phrases, partial, {}):

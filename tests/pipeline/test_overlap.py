@@ -44,6 +44,9 @@ PARAMS = OverlapParams.of(BargeInSpec(), min_speech_ms=300)
         ("stopping", 400, Overlap.SPEECH),  # whole words only
         ("hello", 200, Overlap.NOISE),  # other words below minSpeechMs: ignored as before
         ("hello", 300, Overlap.SPEECH),
+        ("okay", 1600, Overlap.SPEECH),  # too long for a backchannel: a misheard sentence
+        ("okay stop", 1600, Overlap.SPEECH),
+        ("", 1600, Overlap.NOISE),
     ],
 )
 def test_classify_overlap(transcript, voiced_ms, kind):
