@@ -7,6 +7,7 @@ cough-like burst, a breath). Clips are 16 kHz PCM16, generated on first use and 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable
@@ -99,15 +100,17 @@ def breath(ms: int, level: float, seed: int) -> bytes:
     return _pcm(_band(np.random.default_rng(seed).standard_normal(n), 400, 2500) * envelope * level)
 
 
+def _speak(text: str, voice: str, speed: int) -> bytes:
+    return trim_silence(espeak_utterance(text, RATE, voice, speed))
+
+
 def _spoken(kind: str, texts: tuple[str, ...]) -> list[Clip]:
     clips = []
     for text in texts:
         for voice in VOICES:
             for speed in SPEEDS:
-                pcm = _cached(
-                    f"espeak|{text}|{voice}|{speed}",
-                    lambda t=text, v=voice, s=speed: trim_silence(espeak_utterance(t, RATE, v, s)),
-                )
+                make = functools.partial(_speak, text, voice, speed)
+                pcm = _cached(f"espeak|{text}|{voice}|{speed}", make)
                 clips.append(Clip(kind, f"{text} ({voice}, {speed} wpm)", pcm))
     return clips
 

@@ -35,6 +35,7 @@ from ..providers.base import VAD, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..sessions.records import HeldInput
 from .audio_input import AudioInput
+from .barge_in import BargeIn
 from .chunking import SpeechChunker
 from .compliance import Auditor, TurnRecord
 from .events import (
@@ -48,7 +49,7 @@ from .events import (
     UserTranscript,
 )
 from .input_limits import InputRefused, check_text
-from .overlap import Overlap, OverlapParams, OverlapUtterance, classify_overlap
+from .overlap import OverlapUtterance
 from .playback import TurnPlayback
 from .recorder import PipelineRecorder
 from .tools import ToolRunner
@@ -173,14 +174,10 @@ class AgentSession:
         self._held: list[HeldInput] | None = None
         self._publishing = False  # a finished turn is being persisted and announced
         self._held_seconds = 0.0
-        # Caller sound while the agent speaks (overlap.py): the utterance's voice so far, the overlap it is
-        # (input side), the one the STT is hearing, and the turn paused until its transcript says.
-        self._overlap_params = OverlapParams.of(pipeline.barge_in, self._barge_in_ms())
-        self._utterance_voiced_ms = 0.0
-        self._overlapped: OverlapUtterance | None = None
-        self._stt_overlap: OverlapUtterance | None = None
-        self._paused: AgentTurn | None = None
-        self._resume_timer: asyncio.TimerHandle | None = None
+        # Caller sound while the agent speaks: cancel phrases, backchannels, false interruptions.
+        self._barge = BargeIn(
+            pipeline.barge_in, self._barge_in_ms(), lambda: self._current, self._interrupt, self._log
+        )
 
     # ------------------------------------------------------------------ public API
 
@@ -367,7 +364,7 @@ class AgentSession:
         if decision is Decision.CANDIDATE or (decision is Decision.START and self._utterance is None):
             self._utterance = deque([*self._input.preroll(), window], maxlen=self._max_utterance_windows)
             self._utterance_accepted = False
-            self._overlapped = None
+            self._barge.new_utterance()
         elif self._utterance is not None:
             if self._utterance_accepted:
                 self._to_stt(window)
@@ -381,25 +378,24 @@ class AgentSession:
             self._last_activity = time.monotonic()
         gate = self._input.gate
         if gate.state is not State.SILENCE:
-            self._utterance_voiced_ms = gate.voiced_ms
-            if self._overlapped is not None:
-                self._overlapped.voiced_ms = gate.voiced_ms
+            self._barge.heard(gate.voiced_ms)
         if self._utterance is not None and not self._utterance_accepted and gate.state is State.SPEECH:
             if self._current is None:
                 self._accept_utterance()
             elif self.config.pipeline.barge_in.enabled and gate.voiced_ms >= self._barge_in_ms():
-                self._barge_in()
+                if not self._barge.pause():
+                    self._interrupt()
                 self._accept_utterance()
 
         if decision is Decision.END:
             if self._utterance_accepted:
                 self._stt_queue.put_nowait(_Finalize(time.monotonic()))
             else:
-                self._transcribe_overlap()
+                self._transcribe_short_sound()
             self._utterance = None
             self._utterance_accepted = False
         elif decision is Decision.ABORT:
-            self._transcribe_overlap()
+            self._transcribe_short_sound()
             self._utterance = None
 
     def _next_vad(self, exc: Exception) -> VAD | None:
@@ -424,82 +420,26 @@ class AgentSession:
     def _barge_in_ms(self) -> float:
         return float(max(self.config.pipeline.barge_in.min_speech_ms, self.config.pipeline.vad.min_speech_ms))
 
-    # ------------------------------------------------------------------ caller sound over the agent
-
     @property
     def judging_overlap(self) -> bool:
         """Caller sound heard over the agent is still being judged (agent paused, or transcript due)."""
-        return self._paused is not None or self._stt_overlap is not None or not self._stt_queue.empty()
+        return self._barge.judging or not self._stt_queue.empty()
 
-    def _barge_in(self) -> None:
-        """minSpeechMs of caller speech over the agent's turn: pause the agent until the transcript says
-        whether to stop (resumeFalseInterruptions), else stop it now."""
-        turn = self._current
-        assert turn is not None
-        spec = self.config.pipeline.barge_in
-        # Before any audio was heard there is nothing to resume: stop the generation at once.
-        if turn.interrupted or not spec.resume_false_interruptions or not turn.playback.played_frames:
-            self._interrupt()
-            return
-        self._overlapped = OverlapUtterance(turn, self._utterance_voiced_ms)
-        if self._paused is not turn:
-            if self._resume_timer is not None:
-                self._resume_timer.cancel()
-            turn.playback.pause()
-            self._paused = turn
-            self._resume_timer = asyncio.get_running_loop().call_later(
-                spec.false_interruption_timeout_ms / 1000, self._settle_pause, turn, "resumed"
-            )
-
-    def _transcribe_overlap(self) -> None:
-        """A caller sound ended below minSpeechMs while the agent spoke: transcribe it anyway, so that a short
-        cancel phrase still stops the agent (it never becomes a turn)."""
-        turn = self._current
-        spec = self.config.pipeline.barge_in
-        if (
-            turn is None
-            or turn.interrupted
-            or not spec.enabled
-            or self._utterance is None
-            or self._utterance_voiced_ms < spec.cancel_min_speech_ms
-        ):
-            return
-        self._stt_queue.put_nowait(OverlapUtterance(turn, self._utterance_voiced_ms))
-        for window in self._utterance:
-            self._to_stt(window)
-        self._stt_queue.put_nowait(_Finalize(time.monotonic()))
-
-    def _judge_overlap(self, overlap: OverlapUtterance, text: str, *, final: bool) -> bool:
-        """Act on a transcript of caller sound that overlapped the agent: stop the agent (speech, a cancel
-        phrase) or, once final, resume it (backchannel, noise). True when it goes on as a user transcript."""
-        kind = classify_overlap(text, overlap.voiced_ms, self._overlap_params, partial=not final)
-        if kind.interrupts:
-            if self._current is overlap.turn:
-                self._interrupt()
-        elif final and self._overlapped in (None, overlap):  # no newer sound is being judged
-            self._settle_pause(overlap.turn, "resumed")
-        if final:
-            pipeline_metrics.OVERLAPS_TOTAL.labels(kind.value).inc()
-            self._log.info("session %s: %r over the agent: %s", self.session_id, text, kind.value)
-        return kind is Overlap.SPEECH
-
-    def _settle_pause(self, turn: AgentTurn, outcome: str) -> None:
-        """End the pause of ``turn``, if it is paused: its audio goes on (resumed) or was flushed."""
-        if self._paused is not turn:
-            return
-        self._paused = None
-        if self._resume_timer is not None:
-            self._resume_timer.cancel()
-            self._resume_timer = None
-        turn.playback.resume()
-        pipeline_metrics.AGENT_PAUSES_TOTAL.labels(outcome).inc()
+    def _transcribe_short_sound(self) -> None:
+        """Caller sound shorter than minSpeechMs over the agent goes to the STT too: it may say "stop"."""
+        overlap = self._barge.short_sound()
+        if overlap is not None and self._utterance is not None:
+            self._stt_queue.put_nowait(overlap)
+            for window in self._utterance:
+                self._to_stt(window)
+            self._stt_queue.put_nowait(_Finalize(time.monotonic()))
 
     def _accept_utterance(self) -> None:
         assert self._utterance is not None
         self._utterance_accepted = True
         self._last_activity = time.monotonic()
-        if self._overlapped is not None:
-            self._stt_queue.put_nowait(self._overlapped)
+        if self._barge.overlapped is not None:
+            self._stt_queue.put_nowait(self._barge.overlapped)  # the STT's transcripts will be judged
         for window in self._utterance:
             self._to_stt(window)
         self._utterance_windows = len(self._utterance)
@@ -525,7 +465,7 @@ class AgentSession:
         )
 
     def _on_interim(self, text: str) -> None:
-        if self._stt_overlap is not None and not self._judge_overlap(self._stt_overlap, text, final=False):
+        if not self._barge.judge(text, final=False):
             return
         self._emit(UserTranscript(turn_id=self._next_turn_id(peek=True), text=text, final=False))
 
@@ -538,7 +478,7 @@ class AgentSession:
         while True:
             item = await self._stt_queue.get()
             if isinstance(item, OverlapUtterance):
-                self._stt_overlap = item  # the audio that follows overlapped the agent
+                self._barge.hearing = item
                 continue
             if isinstance(item, bytes):
                 self._stt_queued_bytes -= len(item)
@@ -560,8 +500,7 @@ class AgentSession:
             decided = time.monotonic()
             stt_final_ms = (decided - item.ended_at) * 1000
             pipeline_metrics.STT_FINAL_SECONDS.observe(stt_final_ms / 1000)
-            overlap, self._stt_overlap = self._stt_overlap, None
-            if overlap is not None and not self._judge_overlap(overlap, text, final=True):
+            if not self._barge.judge(text, final=True):
                 continue
             if text.strip():
                 self._queue_user_turn(text.strip(), decided, stt_final_ms)
@@ -738,7 +677,7 @@ class AgentSession:
             return
         turn.interrupted = True
         turn.playback.flush()
-        self._settle_pause(turn, "interrupted")
+        self._barge.settle(turn, "interrupted")
         self._recorder.interruption()
         played = turn.playback.played_text()
         self._emit(Interruption(turn_id=turn.turn_id, played_text=played, played_ms=turn.playback.played_ms))
