@@ -161,6 +161,18 @@ _Phrase = Annotated[str, Field(min_length=1, max_length=100, pattern=r"[A-Za-z0-
 class BargeInSpec(Model):
     """How the caller interrupts the agent."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.cancelPhrases) || !has(self.backchannels) || self.cancelPhrases.all(p, "
+                    "!self.backchannels.exists(b, b.lowerAscii().trim() == p.lowerAscii().trim()))",
+                    "message": "a phrase cannot be both in cancelPhrases and backchannels",
+                }
+            ]
+        }
+    )
+
     enabled: bool = Field(default=True, description="Caller speech while the agent speaks stops the agent.")
     min_speech_ms: int = Field(
         default=300,
