@@ -165,7 +165,8 @@ class BargeInSpec(Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "!has(self.cancelPhrases) || !has(self.backchannels) || self.cancelPhrases.all(p, "
+                    "rule": "!has(self.cancelPhrases) || !has(self.backchannels) || "
+                    "self.cancelPhrases.all(p, "
                     "!self.backchannels.exists(b, b.lowerAscii().trim() == p.lowerAscii().trim()))",
                     "message": "a phrase cannot be both in cancelPhrases and backchannels",
                 }
