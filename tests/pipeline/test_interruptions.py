@@ -170,3 +170,22 @@ async def test_speech_and_long_cancel_still_interrupt(said, turn):
         ]
         assert len(story) == 1 and story[0].interrupted and story[0].content == interruption.played_text
     assert _pauses("interrupted") - interrupted == 1
+
+
+async def test_without_resume_speech_stops_the_agent_at_once_as_before():
+    # No transcript is needed (the synthetic STT gives none before the end): the flush is immediate.
+    config = _config(vad="silero", stt="synthetic", transcript="okay")
+    config.pipeline.barge_in.resume_false_interruptions = False
+    async with Harness(config) as h:
+        await _start_story(h)
+        speech = frames(trim_silence(espeak_utterance("wait a moment please")))
+        out = [h.step(f) for f in speech[:25]]
+        stopped_at = out.index(None)
+        interruption = (await h.until(lambda: h.of_type("interruption"), within=10, what="interruption"))[0]
+        assert interruption.played_ms == (50 + stopped_at) * FRAME_MS
+        assert not h.session.queued_audio_ms  # flushed, not paused
+        # What was said is a turn, even a backchannel: there is nothing to resume.
+        await h.play_caller(b"".join(speech[25:]), then_silence_ms=800)
+        await h.until(lambda: len(_final_user_texts(h)) == 2, what="second turn")
+        assert _final_user_texts(h) == ["tell me a story", "okay"]
+        await h.drain_agent()
