@@ -154,8 +154,25 @@ class TTSStage(TTSProvider):
     fallback: list[TTSProvider] = Field(default_factory=list, max_length=4, description="Tried in order.")
 
 
+# A cancel phrase or backchannel: words, matched case- and punctuation-insensitively.
+_Phrase = Annotated[str, Field(min_length=1, max_length=100, pattern=r"[A-Za-z0-9]")]
+
+
 class BargeInSpec(Model):
     """How the caller interrupts the agent."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.cancelPhrases) || !has(self.backchannels) || "
+                    "self.cancelPhrases.all(p, "
+                    "!self.backchannels.exists(b, b.lowerAscii().trim() == p.lowerAscii().trim()))",
+                    "message": "a phrase cannot be both in cancelPhrases and backchannels",
+                }
+            ]
+        }
+    )
 
     enabled: bool = Field(default=True, description="Caller speech while the agent speaks stops the agent.")
     min_speech_ms: int = Field(
@@ -164,6 +181,56 @@ class BargeInSpec(Model):
         le=5000,
         description="Caller speech this long while the agent speaks interrupts it (shorter noise does not).",
     )
+    # Hotwords, backchannels and false interruptions (see docs/interruptions.md).
+    cancel_phrases: list[_Phrase] = Field(
+        default_factory=lambda: ["stop", "cancel", "wait", "hold on"],
+        max_length=50,
+        description="Said alone while the agent speaks, these stop it even when shorter than minSpeechMs, "
+        "and add no turn: the agent stops and listens.",
+    )
+    backchannels: list[_Phrase] = Field(
+        default_factory=lambda: ["uh-huh", "mm-hmm", "okay", "right", "yeah", "sure"],
+        max_length=50,
+        description="Acknowledgements: said alone while the agent speaks, they neither interrupt it nor "
+        "become a turn.",
+    )
+    cancel_min_speech_ms: int = Field(
+        default=120,
+        ge=20,
+        le=5000,
+        description="Caller sound shorter than this while the agent speaks is not transcribed (a click or "
+        "a breath must not read as a cancel phrase).",
+    )
+    phrase_max_ms: int = Field(
+        default=1000,
+        ge=100,
+        le=5000,
+        description="Caller speech longer than this is never taken for a backchannel or a cancel phrase, "
+        "whatever its transcript: an STT restricted to a vocabulary hears long speech as its phrases.",
+    )
+    resume_false_interruptions: bool = Field(
+        default=True,
+        description="At minSpeechMs of caller speech the agent pauses instead of stopping; it stops once "
+        "the transcript says speech or a cancel phrase, and resumes where it paused when it says a "
+        "backchannel, noise or nothing.",
+    )
+    false_interruption_timeout_ms: int = Field(
+        default=2000,
+        ge=100,
+        le=10000,
+        description="A pause with no transcript to act on after this long resumes the agent.",
+    )
+
+    @model_validator(mode="after")
+    def _phrases_distinct(self) -> BargeInSpec:
+        both = {p.lower().strip() for p in self.cancel_phrases} & {
+            p.lower().strip() for p in self.backchannels
+        }
+        if both:
+            raise ValueError(
+                f"pipeline.bargeIn: {sorted(both)} both in cancelPhrases and backchannels; keep it in one"
+            )
+        return self
 
 
 class ComplianceSpec(Model):

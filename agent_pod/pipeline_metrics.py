@@ -128,6 +128,22 @@ STT_BACKLOG_DROPPED_TOTAL = Counter(
     "Caller audio windows dropped because speech recognition fell maxUtteranceSeconds behind the caller.",
 )
 
+# Caller sound while the agent speaks (pipeline/overlap.py).
+OVERLAPS_TOTAL = Counter(
+    "voicefleet_overlaps_total",
+    "Caller sounds transcribed while the agent spoke, by what they were: cancel, backchannel, speech, noise.",
+    ["kind"],
+)
+for _kind in ("cancel", "backchannel", "speech", "noise"):
+    OVERLAPS_TOTAL.labels(_kind)
+AGENT_PAUSES_TOTAL = Counter(
+    "voicefleet_agent_pauses_total",
+    "Agent speech paused by a possible barge-in, by outcome: interrupted, or resumed (a false interruption).",
+    ["outcome"],
+)
+for _outcome in ("interrupted", "resumed"):
+    AGENT_PAUSES_TOTAL.labels(_outcome)
+
 
 def export_tool_calls(tools: Iterable[str]) -> None:
     """Every terminal state of the pod's tools at 0 from start-up: a series born at 1 (or 2) shows no
