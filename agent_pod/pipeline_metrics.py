@@ -128,6 +128,30 @@ STT_BACKLOG_DROPPED_TOTAL = Counter(
     "Caller audio windows dropped because speech recognition fell maxUtteranceSeconds behind the caller.",
 )
 
+# The speech gate (pipeline/speech_gate.py) and its supervisor (pipeline/supervisor.py).
+SPEECH_HELD_SECONDS = Histogram(
+    "voicefleet_speech_held_seconds",
+    "Hold mode: first text piece of a round that offers tools -> the model's decision (its stream's end).",
+    buckets=LATENCY_BUCKETS,
+)
+FILLERS_TOTAL = Counter("voicefleet_fillers_total", "Filler phrases spoken while slow tools ran.")
+SUPERVISOR_CHECK_SECONDS = Histogram(
+    "voicefleet_supervisor_check_seconds",
+    "One supervisor check of a draft piece (regex rules, then the LLM within its budget).",
+    buckets=LATENCY_BUCKETS,
+)
+SUPERVISOR_VERDICTS = ("allow", "veto", "redirect")
+SUPERVISOR_SOURCES = ("rule", "llm", "timeout", "malformed")
+SUPERVISOR_VERDICTS_TOTAL = Counter(
+    "voicefleet_supervisor_verdicts_total",
+    "Supervisor verdicts applied to draft pieces, by verdict and by what decided it (a deny-list rule, the "
+    "LLM, or onTimeout after a late or malformed answer).",
+    ["verdict", "source"],
+)
+for _verdict in SUPERVISOR_VERDICTS:
+    for _source in SUPERVISOR_SOURCES:
+        SUPERVISOR_VERDICTS_TOTAL.labels(_verdict, _source)
+
 
 def export_tool_calls(tools: Iterable[str]) -> None:
     """Every terminal state of the pod's tools at 0 from start-up: a series born at 1 (or 2) shows no
