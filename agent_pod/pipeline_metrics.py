@@ -144,8 +144,8 @@ SUPERVISOR_VERDICTS = ("allow", "veto", "redirect")
 SUPERVISOR_SOURCES = ("rule", "llm", "timeout", "malformed")
 SUPERVISOR_VERDICTS_TOTAL = Counter(
     "voicefleet_supervisor_verdicts_total",
-    "Supervisor verdicts applied to draft pieces, by verdict and by what decided it (a deny-list rule, the "
-    "LLM, or onTimeout after a late or malformed answer).",
+    "Supervisor verdicts on draft pieces, by verdict and by what decided it (a deny-list rule, the LLM, or "
+    "onTimeout after a late or malformed answer). Pieces checked in parallel after a veto count too.",
     ["verdict", "source"],
 )
 for _verdict in SUPERVISOR_VERDICTS:

@@ -55,7 +55,8 @@ class _Piece:
     text: str
     round: int
     held: bool  # waiting for its round's decision
-    check: asyncio.Task[Check] | None = None  # the supervisor's verdict; None: already allowed
+    verdict: Check | None = None  # the supervisor's verdict, once known
+    check: asyncio.Task[Check] | None = None  # the supervisor LLM deciding it
     dropped: bool = False
 
 
@@ -102,6 +103,7 @@ class SpeechGate:
         self._draft = ""  # everything the LLM drafted so far: the supervisor's context
         self._held_since: float | None = None
         self._closed = False
+        self._stopped = False  # a draft was vetoed: later pieces are neither checked nor spoken
         # Checks still running when the turn ends (barge-in, failure) are cancelled with it.
         if (task := asyncio.current_task()) is not None:
             task.add_done_callback(lambda _: self.close())
@@ -115,13 +117,19 @@ class SpeechGate:
         held = holds(self._policy.spec, tools_offered)
         if held and self._held_since is None:
             self._held_since = time.monotonic()
-        check = None
+        piece = _Piece(text, round_, held)
         supervisor = self._policy.supervisor
-        if supervisor is not None:
-            check = asyncio.create_task(supervisor.check(self._turn.user.text, self._draft, text))
-            check.add_done_callback(lambda _: self._pump())
+        if self._stopped:
+            piece.dropped = True  # a veto ahead of it: the rest of the turn is not spoken
+        elif supervisor is not None:
+            piece.verdict = supervisor.check_rules(text)
+            if piece.verdict is None:
+                piece.check = asyncio.create_task(supervisor.check(self._turn.user.text, self._draft, text))
+                piece.check.add_done_callback(lambda _: self._pump())
+            elif piece.verdict.verdict != "allow":
+                self._stopped = True
         self._draft = f"{self._draft} {text}" if self._draft else text
-        self._add(_Piece(text, round_, held, check))
+        self._add(piece)
 
     async def round_end(self, round_: int, tool_calls: bool) -> None:
         """The model's stream of ``round_`` ended (with tool calls or not): release or drop its held text.
@@ -159,15 +167,18 @@ class SpeechGate:
 
     def close(self) -> None:
         self._closed = True
-        for piece in self._pending:
-            if piece.check is not None:
-                piece.check.cancel()
+        self._cancel_checks()
         self._pending.clear()
         self._settled.set()
 
+    def _cancel_checks(self) -> None:
+        for piece in self._pending:
+            if piece.check is not None:
+                piece.check.cancel()
+
     async def _filler_after(self, round_: int) -> None:
         await asyncio.sleep(self._policy.spec.filler_after_ms / 1000)
-        if not self.vetoed:
+        if not self._stopped:
             pipeline_metrics.FILLERS_TOTAL.inc()
             self._add(_Piece(self._policy.next_filler(), round_, held=False))
 
@@ -192,15 +203,18 @@ class SpeechGate:
                 if check is not None:
                     check.cancel()
                 continue
-            if check is None:
+            if check is not None and check.cancelled():
+                continue  # never released unchecked
+            verdict = check.result() if check is not None else piece.verdict
+            if verdict is None:
                 self._release(piece.text, piece.round)
                 continue
-            if check.cancelled():
-                continue
-            verdict = check.result()
             self._turn.checks.append(verdict)
             if verdict.spoken:
                 self._release(verdict.spoken, piece.round)
+            if verdict.verdict != "allow":
+                self._stopped = True
+                self._cancel_checks()
         self._settled.set()
 
     def _release(self, text: str, round_: int) -> None:

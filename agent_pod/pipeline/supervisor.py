@@ -117,10 +117,24 @@ class Supervisor:
         llm = provider_class("llm", spec.llm.provider)(spec.llm) if spec.llm is not None else None
         return cls(spec, llm)
 
-    async def check(self, caller: str, said: str, draft: str) -> Check:
-        """The verdict on ``draft``; never raises (a failed check is a timeout, with the policy applied)."""
+    def check_rules(self, draft: str) -> Check | None:
+        """The deny list's verdict, at once; None when the LLM (if any) has to decide."""
         started = time.monotonic()
-        verdict, source, redirect, reason = await self._decide(caller, said, draft)
+        if (rule := deny_match(self._rules, draft)) is not None:
+            return self._verdict(draft, started, "veto", "rule", "", f"deny rule {rule.pattern!r}")
+        if self.llm is None:
+            return self._verdict(draft, started, "allow", "rule", "", "")
+        return None
+
+    async def check(self, caller: str, said: str, draft: str) -> Check:
+        """The LLM's verdict on ``draft``; never raises (a failed check is a timeout, with the policy
+        applied)."""
+        started = time.monotonic()
+        return self._verdict(draft, started, *await self._ask_llm(caller, said, draft))
+
+    def _verdict(
+        self, draft: str, started: float, verdict: VerdictKind, source: Source, redirect: str, reason: str
+    ) -> Check:
         latency = time.monotonic() - started
         pipeline_metrics.SUPERVISOR_CHECK_SECONDS.observe(latency)
         pipeline_metrics.SUPERVISOR_VERDICTS_TOTAL.labels(verdict, source).inc()
@@ -133,11 +147,7 @@ class Supervisor:
             latency_ms=latency * 1000,
         )
 
-    async def _decide(self, caller: str, said: str, draft: str) -> tuple[VerdictKind, Source, str, str]:
-        if (rule := deny_match(self._rules, draft)) is not None:
-            return "veto", "rule", "", f"deny rule {rule.pattern!r}"
-        if self.llm is None:
-            return "allow", "rule", "", ""
+    async def _ask_llm(self, caller: str, said: str, draft: str) -> tuple[VerdictKind, Source, str, str]:
         fallback = fallback_verdict(self.spec.on_timeout)
         try:
             async with asyncio.timeout(self.spec.budget_ms / 1000):

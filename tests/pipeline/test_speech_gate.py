@@ -13,7 +13,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from agent_pod.config import AgentConfig, ToolSpeechSpec, ToolSpec
+from agent_pod.config import AgentConfig, ToolSpec, ToolSpeechSpec
 from agent_pod.conversation import ChatMessage
 from agent_pod.providers.base import LLM, LLMChunk
 from agent_pod.providers.registry import build_providers
@@ -180,7 +180,7 @@ async def test_a_slow_tool_gets_a_filler_recorded_as_played_and_fillers_rotate()
             for turn_id, filler in (("turn-1", "One moment."), ("turn-2", "Still checking.")):
                 h.session.push_text("please check")
                 await h.until(
-                    lambda: h.session._current is not None and h.session._current.text.endswith(filler),
+                    lambda f=filler: h.session._current is not None and h.session._current.text.endswith(f),
                     what=f"filler {filler!r} while the tool hangs",
                 )
                 assert len(server.calls("/hang")) == int(turn_id[-1])  # the tool is still running
