@@ -1,0 +1,202 @@
+"""Latency the speech gate adds to a turn: hold mode and the supervisor, through the real pipeline.
+
+Sessions run in process with the main LLM and the supervisor LLM behind the
+real openai SDK, each against its own local OpenAI wire server
+(tests/wire/openai_server.py); the main server streams 4-character chunks
+``--chunk-ms`` apart, like a model producing tokens. Tools run on the local
+HTTP tool server; TTS is synthetic (zero latency), so the numbers are what the
+gate itself adds. Per turn: the caller's text in -> the first agent frame
+ready for playout.
+
+Scenarios: a plain answer with no tools offered (the baseline); the same
+answer with tools offered, in stream and in hold mode (hold waits for the end
+of the model's stream); a tool call with a preamble in stream and hold mode;
+and the supervisor (budget ``--budget-ms``) answering in ``--supervisor-ms``,
+and answering too late (every check hits the budget, onTimeout allow).
+
+    python -m bench.speech_gate [--turns 20] [--chunk-ms 10] [--supervisor-ms 40] [--budget-ms 300]
+                                [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from agent_pod.config import AgentConfig
+from agent_pod.pipeline.session import AgentSession
+from agent_pod.providers.registry import build_providers
+from bench.report import percentile, print_records, write_json
+from tests.pipeline.toolserver import ToolServer
+from tests.wire.openai_server import OpenAIServer, PromptRule, PromptScript
+
+AGENT = "BENCH-AGENT"
+SUPERVISOR = "BENCH-SUPERVISOR"
+ANSWER = "It is sunny and warm today in the city. Tomorrow brings light rain, so take an umbrella."
+PREAMBLE = "Let me check that for you."
+OUT_RATE = 24000
+
+
+@dataclass
+class Scenario:
+    name: str
+    ask: str
+    tools: bool
+    mode: str = "hold"
+    supervisor_delay: float | None = None  # None: no supervisor
+
+
+SCENARIOS = [
+    Scenario("answer, no tools offered (baseline)", "weather", tools=False),
+    Scenario("answer, tools offered, stream", "weather", tools=True, mode="stream"),
+    Scenario("answer, tools offered, hold", "weather", tools=True, mode="hold"),
+    Scenario("tool call + preamble, stream", "book", tools=True, mode="stream"),
+    Scenario("tool call + preamble, hold", "book", tools=True, mode="hold"),
+    Scenario("answer + supervisor", "weather", tools=False, supervisor_delay=0.0),
+    Scenario("answer + supervisor past its budget", "weather", tools=False, supervisor_delay=-1.0),
+]
+
+
+def agent_config(
+    scenario: Scenario, main: OpenAIServer, guard: OpenAIServer, tool_url: str, budget_ms: int
+) -> AgentConfig:
+    llm = {"provider": "openai", "baseUrl": main.base_url, "model": "bench", "timeoutSeconds": 30}
+    pipeline: dict[str, Any] = {
+        "vad": {"provider": "energy"},
+        "stt": {"provider": "synthetic"},
+        "llm": llm,
+        "tts": {"provider": "synthetic", "options": {"ms_per_char": "1"}},
+        "compliance": {"audit": False},
+        "toolSpeech": {"mode": scenario.mode},
+    }
+    if scenario.supervisor_delay is not None:
+        pipeline["supervisor"] = {
+            "llm": {**llm, "baseUrl": guard.base_url},
+            "prompt": f"{SUPERVISOR}: veto financial advice.",
+            "budgetMs": budget_ms,
+            "onTimeout": "allow",
+        }
+    tools = [
+        {
+            "name": "check_table",
+            "description": "Check a table.",
+            "endpoint": {"url": tool_url},
+        }
+    ]
+    return AgentConfig.model_validate(
+        {
+            "pipeline": pipeline,
+            "promptText": f"{AGENT}: you book tables.",
+            "tools": tools if scenario.tools else [],
+        }
+    )
+
+
+async def run_scenario(
+    scenario: Scenario, main: OpenAIServer, guard: OpenAIServer, tool_url: str, turns: int, budget_ms: int
+) -> dict[str, Any]:
+    config = agent_config(scenario, main, guard, tool_url, budget_ms)
+    session = AgentSession(
+        session_id=f"bench-{scenario.name}",
+        config=config,
+        providers=build_providers(config.pipeline),
+        output_sample_rate=OUT_RATE,
+    )
+    ready = asyncio.Event()
+    session.first_frame_ready = ready.set
+    await session.start()
+    reader = asyncio.create_task(_discard(session))
+    latencies: list[float] = []
+    try:
+        for n in range(turns + 1):  # the first turn warms the connections up and is not counted
+            ready.clear()
+            started = time.monotonic()
+            session.push_text(f"{scenario.ask} please, turn {n}")
+            await asyncio.wait_for(ready.wait(), 30)
+            if n:
+                latencies.append((time.monotonic() - started) * 1000)
+            while session.busy:
+                if session.pull_audio() is None:
+                    await asyncio.sleep(0.001)
+    finally:
+        await session.close("client_ended")
+        await reader
+    checks = [c for r in session.turn_records[1:] for c in r.supervisor]
+    return {
+        "scenario": scenario.name,
+        "turns": turns,
+        "first_audio_p50_ms": percentile(latencies, 0.5),
+        "first_audio_p99_ms": percentile(latencies, 0.99),
+        "checks": len(checks),
+        "budget_hits": sum(c.source == "timeout" for c in checks),
+    }
+
+
+async def _discard(session: AgentSession) -> None:
+    async for _ in session.events():
+        pass
+
+
+async def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
+    main, guard = OpenAIServer(), OpenAIServer()
+    await main.start()
+    await guard.start()
+    os.environ["OPENAI_API_KEY"] = main.api_key  # both local servers take the same test key
+    main.faults.chunk_interval = args.chunk_ms / 1000
+    main.script_prompt(
+        PromptScript(
+            marker=AGENT,
+            rules=[
+                PromptRule(match="weather", reply=ANSWER),
+                PromptRule(match="book", reply=PREAMBLE, tool="check_table", then="Your table is free."),
+            ],
+        )
+    )
+    guard.script_prompt(
+        PromptScript(marker=SUPERVISOR, rules=[PromptRule(match=".", reply='{"verdict":"allow"}')])
+    )
+    rows = []
+    try:
+        async with ToolServer() as tools:
+            for scenario in SCENARIOS:
+                late = scenario.supervisor_delay is not None and scenario.supervisor_delay < 0
+                delay = args.budget_ms / 1000 + 0.2 if late else args.supervisor_ms / 1000
+                guard.faults.first_byte_delay = delay
+                rows.append(
+                    await run_scenario(scenario, main, guard, tools.url("/book"), args.turns, args.budget_ms)
+                )
+    finally:
+        await main.stop()
+        await guard.stop()
+    baseline = rows[0]["first_audio_p50_ms"]
+    for row in rows:
+        row["added_p50_ms"] = row["first_audio_p50_ms"] - baseline
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--turns", type=int, default=20, help="measured turns per scenario")
+    parser.add_argument("--chunk-ms", type=float, default=10.0, help="main LLM: pause between 4-char chunks")
+    parser.add_argument("--supervisor-ms", type=float, default=40.0, help="supervisor LLM: time to answer")
+    parser.add_argument("--budget-ms", type=int, default=300, help="supervisor budgetMs")
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args()
+    rows = asyncio.run(bench(args))
+    print(
+        f"Speech gate: caller text in -> first agent frame, {args.turns} turns per scenario; main LLM "
+        f"{args.chunk_ms:.0f} ms per 4-char chunk, supervisor {args.supervisor_ms:.0f} ms, "
+        f"budget {args.budget_ms} ms"
+    )
+    print_records(rows)
+    write_json(args.json, {"benchmark": "speech_gate", "args": vars(args), "scenarios": rows})
+
+
+if __name__ == "__main__":
+    main()
