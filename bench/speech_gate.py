@@ -47,7 +47,7 @@ class Scenario:
     ask: str
     tools: bool
     mode: str = "hold"
-    supervisor_delay: float | None = None  # None: no supervisor
+    supervisor: str = ""  # "", "on time" or "late" (past its budget)
 
 
 SCENARIOS = [
@@ -56,8 +56,8 @@ SCENARIOS = [
     Scenario("answer, tools offered, hold", "weather", tools=True, mode="hold"),
     Scenario("tool call + preamble, stream", "book", tools=True, mode="stream"),
     Scenario("tool call + preamble, hold", "book", tools=True, mode="hold"),
-    Scenario("answer + supervisor", "weather", tools=False, supervisor_delay=0.0),
-    Scenario("answer + supervisor past its budget", "weather", tools=False, supervisor_delay=-1.0),
+    Scenario("answer + supervisor", "weather", tools=False, supervisor="on time"),
+    Scenario("answer + supervisor past its budget", "weather", tools=False, supervisor="late"),
 ]
 
 
@@ -73,7 +73,7 @@ def agent_config(
         "compliance": {"audit": False},
         "toolSpeech": {"mode": scenario.mode},
     }
-    if scenario.supervisor_delay is not None:
+    if scenario.supervisor:
         pipeline["supervisor"] = {
             "llm": {**llm, "baseUrl": guard.base_url},
             "prompt": f"{SUPERVISOR}: veto financial advice.",
@@ -96,44 +96,53 @@ def agent_config(
     )
 
 
-async def run_scenario(
-    scenario: Scenario, main: OpenAIServer, guard: OpenAIServer, tool_url: str, turns: int, budget_ms: int
-) -> dict[str, Any]:
-    config = agent_config(scenario, main, guard, tool_url, budget_ms)
-    session = AgentSession(
-        session_id=f"bench-{scenario.name}",
-        config=config,
-        providers=build_providers(config.pipeline),
-        output_sample_rate=OUT_RATE,
-    )
-    ready = asyncio.Event()
-    session.first_frame_ready = ready.set
-    await session.start()
-    reader = asyncio.create_task(_discard(session))
-    latencies: list[float] = []
-    try:
-        for n in range(turns + 1):  # the first turn warms the connections up and is not counted
-            ready.clear()
-            started = time.monotonic()
-            session.push_text(f"{scenario.ask} please, turn {n}")
-            await asyncio.wait_for(ready.wait(), 30)
-            if n:
-                latencies.append((time.monotonic() - started) * 1000)
-            while session.busy:
-                if session.pull_audio() is None:
-                    await asyncio.sleep(0.001)
-    finally:
-        await session.close("client_ended")
-        await reader
-    checks = [c for r in session.turn_records[1:] for c in r.supervisor]
-    return {
-        "scenario": scenario.name,
-        "turns": turns,
-        "first_audio_p50_ms": percentile(latencies, 0.5),
-        "first_audio_p99_ms": percentile(latencies, 0.99),
-        "checks": len(checks),
-        "budget_hits": sum(c.source == "timeout" for c in checks),
-    }
+class Caller:
+    """One session of a scenario, driven turn by turn."""
+
+    def __init__(self, scenario: Scenario, config: AgentConfig) -> None:
+        self.scenario = scenario
+        self.session = AgentSession(
+            session_id=f"bench-{len(scenario.name)}-{scenario.ask}",
+            config=config,
+            providers=build_providers(config.pipeline),
+            output_sample_rate=OUT_RATE,
+        )
+        self.ready = asyncio.Event()
+        self.session.first_frame_ready = self.ready.set
+        self.latencies: list[float] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.session.start()
+        self._reader = asyncio.create_task(_discard(self.session))
+
+    async def turn(self, n: int) -> None:
+        """One turn, played out as fast as it is synthesized; turn 0 (connection warm-up) is not counted."""
+        self.ready.clear()
+        started = time.monotonic()
+        self.session.push_text(f"{self.scenario.ask} please, turn {n}")
+        await asyncio.wait_for(self.ready.wait(), 30)
+        if n:
+            self.latencies.append((time.monotonic() - started) * 1000)
+        while self.session.busy:
+            if self.session.pull_audio() is None:
+                await asyncio.sleep(0.001)
+
+    async def close(self) -> None:
+        await self.session.close("client_ended")
+        if self._reader is not None:
+            await self._reader
+
+    def row(self) -> dict[str, Any]:
+        checks = [c for r in self.session.turn_records[1:] for c in r.supervisor]
+        return {
+            "scenario": self.scenario.name,
+            "turns": len(self.latencies),
+            "first_audio_p50_ms": percentile(self.latencies, 0.5),
+            "first_audio_p99_ms": percentile(self.latencies, 0.99),
+            "checks": len(checks),
+            "budget_hits": sum(c.source == "timeout" for c in checks),
+        }
 
 
 async def _discard(session: AgentSession) -> None:
@@ -159,19 +168,28 @@ async def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     guard.script_prompt(
         PromptScript(marker=SUPERVISOR, rules=[PromptRule(match=".", reply='{"verdict":"allow"}')])
     )
-    rows = []
+    callers: list[Caller] = []
     try:
         async with ToolServer() as tools:
             for scenario in SCENARIOS:
-                late = scenario.supervisor_delay is not None and scenario.supervisor_delay < 0
-                delay = args.budget_ms / 1000 + 0.2 if late else args.supervisor_ms / 1000
-                guard.faults.first_byte_delay = delay
-                rows.append(
-                    await run_scenario(scenario, main, guard, tools.url("/book"), args.turns, args.budget_ms)
-                )
+                config = agent_config(scenario, main, guard, tools.url("/book"), args.budget_ms)
+                callers.append(Caller(scenario, config))
+                await callers[-1].start()
+            # Round robin, one turn of each scenario at a time: the machine's load drifts, and every
+            # scenario then sees the same drift.
+            for n in range(args.turns + 1):
+                for caller in callers:
+                    late = caller.scenario.supervisor == "late"
+                    guard.faults.first_byte_delay = (
+                        args.budget_ms + 200 if late else args.supervisor_ms
+                    ) / 1000
+                    await caller.turn(n)
     finally:
+        for caller in callers:
+            await caller.close()
         await main.stop()
         await guard.stop()
+    rows = [caller.row() for caller in callers]
     baseline = rows[0]["first_audio_p50_ms"]
     for row in rows:
         row["added_p50_ms"] = row["first_audio_p50_ms"] - baseline
