@@ -218,6 +218,8 @@ class SpeechGate:
         self._settled.set()
 
     def _release(self, text: str, round_: int) -> None:
+        if self._turn.interrupted:
+            return  # a verdict that lands between a barge-in and the generation's cancellation
         rnd = self._turn.rounds[round_]
         rnd.text = f"{rnd.text} {text}" if rnd.text else text
         self._pieces.put_nowait((text, round_))

@@ -35,7 +35,7 @@ Source = Literal["rule", "llm", "timeout", "malformed"]
 # Appended to the configured prompt: the contract parse_verdict enforces.
 VERDICT_FORMAT = (
     "You see one piece of a voice agent's draft reply before it is spoken, with the caller's words and "
-    "what the agent already said. Answer with one JSON object and nothing else: "
+    "the reply drafted before it. Answer with one JSON object and nothing else: "
     '{"verdict": "allow"} to let it be spoken, {"verdict": "veto", "reason": "..."} to stop it, or '
     '{"verdict": "redirect", "text": "...", "reason": "..."} to speak your text instead.'
 )
@@ -96,8 +96,8 @@ def spoken_for(verdict: VerdictKind, draft: str, redirect: str, safe_line: str) 
     return redirect if verdict == "redirect" else safe_line
 
 
-def supervisor_messages(prompt: str, caller: str, said: str, draft: str) -> list[ChatMessage]:
-    payload = json.dumps({"caller": caller, "agent_said": said, "draft": draft}, ensure_ascii=False)
+def supervisor_messages(prompt: str, caller: str, before: str, draft: str) -> list[ChatMessage]:
+    payload = json.dumps({"caller": caller, "reply_before": before, "draft": draft}, ensure_ascii=False)
     return [
         ChatMessage(role="system", content=f"{prompt}\n\n{VERDICT_FORMAT}"),
         ChatMessage(role="user", content=payload),
@@ -126,11 +126,11 @@ class Supervisor:
             return self._verdict(draft, started, "allow", "rule", "", "")
         return None
 
-    async def check(self, caller: str, said: str, draft: str) -> Check:
+    async def check(self, caller: str, before: str, draft: str) -> Check:
         """The LLM's verdict on ``draft``; never raises (a failed check is a timeout, with the policy
         applied)."""
         started = time.monotonic()
-        return self._verdict(draft, started, *await self._ask_llm(caller, said, draft))
+        return self._verdict(draft, started, *await self._ask_llm(caller, before, draft))
 
     def _verdict(
         self, draft: str, started: float, verdict: VerdictKind, source: Source, redirect: str, reason: str
@@ -147,11 +147,11 @@ class Supervisor:
             latency_ms=latency * 1000,
         )
 
-    async def _ask_llm(self, caller: str, said: str, draft: str) -> tuple[VerdictKind, Source, str, str]:
+    async def _ask_llm(self, caller: str, before: str, draft: str) -> tuple[VerdictKind, Source, str, str]:
         fallback = fallback_verdict(self.spec.on_timeout)
         try:
             async with asyncio.timeout(self.spec.budget_ms / 1000):
-                raw = await self._ask(supervisor_messages(self.spec.prompt, caller, said, draft))
+                raw = await self._ask(supervisor_messages(self.spec.prompt, caller, before, draft))
         except TimeoutError:
             return fallback, "timeout", "", f"no verdict within {self.spec.budget_ms} ms"
         except ProviderError as exc:
