@@ -53,6 +53,8 @@ def supervised(
     llm: dict[str, Any] | None, tools: list[dict[str, Any]] | None = None, **spec: Any
 ) -> AgentConfig:
     config = make_config(rules=MAIN_RULES, tools=tools)
+    # A budget no loaded machine misses, unless a test sets its own.
+    spec = {"budgetMs": 10000, **spec}
     config.pipeline.supervisor = SupervisorSpec.model_validate(
         {"llm": llm, "prompt": f"{MARKER}: veto financial promises.", "safeLine": SAFE, **spec}
     )
