@@ -196,3 +196,26 @@ async def test_a_vetoed_reply_runs_no_tools(openai_server, supervisor_llm):
             assert msgs[1].content == SAFE and msgs[1].tool_calls  # the call is answered, as cancelled
             assert json.loads(msgs[2].content)["error"] == "cancelled"
         assert server.calls("/book") == []
+
+
+async def test_barge_in_cancels_pending_checks_and_nothing_of_the_turn_is_spoken(
+    openai_server, supervisor_llm
+):
+    openai_server.faults.first_byte_delay = 30.0  # the verdicts are still pending at the barge-in
+    observed = checks_observed()
+    async with Harness(supervised(supervisor_llm)) as h:
+        h.session.push_text("hello")
+        await h.until(lambda: openai_server.requests, what="a supervisor request")
+        h.session.push_text("stop")
+        # The interrupted turn ends without waiting for its verdicts (30 s away).
+        await h.until(lambda: len(h.session.turn_records) == 1, what="turn-1 finished")
+        first = h.session.turn_records[0]
+        assert first.interrupted and first.sent_to_tts == "" and first.supervisor == []
+        turn_1 = [m for m in h.session.conversation.messages if m.turn_id == "turn-1"]
+        assert [m.role for m in turn_1] == ["user"]
+        assert all(not e.text for e in h.of_type("agent_text") if e.turn_id == "turn-1")
+        openai_server.faults.first_byte_delay = 0.0
+        await h.drain_agent()
+        assert h.session.turn_records[1].played_text == "You said: stop."
+    # The cancelled checks never produced a verdict.
+    assert checks_observed() - observed == 1
