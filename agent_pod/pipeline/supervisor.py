@@ -16,13 +16,14 @@ import json
 import logging
 import re
 import time
+import weakref
 from collections.abc import AsyncGenerator
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .. import pipeline_metrics
-from ..config import SupervisorSpec
+from ..config import LLMProvider, SupervisorSpec
 from ..conversation import ChatMessage
 from ..providers.base import LLM, ProviderError
 from ..providers.registry import provider_class
@@ -104,6 +105,20 @@ def supervisor_messages(prompt: str, caller: str, before: str, draft: str) -> li
     ]
 
 
+# Per event loop (the pod has one; tests run a loop each), so an SDK client never outlives its loop.
+_llms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, LLM]] = weakref.WeakKeyDictionary()
+
+
+def shared_llm(choice: LLMProvider) -> LLM:
+    """The supervisor model, built once per pod and shared by its sessions like the pipeline's providers
+    (a client per session would leave a connection pool behind each call)."""
+    models = _llms.setdefault(asyncio.get_running_loop(), {})
+    key = choice.model_dump_json()
+    if key not in models:
+        models[key] = provider_class("llm", choice.provider)(choice)
+    return models[key]
+
+
 class Supervisor:
     def __init__(self, spec: SupervisorSpec, llm: LLM | None) -> None:
         self.spec = spec
@@ -114,8 +129,7 @@ class Supervisor:
     def build(cls, spec: SupervisorSpec | None) -> Supervisor | None:
         if spec is None:
             return None
-        llm = provider_class("llm", spec.llm.provider)(spec.llm) if spec.llm is not None else None
-        return cls(spec, llm)
+        return cls(spec, shared_llm(spec.llm) if spec.llm is not None else None)
 
     def check_rules(self, draft: str) -> Check | None:
         """The deny list's verdict, at once; None when the LLM (if any) has to decide."""
