@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -251,6 +252,79 @@ class ComplianceSpec(Model):
     )
 
 
+class ToolSpeechSpec(Model):
+    """What the agent says around tool calls (docs/speech-gate.md)."""
+
+    mode: Literal["hold", "stream"] = Field(
+        default="hold",
+        description="hold: in an LLM round that offers tools, its text waits until the model has decided "
+        '(a preamble such as "I\'ve booked that" is never spoken before the tool runs); rounds without '
+        "tools stream as always. stream: every round's text goes to TTS as it arrives.",
+    )
+    preamble: Literal["speak", "drop"] = Field(
+        default="speak",
+        description="In hold mode, the text of a round that ends with tool calls: spoken before the tools "
+        "run, or dropped (never spoken, not in the history).",
+    )
+    filler_after_ms: int = Field(
+        default=800,
+        ge=50,
+        le=10000,
+        description="Tools of a round still running after this long: the next filler phrase is spoken.",
+    )
+    fillers: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description='Filler phrases spoken in turn while slow tools run (e.g. "One moment."); empty: none.',
+    )
+
+
+class SupervisorSpec(Model):
+    """A compliance check of every draft reply before it is spoken: a regex deny list, then an optional
+    supervisor LLM within a latency budget (docs/speech-gate.md)."""
+
+    llm: LLMProvider | None = Field(
+        default=None, description="The supervisor model; absent: only the regex rules are checked."
+    )
+    prompt: str = Field(
+        default="You are a compliance supervisor for a voice agent. Veto anything that gives legal, "
+        "medical or financial advice, makes promises the agent cannot keep, or is abusive.",
+        min_length=1,
+        max_length=16384,
+        description="The supervisor's instructions; the verdict format is appended by the pod.",
+    )
+    budget_ms: int = Field(
+        default=400,
+        ge=10,
+        le=10000,
+        description="Longest wait for a verdict on one piece of the reply; later, onTimeout applies.",
+    )
+    on_timeout: Literal["allow", "block"] = Field(
+        default="allow",
+        description="A verdict late or malformed: allow speaks the draft, block vetoes it.",
+    )
+    rules: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Regular expressions (Python syntax, case-insensitive); a draft matching any is vetoed "
+        "without asking the LLM.",
+    )
+    safe_line: str = Field(
+        default="Sorry, I can't help with that.",
+        max_length=500,
+        description="Spoken instead of a vetoed draft (and the rest of that turn); empty: nothing.",
+    )
+
+    @model_validator(mode="after")
+    def _rules_compile(self) -> SupervisorSpec:
+        for i, rule in enumerate(self.rules):
+            try:
+                re.compile(rule)
+            except re.error as exc:
+                raise ValueError(f"supervisor.rules[{i}] is not a valid regular expression: {exc}") from None
+        return self
+
+
 class PipelineSpec(Model):
     """The cascaded audio pipeline: VAD -> STT -> LLM -> TTS."""
 
@@ -261,6 +335,12 @@ class PipelineSpec(Model):
     barge_in: BargeInSpec = Field(default_factory=BargeInSpec, description="Interruption by the caller.")
     compliance: ComplianceSpec = Field(
         default_factory=ComplianceSpec, description="Audit of played audio against the transcript."
+    )
+    tool_speech: ToolSpeechSpec = Field(
+        default_factory=ToolSpeechSpec, description="Holding, preambles and fillers around tool calls."
+    )
+    supervisor: SupervisorSpec | None = Field(
+        default=None, description="Compliance check of each draft reply before TTS; absent: none."
     )
 
 

@@ -143,6 +143,29 @@ AGENT_PAUSES_TOTAL = Counter(
 )
 for _outcome in ("interrupted", "resumed"):
     AGENT_PAUSES_TOTAL.labels(_outcome)
+# The speech gate (pipeline/speech_gate.py) and its supervisor (pipeline/supervisor.py).
+SPEECH_HELD_SECONDS = Histogram(
+    "voicefleet_speech_held_seconds",
+    "Hold mode: first text piece of a round that offers tools -> the model's decision (its stream's end).",
+    buckets=LATENCY_BUCKETS,
+)
+FILLERS_TOTAL = Counter("voicefleet_fillers_total", "Filler phrases spoken while slow tools ran.")
+SUPERVISOR_CHECK_SECONDS = Histogram(
+    "voicefleet_supervisor_check_seconds",
+    "One supervisor check of a draft piece (regex rules, then the LLM within its budget).",
+    buckets=LATENCY_BUCKETS,
+)
+SUPERVISOR_VERDICTS = ("allow", "veto", "redirect")
+SUPERVISOR_SOURCES = ("rule", "llm", "timeout", "malformed")
+SUPERVISOR_VERDICTS_TOTAL = Counter(
+    "voicefleet_supervisor_verdicts_total",
+    "Supervisor verdicts on draft pieces, by verdict and by what decided it (a deny-list rule, the LLM, or "
+    "onTimeout after a late or malformed answer). Pieces checked in parallel after a veto count too.",
+    ["verdict", "source"],
+)
+for _verdict in SUPERVISOR_VERDICTS:
+    for _source in SUPERVISOR_SOURCES:
+        SUPERVISOR_VERDICTS_TOTAL.labels(_verdict, _source)
 
 
 def export_tool_calls(tools: Iterable[str]) -> None:

@@ -53,6 +53,8 @@ from .input_limits import InputRefused, check_text
 from .overlap import OverlapUtterance
 from .playback import TurnPlayback
 from .recorder import PipelineRecorder
+from .speech_gate import SpeechPolicy
+from .supervisor import Supervisor
 from .tools import ToolRunner
 from .turn import AgentTurn, Round, UserTurn
 from .vad_gate import Decision, GateParams, State
@@ -136,6 +138,7 @@ class AgentSession:
         self._tts = FallbackTTS(chain(providers.tts, stage_timeouts(pipeline.tts)))
         self._tools = ToolRunner(config.tools, session_id, self._emit, self._recorder)
         self._flow = FlowRuntime.for_session(config, self._conversation, self._llm)
+        self._speech = SpeechPolicy(pipeline.tool_speech, Supervisor.build(pipeline.supervisor))
         primary_stt = providers.stt[0].name if providers.stt else "synthetic"
         # Re-transcription needs real speech: benchmarks with synthetic STT have tones, not words.
         self._auditor = Auditor(
@@ -601,6 +604,7 @@ class AgentSession:
             step = await self._flow.begin(turn.turn_id)
             messages, offered, llm = step.messages, step.tools, step.llm
         repairs = {t.name: t.max_argument_repairs for t in self.config.tools}
+        gate = self._speech.open(turn, pieces, self._emit_agent_text)
         for index in range(MAX_LLM_ROUNDS):
             rnd = Round()
             turn.rounds.append(rnd)
@@ -615,25 +619,25 @@ class AgentSession:
                     if index == 0:
                         turn.llm_first_token_ms = ms
                 if chunk.text:
-                    rnd.text += chunk.text
                     for piece in chunker.feed(chunk.text):
-                        pieces.put_nowait((piece, index))
-                        self._emit_agent_text(turn)
+                        gate.put(piece, index, bool(offered))
                 if chunk.tool_call is not None:
                     rnd.tool_calls.append(chunk.tool_call)
             for piece in chunker.flush():
-                pieces.put_nowait((piece, index))
-                self._emit_agent_text(turn)
-            if not rnd.tool_calls:
+                gate.put(piece, index, bool(offered))
+            await gate.round_end(index, bool(rnd.tool_calls))
+            if not rnd.tool_calls or gate.vetoed:
+                await gate.drain()
                 return
             messages.append(ChatMessage(role="assistant", content=rnd.text, tool_calls=list(rnd.tool_calls)))
-            await asyncio.gather(
-                *(
-                    self._call_tool(turn, call, repairs)
-                    for call in rnd.tool_calls
-                    if self._flow is None or not self._flow.answers(turn, call)  # transition functions
+            async with gate.tools_running(index):
+                await asyncio.gather(
+                    *(
+                        self._call_tool(turn, call, repairs)
+                        for call in rnd.tool_calls
+                        if self._flow is None or not self._flow.answers(turn, call)  # transition functions
+                    )
                 )
-            )
             for call in rnd.tool_calls:
                 messages.append(
                     ChatMessage(role="tool", content=turn.outcomes[call.id].content, tool_call_id=call.id)
@@ -641,8 +645,9 @@ class AgentSession:
             offered = [t for t in offered if repairs.get(t.name, 0) >= 0]
             if self._flow is not None and (moved := await self._flow.moved(turn, index, pieces, messages)):
                 if moved.done:  # handed over to a node that answers the caller's next turn
-                    return
+                    break
                 messages, offered, llm = moved.messages, moved.tools, moved.llm
+        await gate.drain()
 
     async def _call_tool(self, turn: AgentTurn, call: ToolCall, repairs: dict[str, int]) -> None:
         args, outcome = self._tools.check(call, repairs.get(call.name, 0))
@@ -730,6 +735,8 @@ class AgentSession:
             played_text=played,
             played_ms=turn.playback.played_ms,
             interrupted=turn.interrupted,
+            supervisor=turn.checks,
+            vetoed=turn.vetoed,
         )
         self.turn_records.append(record)
         if not self._auditor.enabled:
