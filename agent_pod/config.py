@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -154,8 +155,25 @@ class TTSStage(TTSProvider):
     fallback: list[TTSProvider] = Field(default_factory=list, max_length=4, description="Tried in order.")
 
 
+# A cancel phrase or backchannel: words, matched case- and punctuation-insensitively.
+_Phrase = Annotated[str, Field(min_length=1, max_length=100, pattern=r"[A-Za-z0-9]")]
+
+
 class BargeInSpec(Model):
     """How the caller interrupts the agent."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.cancelPhrases) || !has(self.backchannels) || "
+                    "self.cancelPhrases.all(p, "
+                    "!self.backchannels.exists(b, b.lowerAscii().trim() == p.lowerAscii().trim()))",
+                    "message": "a phrase cannot be both in cancelPhrases and backchannels",
+                }
+            ]
+        }
+    )
 
     enabled: bool = Field(default=True, description="Caller speech while the agent speaks stops the agent.")
     min_speech_ms: int = Field(
@@ -164,6 +182,56 @@ class BargeInSpec(Model):
         le=5000,
         description="Caller speech this long while the agent speaks interrupts it (shorter noise does not).",
     )
+    # Hotwords, backchannels and false interruptions (see docs/interruptions.md).
+    cancel_phrases: list[_Phrase] = Field(
+        default_factory=lambda: ["stop", "cancel", "wait", "hold on"],
+        max_length=50,
+        description="Said alone while the agent speaks, these stop it even when shorter than minSpeechMs, "
+        "and add no turn: the agent stops and listens.",
+    )
+    backchannels: list[_Phrase] = Field(
+        default_factory=lambda: ["uh-huh", "mm-hmm", "okay", "right", "yeah", "sure"],
+        max_length=50,
+        description="Acknowledgements: said alone while the agent speaks, they neither interrupt it nor "
+        "become a turn.",
+    )
+    cancel_min_speech_ms: int = Field(
+        default=120,
+        ge=20,
+        le=5000,
+        description="Caller sound shorter than this while the agent speaks is not transcribed (a click or "
+        "a breath must not read as a cancel phrase).",
+    )
+    phrase_max_ms: int = Field(
+        default=1000,
+        ge=100,
+        le=5000,
+        description="Caller speech longer than this is never taken for a backchannel or a cancel phrase, "
+        "whatever its transcript: an STT restricted to a vocabulary hears long speech as its phrases.",
+    )
+    resume_false_interruptions: bool = Field(
+        default=True,
+        description="At minSpeechMs of caller speech the agent pauses instead of stopping; it stops once "
+        "the transcript says speech or a cancel phrase, and resumes where it paused when it says a "
+        "backchannel, noise or nothing.",
+    )
+    false_interruption_timeout_ms: int = Field(
+        default=2000,
+        ge=100,
+        le=10000,
+        description="A pause with no transcript to act on after this long resumes the agent.",
+    )
+
+    @model_validator(mode="after")
+    def _phrases_distinct(self) -> BargeInSpec:
+        both = {p.lower().strip() for p in self.cancel_phrases} & {
+            p.lower().strip() for p in self.backchannels
+        }
+        if both:
+            raise ValueError(
+                f"pipeline.bargeIn: {sorted(both)} both in cancelPhrases and backchannels; keep it in one"
+            )
+        return self
 
 
 class ComplianceSpec(Model):
@@ -184,6 +252,79 @@ class ComplianceSpec(Model):
     )
 
 
+class ToolSpeechSpec(Model):
+    """What the agent says around tool calls (docs/speech-gate.md)."""
+
+    mode: Literal["hold", "stream"] = Field(
+        default="hold",
+        description="hold: in an LLM round that offers tools, its text waits until the model has decided "
+        '(a preamble such as "I\'ve booked that" is never spoken before the tool runs); rounds without '
+        "tools stream as always. stream: every round's text goes to TTS as it arrives.",
+    )
+    preamble: Literal["speak", "drop"] = Field(
+        default="speak",
+        description="In hold mode, the text of a round that ends with tool calls: spoken before the tools "
+        "run, or dropped (never spoken, not in the history).",
+    )
+    filler_after_ms: int = Field(
+        default=800,
+        ge=50,
+        le=10000,
+        description="Tools of a round still running after this long: the next filler phrase is spoken.",
+    )
+    fillers: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description='Filler phrases spoken in turn while slow tools run (e.g. "One moment."); empty: none.',
+    )
+
+
+class SupervisorSpec(Model):
+    """A compliance check of every draft reply before it is spoken: a regex deny list, then an optional
+    supervisor LLM within a latency budget (docs/speech-gate.md)."""
+
+    llm: LLMProvider | None = Field(
+        default=None, description="The supervisor model; absent: only the regex rules are checked."
+    )
+    prompt: str = Field(
+        default="You are a compliance supervisor for a voice agent. Veto anything that gives legal, "
+        "medical or financial advice, makes promises the agent cannot keep, or is abusive.",
+        min_length=1,
+        max_length=16384,
+        description="The supervisor's instructions; the verdict format is appended by the pod.",
+    )
+    budget_ms: int = Field(
+        default=400,
+        ge=10,
+        le=10000,
+        description="Longest wait for a verdict on one piece of the reply; later, onTimeout applies.",
+    )
+    on_timeout: Literal["allow", "block"] = Field(
+        default="allow",
+        description="A verdict late or malformed: allow speaks the draft, block vetoes it.",
+    )
+    rules: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Regular expressions (Python syntax, case-insensitive); a draft matching any is vetoed "
+        "without asking the LLM.",
+    )
+    safe_line: str = Field(
+        default="Sorry, I can't help with that.",
+        max_length=500,
+        description="Spoken instead of a vetoed draft (and the rest of that turn); empty: nothing.",
+    )
+
+    @model_validator(mode="after")
+    def _rules_compile(self) -> SupervisorSpec:
+        for i, rule in enumerate(self.rules):
+            try:
+                re.compile(rule)
+            except re.error as exc:
+                raise ValueError(f"supervisor.rules[{i}] is not a valid regular expression: {exc}") from None
+        return self
+
+
 class PipelineSpec(Model):
     """The cascaded audio pipeline: VAD -> STT -> LLM -> TTS."""
 
@@ -194,6 +335,12 @@ class PipelineSpec(Model):
     barge_in: BargeInSpec = Field(default_factory=BargeInSpec, description="Interruption by the caller.")
     compliance: ComplianceSpec = Field(
         default_factory=ComplianceSpec, description="Audit of played audio against the transcript."
+    )
+    tool_speech: ToolSpeechSpec = Field(
+        default_factory=ToolSpeechSpec, description="Holding, preambles and fillers around tool calls."
+    )
+    supervisor: SupervisorSpec | None = Field(
+        default=None, description="Compliance check of each draft reply before TTS; absent: none."
     )
 
 

@@ -128,6 +128,45 @@ STT_BACKLOG_DROPPED_TOTAL = Counter(
     "Caller audio windows dropped because speech recognition fell maxUtteranceSeconds behind the caller.",
 )
 
+# Caller sound while the agent speaks (pipeline/overlap.py).
+OVERLAPS_TOTAL = Counter(
+    "voicefleet_overlaps_total",
+    "Caller sounds transcribed while the agent spoke, by what they were: cancel, backchannel, speech, noise.",
+    ["kind"],
+)
+for _kind in ("cancel", "backchannel", "speech", "noise"):
+    OVERLAPS_TOTAL.labels(_kind)
+AGENT_PAUSES_TOTAL = Counter(
+    "voicefleet_agent_pauses_total",
+    "Agent speech paused by a possible barge-in, by outcome: interrupted, or resumed (a false interruption).",
+    ["outcome"],
+)
+for _outcome in ("interrupted", "resumed"):
+    AGENT_PAUSES_TOTAL.labels(_outcome)
+# The speech gate (pipeline/speech_gate.py) and its supervisor (pipeline/supervisor.py).
+SPEECH_HELD_SECONDS = Histogram(
+    "voicefleet_speech_held_seconds",
+    "Hold mode: first text piece of a round that offers tools -> the model's decision (its stream's end).",
+    buckets=LATENCY_BUCKETS,
+)
+FILLERS_TOTAL = Counter("voicefleet_fillers_total", "Filler phrases spoken while slow tools ran.")
+SUPERVISOR_CHECK_SECONDS = Histogram(
+    "voicefleet_supervisor_check_seconds",
+    "One supervisor check of a draft piece (regex rules, then the LLM within its budget).",
+    buckets=LATENCY_BUCKETS,
+)
+SUPERVISOR_VERDICTS = ("allow", "veto", "redirect")
+SUPERVISOR_SOURCES = ("rule", "llm", "timeout", "malformed")
+SUPERVISOR_VERDICTS_TOTAL = Counter(
+    "voicefleet_supervisor_verdicts_total",
+    "Supervisor verdicts on draft pieces, by verdict and by what decided it (a deny-list rule, the LLM, or "
+    "onTimeout after a late or malformed answer). Pieces checked in parallel after a veto count too.",
+    ["verdict", "source"],
+)
+for _verdict in SUPERVISOR_VERDICTS:
+    for _source in SUPERVISOR_SOURCES:
+        SUPERVISOR_VERDICTS_TOTAL.labels(_verdict, _source)
+
 
 def export_tool_calls(tools: Iterable[str]) -> None:
     """Every terminal state of the pod's tools at 0 from start-up: a series born at 1 (or 2) shows no

@@ -21,11 +21,12 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..audio.resample import StreamResampler
 from ..providers.sphinx import SAMPLE_RATE, make_decoder, transcribe, words_of
 from .recorder import PipelineRecorder
+from .supervisor import Check
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ class TurnRecord(BaseModel):
     divergence: float | None = None  # word error rate of retranscript against played_text
     flagged: bool = False
     audit: str = "pending"  # pending | done | skipped (no audio, synthetic STT, backlog) | failed
+    # The supervisor's verdict on each draft piece (drafts it vetoed are here, never in the history).
+    supervisor: list[Check] = Field(default_factory=list)
+    vetoed: bool = False
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

@@ -76,6 +76,9 @@ class TurnPlayback:
     played_frames: int = 0
     closed: bool = False
     played_audio: bytearray = field(default_factory=bytearray)
+    # Held while caller sound that may be a false interruption is judged: nothing is pulled (so
+    # nothing counts as played) until resume() or flush().
+    paused: bool = False
     _frames: deque[_Frame] = field(default_factory=deque)
     _drained: asyncio.Event = field(default_factory=asyncio.Event)
     _room: asyncio.Event = field(default_factory=asyncio.Event)
@@ -110,7 +113,7 @@ class TurnPlayback:
         return len(self._frames)
 
     def pull(self) -> bytes | None:
-        if not self._frames:
+        if self.paused or not self._frames:
             return None
         frame = self._frames.popleft()
         self._room.set()
@@ -127,6 +130,12 @@ class TurnPlayback:
         self.closed = True
         if not self._frames:
             self._drained.set()
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
 
     def flush(self) -> int:
         """Drop every queued frame (barge-in); returns how many were dropped."""

@@ -38,6 +38,7 @@ from ..providers.base import VAD, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..sessions.records import HeldInput
 from .audio_input import AudioInput
+from .barge_in import BargeIn
 from .chunking import SpeechChunker
 from .compliance import Auditor, TurnRecord
 from .events import (
@@ -51,8 +52,11 @@ from .events import (
     UserTranscript,
 )
 from .input_limits import InputRefused, check_text
+from .overlap import OverlapUtterance
 from .playback import TurnPlayback
 from .recorder import PipelineRecorder
+from .speech_gate import SpeechPolicy
+from .supervisor import Supervisor
 from .tools import ToolRunner
 from .turn import AgentTurn, Round, UserTurn
 from .vad_gate import Decision, GateParams, State
@@ -141,6 +145,7 @@ class AgentSession:
             config, lambda: self._conversation, self._llm, self._snapshot, self._log, caller_memory
         )
         self._flow = FlowRuntime.for_session(config, self._conversation, self._llm)
+        self._speech = SpeechPolicy(pipeline.tool_speech, Supervisor.build(pipeline.supervisor))
         primary_stt = providers.stt[0].name if providers.stt else "synthetic"
         # Re-transcription needs real speech: benchmarks with synthetic STT have tones, not words.
         self._auditor = Auditor(
@@ -152,7 +157,7 @@ class AgentSession:
         self.turn_records: list[TurnRecord] = []
 
         self._events: asyncio.Queue[SessionEvent] = asyncio.Queue()
-        self._stt_queue: asyncio.Queue[bytes | _Finalize] = asyncio.Queue()
+        self._stt_queue: asyncio.Queue[bytes | _Finalize | OverlapUtterance] = asyncio.Queue()
         self._stt_queued_bytes = 0
         self._turn_queue: asyncio.Queue[UserTurn] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -181,6 +186,10 @@ class AgentSession:
         self._held: list[HeldInput] | None = None
         self._publishing = False  # a finished turn is being persisted and announced
         self._held_seconds = 0.0
+        # Caller sound while the agent speaks: cancel phrases, backchannels, false interruptions.
+        self._barge = BargeIn(
+            pipeline.barge_in, self._barge_in_ms(), lambda: self._current, self._interrupt, self._log
+        )
 
     # ------------------------------------------------------------------ public API
 
@@ -371,6 +380,7 @@ class AgentSession:
         if decision is Decision.CANDIDATE or (decision is Decision.START and self._utterance is None):
             self._utterance = deque([*self._input.preroll(), window], maxlen=self._max_utterance_windows)
             self._utterance_accepted = False
+            self._barge.new_utterance()
         elif self._utterance is not None:
             if self._utterance_accepted:
                 self._to_stt(window)
@@ -383,19 +393,25 @@ class AgentSession:
         if decision is Decision.START:
             self._last_activity = time.monotonic()
         gate = self._input.gate
+        if gate.state is not State.SILENCE:
+            self._barge.heard(gate.voiced_ms)
         if self._utterance is not None and not self._utterance_accepted and gate.state is State.SPEECH:
             if self._current is None:
                 self._accept_utterance()
             elif self.config.pipeline.barge_in.enabled and gate.voiced_ms >= self._barge_in_ms():
-                self._interrupt()
+                if not self._barge.pause():
+                    self._interrupt()
                 self._accept_utterance()
 
         if decision is Decision.END:
             if self._utterance_accepted:
                 self._stt_queue.put_nowait(_Finalize(time.monotonic()))
+            else:
+                self._transcribe_short_sound()
             self._utterance = None
             self._utterance_accepted = False
         elif decision is Decision.ABORT:
+            self._transcribe_short_sound()
             self._utterance = None
 
     def _next_vad(self, exc: Exception) -> VAD | None:
@@ -420,10 +436,26 @@ class AgentSession:
     def _barge_in_ms(self) -> float:
         return float(max(self.config.pipeline.barge_in.min_speech_ms, self.config.pipeline.vad.min_speech_ms))
 
+    @property
+    def judging_overlap(self) -> bool:
+        """Caller sound heard over the agent is still being judged (agent paused, or transcript due)."""
+        return self._barge.judging or not self._stt_queue.empty()
+
+    def _transcribe_short_sound(self) -> None:
+        """Caller sound shorter than minSpeechMs over the agent goes to the STT too: it may say "stop"."""
+        overlap = self._barge.short_sound()
+        if overlap is not None and self._utterance is not None:
+            self._stt_queue.put_nowait(overlap)
+            for window in self._utterance:
+                self._to_stt(window)
+            self._stt_queue.put_nowait(_Finalize(time.monotonic()))
+
     def _accept_utterance(self) -> None:
         assert self._utterance is not None
         self._utterance_accepted = True
         self._last_activity = time.monotonic()
+        if self._barge.overlapped is not None:
+            self._stt_queue.put_nowait(self._barge.overlapped)  # the STT's transcripts will be judged
         for window in self._utterance:
             self._to_stt(window)
         self._utterance_windows = len(self._utterance)
@@ -449,6 +481,8 @@ class AgentSession:
         )
 
     def _on_interim(self, text: str) -> None:
+        if not self._barge.judge(text, final=False):
+            return
         self._emit(UserTranscript(turn_id=self._next_turn_id(peek=True), text=text, final=False))
 
     async def _stt_loop(self) -> None:
@@ -459,6 +493,9 @@ class AgentSession:
                 self._report_stt_failure(exc)
         while True:
             item = await self._stt_queue.get()
+            if isinstance(item, OverlapUtterance):
+                self._barge.hearing = item
+                continue
             if isinstance(item, bytes):
                 self._stt_queued_bytes -= len(item)
             if not self._stt.available:
@@ -479,6 +516,8 @@ class AgentSession:
             decided = time.monotonic()
             stt_final_ms = (decided - item.ended_at) * 1000
             pipeline_metrics.STT_FINAL_SECONDS.observe(stt_final_ms / 1000)
+            if not self._barge.judge(text, final=True):
+                continue
             if text.strip():
                 self._queue_user_turn(text.strip(), decided, stt_final_ms)
             else:
@@ -575,6 +614,7 @@ class AgentSession:
             step = await self._flow.begin(turn.turn_id)
             messages, offered, llm = step.messages, step.tools, step.llm
         repairs = {t.name: t.max_argument_repairs for t in self.config.tools}
+        gate = self._speech.open(turn, pieces, self._emit_agent_text)
         for index in range(MAX_LLM_ROUNDS):
             rnd = Round()
             turn.rounds.append(rnd)
@@ -589,25 +629,25 @@ class AgentSession:
                     if index == 0:
                         turn.llm_first_token_ms = ms
                 if chunk.text:
-                    rnd.text += chunk.text
                     for piece in chunker.feed(chunk.text):
-                        pieces.put_nowait((piece, index))
-                        self._emit_agent_text(turn)
+                        gate.put(piece, index, bool(offered))
                 if chunk.tool_call is not None:
                     rnd.tool_calls.append(chunk.tool_call)
             for piece in chunker.flush():
-                pieces.put_nowait((piece, index))
-                self._emit_agent_text(turn)
-            if not rnd.tool_calls:
+                gate.put(piece, index, bool(offered))
+            await gate.round_end(index, bool(rnd.tool_calls))
+            if not rnd.tool_calls or gate.vetoed:
+                await gate.drain()
                 return
             messages.append(ChatMessage(role="assistant", content=rnd.text, tool_calls=list(rnd.tool_calls)))
-            await asyncio.gather(
-                *(
-                    self._call_tool(turn, call, repairs)
-                    for call in rnd.tool_calls
-                    if self._flow is None or not self._flow.answers(turn, call)  # transition functions
+            async with gate.tools_running(index):
+                await asyncio.gather(
+                    *(
+                        self._call_tool(turn, call, repairs)
+                        for call in rnd.tool_calls
+                        if self._flow is None or not self._flow.answers(turn, call)  # transition functions
+                    )
                 )
-            )
             for call in rnd.tool_calls:
                 messages.append(
                     ChatMessage(role="tool", content=turn.outcomes[call.id].content, tool_call_id=call.id)
@@ -615,8 +655,9 @@ class AgentSession:
             offered = [t for t in offered if repairs.get(t.name, 0) >= 0]
             if self._flow is not None and (moved := await self._flow.moved(turn, index, pieces, messages)):
                 if moved.done:  # handed over to a node that answers the caller's next turn
-                    return
+                    break
                 messages, offered, llm = moved.messages, moved.tools, moved.llm
+        await gate.drain()
 
     async def _call_tool(self, turn: AgentTurn, call: ToolCall, repairs: dict[str, int]) -> None:
         args, outcome = self._tools.check(call, repairs.get(call.name, 0))
@@ -669,6 +710,7 @@ class AgentSession:
             return
         turn.interrupted = True
         turn.playback.flush()
+        self._barge.settle(turn, "interrupted")
         self._recorder.interruption()
         played = turn.playback.played_text()
         self._emit(Interruption(turn_id=turn.turn_id, played_text=played, played_ms=turn.playback.played_ms))
@@ -704,6 +746,8 @@ class AgentSession:
             played_text=played,
             played_ms=turn.playback.played_ms,
             interrupted=turn.interrupted,
+            supervisor=turn.checks,
+            vetoed=turn.vetoed,
         )
         self.turn_records.append(record)
         if not self._auditor.enabled:

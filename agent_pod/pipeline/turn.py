@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ..conversation import ChatMessage, ToolCall
 from .playback import TurnPlayback
+from .supervisor import Check
 from .tools import ToolOutcome, cancelled_outcome
 
 
@@ -38,10 +39,16 @@ class AgentTurn:
     first_frame_at: float | None = None
     llm_first_token_ms: float = 0.0
     tts_first_audio_ms: float = 0.0
+    checks: list[Check] = field(default_factory=list)  # the supervisor's verdicts, in speaking order
 
     @property
     def turn_id(self) -> str:
         return self.user.turn_id
+
+    @property
+    def vetoed(self) -> bool:
+        """The supervisor stopped a draft: the rest of the turn is not spoken."""
+        return any(c.verdict != "allow" for c in self.checks)
 
     @property
     def text(self) -> str:

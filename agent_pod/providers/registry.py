@@ -13,6 +13,7 @@ import importlib
 from typing import Any
 
 from ..config import LLMProvider, PipelineSpec, STTProvider, TTSProvider, VADProvider
+from ..pipeline.overlap import with_overlap_vocabulary
 from .base import LLM, STT, TTS, VAD, Providers, VADFactory
 
 # (stage, provider name) -> "module:Class" under agent_pod.providers
@@ -62,7 +63,10 @@ def vad_factory(choice: VADProvider) -> VADFactory:
 
 def build_providers(pipeline: PipelineSpec) -> Providers:
     """Providers of every stage, first choice first, fallbacks after (aligned with stage_timeouts)."""
-    stt: list[STT] = [_build("stt", c) for c in [pipeline.stt, *pipeline.stt.fallback]]
+    stt: list[STT] = [
+        _build("stt", with_overlap_vocabulary(c, pipeline.barge_in))
+        for c in [pipeline.stt, *pipeline.stt.fallback]
+    ]
     llm: list[LLM] = [_build("llm", c) for c in [pipeline.llm, *pipeline.llm.fallback]]
     tts: list[TTS] = [_build("tts", c) for c in [pipeline.tts, *pipeline.tts.fallback]]
     vad: list[VADFactory] = [vad_factory(c) for c in [pipeline.vad, *pipeline.vad.fallback]]

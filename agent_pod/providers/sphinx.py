@@ -83,7 +83,11 @@ def make_decoder(vocabulary: list[str] | None = None) -> Decoder:
     phrases = vocabulary_phrases(vocabulary) if vocabulary else []
     if not phrases:
         return Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
-    decoder = Decoder(samprate=SAMPLE_RATE, lm=None, dict=_restricted_dictionary(phrases), loglevel="FATAL")
+    # The grammar's first pass is the answer: the lattice best-path rescoring loses short utterances
+    # (espeak-ng's "stop", "okay", "uh-huh" came out empty with it, and right without).
+    decoder = Decoder(
+        samprate=SAMPLE_RATE, lm=None, dict=_restricted_dictionary(phrases), bestpath=False, loglevel="FATAL"
+    )
     decoder.add_jsgf_string("vocabulary", phrase_grammar(phrases))
     decoder.activate_search("vocabulary")
     return decoder

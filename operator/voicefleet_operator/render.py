@@ -126,6 +126,10 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
             if choice.credentials_secret_ref:
                 ref = choice.credentials_secret_ref
                 refs[(ref.name, ref.key)] = ref
+    # The speech gate's supervisor model has a key of its own.
+    if p.supervisor is not None and p.supervisor.llm is not None and p.supervisor.llm.credentials_secret_ref:
+        ref = p.supervisor.llm.credentials_secret_ref
+        refs[(ref.name, ref.key)] = ref
     for tool in spec.tools:
         if tool.endpoint.headers_secret_ref:
             ref = tool.endpoint.headers_secret_ref

@@ -106,6 +106,16 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "spec.pipeline.bargeIn.minSpeechMs",
     ),
     (
+        "phrase both cancel and backchannel",
+        {"pipeline": {"bargeIn": {"cancelPhrases": ["stop", "Okay"], "backchannels": ["okay"]}}},
+        "spec.pipeline.bargeIn",
+    ),
+    (
+        "cancel phrase without a word",
+        {"pipeline": {"bargeIn": {"cancelPhrases": ["stop", "?!"]}}},
+        "spec.pipeline.bargeIn.cancelPhrases[1]",
+    ),
+    (
         "divergence threshold above 1",
         {"pipeline": {"compliance": {"divergenceThreshold": 1.5}}},
         "spec.pipeline.compliance.divergenceThreshold",
