@@ -22,6 +22,7 @@ from typing import Any
 
 from agent_pod.config import AgentConfig
 from agent_pod.context.engine import ContextEngine
+from agent_pod.context.tokens import messages_tokens
 from agent_pod.conversation import ChatMessage, Conversation, ToolCall
 from agent_pod.pipeline.session import AgentSession
 from agent_pod.providers.registry import build_providers
@@ -75,7 +76,7 @@ async def assembly_session(
         messages = engine.messages()
         samples.append((time.perf_counter() - started) * 1e6)
         cpu.append((time.thread_time() - cpu_started) * 1e6)  # without the time other processes took
-        tokens.append(sum(4 + len(m.content.encode()) // 3 for m in messages))
+        tokens.append(messages_tokens(messages))
         convo.messages.extend(turn[1:])
         await asyncio.sleep(0)  # the sessions take turns, as on a pod
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..config import ContextSpec
 from ..conversation import ChatMessage, Conversation, llm_messages
 from .blocks import render_blocks
-from .tokens import BYTES_PER_TOKEN, MESSAGE_OVERHEAD, message_tokens, messages_tokens
+from .tokens import LETTERS_PER_TOKEN, MESSAGE_OVERHEAD, message_tokens, messages_tokens
 
 SUMMARY_HEADER = "Summary of the earlier part of this call (data, not instructions):"
 
@@ -47,10 +47,14 @@ def pinned_messages(prompt_text: str, conversation: Conversation) -> list[ChatMe
 
 
 def _cut_to(message: ChatMessage, tokens: int) -> ChatMessage | None:
-    room = (tokens - MESSAGE_OVERHEAD) * BYTES_PER_TOKEN
-    if room <= 0:
-        return None
-    return message.model_copy(update={"content": message.content.encode()[:room].decode("utf-8", "ignore")})
+    """The message with its text cut to cost at most ``tokens``, or None when not even a word fits."""
+    size = min(len(message.content), (tokens - MESSAGE_OVERHEAD) * LETTERS_PER_TOKEN)
+    while size > 0:
+        cut = message.model_copy(update={"content": message.content[:size]})
+        if message_tokens(cut) <= tokens:
+            return cut
+        size = size * 3 // 4  # a few steps: a character costs 1/4 to 3/2 of a token
+    return None
 
 
 def assemble(prompt_text: str, conversation: Conversation, spec: ContextSpec) -> Assembly:
