@@ -850,7 +850,7 @@ class MemoryLookup(ToolMemoryWrite):
     """A tool of ``tools`` called in the background (the lookup agent): its result is written into a block
     while the conversation goes on; no turn waits for it."""
 
-    on: Literal["session_start", "caller_turn"] = Field(
+    trigger: Literal["session_start", "caller_turn"] = Field(
         description="session_start: once, when the call starts; caller_turn: on each final caller transcript."
     )
     arguments: dict[str, LookupSource] = Field(

@@ -54,9 +54,9 @@ class Lookups:
     def pending(self) -> int:
         return len(self._tasks)
 
-    def trigger(self, on: str, metadata: dict[str, str], transcript: str = "") -> None:
+    def trigger(self, event: str, metadata: dict[str, str], transcript: str = "") -> None:
         for lookup in self._lookups:
-            if lookup.on != on or lookup.tool not in self._runner.tools:
+            if lookup.trigger != event or lookup.tool not in self._runner.tools:
                 continue
             args = lookup_arguments(lookup, metadata, transcript)
             if args is None:

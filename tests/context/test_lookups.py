@@ -32,7 +32,7 @@ def test_arguments_come_from_metadata_or_the_transcript():
         {
             "tool": "t",
             "block": "b",
-            "on": "caller_turn",
+            "trigger": "caller_turn",
             "arguments": {"who": "metadata.caller_id", "q": "transcript"},
         }
     )
@@ -55,14 +55,14 @@ async def test_lookups_write_memory_in_the_background_while_the_call_goes_on():
                     "tool": "crm",
                     "block": "caller_profile",
                     "field": "confirmation",
-                    "on": "session_start",
+                    "trigger": "session_start",
                     "arguments": {"time": "metadata.caller_id"},
                 },
                 {
                     "tool": "slow",
                     "block": "facts",
                     "field": "late",
-                    "on": "caller_turn",
+                    "trigger": "caller_turn",
                     "arguments": {"time": "transcript"},
                 },
             ],

@@ -115,14 +115,14 @@ def test_extraction_replies_are_validated_against_the_writable_blocks():
         ),
         ({"blocks": [{"label": "Bad Label", "description": "d"}]}, "label"),
         (
-            {"lookups": [{"tool": "crm", "block": "nope", "on": "session_start"}]},
+            {"lookups": [{"tool": "crm", "block": "nope", "trigger": "session_start"}]},
             r"memory.lookups\[0\].block: no memory block",
         ),
         (
             {
                 "blocks": [{"label": "a", "description": "d"}],
                 "lookups": [
-                    {"tool": "crm", "block": "a", "on": "caller_turn", "arguments": {"q": "env.HOME"}}
+                    {"tool": "crm", "block": "a", "trigger": "caller_turn", "arguments": {"q": "env.HOME"}}
                 ],
             },
             r"lookups.0.arguments.q",

@@ -4,6 +4,7 @@ the field; a full memory and context spec is accepted with its defaults."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -91,3 +92,9 @@ def test_memory_and_context_are_accepted_with_defaults(kwok_cluster: Cluster) ->
     assert spec["memory"]["persistence"]["ttlSeconds"] == 30 * 86400
     explain = kwok_cluster.kubectl("explain", "voiceagent.spec.memory.blocks.limitChars").stdout
     assert "refused" in explain
+
+
+def test_the_example_agent_is_accepted(kwok_cluster: Cluster) -> None:
+    example = (Path(__file__).resolve().parents[2] / "examples" / "memory-booking.yaml").read_text()
+    out = kwok_cluster.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", stdin=example)
+    assert json.loads(out.stdout)["spec"]["memory"]["lookups"][0]["trigger"] == "session_start"
