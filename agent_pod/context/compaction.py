@@ -3,7 +3,7 @@
 Summaries are made off the hot path (engine.py) once a call's full context is over
 ``context.targetTokens``, or its history is half way to the storage caps (``maxHistoryTurns`` /
 ``maxHistoryChars``), so turns are summarised well before ``trim_history`` would drop them unread.
-The newest ``keepLastTurns`` caller turns are never summarised.
+The newest ``keepLastTurns`` caller turns are never summarised (at most half of ``maxHistoryTurns``).
 """
 
 from __future__ import annotations
@@ -37,9 +37,11 @@ def turns_to_summarize(
     """The messages to fold into the summary now (oldest first), or [] when the call is within bounds."""
     turns = split_turns(conversation.messages)
     starts = [i for i, turn in enumerate(turns) if turn[0].role == "user"]
-    if len(starts) <= spec.keep_last_turns:
+    # Storage caps tighter than keepLastTurns win: turns are summarised before trim_history drops them.
+    keep = min(spec.keep_last_turns, max(1, limits.max_history_turns // 2))
+    if len(starts) <= keep:
         return []
-    cut = starts[-spec.keep_last_turns]
+    cut = starts[-keep]
     over = (
         full_context_tokens(prompt_text, conversation) > spec.target_tokens
         or len(starts) > limits.max_history_turns // 2

@@ -98,6 +98,10 @@ def test_history_near_the_storage_caps_is_summarised_before_trim_drops_it():
     convo = conversation(12, words=1)
     limits = InputLimitsSpec(max_history_turns=20)
     assert len(turns_to_summarize(PROMPT, convo, spec(keepLastTurns=2), limits)) == 10 * 2
+    # caps tighter than keepLastTurns: half the cap is kept, the rest summarised before it is trimmed
+    tight = InputLimitsSpec(max_history_turns=4)
+    old = turns_to_summarize(PROMPT, conversation(4, words=1), spec(keepLastTurns=6), tight)
+    assert [m.turn_id for m in old if m.role == "user"] == ["turn-1", "turn-2"]
 
 
 # ---------------------------------------------------------------- properties
