@@ -15,7 +15,7 @@ from agent_pod.context.assembler import SUMMARY_HEADER
 from agent_pod.context.blocks import MEMORY_HEADER, slot_values
 from agent_pod.context.summary import SUMMARY_INSTRUCTIONS
 from agent_pod.context.tokens import MESSAGE_OVERHEAD, text_tokens
-from agent_pod.conversation import Conversation
+from agent_pod.conversation import HISTORY_TRIMMED, Conversation
 from tests.pipeline.harness import Harness, make_config
 from tests.pipeline.toolserver import ToolServer, tool
 from tests.wire.openai_server import DEFAULT_KEY, OpenAIServer, PromptRule, PromptScript
@@ -133,6 +133,23 @@ async def test_a_tool_result_is_mapped_into_a_slot_in_the_turns_own_snapshot():
             await h.drain_agent()
             await h.until(lambda: finals(h) and h.snapshots, what="the turn's snapshot")
             assert memory_of(h.snapshots[0], "booking") == {"confirmation": "BK-19:00", "party": 2}
+
+
+async def test_with_tight_storage_caps_turns_are_summarised_before_they_would_be_trimmed():
+    config = make_config()
+    config = AgentConfig.model_validate(
+        {**config.dump(), "session": {"limits": {"maxHistoryTurns": 4}}, "context": {"keepLastTurns": 6}}
+    )
+    async with Harness(config) as h:
+        for n in range(1, 9):
+            h.session.push_text(f"message {n}")
+            await h.drain_agent()
+            await h.until(lambda n=n: len(finals(h)) == n, what=f"turn {n}")
+            await h.session._context.wait_idle()
+        convo = h.session.conversation
+    assert not any(m.content == HISTORY_TRIMMED for m in convo.messages)  # nothing dropped unread
+    assert "message 1" in convo.summary and convo.summary_through == 6  # the scripted LLM echoes
+    assert [m.content for m in convo.messages if m.role == "user"] == ["message 7", "message 8"]
 
 
 def chat_requests(server: OpenAIServer) -> list[list[dict[str, Any]]]:
