@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from ..config import AgentConfig, MemoryLookup
+from ..config import AgentConfig, ContextSpec, MemoryLookup
 from ..conversation import ChatMessage, Conversation
 from ..pipeline.turn import AgentTurn
 from ..providers.base import ProviderError
@@ -31,6 +31,15 @@ from .summary import ChatModel, summarize
 from .writers import apply_extraction, apply_tool_write, extraction_request, parse_extraction
 
 Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+
+def budgeted(prompt_text: str, conversation: Conversation, spec: ContextSpec) -> list[ChatMessage]:
+    """The assembled context of a turn's first LLM request, counted in the metrics (any agent or node)."""
+    assembly = assemble(prompt_text, conversation, spec)
+    metrics.CONTEXT_TOKENS.observe(assembly.tokens)
+    if assembly.left_out_turns:
+        metrics.CONTEXT_TURNS_LEFT_OUT_TOTAL.inc(assembly.left_out_turns)
+    return assembly.messages
 
 
 class ContextEngine:
@@ -90,11 +99,7 @@ class ContextEngine:
 
     def messages(self) -> list[ChatMessage]:
         """The context of the next LLM request, within the token budget."""
-        assembly = assemble(self._config.prompt_text, self._conversation(), self._config.context)
-        metrics.CONTEXT_TOKENS.observe(assembly.tokens)
-        if assembly.left_out_turns:
-            metrics.CONTEXT_TURNS_LEFT_OUT_TOTAL.inc(assembly.left_out_turns)
-        return assembly.messages
+        return budgeted(self._config.prompt_text, self._conversation(), self._config.context)
 
     def turn_finished(self, turn: AgentTurn) -> None:
         """The turn is in the history: apply its tool writes now, queue the rest for the background."""

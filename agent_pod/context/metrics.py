@@ -10,7 +10,7 @@ TOKEN_BUCKETS = (250, 500, 1000, 2000, 4000, 6000, 8000, 12000, 16000, 32000, 64
 
 CONTEXT_TOKENS = Histogram(
     "voicefleet_llm_context_tokens",
-    "Estimated tokens of the context sent with a turn's first LLM request (agent_pod/context/tokens.py).",
+    "Estimated tokens of the context assembled for a turn, or for a flow node taking over one (tokens.py).",
     buckets=TOKEN_BUCKETS,
 )
 CONTEXT_TURNS_LEFT_OUT_TOTAL = Counter(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..config import AgentConfig, FlowNode, FlowSpec, LLMStage, ToolSpec
-from ..context.assembler import assemble
+from ..context.engine import budgeted
 from ..context.summary import summarize
 from ..conversation import ChatMessage, Conversation, ToolCall
 from ..pipeline.tools import ToolOutcome
@@ -268,7 +268,7 @@ class FlowRuntime:
         summary = self._conversation.summary if node.context == "full" else ""
         view = self._conversation.model_copy(update={"messages": context, "summary": summary})
         return NodeStep(
-            messages=assemble(graph.node_prompt(self._prompt, node), view, self._budget).messages,
+            messages=budgeted(graph.node_prompt(self._prompt, node), view, self._budget),
             tools=graph.node_tools(self._tools, node),
             llm=llm,
         )

@@ -607,7 +607,7 @@ class AgentSession:
         await turn.playback.wait_drained()
 
     async def _generate(self, turn: AgentTurn, pieces: asyncio.Queue[tuple[str, int] | None]) -> None:
-        messages = self._context.messages()
+        messages = self._context.messages() if self._flow is None else []  # a flow's node: below
         offered = list(self.config.tools)
         llm: ChatModel = self._llm
         if self._flow is not None:  # the flow's current node answers, with its prompt, tools and LLM
