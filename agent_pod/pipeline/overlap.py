@@ -22,9 +22,12 @@ import enum
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..config import BargeInSpec, STTProvider
-from .turn import AgentTurn
+
+if TYPE_CHECKING:  # the provider registry imports this module: no import cycle through the turn
+    from .turn import AgentTurn
 
 _WORD = re.compile(r"[a-z0-9']+")
 
