@@ -29,6 +29,26 @@ class ChatMessage(Model):
     interrupted: bool = False
 
 
+# --- tool confirmations (docs/tools.md) ---
+
+
+class ConfirmationRecord(Model):
+    """A caller's answer to a proposed sensitive call."""
+
+    turn_id: str = Field(description="The caller turn that answered.")
+    words: str = Field(description="What the caller said.")
+    at: float = Field(description="Unix time of the answer.")
+    decision: Literal["yes", "no", "unclear"]
+
+
+class PendingConfirmation(Model):
+    """A call of a confirm-tool the LLM proposed; it runs only after a caller's yes in a later turn."""
+
+    call: ToolCall
+    proposed_turn_id: str = Field(description="The turn in which the LLM proposed it.")
+    proposed_at: float = Field(description="Unix time of the proposal.")
+
+
 class Conversation(Model):
     """Everything needed to resume a call on another pod."""
 
@@ -42,6 +62,9 @@ class Conversation(Model):
         default_factory=dict,
         description="Caller context given when the session was created (session API metadata); "
         "the LLM sees it on every turn, on whichever pod serves the call.",
+    )
+    pending_confirmation: PendingConfirmation | None = Field(
+        default=None, description="A sensitive tool call waiting for the caller's yes (docs/tools.md)."
     )
 
 

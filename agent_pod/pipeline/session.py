@@ -34,6 +34,7 @@ from ..conversation import ChatMessage, Conversation, ToolCall, last_turn_number
 from ..providers.base import VAD, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..sessions.records import HeldInput
+from ..tools.platform import ToolPlatform
 from .audio_input import AudioInput
 from .chunking import SpeechChunker
 from .compliance import Auditor, TurnRecord
@@ -90,6 +91,7 @@ class AgentSession:
         conversation: Conversation | None = None,
         on_snapshot: Callable[[Conversation], Awaitable[None]] | None = None,
         recorder: PipelineRecorder | None = None,
+        tool_platform: ToolPlatform | None = None,
     ) -> None:
         if output_sample_rate <= 0 or output_sample_rate % 50:
             raise ValueError(
@@ -131,7 +133,16 @@ class AgentSession:
         )
         self._llm = FallbackLLM(chain(providers.llm, stage_timeouts(pipeline.llm)))
         self._tts = FallbackTTS(chain(providers.tts, stage_timeouts(pipeline.tts)))
-        self._tools = ToolRunner(config.tools, session_id, self._emit, self._recorder)
+        self._tools = ToolRunner(
+            config.tools,
+            session_id,
+            self._emit,
+            self._recorder,
+            platform=tool_platform,
+            conversation=self._conversation,
+            agent=config.agent,
+            namespace=config.namespace,
+        )
         primary_stt = providers.stt[0].name if providers.stt else "synthetic"
         # Re-transcription needs real speech: benchmarks with synthetic STT have tones, not words.
         self._auditor = Auditor(
@@ -554,9 +565,11 @@ class AgentSession:
         await turn.playback.wait_drained()
 
     async def _generate(self, turn: AgentTurn, pieces: asyncio.Queue[tuple[str, int] | None]) -> None:
+        # The caller's answer to a proposed sensitive tool call (yes runs it, the result joins the history).
+        await self._tools.resolve_confirmation(turn.turn_id, turn.user.text, lambda: turn.interrupted)
         messages = llm_messages(self.config.prompt_text, self._conversation)
-        offered = list(self.config.tools)
-        repairs = {t.name: t.max_argument_repairs for t in self.config.tools}
+        offered = self._tools.offered()
+        repairs = {t.name: t.max_argument_repairs for t in offered}
         for index in range(MAX_LLM_ROUNDS):
             rnd = Round()
             turn.rounds.append(rnd)
@@ -591,14 +604,14 @@ class AgentSession:
             offered = [t for t in offered if repairs.get(t.name, 0) >= 0]
 
     async def _call_tool(self, turn: AgentTurn, call: ToolCall, repairs: dict[str, int]) -> None:
-        args, outcome = self._tools.check(call, repairs.get(call.name, 0))
+        args, outcome = self._tools.check(call, repairs.get(call.name, 0), turn.turn_id)
         if outcome is not None:
             if outcome.state == "invalid_arguments" and call.name in repairs:
                 repairs[call.name] -= 1  # below zero: the tool is withdrawn for the rest of the turn
             turn.outcomes[call.id] = outcome
             return
         assert args is not None
-        turn.outcomes[call.id] = await self._tools.execute(call, args, lambda: turn.interrupted)
+        turn.outcomes[call.id] = await self._tools.execute(call, args, lambda: turn.interrupted, turn.turn_id)
 
     async def _speak(self, turn: AgentTurn, pieces: asyncio.Queue[tuple[str, int] | None]) -> None:
         """Synthesize pieces in order into 20 ms frames of the turn's playback."""
