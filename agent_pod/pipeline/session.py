@@ -34,6 +34,7 @@ from ..conversation import ChatMessage, Conversation, ToolCall, last_turn_number
 from ..providers.base import VAD, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..sessions.records import HeldInput
+from ..tools.audit import ToolAuditRecord
 from ..tools.platform import ToolPlatform
 from .audio_input import AudioInput
 from .chunking import SpeechChunker
@@ -189,6 +190,11 @@ class AgentSession:
     @property
     def conversation(self) -> Conversation:
         return self._conversation
+
+    @property
+    def tool_audit(self) -> list[ToolAuditRecord]:
+        """The audit record of every tool call of this session (docs/tools.md)."""
+        return self._tools.audit
 
     @property
     def ended(self) -> bool:
