@@ -87,9 +87,9 @@ class ToolServer:
         return await self._wait(request, self.gate, 500)
 
     async def _stall_first(self, request: web.Request) -> web.Response:
-        seen = await self._record(request)
-        if len(self.calls("/stall_first")) == 1:
+        if not self.calls("/stall_first"):
             return await self._wait(request, self.release, 200)
+        seen = await self._record(request)
         body = seen.body or {}
         return web.json_response({"confirmation": "BK-" + str(body.get("time", "?"))})
 

@@ -48,7 +48,9 @@ class McpToolServer:
 
     async def start(self, port: int | None = None) -> None:
         self.port = port or self.port or free_port()
-        config = uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            self._app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
         deadline = asyncio.get_running_loop().time() + 20
