@@ -226,14 +226,14 @@ async def test_concurrency_limit_refuses_beyond_a_bounded_wait() -> None:
 
 
 async def test_audit_line_goes_to_the_audit_logger(caplog: pytest.LogCaptureFixture) -> None:
-    async with ToolServer() as server:
-        async with Harness(
-            make_config(rules=[BOOK_RULE], tools=[tool("book_table", server.url("/book"))])
-        ) as h:
-            h.session._tools.node = lambda: "booking"  # flows set this hook
-            with caplog.at_level(logging.INFO, logger="voicefleet.audit"):
-                h.session.push_text("book a table")
-                await h.drain_agent()
+    async with (
+        ToolServer() as server,
+        Harness(make_config(rules=[BOOK_RULE], tools=[tool("book_table", server.url("/book"))])) as h,
+    ):
+        h.session._tools.node = lambda: "booking"  # flows set this hook
+        with caplog.at_level(logging.INFO, logger="voicefleet.audit"):
+            h.session.push_text("book a table")
+            await h.drain_agent()
     [line] = [r for r in caplog.records if r.name == "voicefleet.audit"]
     audit = line.audit  # type: ignore[attr-defined]
     assert audit["tool"] == "book_table" and audit["outcome"] == "succeeded" and audit["node"] == "booking"

@@ -93,19 +93,19 @@ def test_idempotency_key_scope() -> None:
 async def test_run_once_runs_concurrent_duplicates_once_and_replays() -> None:
     store = LocalIdempotencyStore()
     calls = 0
-    release = asyncio.Event()
+    release, running = asyncio.Event(), asyncio.Event()
 
     async def call() -> str | None:
         nonlocal calls
         calls += 1
+        running.set()
         await release.wait()
         return '{"ok": 1}'
 
     options = {"lease_seconds": 30.0, "ttl_seconds": 60, "wait_seconds": 30.0}
     first = asyncio.create_task(run_once(store, "k", call, **options))  # type: ignore[arg-type]
     second = asyncio.create_task(run_once(store, "k", call, **options))  # type: ignore[arg-type]
-    while calls == 0:
-        await asyncio.sleep(0.005)
+    await asyncio.wait_for(running.wait(), 20)
     release.set()
     a, b = await asyncio.gather(first, second)
     assert calls == 1
