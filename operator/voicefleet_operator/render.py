@@ -106,6 +106,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         session=spec.session,
         sessions_per_pod=spec.autoscaling.sessions_per_pod,
         auth=spec.auth,
+        mcp_servers=spec.mcp_servers,
     )
 
 
@@ -122,6 +123,9 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
         if tool.endpoint.headers_secret_ref:
             ref = tool.endpoint.headers_secret_ref
             refs[(ref.name, ref.key)] = ref
+    for server in spec.mcp_servers:
+        if server.headers_secret_ref:
+            refs[(server.headers_secret_ref.name, server.headers_secret_ref.key)] = server.headers_secret_ref
     # The API keyring and JWT keys are read by the pods from the same mounted credentials dir.
     for auth_ref in (spec.auth.api_keys_secret_ref, spec.auth.jwt.keys_secret_ref if spec.auth.jwt else None):
         if auth_ref:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from agent_pod.config import AgentConfig
 from agent_pod.conversation import Conversation
 from tests.pipeline.harness import Harness, make_config
 from tests.pipeline.test_tools import assert_paired
@@ -22,7 +23,7 @@ BOOK_RULE = {
 }
 
 
-def config(server: ToolServer):  # type: ignore[no-untyped-def]
+def config(server: ToolServer) -> AgentConfig:
     return make_config(rules=[BOOK_RULE], tools=[tool("book_table", server.url("/book"), confirm=True)])
 
 

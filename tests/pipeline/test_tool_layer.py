@@ -238,3 +238,21 @@ async def test_audit_line_goes_to_the_audit_logger(caplog: pytest.LogCaptureFixt
     audit = line.audit  # type: ignore[attr-defined]
     assert audit["tool"] == "book_table" and audit["outcome"] == "succeeded" and audit["node"] == "booking"
     assert audit["idempotencyKey"] == h.session.tool_audit[0].idempotency_key
+
+
+async def test_redis_down_the_call_still_runs_once(private_redis: RedisServer) -> None:
+    client = connect(RedisConnection(url=private_redis.url))
+    platform = ToolPlatform.with_redis(client, AgentKeys("default", "tools-down"), [])
+    private_redis.stop()
+    try:
+        async with ToolServer() as server:
+            cfg = make_config(rules=[BOOK_RULE], tools=[tool("book_table", server.url("/book"))])
+            async with Harness(cfg, tool_platform=platform) as h:
+                for _ in range(2):
+                    h.session.push_text("book a table")
+                    await h.drain_agent()
+                # The pod's own memory stands in for Redis: the repeat is still not sent.
+                assert len(server.calls("/book")) == 1
+                assert [r.outcome for r in h.session.tool_audit] == ["succeeded", "replayed"]
+    finally:
+        await client.aclose()
