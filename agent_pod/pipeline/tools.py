@@ -344,24 +344,14 @@ class ToolRunner:
         messages.append(ChatMessage(role="assistant", tool_calls=[call], turn_id=turn_id))
         outcome = cancelled_outcome()
         try:
-            if answer == "yes":
+            args, refused = self.check(call, 0, turn_id)
+            if refused is not None:  # the tool is gone or its schema changed (a new revision): drop it
                 self.conversation.pending_confirmation = None
-                args, refused = self.check(call, 0, turn_id)
-                if refused is not None:
-                    outcome = refused
-                    return
-                assert args is not None
-                self._calls[call.id].confirmation_turn_id = turn_id
-                outcome = await self.execute(call, args, interrupted, turn_id)
+                outcome = refused
                 return
-            self.check(call, 0, turn_id)
-            self._calls[call.id].confirmation_turn_id = turn_id if answer == "no" else ""
-            action = describe_call(call.name, json.loads(call.arguments))
-            if answer == "no":
-                self.conversation.pending_confirmation = None
-                status = {"status": "declined", "message": f"The caller declined: {action} was not done."}
-                outcome = ToolOutcome("cancelled", json.dumps(status), error="declined", audit="declined")
-            else:
+            assert args is not None
+            action = describe_call(call.name, args)
+            if answer == "unclear":
                 status = {
                     "status": "confirmation_pending",
                     "message": f"The caller has not confirmed {action}; nothing was done. Ask again for a "
@@ -373,6 +363,15 @@ class ToolRunner:
                     error="confirmation_pending",
                     audit="awaiting_confirmation",
                 )
+                self.finish(call, outcome, 0)
+                return
+            self.conversation.pending_confirmation = None
+            self._calls[call.id].confirmation_turn_id = turn_id
+            if answer == "yes":
+                outcome = await self.execute(call, args, interrupted, turn_id)
+                return
+            status = {"status": "declined", "message": f"The caller declined: {action} was not done."}
+            outcome = ToolOutcome("cancelled", json.dumps(status), error="declined", audit="declined")
             self.finish(call, outcome, 0)
         except asyncio.CancelledError:
             if call.id in self._calls:  # started, not finished: the caller interrupted it

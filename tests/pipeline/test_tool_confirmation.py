@@ -10,7 +10,7 @@ import pytest
 from agent_pod.config import AgentConfig
 from agent_pod.conversation import Conversation
 from tests.pipeline.harness import Harness, make_config
-from tests.pipeline.test_tools import assert_paired
+from tests.pipeline.test_tools import assert_paired, tool_states
 from tests.pipeline.toolserver import ToolServer, tool
 from tests.wire.openai_server import ChatReply, OpenAIServer, ScriptedToolCall
 
@@ -133,3 +133,24 @@ async def test_pending_confirmation_survives_a_resume() -> None:
             assert len(server.calls("/book")) == 1
             assert resumed.session.tool_audit[-1].confirmation_turn_id == "turn-2"
             assert resumed.session.conversation.pending_confirmation is None
+
+
+async def test_an_interrupted_confirmed_call_ends_cancelled_with_a_paired_history() -> None:
+    async with ToolServer() as server:
+        cfg = make_config(
+            rules=[BOOK_RULE],
+            tools=[tool("book_table", server.url("/hang"), confirm=True, timeoutSeconds=30)],
+        )
+        async with Harness(cfg) as h:
+            await propose(h)
+            h.session.push_text("yes")
+            await h.until(lambda: server.calls("/hang"), what="the confirmed call to go out")
+            h.session.push_text("hello")  # a typed turn interrupts the agent
+            await h.drain_agent()
+            await h.until(lambda: not h.session.busy, what="the turns to end")
+            states = tool_states(h)  # every call ended exactly once
+            assert ("cancelled", 1) in states
+            audit = h.session.tool_audit
+            assert [r.outcome for r in audit] == ["awaiting_confirmation", "cancelled"]
+            assert audit[-1].confirmation_turn_id == "turn-2"
+            assert_paired(h.session.conversation.messages)
