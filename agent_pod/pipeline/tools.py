@@ -279,11 +279,9 @@ class ToolRunner:
         }
         try:
             done = await run_once(self.platform.store, key, once, **options)
-        except StoreErrors as exc:
+        except StoreErrors as exc:  # before anything was sent: this pod's memory stands in
             TOOL_IDEMPOTENCY_STORE_ERRORS_TOTAL.inc()
             log.warning("session %s tool %s: idempotency store failed: %s", self.session_id, spec.name, exc)
-            if ran is not None:  # the call ran; only keeping its result failed
-                return ran
             done = await run_once(self.platform.fallback, key, once, **options)
         if ran is not None:
             return ran

@@ -29,6 +29,7 @@ import redis.exceptions
 
 from ..sessions.keys import AgentKeys
 from ..sessions.redis_client import AnyRedis
+from ..tool_metrics import TOOL_IDEMPOTENCY_STORE_ERRORS_TOTAL
 
 log = logging.getLogger(__name__)
 
@@ -49,47 +50,56 @@ def idempotency_key(namespace: str, agent: str, session_id: str, tool: str, args
 
 
 class IdempotencyStore(Protocol):
-    """The primitives run_once is built on (Redis across pods, or one pod's memory)."""
+    """The two steps run_once is built on (Redis across pods, or one pod's memory)."""
 
-    async def get(self, key: str) -> str | None: ...
-    async def try_lock(self, key: str, owner: str, lease_seconds: float) -> bool: ...
-    async def put(self, key: str, value: str, ttl_seconds: int) -> None: ...
-    async def unlock(self, key: str, owner: str) -> None: ...
+    async def claim(self, key: str, owner: str, lease_seconds: float) -> tuple[str | None, bool]:
+        """(the stored result, False) when there is one; else (None, whether ``owner`` got the lock)."""
+        ...
+
+    async def complete(self, key: str, owner: str, value: str | None, ttl_seconds: int) -> None:
+        """Keep ``value`` (when not None) for ``ttl_seconds`` and release ``owner``'s lock."""
+        ...
 
 
 class LocalIdempotencyStore:
-    """One process's store: for a pod without Redis (and benchmarks)."""
+    """One process's store: for a pod without Redis, and the fallback while Redis is down."""
 
     def __init__(self) -> None:
         self._results: dict[str, tuple[float, str]] = {}
         self._locks: dict[str, tuple[float, str]] = {}
 
-    async def get(self, key: str) -> str | None:
-        item = self._results.get(key)
-        if item is None or item[0] < time.monotonic():
-            self._results.pop(key, None)
-            return None
-        return item[1]
-
-    async def try_lock(self, key: str, owner: str, lease_seconds: float) -> bool:
+    async def claim(self, key: str, owner: str, lease_seconds: float) -> tuple[str | None, bool]:
         now = time.monotonic()
+        item = self._results.get(key)
+        if item is not None and item[0] >= now:
+            return item[1], False
         held = self._locks.get(key)
         if held is not None and held[0] > now:
-            return False
+            return None, False
         self._locks[key] = (now + lease_seconds, owner)
-        return True
+        return None, True
 
-    async def put(self, key: str, value: str, ttl_seconds: int) -> None:
+    async def complete(self, key: str, owner: str, value: str | None, ttl_seconds: int) -> None:
         now = time.monotonic()
-        self._results = {k: v for k, v in self._results.items() if v[0] >= now}  # bounded by live keys
-        self._results[key] = (now + ttl_seconds, value)
-
-    async def unlock(self, key: str, owner: str) -> None:
+        if value is not None:
+            self._results = {k: v for k, v in self._results.items() if v[0] >= now}  # only live keys stay
+            self._results[key] = (now + ttl_seconds, value)
         if self._locks.get(key, (0.0, ""))[1] == owner:
             del self._locks[key]
 
 
-_UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+# One round trip each. Both keys carry the agent's hash tag: one slot on a Redis Cluster.
+_CLAIM = """
+local stored = redis.call('GET', KEYS[1])
+if stored then return {1, stored} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, ''} end
+return {0, ''}
+"""
+_COMPLETE = """
+if ARGV[2] == '1' then redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4]) end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
 
 
 class RedisIdempotencyStore:
@@ -99,19 +109,27 @@ class RedisIdempotencyStore:
         self.redis = client
         self.prefix = keys.prefix + "idem:"
 
-    async def get(self, key: str) -> str | None:
-        value = await self.redis.get(self.prefix + key)
-        return value.decode() if isinstance(value, bytes) else value
+    async def claim(self, key: str, owner: str, lease_seconds: float) -> tuple[str | None, bool]:
+        ms = str(max(1, int(lease_seconds * 1000)))
+        found, stored = await self.redis.eval(
+            _CLAIM, 2, self.prefix + key, self.prefix + key + ":lock", owner, ms
+        )
+        if int(found) == 1:
+            return (stored.decode() if isinstance(stored, bytes) else str(stored)), False
+        return None, int(found) == 2
 
-    async def try_lock(self, key: str, owner: str, lease_seconds: float) -> bool:
-        ms = max(1, int(lease_seconds * 1000))
-        return bool(await self.redis.set(self.prefix + key + ":lock", owner, nx=True, px=ms))
-
-    async def put(self, key: str, value: str, ttl_seconds: int) -> None:
-        await self.redis.set(self.prefix + key, value, ex=ttl_seconds)
-
-    async def unlock(self, key: str, owner: str) -> None:
-        await self.redis.eval(_UNLOCK, 1, self.prefix + key + ":lock", owner)
+    async def complete(self, key: str, owner: str, value: str | None, ttl_seconds: int) -> None:
+        keep = "1" if value is not None else "0"
+        await self.redis.eval(
+            _COMPLETE,
+            2,
+            self.prefix + key,
+            self.prefix + key + ":lock",
+            owner,
+            keep,
+            value or "",
+            str(ttl_seconds),
+        )
 
 
 @dataclass(frozen=True)
@@ -137,25 +155,26 @@ async def run_once(
     wait_seconds: float,
 ) -> Once:
     """Run ``call`` (which returns the result to keep, or None when it failed) at most once at a time per
-    key, and not at all when a result is stored."""
+    key, and not at all when a result is stored. Raises the store's errors only before ``call`` runs."""
     owner = uuid.uuid4().hex
     deadline = time.monotonic() + wait_seconds
     while True:
-        stored = await store.get(key)
+        stored, locked = await store.claim(key, owner, lease_seconds)
         if stored is not None:
             return Once(stored, replayed=True)
-        if await store.try_lock(key, owner, lease_seconds):
+        if locked:
             break
         if time.monotonic() >= deadline:
             return Once(None, refused=True)
-        await asyncio.sleep(POLL_SECONDS)  # the first call runs; its result (or its lock) will change
+        await asyncio.sleep(POLL_SECONDS)  # the first call runs; its result (or its lock's end) will come
+    value: str | None = None
     try:
         value = await call()
-        if value is not None:
-            await store.put(key, value, ttl_seconds)
         return Once(value)
     finally:
         try:
-            await asyncio.shield(store.unlock(key, owner))
-        except StoreErrors as exc:  # the lease expires on its own
-            log.warning("idempotency lock %s not released: %s", key, exc)
+            # Shielded: a cancelled call still releases its lock (else duplicates wait out the lease).
+            await asyncio.shield(store.complete(key, owner, value, ttl_seconds))
+        except StoreErrors as exc:  # the call ran once all the same; its lease expires on its own
+            TOOL_IDEMPOTENCY_STORE_ERRORS_TOTAL.inc()
+            log.warning("idempotency key %s: result not kept: %s", key, exc)

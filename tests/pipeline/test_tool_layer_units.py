@@ -125,8 +125,8 @@ async def test_run_once_refuses_a_duplicate_after_its_wait_and_retries_after_a_f
         return results.pop(0)
 
     first = asyncio.create_task(run_once(store, "k", slow, lease_seconds=30, ttl_seconds=60, wait_seconds=30))
-    while await store.try_lock("k", "probe", 1) is True:  # wait until the first holds the lock
-        await store.unlock("k", "probe")
+    while (await store.claim("k", "probe", 1))[1]:  # wait until the first holds the lock
+        await store.complete("k", "probe", None, 1)
         await asyncio.sleep(0.005)
     refused = await run_once(store, "k", slow, lease_seconds=30, ttl_seconds=60, wait_seconds=0.05)
     assert refused.refused and refused.value is None
