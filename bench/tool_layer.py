@@ -8,9 +8,9 @@ HTTP round trip:
   - POST, pod memory store: + the idempotency key and run-once in memory;
   - POST, Redis store: + run-once in a real redis-server (GET, SET NX lock, SET result, unlock);
   - replay, Redis: the same call again, answered from Redis without sending;
-  - MCP call: a real MCPServer over Streamable HTTP (one MCP session per call).
+  - MCP call: a real MCPServer over Streamable HTTP, through the pod's kept-open MCP session.
 
-    python -m bench.tool_layer [--calls 300] [--mcp-calls 30] [--json PATH]
+    python -m bench.tool_layer [--calls 300] [--mcp-calls 100] [--json PATH]
 """
 
 from __future__ import annotations
@@ -152,7 +152,9 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     assert outcome.state == "succeeded", outcome
                     return outcome
 
-                rows.append({"mode": "MCP call (session per call)", **await _timed(args.mcp_calls, mcp_call)})
+                rows.append(
+                    {"mode": "MCP call (kept-open session)", **await _timed(args.mcp_calls, mcp_call)}
+                )
             finally:
                 await platform.mcp.aclose()
     finally:
@@ -165,7 +167,7 @@ async def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300, help="sequential calls per HTTP mode")
-    parser.add_argument("--mcp-calls", type=int, default=30, help="sequential MCP calls")
+    parser.add_argument("--mcp-calls", type=int, default=100, help="sequential MCP calls")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args()
     # The MCP SDK's server turns INFO logging on: keep per-call lines (audit, HTTP) out of the table.

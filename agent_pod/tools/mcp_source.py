@@ -2,8 +2,9 @@
 
 The pod lists each server's tools at start-up (``McpCatalog.start``); a server
 that is down is retried in the background with backoff while calls go on
-without its tools. Every call opens its own short MCP client session: a server
-restart or a dropped connection costs nothing more than that one call.
+without its tools. Calls share one kept-open MCP client session per server
+(``McpConnection``); a call that fails on the transport drops it and the next
+call connects again (the runner's retries cover a server restart).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ LIST_TIMEOUT_SECONDS = 10.0
 RETRY_FIRST_SECONDS = 1.0
 RETRY_MAX_SECONDS = 30.0
 IDEMPOTENCY_META_KEY = "io.voicefleet/idempotency-key"
+HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 
 
 class McpToolError(Exception):
@@ -42,6 +44,7 @@ class McpTool:
     server: McpServerSpec
     spec: ToolSpec  # what the LLM is offered, with the server's timeouts, breaker and limits
     remote_name: str
+    connection: McpConnection
 
 
 def server_headers(server: McpServerSpec) -> dict[str, str]:
@@ -63,13 +66,60 @@ def server_headers(server: McpServerSpec) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def _connect(server: McpServerSpec, read_seconds: float) -> AsyncIterator[Client]:
-    headers = server_headers(server)
+async def _connect(server: McpServerSpec) -> AsyncIterator[Client]:
+    # A session's event stream stays open: a long read timeout, as the SDK's own client has; calls
+    # have their own timeouts.
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=read_seconds) as http,
-        Client(streamable_http_client(server.url, http_client=http), read_timeout_seconds=read_seconds) as c,
+        httpx2.AsyncClient(headers=server_headers(server), timeout=HTTP_TIMEOUT) as http,
+        Client(streamable_http_client(server.url, http_client=http)) as client,
     ):
-        yield c
+        yield client
+
+
+class McpConnection:
+    """One kept-open MCP client session to a server, shared by the pod's calls. A task holds it open
+    (the SDK's client must be entered and left in one task); a call that finds it broken drops it."""
+
+    def __init__(self, server: McpServerSpec) -> None:
+        self.server = server
+        self._ready: asyncio.Future[Client] | None = None
+        self._close = asyncio.Event()
+        self._holder: asyncio.Task[None] | None = None
+
+    async def client(self) -> Client:
+        ready, holder = self._ready, self._holder
+        if ready is None or holder is None or holder.done() or (ready.done() and ready.exception()):
+            ready = self._ready = asyncio.get_running_loop().create_future()
+            self._close = asyncio.Event()
+            self._holder = asyncio.create_task(self._hold(ready, self._close), name=f"mcp-{self.server.name}")
+        # Shielded: a caller's timeout must not cancel a connection other calls wait for.
+        return await asyncio.shield(ready)
+
+    async def _hold(self, ready: asyncio.Future[Client], close: asyncio.Event) -> None:
+        try:
+            async with _connect(self.server) as client:
+                ready.set_result(client)
+                await close.wait()
+        except Exception as exc:  # connection refused, handshake failed, the session broke
+            if not ready.done():
+                ready.set_exception(exc)
+            log.info("MCP server %s: connection ended: %s: %s", self.server.name, type(exc).__name__, exc)
+
+    def drop(self, client: Client) -> None:
+        """``client`` failed on the transport: the next call connects again."""
+        ready = self._ready
+        if ready is not None and ready.done() and not ready.exception() and ready.result() is client:
+            self._close.set()
+            self._ready = None
+
+    async def aclose(self) -> None:
+        self._close.set()
+        if self._holder is not None:
+            try:
+                async with asyncio.timeout(5):
+                    await self._holder
+            except TimeoutError:
+                self._holder.cancel()
 
 
 def tool_spec(
@@ -93,7 +143,8 @@ def tool_spec(
 async def list_tools(server: McpServerSpec) -> list[McpTool]:
     """The server's tools allowed by ``allowTools`` (all pages)."""
     found: list[McpTool] = []
-    async with _connect(server, LIST_TIMEOUT_SECONDS) as client:
+    connection = McpConnection(server)
+    async with _connect(server) as client:
         cursor: str | None = None
         while True:
             page = await client.list_tools(cursor=cursor)
@@ -106,7 +157,7 @@ async def list_tools(server: McpServerSpec) -> list[McpTool]:
                 except ValueError as exc:  # a name or schema the LLM API would refuse
                     log.warning("MCP server %s: tool %r skipped: %s", server.name, tool.name, exc)
                     continue
-                found.append(McpTool(server, spec, tool.name))
+                found.append(McpTool(server, spec, tool.name, connection))
             cursor = page.next_cursor
             if not cursor:
                 return found
@@ -116,8 +167,12 @@ async def call_tool(tool: McpTool, args: dict[str, Any], idempotency_key: str) -
     """The call's result as JSON text; McpToolError when the tool answered with an error."""
     # The key rides in the request's _meta: an MCP server that dedupes can read it.
     meta = cast(RequestParamsMeta, {IDEMPOTENCY_META_KEY: idempotency_key}) if idempotency_key else None
-    async with _connect(tool.server, tool.spec.timeout_seconds) as client:
+    client = await tool.connection.client()
+    try:
         result = await client.call_tool(tool.remote_name, args, meta=meta)
+    except Exception:
+        tool.connection.drop(client)
+        raise
     texts = [block.text for block in result.content if isinstance(block, TextContent)]
     if result.is_error:
         raise McpToolError(" ".join(texts)[:500] or "the tool reported an error")
@@ -135,6 +190,7 @@ class McpCatalog:
         self.tools: dict[str, McpTool] = {}
         self.errors: dict[str, str] = {}  # server -> why its tools are missing
         self._tasks: list[asyncio.Task[None]] = []
+        self._connections: list[McpConnection] = []
 
     async def start(self, first_wait_seconds: float = LIST_TIMEOUT_SECONDS) -> None:
         """List every server; returns once each answered or failed once (then keeps retrying)."""
@@ -170,6 +226,8 @@ class McpCatalog:
                 continue
             for tool in tools:
                 self.tools.setdefault(tool.spec.name, tool)
+            if tools:
+                self._connections.append(tools[0].connection)
             self.errors.pop(server.name, None)
             log.info("MCP server %s: %d tools", server.name, len(tools))
             first.set()
@@ -179,3 +237,4 @@ class McpCatalog:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(c.aclose() for c in self._connections), return_exceptions=True)

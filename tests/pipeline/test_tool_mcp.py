@@ -115,3 +115,27 @@ async def test_a_pod_whose_mcp_server_is_down_serves_calls_and_picks_the_tools_u
     finally:
         await platform.mcp.aclose()
         await server.stop()
+
+
+async def test_the_kept_mcp_session_reconnects_after_a_server_restart() -> None:
+    server = McpToolServer()
+    await server.start()
+    platform = await mcp_platform(McpServerSpec(name="shop", url=server.url, retries=1))
+    try:
+        rules = [{**SLOT_RULE, "match": "slot", "arguments": {"time": "18:00", "people": 2}}]
+        rules.append({**SLOT_RULE, "match": "later", "arguments": {"time": "21:00", "people": 2}})
+        async with Harness(make_config(rules=rules), tool_platform=platform) as h:
+            h.session.push_text("a slot please")
+            await h.drain_agent()
+            await server.stop()
+            await server.start(server.port)  # a new server process: the kept session is gone with it
+            h.session.push_text("later please")
+            await h.drain_agent()
+            assert [b["time"] for b in server.bookings] == ["18:00", "21:00"]
+            # Whether the broken session was noticed before the call (reconnect) or by it (retry) is a race.
+            assert [r.outcome for r in h.session.tool_audit] == ["succeeded", "succeeded"]
+            assert h.session.tool_audit[1].attempts in (1, 2)
+            assert h.of_type("agent_text")[-1].text.endswith("Your slot is MCP-21:00.")
+    finally:
+        await platform.mcp.aclose()
+        await server.stop()
