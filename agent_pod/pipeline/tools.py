@@ -37,7 +37,7 @@ from ..tool_metrics import (
     TOOL_IDEMPOTENT_REPLAYS_TOTAL,
 )
 from ..tools import audit
-from ..tools.confirmation import answer_counts, classify
+from ..tools.confirmation import answer_counts, classify, question_heard
 from ..tools.guards import Refused
 from ..tools.idempotency import (
     StoreErrors,
@@ -122,7 +122,7 @@ class _CallContext:
     started: float = field(default_factory=time.monotonic)
     arguments_sha256: str = ""
     idempotency_key: str = ""
-    confirmation_turn_id: str = ""
+    confirmation: ConfirmationRecord | None = None
 
 
 class ToolRunner:
@@ -214,19 +214,20 @@ class ToolRunner:
             outcome=outcome.audit or outcome.state,  # type: ignore[arg-type]
             attempts=attempts,
             latency_ms=round((time.monotonic() - ctx.started) * 1000, 3),
-            confirmation_turn_id=ctx.confirmation_turn_id,
+            confirmation=ctx.confirmation,
             error=outcome.error,
         )
         self.audit.append(record)
         audit.emit(record)
 
+    def _context(self, call: ToolCall, turn_id: str) -> _CallContext:
+        return _CallContext(turn_id=turn_id, source="mcp" if self._mcp_tool(call.name) else "http")
+
     def check(
         self, call: ToolCall, repairs_left: int, turn_id: str = ""
     ) -> tuple[dict[str, Any] | None, ToolOutcome | None]:
         """Validate a call: (arguments, None) to go ahead, or (None, terminal outcome)."""
-        self._calls[call.id] = _CallContext(
-            turn_id=turn_id, source="mcp" if self._mcp_tool(call.name) else "http"
-        )
+        self._calls[call.id] = self._context(call, turn_id)
         self.emit(
             ToolEvent(
                 call_id=call.id, name=call.name, state="started", arguments_json=call.arguments, attempt=1
@@ -254,10 +255,9 @@ class ToolRunner:
         """Run a validated call: a confirm-tool is proposed to the caller instead, a side-effecting one
         runs at most once per idempotency key."""
         spec = self.tools[call.name]
-        ctx = self._calls.setdefault(call.id, _CallContext(turn_id=turn_id, source="http"))
-        ctx.turn_id = ctx.turn_id or turn_id
+        ctx = self._calls.setdefault(call.id, self._context(call, turn_id))
         ctx.arguments_sha256 = arguments_sha256(args)
-        if spec.confirm and not ctx.confirmation_turn_id:
+        if spec.confirm and (ctx.confirmation is None or ctx.confirmation.decision != "yes"):
             return self._propose(call, args, turn_id)
         if not spec.has_side_effects:
             return await self._guarded(call, spec, args, interrupted, "")
@@ -325,6 +325,9 @@ class ToolRunner:
         if pending is None or not answer_counts(turn_id, pending.proposed_turn_id):
             return
         answer = classify(words)
+        heard = question_heard(self.conversation.messages, pending.call.id)
+        if not heard:  # the caller cut the agent off before it asked: their words answer something else
+            answer = "unclear"
         TOOL_CONFIRMATIONS_TOTAL.labels(decision=answer).inc()
         record = ConfirmationRecord(turn_id=turn_id, words=words, at=time.time(), decision=answer)
         log.info(
@@ -350,10 +353,12 @@ class ToolRunner:
             assert args is not None
             action = describe_call(call.name, args)
             if answer == "unclear":
+                ask = (
+                    "Ask again for a clear yes or no." if heard else "They did not hear the question: ask it."
+                )
                 status = {
                     "status": "confirmation_pending",
-                    "message": f"The caller has not confirmed {action}; nothing was done. Ask again for a "
-                    "clear yes or no.",
+                    "message": f"The caller has not confirmed {action}; nothing was done. {ask}",
                 }
                 outcome = ToolOutcome(
                     "cancelled",
@@ -364,7 +369,7 @@ class ToolRunner:
                 self.finish(call, outcome, 0)
                 return
             self.conversation.pending_confirmation = None
-            self._calls[call.id].confirmation_turn_id = turn_id
+            self._calls[call.id].confirmation = record
             if answer == "yes":
                 outcome = await self.execute(call, args, interrupted, turn_id)
                 return

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from ..config import Model
+from ..conversation import ConfirmationRecord
 from ..tool_metrics import TOOL_AUDIT_RECORDS_TOTAL
 
 audit_log = logging.getLogger("voicefleet.audit")
@@ -41,7 +42,9 @@ class ToolAuditRecord(Model):
     outcome: AuditOutcome
     attempts: int = 0
     latency_ms: float = 0.0
-    confirmation_turn_id: str = Field(default="", description="The caller turn whose yes ran the call.")
+    confirmation: ConfirmationRecord | None = Field(
+        default=None, description="The caller's answer that ran (or declined) the call: turn, words, time."
+    )
     error: str = ""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from ..conversation import ChatMessage
+
 Answer = Literal["yes", "no", "unclear"]
 
 # Phrases, matched on word boundaries in the lowered text without punctuation.
@@ -80,3 +82,12 @@ def turn_number(turn_id: str) -> int:
 def answer_counts(answer_turn_id: str, proposed_turn_id: str) -> bool:
     """Only a caller turn after the proposal can answer it."""
     return turn_number(answer_turn_id) > turn_number(proposed_turn_id)
+
+
+def question_heard(messages: list[ChatMessage], proposal_call_id: str) -> bool:
+    """Did the caller hear anything the agent said after proposing the call (the question)? A caller who
+    cut the agent off before it asked cannot have said yes to it."""
+    for i, message in enumerate(messages):
+        if message.role == "tool" and message.tool_call_id == proposal_call_id:
+            return any(m.role == "assistant" and m.content.strip() for m in messages[i + 1 :])
+    return False

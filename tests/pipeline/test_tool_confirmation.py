@@ -9,6 +9,7 @@ import pytest
 
 from agent_pod.config import AgentConfig
 from agent_pod.conversation import Conversation
+from agent_pod.tools.audit import ToolAuditRecord
 from tests.pipeline.harness import Harness, make_config
 from tests.pipeline.test_tools import assert_paired, tool_states
 from tests.pipeline.toolserver import ToolServer, tool
@@ -21,6 +22,11 @@ BOOK_RULE = {
     "arguments": {"time": "19:00", "people": 2},
     "then": "{result}",
 }
+
+
+def answered_in(record: ToolAuditRecord) -> str:
+    """The caller turn whose answer the audit record carries."""
+    return record.confirmation.turn_id if record.confirmation is not None else ""
 
 
 def config(server: ToolServer) -> AgentConfig:
@@ -62,7 +68,9 @@ async def test_yes_runs_the_call_and_the_llm_gets_its_result_in_that_turn() -> N
         assert h.session.conversation.pending_confirmation is None
         assert "BK-19:00" in h.of_type("agent_text")[-1].text  # the answer of turn 2 uses the result
         ran = h.session.tool_audit[-1]
-        assert ran.outcome == "succeeded" and ran.confirmation_turn_id == "turn-2" and ran.turn_id == "turn-2"
+        assert ran.confirmation is not None and ran.confirmation.words == "Yes, please do."
+        assert ran.confirmation.decision == "yes" and ran.confirmation.at > 0
+        assert ran.outcome == "succeeded" and answered_in(ran) == "turn-2" and ran.turn_id == "turn-2"
         messages = h.session.conversation.messages
         assert_paired(messages)
         turn2 = [m.role for m in messages if m.turn_id == "turn-2"]
@@ -77,7 +85,7 @@ async def test_no_declines_and_nothing_is_sent() -> None:
         assert server.calls("/book") == []
         assert h.session.conversation.pending_confirmation is None
         declined = h.session.tool_audit[-1]
-        assert declined.outcome == "declined" and declined.confirmation_turn_id == "turn-2"
+        assert declined.outcome == "declined" and answered_in(declined) == "turn-2"
         tool_msgs = [json.loads(m.content) for m in h.session.conversation.messages if m.role == "tool"]
         assert tool_msgs[-1]["status"] == "declined"
         assert_paired(h.session.conversation.messages)
@@ -131,7 +139,7 @@ async def test_pending_confirmation_survives_a_resume() -> None:
             resumed.session.push_text("yeah go ahead")
             await resumed.drain_agent()
             assert len(server.calls("/book")) == 1
-            assert resumed.session.tool_audit[-1].confirmation_turn_id == "turn-2"
+            assert answered_in(resumed.session.tool_audit[-1]) == "turn-2"
             assert resumed.session.conversation.pending_confirmation is None
 
 
@@ -152,5 +160,22 @@ async def test_an_interrupted_confirmed_call_ends_cancelled_with_a_paired_histor
             assert ("cancelled", 1) in states
             audit = h.session.tool_audit
             assert [r.outcome for r in audit] == ["awaiting_confirmation", "cancelled"]
-            assert audit[-1].confirmation_turn_id == "turn-2"
+            assert answered_in(audit[-1]) == "turn-2"
             assert_paired(h.session.conversation.messages)
+
+
+async def test_a_yes_that_cut_the_agent_off_before_its_question_does_not_run_the_call() -> None:
+    async with ToolServer() as server, Harness(config(server)) as h:
+        h.session.push_text("book a table for two")
+        await h.until(
+            lambda: any(e.error == "confirmation_required" for e in h.of_type("tool")), what="the proposal"
+        )
+        h.session.push_text("yes")  # typed over the agent before any of its audio was heard
+        await h.drain_agent()
+        await h.until(lambda: not h.session.busy, what="the turns to end")
+        assert server.calls("/book") == []
+        pending = h.session.conversation.pending_confirmation
+        assert pending is not None and pending.proposed_turn_id == "turn-1"
+        answer = json.loads([m for m in h.session.conversation.messages if m.role == "tool"][-1].content)
+        assert answer["status"] == "confirmation_pending" and "did not hear the question" in answer["message"]
+        assert_paired(h.session.conversation.messages)

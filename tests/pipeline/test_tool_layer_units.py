@@ -8,8 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from agent_pod.config import AgentConfig, McpServerSpec, ToolSpec
+from agent_pod.conversation import ChatMessage, ToolCall
 from agent_pod.tools.breaker import Breaker
-from agent_pod.tools.confirmation import answer_counts, classify
+from agent_pod.tools.confirmation import answer_counts, classify, question_heard
 from agent_pod.tools.idempotency import LocalIdempotencyStore, arguments_sha256, idempotency_key, run_once
 
 
@@ -161,3 +162,16 @@ def test_bad_tool_layer_spec_names_the_field() -> None:
     assert "breaker.failureThreshold" in str(err.value)
     spec = McpServerSpec.model_validate({"name": "shop", "url": "http://x/mcp", "allowTools": ["a"]})
     assert spec.allow_tools == ["a"] and spec.side_effects
+
+
+def test_question_heard_needs_agent_speech_after_the_proposal() -> None:
+    call = ToolCall(id="c1", name="book", arguments="{}")
+    proposal = [
+        ChatMessage(role="user", content="book it"),
+        ChatMessage(role="assistant", content="", tool_calls=[call]),
+        ChatMessage(role="tool", content="{}", tool_call_id="c1"),
+    ]
+    assert not question_heard(proposal, "c1")
+    assert question_heard([*proposal, ChatMessage(role="assistant", content="Shall I book it?")], "c1")
+    assert not question_heard([*proposal, ChatMessage(role="assistant", content=" ")], "c1")
+    assert not question_heard(proposal[:1], "c1")  # trimmed away: ask again
