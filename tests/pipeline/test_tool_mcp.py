@@ -139,3 +139,24 @@ async def test_the_kept_mcp_session_reconnects_after_a_server_restart() -> None:
     finally:
         await platform.mcp.aclose()
         await server.stop()
+
+
+async def test_an_mcp_confirm_tool_runs_only_after_the_callers_yes() -> None:
+    async with McpToolServer() as server:
+        platform = await mcp_platform(McpServerSpec(name="shop", url=server.url, confirm_tools=["book_slot"]))
+        try:
+            rule = {**SLOT_RULE, "then": "{result}"}
+            async with Harness(make_config(rules=[rule]), tool_platform=platform) as h:
+                h.session.push_text("a slot for two please")
+                await h.drain_agent()
+                assert server.bookings == []
+                assert h.session.tool_audit[-1].outcome == "awaiting_confirmation"
+                h.session.push_text("yes go ahead")
+                await h.drain_agent()
+                assert server.bookings == [{"time": "19:00", "people": 2}]
+                assert (
+                    h.session.tool_audit[-1].source == "mcp"
+                    and h.session.tool_audit[-1].outcome == "succeeded"
+                )
+        finally:
+            await platform.mcp.aclose()
