@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from agent_pod.config import ToolSpec
 from agent_pod.conversation import ToolCall
@@ -48,6 +49,10 @@ async def pod_platforms(redis_server: RedisServer) -> AsyncIterator[Any]:
     yield make
     for client in clients:
         await client.aclose()
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def keys_seen(server: ToolServer, path: str) -> list[str]:
@@ -189,6 +194,8 @@ async def test_breaker_opens_and_refuses_without_a_request() -> None:
         assert json.loads(outcomes[2].content)["error"] == "circuit_open"
         assert "unavailable after repeated failures" in outcomes[2].error
         assert [r.outcome for r in runner.audit] == ["failed", "failed", "circuit_open"]
+        assert metric("voicefleet_tool_breaker_state", tool="book_table") == 2  # open
+        assert metric("voicefleet_tool_breaker_rejections_total", tool="book_table") >= 1
         await runner.aclose()
 
 
@@ -234,6 +241,7 @@ async def test_audit_line_goes_to_the_audit_logger(caplog: pytest.LogCaptureFixt
         with caplog.at_level(logging.INFO, logger="voicefleet.audit"):
             h.session.push_text("book a table")
             await h.drain_agent()
+    assert metric("voicefleet_tool_audit_records_total", tool="book_table", outcome="succeeded") >= 1
     [line] = [r for r in caplog.records if r.name == "voicefleet.audit"]
     audit = line.audit  # type: ignore[attr-defined]
     assert audit["tool"] == "book_table" and audit["outcome"] == "succeeded" and audit["node"] == "booking"
@@ -256,3 +264,24 @@ async def test_redis_down_the_call_still_runs_once(private_redis: RedisServer) -
                 assert [r.outcome for r in h.session.tool_audit] == ["succeeded", "replayed"]
     finally:
         await client.aclose()
+
+
+async def test_identical_calls_in_one_round_send_once(openai_server: Any, monkeypatch: Any) -> None:
+    from tests.wire.openai_server import ChatReply, ScriptedToolCall
+
+    monkeypatch.setenv("OPENAI_API_KEY", openai_server.api_key)
+    async with ToolServer() as server:
+        same = json.dumps(BOOK)
+        openai_server.script_chat(
+            ChatReply(tool_calls=[ScriptedToolCall(name="book_table", arguments=same) for _ in range(2)]),
+            ChatReply(text="Booked."),
+        )
+        cfg = make_config(tools=[tool("book_table", server.url("/book"))])
+        cfg.pipeline.llm.provider = "openai"
+        cfg.pipeline.llm.base_url = openai_server.base_url
+        async with Harness(cfg) as h:
+            h.session.push_text("book it, book it")
+            await h.drain_agent()
+            assert len(server.calls("/book")) == 1
+            assert sorted(r.outcome for r in h.session.tool_audit) == ["replayed", "succeeded"]
+            assert_paired(h.session.conversation.messages)
