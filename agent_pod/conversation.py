@@ -63,8 +63,12 @@ class Conversation(Model):
         description="Caller context given when the session was created (session API metadata); "
         "the LLM sees it on every turn, on whichever pod serves the call.",
     )
+    # Left out of the snapshot when empty: a pod of an older revision (extra fields forbidden) can still
+    # resume the call during a rollout.
     pending_confirmation: PendingConfirmation | None = Field(
-        default=None, description="A sensitive tool call waiting for the caller's yes (docs/tools.md)."
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="A sensitive tool call waiting for the caller's yes (docs/tools.md).",
     )
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from pydantic import ValidationError
 
 from agent_pod.config import AgentConfig, McpServerSpec, ToolSpec
-from agent_pod.conversation import ChatMessage, ToolCall
+from agent_pod.conversation import ChatMessage, Conversation, PendingConfirmation, ToolCall
 from agent_pod.tools.breaker import Breaker
 from agent_pod.tools.confirmation import answer_counts, classify, question_heard
 from agent_pod.tools.idempotency import LocalIdempotencyStore, arguments_sha256, idempotency_key, run_once
@@ -175,3 +176,13 @@ def test_question_heard_needs_agent_speech_after_the_proposal() -> None:
     assert question_heard([*proposal, ChatMessage(role="assistant", content="Shall I book it?")], "c1")
     assert not question_heard([*proposal, ChatMessage(role="assistant", content=" ")], "c1")
     assert not question_heard(proposal[:1], "c1")  # trimmed away: ask again
+
+
+def test_snapshot_without_a_pending_confirmation_is_readable_by_older_pods() -> None:
+    conversation = Conversation(session_id="s", prompt_id="p")
+    assert "pendingConfirmation" not in json.loads(conversation.model_dump_json(by_alias=True))
+    conversation.pending_confirmation = PendingConfirmation(
+        call=ToolCall(id="c", name="book", arguments="{}"), proposed_turn_id="turn-1", proposed_at=1.0
+    )
+    again = Conversation.model_validate_json(conversation.model_dump_json(by_alias=True))
+    assert again.pending_confirmation == conversation.pending_confirmation
