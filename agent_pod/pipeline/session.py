@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from .. import pipeline_metrics
 from ..audio.pcm import InvalidAudio, frame_bytes, validate_chunk
@@ -192,8 +192,8 @@ class AgentSession:
         return self._conversation
 
     @property
-    def tool_audit(self) -> list[ToolAuditRecord]:
-        """The audit record of every tool call of this session (docs/tools.md)."""
+    def tool_audit(self) -> Sequence[ToolAuditRecord]:
+        """The audit records of this session's tool calls, the newest 1,000 (docs/tools.md)."""
         return self._tools.audit
 
     @property

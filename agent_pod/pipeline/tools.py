@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ from .recorder import PipelineRecorder
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF_SECONDS = 0.05
+AUDIT_KEPT = 1000  # audit records a session keeps (the log has them all): bounded memory per call
 LEASE_MARGIN_SECONDS = 5.0  # an idempotency lock outlives the call's whole retry budget by this much
 
 
@@ -150,7 +152,7 @@ class ToolRunner:
         self.conversation = conversation or Conversation(session_id=session_id, prompt_id="")
         self.agent, self.namespace = agent, namespace
         self.node: Callable[[], str] = lambda: ""
-        self.audit: list[audit.ToolAuditRecord] = []
+        self.audit: deque[audit.ToolAuditRecord] = deque(maxlen=AUDIT_KEPT)
         self._http: aiohttp.ClientSession | None = None
         self._attempts: dict[str, int] = {}  # call id -> attempts started so far
         self._calls: dict[str, _CallContext] = {}

@@ -34,6 +34,7 @@ from ..tool_metrics import TOOL_IDEMPOTENCY_STORE_ERRORS_TOTAL
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.02
+LOCAL_MAX_RESULTS = 10_000  # results one pod keeps without Redis; the oldest go first
 
 
 def canonical_json(value: Any) -> str:
@@ -82,8 +83,10 @@ class LocalIdempotencyStore:
     async def complete(self, key: str, owner: str, value: str | None, ttl_seconds: int) -> None:
         now = time.monotonic()
         if value is not None:
-            self._results = {k: v for k, v in self._results.items() if v[0] >= now}  # only live keys stay
+            self._results.pop(key, None)
             self._results[key] = (now + ttl_seconds, value)
+            while len(self._results) > LOCAL_MAX_RESULTS:  # insertion order: the oldest first
+                del self._results[next(iter(self._results))]
         if self._locks.get(key, (0.0, ""))[1] == owner:
             del self._locks[key]
 

@@ -186,3 +186,13 @@ def test_snapshot_without_a_pending_confirmation_is_readable_by_older_pods() -> 
     )
     again = Conversation.model_validate_json(conversation.model_dump_json(by_alias=True))
     assert again.pending_confirmation == conversation.pending_confirmation
+
+
+async def test_the_local_store_keeps_a_bounded_number_of_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agent_pod.tools.idempotency.LOCAL_MAX_RESULTS", 3)
+    store = LocalIdempotencyStore()
+    for i in range(5):
+        assert (await store.claim(f"k{i}", "o", 10))[1]
+        await store.complete(f"k{i}", "o", f"v{i}", 60)
+    assert [(await store.claim(f"k{i}", "p", 10))[0] for i in range(2, 5)] == ["v2", "v3", "v4"]
+    assert (await store.claim("k0", "p", 10)) == (None, True)  # dropped: the oldest went first
