@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import aiohttp
 import jsonschema
@@ -48,6 +48,7 @@ from ..tools.idempotency import (
     run_once,
 )
 from ..tools.mcp_source import McpTool, McpToolError, call_tool
+from ..tools.outcome import ToolOutcome, cancelled_outcome, error_content
 from ..tools.platform import ToolPlatform
 from .events import ToolEvent, ToolState
 from .recorder import PipelineRecorder
@@ -57,29 +58,6 @@ log = logging.getLogger(__name__)
 RETRY_BACKOFF_SECONDS = 0.05
 AUDIT_KEPT = 1000  # audit records a session keeps (the log has them all): bounded memory per call
 LEASE_MARGIN_SECONDS = 5.0  # an idempotency lock outlives the call's whole retry budget by this much
-
-
-@dataclass(frozen=True)
-class ToolOutcome:
-    state: ToolState
-    content: str  # the tool message the LLM sees next
-    result_json: str = ""
-    error: str = ""
-    repairable: bool = False  # invalid arguments the LLM may still correct (repairs left)
-    audit: audit.AuditOutcome | None = None  # the audit record's outcome when it is not ``state``
-    transient: bool = False  # a failure that says the tool is unhealthy (5xx, timeout, no connection)
-
-    @property
-    def failure(self) -> bool:
-        """The call gave the turn no usable result: failed, timed out, or invalid arguments with no repair
-        left. A cancelled call is the caller's doing, not a failure."""
-        if self.state == "invalid_arguments":
-            return not self.repairable
-        return self.state in ("failed", "timed_out")
-
-
-def error_content(kind: str, message: str, **extra: Any) -> str:
-    return json.dumps({"error": kind, "message": message, **extra})
 
 
 def parse_arguments(spec: ToolSpec, raw: str) -> tuple[dict[str, Any] | None, str]:
@@ -100,12 +78,6 @@ def parse_arguments(spec: ToolSpec, raw: str) -> tuple[dict[str, Any] | None, st
     return args, ""
 
 
-def cancelled_outcome() -> ToolOutcome:
-    return ToolOutcome(
-        "cancelled", error_content("cancelled", "interrupted by the caller"), error="cancelled"
-    )
-
-
 def describe_call(name: str, args: dict[str, Any]) -> str:
     """``book_table with time=19:00, people=2``: the action the caller is asked to confirm."""
     if not args:
@@ -120,7 +92,7 @@ class _CallContext:
     """What the audit record of one call needs, gathered as the call goes."""
 
     turn_id: str
-    source: str
+    source: Literal["http", "mcp"]
     started: float = field(default_factory=time.monotonic)
     arguments_sha256: str = ""
     idempotency_key: str = ""
@@ -202,18 +174,18 @@ class ToolRunner:
         return outcome
 
     def _audit(self, call: ToolCall, outcome: ToolOutcome, attempts: int) -> None:
-        ctx = self._calls.pop(call.id, None) or _CallContext(turn_id="", source="http")
+        ctx = self._calls.pop(call.id, None) or self._context(call, "")
         record = audit.ToolAuditRecord(
             session_id=self.session_id,
             agent=self.agent,
             node=self.node(),
             turn_id=ctx.turn_id,
             tool=call.name,
-            source="mcp" if ctx.source == "mcp" else "http",
+            source=ctx.source,
             call_id=call.id,
             arguments_sha256=ctx.arguments_sha256,
             idempotency_key=ctx.idempotency_key,
-            outcome=outcome.audit or outcome.state,  # type: ignore[arg-type]
+            outcome=outcome.audit or cast(audit.AuditOutcome, outcome.state),  # terminal: never "started"
             attempts=attempts,
             latency_ms=round((time.monotonic() - ctx.started) * 1000, 3),
             confirmation=ctx.confirmation,
@@ -400,8 +372,7 @@ class ToolRunner:
         try:
             breaker = guards.admit(spec.name, spec.breaker)
         except Refused as exc:
-            refused = ToolOutcome("failed", error_content(exc.kind, str(exc)), error=str(exc), audit=exc.kind)  # type: ignore[arg-type]
-            return self.finish(call, refused, 0)
+            return self.finish(call, exc.outcome(), 0)
         healthy: bool | None = None
         started = time.monotonic()
         try:
@@ -414,8 +385,7 @@ class ToolRunner:
                 healthy = False
             return outcome
         except Refused as exc:
-            limited = ToolOutcome("failed", error_content(exc.kind, str(exc)), error=str(exc), audit=exc.kind)  # type: ignore[arg-type]
-            return self.finish(call, limited, 0)
+            return self.finish(call, exc.outcome(), 0)
         finally:
             guards.record(spec.name, breaker, healthy)
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import Literal
 
 from ..config import BreakerSpec, ConcurrencySpec
 from ..tool_metrics import (
@@ -18,14 +19,20 @@ from ..tool_metrics import (
     TOOL_CONCURRENCY_REJECTIONS_TOTAL,
 )
 from .breaker import STATE_VALUES, Breaker
+from .outcome import ToolOutcome, error_content
 
 
 class Refused(Exception):
-    """The call was not sent; ``kind`` names why (circuit_open, concurrency_limited)."""
+    """The call was not sent; ``kind`` names why."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: Literal["circuit_open", "concurrency_limited"], message: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+    def outcome(self) -> ToolOutcome:
+        """The tool error the LLM gets instead of a result."""
+        message = str(self)
+        return ToolOutcome("failed", error_content(self.kind, message), error=message, audit=self.kind)
 
 
 class ToolGuards:
