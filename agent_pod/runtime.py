@@ -181,7 +181,7 @@ class Pod:
         pipeline_metrics.REVISION_INFO.labels(
             settings.revision or "none", config.prompt_version or "none"
         ).set(1)
-        pipeline_metrics.export_tool_calls(t.name for t in config.tools)
+        pipeline_metrics.export_tool_calls([*(t.name for t in config.tools), *self.tool_platform.mcp.tools])
         self.health.started = True
         self.ready.set()
         log.info(

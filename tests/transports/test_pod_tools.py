@@ -53,6 +53,9 @@ async def test_a_pod_books_through_its_mcp_server_once_per_call(
                 pod.tool_platform.store, RedisIdempotencyStore
             )
             assert "book_slot" in pod.tool_platform.mcp.tools
+            # Its terminal states are exported at 0 from start-up, like those of HTTP tools.
+            labels = {"tool": "opening_hours", "state": "succeeded"}
+            assert REGISTRY.get_sample_value("voicefleet_tool_calls_total", labels) == 0.0
             before = replays()
             async with GrpcCaller(pod.grpc_address) as call:
                 call.send_text("a slot for two please")
