@@ -24,7 +24,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from .. import pipeline_metrics
 from ..audio.pcm import InvalidAudio, frame_bytes, validate_chunk
@@ -192,7 +192,7 @@ class AgentSession:
         return self._conversation
 
     @property
-    def tool_audit(self) -> Sequence[ToolAuditRecord]:
+    def tool_audit(self) -> deque[ToolAuditRecord]:
         """The audit records of this session's tool calls, the newest 1,000 (docs/tools.md)."""
         return self._tools.audit
 
