@@ -107,6 +107,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         sessions_per_pod=spec.autoscaling.sessions_per_pod,
         auth=spec.auth,
         flow=spec.flow,
+        mcp_servers=spec.mcp_servers,
     )
 
 
@@ -132,6 +133,9 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
         if tool.endpoint.headers_secret_ref:
             ref = tool.endpoint.headers_secret_ref
             refs[(ref.name, ref.key)] = ref
+    for server in spec.mcp_servers:
+        if server.headers_secret_ref:
+            refs[(server.headers_secret_ref.name, server.headers_secret_ref.key)] = server.headers_secret_ref
     # The API keyring and JWT keys are read by the pods from the same mounted credentials dir.
     for auth_ref in (spec.auth.api_keys_secret_ref, spec.auth.jwt.keys_secret_ref if spec.auth.jwt else None):
         if auth_ref:
