@@ -386,6 +386,74 @@ class HTTPEndpoint(Model):
     )
 
 
+# --- tool orchestration layer (docs/tools.md): breakers, concurrency, MCP servers ---
+
+
+class BreakerSpec(Model):
+    """The per-tool circuit breaker of each pod."""
+
+    failure_threshold: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Consecutive failed calls (5xx, timeouts, connection errors, after retries) that open "
+        "the breaker.",
+    )
+    cooldown_seconds: float = Field(
+        default=30.0,
+        ge=0.1,
+        le=3600,
+        description="How long an open breaker answers calls with an error without sending them; then one "
+        "trial call decides (half-open).",
+    )
+
+
+class ConcurrencySpec(Model):
+    """How many calls of one tool a pod runs at once."""
+
+    limit: int = Field(default=16, ge=1, le=10000, description="Calls of the tool in flight per pod.")
+    queue_timeout_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="A call beyond the limit waits this long for a slot, then gets an error.",
+    )
+
+
+class McpServerSpec(Model):
+    """An MCP server (Streamable HTTP) whose tools the LLM may call."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", description="Name of the server.")
+    url: str = Field(
+        max_length=2048, pattern=r"^https?://.+", description="Streamable HTTP endpoint (e.g. .../mcp)."
+    )
+    headers_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding a JSON object of extra headers (for example Authorization).",
+    )
+    allow_tools: list[str] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Tools of the server offered to the LLM; empty: all of them.",
+    )
+    confirm_tools: list[str] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Tools that run only after the caller confirms (see tools[].confirm).",
+    )
+    side_effects: bool = Field(
+        default=True,
+        description="Tools change something (idempotency keys apply) unless the server marks them "
+        "read-only (readOnlyHint).",
+    )
+    timeout_seconds: float = Field(default=10.0, ge=0.1, le=120, description="Per attempt.")
+    retries: int = Field(default=1, ge=0, le=5, description="Extra attempts after a failure or timeout.")
+    breaker: BreakerSpec = Field(default_factory=BreakerSpec, description="Per-tool circuit breaker.")
+    concurrency: ConcurrencySpec = Field(
+        default_factory=ConcurrencySpec, description="Per-tool concurrency limit of each pod."
+    )
+
+
 class ToolSpec(Model):
     """A tool the LLM may call, served by an HTTP endpoint."""
 
@@ -414,6 +482,28 @@ class ToolSpec(Model):
     max_argument_repairs: int = Field(
         default=2, ge=0, le=5, description="Times invalid arguments are sent back to the LLM to correct."
     )
+    # Tool orchestration layer (docs/tools.md).
+    side_effects: bool | None = Field(
+        default=None,
+        description="The call changes something: it carries an Idempotency-Key and its result is replayed "
+        "instead of sent twice. Default: true for POST and PUT, false for GET.",
+    )
+    confirm: bool = Field(
+        default=False,
+        description="Sensitive: the first call is not run; the caller is asked to confirm and a yes in "
+        "their next turn runs it.",
+    )
+    idempotency_ttl_seconds: int = Field(
+        default=86400, ge=60, le=604800, description="How long a successful result is replayed."
+    )
+    breaker: BreakerSpec = Field(default_factory=BreakerSpec, description="Per-tool circuit breaker.")
+    concurrency: ConcurrencySpec = Field(
+        default_factory=ConcurrencySpec, description="Per-tool concurrency limit of each pod."
+    )
+
+    @property
+    def has_side_effects(self) -> bool:
+        return self.side_effects if self.side_effects is not None else self.endpoint.method != "GET"
 
 
 class PortRange(Model):
@@ -1192,6 +1282,7 @@ class AgentConfig(Model):
     memory: MemorySpec = Field(default_factory=MemorySpec)
     context: ContextSpec = Field(default_factory=ContextSpec)
     flow: FlowSpec | None = Field(default=None, description="Conversation graph; none: one agent, as before.")
+    mcp_servers: list[McpServerSpec] = Field(default_factory=list, description="MCP tool sources.")
 
     @model_validator(mode="after")
     def _flow_fits_tools(self) -> AgentConfig:

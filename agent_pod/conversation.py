@@ -31,6 +31,26 @@ class ChatMessage(Model):
     interrupted: bool = False
 
 
+# --- tool confirmations (docs/tools.md) ---
+
+
+class ConfirmationRecord(Model):
+    """A caller's answer to a proposed sensitive call."""
+
+    turn_id: str = Field(description="The caller turn that answered.")
+    words: str = Field(description="What the caller said.")
+    at: float = Field(description="Unix time of the answer.")
+    decision: Literal["yes", "no", "unclear"]
+
+
+class PendingConfirmation(Model):
+    """A call of a confirm-tool the LLM proposed; it runs only after a caller's yes in a later turn."""
+
+    call: ToolCall
+    proposed_turn_id: str = Field(description="The turn in which the LLM proposed it.")
+    proposed_at: float = Field(description="Unix time of the proposal.")
+
+
 class Conversation(Model):
     """Everything needed to resume a call on another pod."""
 
@@ -50,6 +70,13 @@ class Conversation(Model):
     summary: str = Field(default="", description="Summary of the turns taken out of the history.")
     summary_through: int = Field(default=0, description="Number of the last caller turn the summary covers.")
     flow: FlowState | None = Field(default=None, description="Position in the agent's flow, when it has one.")
+    # Left out of the snapshot when empty: a pod of an older revision (extra fields forbidden) can still
+    # resume the call during a rollout.
+    pending_confirmation: PendingConfirmation | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,
+        description="A sensitive tool call waiting for the caller's yes (docs/tools.md).",
+    )
 
 
 # The application that placed the call vouches for its metadata, but the caller may have typed parts of

@@ -32,6 +32,7 @@ from .sessions.gate import SessionGate
 from .sessions.revision_stats import RevisionTally
 from .sessions.tuning import DirectoryTuning
 from .settings import PodSettings
+from .tools.platform import ToolPlatform, pod_platform
 from .transports.cors import CorsPolicy
 from .transports.grpc_server import GrpcServer
 from .transports.http import Health, Scrapes, build_app, build_metrics_app, serve
@@ -104,6 +105,7 @@ class Pod:
         self.ready = asyncio.Event()
         # What this pod's calls count for its revision (the canary analysis reads the totals in Redis).
         self.revision_tally = RevisionTally()
+        self.tool_platform: ToolPlatform | None = None
 
     @property
     def host(self) -> str:
@@ -135,6 +137,7 @@ class Pod:
         directory = build_directory(settings, config, identity, self._tuning, self.revision_tally)
         self.directory = directory
         gate = self.gate = build_gate(config, directory, settings.credentials_dir)
+        self.tool_platform = pod_platform(directory, config)
         self.hub = SessionHub(
             config=config,
             providers=providers,
@@ -143,6 +146,7 @@ class Pod:
             clock=self.clock,
             pod_name=settings.pod_name,
             recorder=PipelineRecorder(self.revision_tally),
+            tool_platform=self.tool_platform,
         )
         cors = CorsPolicy(config.auth.cors)
         routes: list[web.RouteDef] = [
@@ -174,10 +178,11 @@ class Pod:
         await self.directory.start()
         await gate.start()
         await self.hub.start()
+        await self.tool_platform.mcp.start()  # a server that is down is retried; calls go on without it
         pipeline_metrics.REVISION_INFO.labels(
             settings.revision or "none", config.prompt_version or "none"
         ).set(1)
-        pipeline_metrics.export_tool_calls(t.name for t in config.tools)
+        pipeline_metrics.export_tool_calls([*(t.name for t in config.tools), *self.tool_platform.mcp.tools])
         self.health.started = True
         self.ready.set()
         log.info(
@@ -229,6 +234,8 @@ class Pod:
             await self.webrtc.aclose()
         if self.hub is not None:
             await self.hub.aclose()
+        if self.tool_platform is not None:
+            await self.tool_platform.mcp.aclose()
         if self.grpc is not None:
             await self.grpc.stop(grace=1.0)
         for runner in reversed(self._runners):

@@ -2,8 +2,10 @@
 transcript, their results written into memory blocks while the conversation goes on.
 
 The main turn never waits for a lookup: what it finds is in the context of the next turn. Lookups go
-through the session's tool rules (the tool's schema, timeout and retries) with a runner of their own
-whose events stay off the caller's stream: the caller's client only hears of the LLM's tool calls.
+through the session's tool rules (the tool's schema, timeout, retries and breaker) with a runner of
+their own whose events stay off the caller's stream: the caller's client only hears of the LLM's tool
+calls. Nobody asked for a lookup, so it may only read: its tool must be free of side effects (GET, or
+``sideEffects: false``) and need no confirmation.
 """
 
 from __future__ import annotations
@@ -46,9 +48,16 @@ class Lookups:
         self._runner = ToolRunner(config.tools, session_id, lambda event: None)
         self._on_result = on_result
         self._tasks: set[asyncio.Task[None]] = set()
-        for i, lookup in enumerate(self._lookups):
-            if lookup.tool not in self._runner.tools:  # the call goes on without it
+        self._usable: set[str] = set()
+        for i, lookup in enumerate(self._lookups):  # a lookup that cannot run is left out; the call goes on
+            spec = self._runner.tools.get(lookup.tool)
+            if spec is None:
                 log.error("memory.lookups[%d].tool: no tool named %r in tools", i, lookup.tool)
+            elif spec.has_side_effects or spec.confirm:
+                # Nobody asked for a background call: it may only read (GET, or sideEffects: false).
+                log.error("memory.lookups[%d].tool: %r has side effects or needs confirmation", i, spec.name)
+            else:
+                self._usable.add(lookup.tool)
 
     @property
     def pending(self) -> int:
@@ -56,7 +65,7 @@ class Lookups:
 
     def trigger(self, event: str, metadata: dict[str, str], transcript: str = "") -> None:
         for lookup in self._lookups:
-            if lookup.trigger != event or lookup.tool not in self._runner.tools:
+            if lookup.trigger != event or lookup.tool not in self._usable:
                 continue
             args = lookup_arguments(lookup, metadata, transcript)
             if args is None:

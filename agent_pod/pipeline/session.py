@@ -37,6 +37,8 @@ from ..flows.runtime import ChatModel, FlowRuntime
 from ..providers.base import VAD, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..sessions.records import HeldInput
+from ..tools.audit import ToolAuditRecord
+from ..tools.platform import ToolPlatform
 from .audio_input import AudioInput
 from .barge_in import BargeIn
 from .chunking import SpeechChunker
@@ -98,6 +100,7 @@ class AgentSession:
         on_snapshot: Callable[[Conversation], Awaitable[None]] | None = None,
         recorder: PipelineRecorder | None = None,
         caller_memory: CallerMemory | None = None,
+        tool_platform: ToolPlatform | None = None,
     ) -> None:
         if output_sample_rate <= 0 or output_sample_rate % 50:
             raise ValueError(
@@ -139,12 +142,23 @@ class AgentSession:
         )
         self._llm = FallbackLLM(chain(providers.llm, stage_timeouts(pipeline.llm)))
         self._tts = FallbackTTS(chain(providers.tts, stage_timeouts(pipeline.tts)))
-        self._tools = ToolRunner(config.tools, session_id, self._emit, self._recorder)
+        self._tools = ToolRunner(
+            config.tools,
+            session_id,
+            self._emit,
+            self._recorder,
+            platform=tool_platform,
+            conversation=self._conversation,
+            agent=config.agent,
+            namespace=config.namespace,
+        )
         # Memory blocks, summaries and the token budget of each request (agent_pod/context).
         self._context = ContextEngine(
             config, lambda: self._conversation, self._llm, self._snapshot, self._log, caller_memory
         )
         self._flow = FlowRuntime.for_session(config, self._conversation, self._llm)
+        # The audit record names the node the call was in (the committed one).
+        self._tools.node = lambda: self._conversation.flow.node if self._conversation.flow else ""
         self._speech = SpeechPolicy(pipeline.tool_speech, Supervisor.build(pipeline.supervisor))
         primary_stt = providers.stt[0].name if providers.stt else "synthetic"
         # Re-transcription needs real speech: benchmarks with synthetic STT have tones, not words.
@@ -196,6 +210,11 @@ class AgentSession:
     @property
     def conversation(self) -> Conversation:
         return self._conversation
+
+    @property
+    def tool_audit(self) -> deque[ToolAuditRecord]:
+        """The audit records of this session's tool calls, the newest 1,000 (docs/tools.md)."""
+        return self._tools.audit
 
     @property
     def ended(self) -> bool:
@@ -607,13 +626,15 @@ class AgentSession:
         await turn.playback.wait_drained()
 
     async def _generate(self, turn: AgentTurn, pieces: asyncio.Queue[tuple[str, int] | None]) -> None:
+        # The caller's answer to a proposed sensitive tool call (yes runs it, the result joins the history).
+        await self._tools.resolve_confirmation(turn.turn_id, turn.user.text, lambda: turn.interrupted)
         messages = self._context.messages() if self._flow is None else []  # a flow's node: below
-        offered = list(self.config.tools)
+        offered = self._tools.offered()
+        repairs = {t.name: t.max_argument_repairs for t in offered}
         llm: ChatModel = self._llm
         if self._flow is not None:  # the flow's current node answers, with its prompt, tools and LLM
             step = await self._flow.begin(turn.turn_id)
             messages, offered, llm = step.messages, step.tools, step.llm
-        repairs = {t.name: t.max_argument_repairs for t in self.config.tools}
         gate = self._speech.open(turn, pieces, self._emit_agent_text)
         for index in range(MAX_LLM_ROUNDS):
             rnd = Round()
@@ -660,14 +681,14 @@ class AgentSession:
         await gate.drain()
 
     async def _call_tool(self, turn: AgentTurn, call: ToolCall, repairs: dict[str, int]) -> None:
-        args, outcome = self._tools.check(call, repairs.get(call.name, 0))
+        args, outcome = self._tools.check(call, repairs.get(call.name, 0), turn.turn_id)
         if outcome is not None:
             if outcome.state == "invalid_arguments" and call.name in repairs:
                 repairs[call.name] -= 1  # below zero: the tool is withdrawn for the rest of the turn
             turn.outcomes[call.id] = outcome
             return
         assert args is not None
-        turn.outcomes[call.id] = await self._tools.execute(call, args, lambda: turn.interrupted)
+        turn.outcomes[call.id] = await self._tools.execute(call, args, lambda: turn.interrupted, turn.turn_id)
 
     async def _speak(self, turn: AgentTurn, pieces: asyncio.Queue[tuple[str, int] | None]) -> None:
         """Synthesize pieces in order into 20 ms frames of the turn's playback."""

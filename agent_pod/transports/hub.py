@@ -25,6 +25,7 @@ from ..pipeline.session import AgentSession
 from ..providers.base import Providers
 from ..sessions.directory import Admission, AdmissionError, SessionDirectory
 from ..sessions.gate import SessionGate
+from ..tools.platform import ToolPlatform
 from . import transport_metrics
 from .migration import Migrator, take_over
 from .playout_clock import PlayoutClock
@@ -131,8 +132,10 @@ class SessionHub:
         clock: PlayoutClock,
         pod_name: str = "",
         recorder: PipelineRecorder | None = None,
+        tool_platform: ToolPlatform | None = None,
     ) -> None:
         self.config = config
+        self.tool_platform = tool_platform or ToolPlatform()
         self.recorder = recorder or PipelineRecorder()
         self.gate = gate
         self.pod_name = pod_name
@@ -187,6 +190,7 @@ class SessionHub:
             on_snapshot=self.directory.snapshot,
             recorder=self.recorder,
             caller_memory=self.caller_memory,
+            tool_platform=self.tool_platform,
         )
         if admission.moved_from is not None:
             session.hold_input()  # until the old pod's held input has been replayed

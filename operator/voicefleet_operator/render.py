@@ -109,6 +109,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         memory=spec.memory,
         context=spec.context,
         flow=spec.flow,
+        mcp_servers=spec.mcp_servers,
     )
 
 
@@ -134,6 +135,9 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
         if tool.endpoint.headers_secret_ref:
             ref = tool.endpoint.headers_secret_ref
             refs[(ref.name, ref.key)] = ref
+    for server in spec.mcp_servers:
+        if server.headers_secret_ref:
+            refs[(server.headers_secret_ref.name, server.headers_secret_ref.key)] = server.headers_secret_ref
     extractor = spec.memory.extraction.llm  # the memory extraction's own LLM, when it has one
     if extractor and extractor.credentials_secret_ref:
         refs[(extractor.credentials_secret_ref.name, extractor.credentials_secret_ref.key)] = (

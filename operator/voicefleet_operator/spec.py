@@ -16,6 +16,7 @@ from agent_pod.config import (
     AuthSpec,
     ContextSpec,
     FlowSpec,
+    McpServerSpec,
     MemorySpec,
     Model,
     PipelineSpec,
@@ -290,6 +291,16 @@ class VoiceAgentSpec(Model):
         default_factory=list,
         max_length=64,
         description="Tools the LLM may call.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+    # Tool orchestration layer (docs/tools.md).
+    mcp_servers: list[McpServerSpec] = Field(
+        default_factory=list,
+        max_length=16,
+        description="MCP servers (Streamable HTTP) whose tools the LLM may call, beside tools.",
         json_schema_extra={
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["name"],

@@ -20,6 +20,7 @@ def lookup_tool(name: str, url: str) -> dict[str, Any]:
         "parameters": {"type": "object", "properties": {"time": {"type": "string"}}, "required": ["time"]},
         "endpoint": {"url": url},
         "timeoutSeconds": 60,
+        "sideEffects": False,  # lookups only read
     }
 
 
@@ -87,3 +88,27 @@ async def test_lookups_write_memory_in_the_background_while_the_call_goes_on():
                 lambda: any(memory_value(s, "facts") == "true" for s in h.snapshots), what="slow lookup"
             )
             assert not h.of_type("tool")  # lookups stay off the caller's event stream
+
+
+async def test_a_lookup_on_a_tool_with_side_effects_is_left_out():
+    async with ToolServer() as server:
+        writer = {**lookup_tool("book", server.url("/book")), "sideEffects": True}
+        base = make_config(tools=[writer])
+        memory = {
+            "blocks": [{"label": "facts", "description": "Found while talking"}],
+            "lookups": [
+                {
+                    "tool": "book",
+                    "block": "facts",
+                    "trigger": "caller_turn",
+                    "arguments": {"time": "transcript"},
+                }
+            ],
+        }
+        config = AgentConfig.model_validate({**base.dump(), "memory": memory})
+        async with Harness(config) as h:
+            assert h.session._context.lookups is not None
+            h.session.push_text("hello")
+            await h.drain_agent()
+            await h.until(lambda: [e for e in h.of_type("agent_text") if e.final], what="the answer")
+            assert h.session._context.lookups.pending == 0 and server.calls("/book") == []

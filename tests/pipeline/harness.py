@@ -17,6 +17,7 @@ from agent_pod.pipeline.events import SessionEvent
 from agent_pod.pipeline.session import AgentSession
 from agent_pod.providers.base import Providers
 from agent_pod.providers.registry import build_providers
+from agent_pod.tools.platform import ToolPlatform
 from tests.support.audio import frames, silence
 from tests.support.wait import Timeout
 
@@ -79,6 +80,7 @@ class Harness:
         providers: Providers | None = None,
         conversation: Conversation | None = None,
         session_id: str = "test-session",
+        tool_platform: ToolPlatform | None = None,
     ) -> None:
         self.snapshots: list[Conversation] = []
         self.session = AgentSession(
@@ -88,6 +90,7 @@ class Harness:
             output_sample_rate=OUT_RATE,
             conversation=conversation,
             on_snapshot=self._snapshot,
+            tool_platform=tool_platform,
         )
         self.events: list[SessionEvent] = []
         self._reader: asyncio.Task[None] | None = None

@@ -170,7 +170,9 @@ async def test_a_slow_tool_gets_a_filler_recorded_as_played_and_fillers_rotate()
     async with ToolServer() as server:
         config = configure(
             make_config(
-                rules=[CHECK_RULE], tools=[tool("book_table", server.url("/hang"), timeoutSeconds=60)]
+                rules=[CHECK_RULE],
+                # Read-only: the second turn's identical call must reach the server again (no stored result).
+                tools=[tool("book_table", server.url("/hang"), timeoutSeconds=60, sideEffects=False)],
             ),
             fillerAfterMs=50,
             fillers=["One moment.", "Still checking."],

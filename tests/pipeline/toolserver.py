@@ -25,7 +25,9 @@ class Seen:
 @dataclass
 class ToolServer:
     """Routes: /book (echo a confirmation), /flaky (500 for the first ``fail_first`` calls),
-    /hang (never answers until released), /gate (waits for ``gate`` then answers 500)."""
+    /hang (never answers until released), /gate (waits for ``gate`` then answers 500),
+    /stall_first (the first call never answers until released, later ones answer at once),
+    /overlap (answers once ``overlap_goal`` requests are in flight together, or ``release``)."""
 
     fail_first: int = 1
     seen: list[Seen] = field(default_factory=list)
@@ -35,6 +37,10 @@ class ToolServer:
     host: str = "127.0.0.1"  # the real node's pods reach a server on the node's bridge address
     _runner: web.AppRunner | None = None
     _flaky_calls: int = 0
+    overlap_goal: int = 2
+    in_flight: int = 0
+    max_in_flight: int = 0
+    _in_flight_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def url(self, path: str) -> str:
         return f"http://{self.host}:{self.port}{path}"
@@ -80,12 +86,36 @@ class ToolServer:
     async def _gate(self, request: web.Request) -> web.Response:
         return await self._wait(request, self.gate, 500)
 
+    async def _stall_first(self, request: web.Request) -> web.Response:
+        if not self.calls("/stall_first"):
+            return await self._wait(request, self.release, 200)
+        seen = await self._record(request)
+        body = seen.body or {}
+        return web.json_response({"confirmation": "BK-" + str(body.get("time", "?"))})
+
+    async def _overlap(self, request: web.Request) -> web.Response:
+        seen = await self._record(request)
+        async with self._in_flight_changed:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._in_flight_changed.notify_all()
+            try:
+                await self._in_flight_changed.wait_for(
+                    lambda: self.max_in_flight >= self.overlap_goal or self.release.is_set()
+                )
+            finally:
+                self.in_flight -= 1
+        body = seen.body or {}
+        return web.json_response({"slot": body.get("time"), "overlapped": self.max_in_flight})
+
     async def __aenter__(self) -> ToolServer:
         app = web.Application()
         app.router.add_route("*", "/book", self._book)
         app.router.add_route("*", "/flaky", self._flaky)
         app.router.add_route("*", "/hang", self._hang)
         app.router.add_route("*", "/gate", self._gate)
+        app.router.add_route("*", "/stall_first", self._stall_first)
+        app.router.add_route("*", "/overlap", self._overlap)
         self._runner = web.AppRunner(app, handler_cancellation=True)
         await self._runner.setup()
         self.port = free_port()
