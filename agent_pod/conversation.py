@@ -66,9 +66,18 @@ class Conversation(Model):
         "the LLM sees it on every turn, on whichever pod serves the call.",
     )
     # Structured memory and the summary of older turns (agent_pod/context): a resumed call keeps both.
-    memory: list[MemoryBlock] = Field(default_factory=list, description="Memory blocks with their values.")
-    summary: str = Field(default="", description="Summary of the turns taken out of the history.")
-    summary_through: int = Field(default=0, description="Number of the last caller turn the summary covers.")
+    # Left out of the snapshot when empty, so a pod of an older revision can still resume the call.
+    memory: list[MemoryBlock] = Field(
+        default_factory=list, exclude_if=lambda v: not v, description="Memory blocks with their values."
+    )
+    summary: str = Field(
+        default="", exclude_if=lambda v: not v, description="Summary of the turns taken out of the history."
+    )
+    summary_through: int = Field(
+        default=0,
+        exclude_if=lambda v: not v,
+        description="Number of the last caller turn the summary covers.",
+    )
     flow: FlowState | None = Field(default=None, description="Position in the agent's flow, when it has one.")
     # Left out of the snapshot when empty: a pod of an older revision (extra fields forbidden) can still
     # resume the call during a rollout.

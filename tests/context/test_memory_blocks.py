@@ -16,7 +16,7 @@ from agent_pod.context.writers import (
     extraction_request,
     parse_extraction,
 )
-from agent_pod.conversation import ChatMessage
+from agent_pod.conversation import ChatMessage, Conversation
 
 
 def blocks():
@@ -137,3 +137,13 @@ def test_bad_memory_specs_are_refused_naming_the_field(memory, field):
 def test_context_target_must_not_exceed_the_maximum():
     with pytest.raises(ValidationError, match=r"targetTokens must be <= context\.maxTokens"):
         AgentConfig.model_validate({"context": {"maxTokens": 1000, "targetTokens": 2000}})
+
+
+def test_a_snapshot_without_memory_or_summary_reads_as_before():
+    """Empty memory and summary stay out of the snapshot: a pod of an older revision (which forbids unknown
+    fields) can still resume the call during a rollout."""
+    plain = Conversation(session_id="s", prompt_id="p")
+    assert {"memory", "summary", "summaryThrough"}.isdisjoint(plain.dump())
+    kept = Conversation(session_id="s", prompt_id="p", summary="booked", summary_through=3, memory=blocks())
+    again = Conversation.model_validate_json(kept.model_dump_json(by_alias=True))
+    assert again == kept and again.memory[1].kind == "slots"
