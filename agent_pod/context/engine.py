@@ -21,6 +21,7 @@ from ..pipeline.turn import AgentTurn
 from ..providers.base import ProviderError
 from ..providers.fallback import FallbackLLM, chain
 from ..providers.registry import provider_class
+from ..tools.platform import ToolPlatform
 from . import metrics
 from .assembler import assemble
 from .blocks import MemoryBlock, WriteResult, initial_blocks, merge_blocks
@@ -51,6 +52,7 @@ class ContextEngine:
         snapshot: Callable[[], Awaitable[None]],
         log: Log,
         caller_memory: CallerMemory | None = None,
+        tool_platform: ToolPlatform | None = None,
     ) -> None:
         self._config = config
         self._conversation = conversation
@@ -71,9 +73,9 @@ class ContextEngine:
         self.write_lags: list[float] = []  # seconds, per extraction written (benchmarks read them)
         convo = conversation()
         convo.memory = merge_blocks(initial_blocks(config.memory.blocks), convo.memory)
-        self.lookups = (
-            Lookups(config, convo.session_id, self._lookup_result) if config.memory.lookups else None
-        )
+        self.lookups: Lookups | None = None
+        if config.memory.lookups:
+            self.lookups = Lookups(config, convo.session_id, self._lookup_result, tool_platform)
 
     @property
     def memory(self) -> list[MemoryBlock]:

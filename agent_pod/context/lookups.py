@@ -20,6 +20,7 @@ from typing import Any
 from ..config import AgentConfig, MemoryLookup
 from ..conversation import ToolCall
 from ..pipeline.tools import ToolOutcome, ToolRunner
+from ..tools.platform import ToolPlatform
 from . import metrics
 
 log = logging.getLogger("voicefleet.context.lookups")
@@ -42,10 +43,22 @@ def lookup_arguments(
 
 class Lookups:
     def __init__(
-        self, config: AgentConfig, session_id: str, on_result: Callable[[MemoryLookup, str], Awaitable[None]]
+        self,
+        config: AgentConfig,
+        session_id: str,
+        on_result: Callable[[MemoryLookup, str], Awaitable[None]],
+        platform: ToolPlatform | None = None,
     ) -> None:
         self._lookups = config.memory.lookups
-        self._runner = ToolRunner(config.tools, session_id, lambda event: None)
+        # The pod's tool platform: a lookup shares its tool's breaker and limits with the LLM's calls.
+        self._runner = ToolRunner(
+            config.tools,
+            session_id,
+            lambda event: None,
+            platform=platform,
+            agent=config.agent,
+            namespace=config.namespace,
+        )
         self._on_result = on_result
         self._tasks: set[asyncio.Task[None]] = set()
         self._usable: set[str] = set()

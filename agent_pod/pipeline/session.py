@@ -154,7 +154,13 @@ class AgentSession:
         )
         # Memory blocks, summaries and the token budget of each request (agent_pod/context).
         self._context = ContextEngine(
-            config, lambda: self._conversation, self._llm, self._snapshot, self._log, caller_memory
+            config,
+            lambda: self._conversation,
+            self._llm,
+            self._snapshot,
+            self._log,
+            caller_memory,
+            tool_platform,
         )
         self._flow = FlowRuntime.for_session(config, self._conversation, self._llm)
         # The audit record names the node the call was in (the committed one).
