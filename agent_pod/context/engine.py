@@ -11,6 +11,7 @@ a call resumed elsewhere has them. A failing extractor or summariser logs and co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ from .summary import ChatModel, summarize
 from .writers import apply_extraction, apply_tool_write, extraction_request, parse_extraction
 
 Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
+FINAL_EXTRACTION_SECONDS = 5.0  # how long a closing call with caller memory waits for its last extraction
 
 
 def budgeted(prompt_text: str, conversation: Conversation, spec: ContextSpec) -> list[ChatMessage]:
@@ -122,6 +124,11 @@ class ContextEngine:
     async def aclose(self) -> None:
         if self.lookups is not None:
             await self.lookups.aclose()
+        if self._caller_memory is not None:
+            # The call's last turn is worth remembering for the next call: its extraction may finish.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FINAL_EXTRACTION_SECONDS):
+                    await self._idle.wait()
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)

@@ -19,7 +19,10 @@ from agent_pod.cli import main as cli
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.config import Scope
 from agent_pod.context.blocks import slot_values
-from agent_pod.context.persistence import caller_memory_key
+from agent_pod.context.persistence import CallerMemory, caller_memory_key
+from agent_pod.conversation import Conversation
+from agent_pod.pipeline.session import AgentSession
+from agent_pod.providers.registry import build_providers
 from agent_pod.runtime import Pod
 from agent_pod.sessions.auth import Keyring, new_api_key
 from agent_pod.sessions.keys import AgentKeys
@@ -154,3 +157,54 @@ async def test_memory_follows_the_caller_to_the_next_call_until_deleted(
     fourth, sid = await m.call({"caller_id": CALLER})
     assert m.memory_of(sid) == {}
     await fourth.close()
+
+
+async def test_a_call_that_ends_during_its_last_extraction_still_remembers_it(
+    redis_server: RedisServer,
+) -> None:
+    slow = {
+        "provider": "scripted",
+        "options": {"rules": json.dumps([EXTRACT]), "first_token_delay_ms": "1000"},
+    }
+    config = synthetic_config(
+        agent="final-" + uuid.uuid4().hex[:6],
+        namespace="memory",
+        memory={
+            "blocks": [
+                {"label": "booking", "description": "Booking", "kind": "slots", "slots": ["day", "party"]}
+            ],
+            "extraction": {"enabled": True, "llm": slow},
+            "persistence": {"callerKeyField": "caller_id", "ttlSeconds": 600},
+        },
+    )
+    assert config.memory.persistence is not None
+    redis = aioredis.Redis.from_url(redis_server.url)
+    keys = AgentKeys("memory", config.agent)
+    session = AgentSession(
+        session_id="final",
+        config=config,
+        providers=build_providers(config.pipeline),
+        output_sample_rate=24000,
+        conversation=Conversation(session_id="final", prompt_id="p", metadata={"caller_id": CALLER}),
+        caller_memory=CallerMemory(redis, keys, config.memory.persistence),
+    )
+    try:
+        await session.start()
+        events = session.events()
+        session.push_text("a table on friday for four")
+        while True:  # play the answer out, as a transport would
+            while session.pull_audio() is not None:
+                pass
+            event = await asyncio.wait_for(anext(events), 30)
+            if event.type == "agent_text" and getattr(event, "final", False):
+                break
+        await session.close("client_ended")  # the extraction is still waiting on its LLM
+        stored = await redis.get(caller_memory_key(keys, CALLER))
+        assert (
+            isinstance(stored, bytes)
+            and json.loads(stored)["blocks"][0]["value"] == '{"day":"friday","party":4}'
+        )
+    finally:
+        await session.close("client_ended")
+        await redis.delete(caller_memory_key(keys, CALLER))
+        await redis.aclose()
