@@ -29,6 +29,18 @@ class ChatMessage(Model):
     interrupted: bool = False
 
 
+class TransferRecord(Model):
+    """One hand-over of the call to another VoiceAgent."""
+
+    from_agent: str
+    from_pod: str
+    to_agent: str
+    reason: str = Field(default="", max_length=500)
+    policy: Literal["full", "summary", "none"]
+    trigger: Literal["tool", "api"]
+    at_unix_ms: int = Field(description="When the transfer was decided (the source pod's wall clock).")
+
+
 class Conversation(Model):
     """Everything needed to resume a call on another pod."""
 
@@ -42,6 +54,9 @@ class Conversation(Model):
         default_factory=dict,
         description="Caller context given when the session was created (session API metadata); "
         "the LLM sees it on every turn, on whichever pod serves the call.",
+    )
+    transfers: list[TransferRecord] = Field(
+        default_factory=list, description="Transfers to other agents, oldest first (docs/transfer.md)."
     )
 
 

@@ -34,6 +34,7 @@ from ..conversation import ChatMessage, Conversation, ToolCall, last_turn_number
 from ..providers.base import VAD, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..sessions.records import HeldInput
+from ..transfer.tool import TransferTool
 from .audio_input import AudioInput
 from .chunking import SpeechChunker
 from .compliance import Auditor, TurnRecord
@@ -132,6 +133,7 @@ class AgentSession:
         self._llm = FallbackLLM(chain(providers.llm, stage_timeouts(pipeline.llm)))
         self._tts = FallbackTTS(chain(providers.tts, stage_timeouts(pipeline.tts)))
         self._tools = ToolRunner(config.tools, session_id, self._emit, self._recorder)
+        self.transfer = TransferTool(config.transfer)  # the hub sets its requester
         primary_stt = providers.stt[0].name if providers.stt else "synthetic"
         # Re-transcription needs real speech: benchmarks with synthetic STT have tones, not words.
         self._auditor = Auditor(
@@ -555,7 +557,7 @@ class AgentSession:
 
     async def _generate(self, turn: AgentTurn, pieces: asyncio.Queue[tuple[str, int] | None]) -> None:
         messages = llm_messages(self.config.prompt_text, self._conversation)
-        offered = list(self.config.tools)
+        offered = [*self.config.tools, *self.transfer.tools]
         repairs = {t.name: t.max_argument_repairs for t in self.config.tools}
         for index in range(MAX_LLM_ROUNDS):
             rnd = Round()
@@ -584,6 +586,8 @@ class AgentSession:
                 return
             messages.append(ChatMessage(role="assistant", content=rnd.text, tool_calls=list(rnd.tool_calls)))
             await asyncio.gather(*(self._call_tool(turn, call, repairs) for call in rnd.tool_calls))
+            if self.transfer.wrap_up(rnd, pieces, index):
+                return  # the call moves to another agent once the announcement has played
             for call in rnd.tool_calls:
                 messages.append(
                     ChatMessage(role="tool", content=turn.outcomes[call.id].content, tool_call_id=call.id)
@@ -591,6 +595,9 @@ class AgentSession:
             offered = [t for t in offered if repairs.get(t.name, 0) >= 0]
 
     async def _call_tool(self, turn: AgentTurn, call: ToolCall, repairs: dict[str, int]) -> None:
+        if self.transfer.offers(call.name):
+            turn.outcomes[call.id] = await self.transfer.call(call, self._tools)
+            return
         args, outcome = self._tools.check(call, repairs.get(call.name, 0))
         if outcome is not None:
             if outcome.state == "invalid_arguments" and call.name in repairs:

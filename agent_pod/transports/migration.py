@@ -27,6 +27,7 @@ from ..config import MigrationSpec
 from ..pipeline.events import MigrationCompleted, MigrationOffer
 from ..pipeline.session import AgentSession
 from ..sessions.directory import Admission, MigrationRefused, SessionDirectory
+from ..sessions.keys import source_of
 from ..sessions.records import Handoff
 from . import transport_metrics
 
@@ -54,6 +55,15 @@ async def _until(event: asyncio.Event, seconds: float, answer: asyncio.Future[bo
             waiter.cancel()
 
 
+async def wait_quiet(call: LiveSession, deadline: float) -> bool:
+    """Wait until neither side of the call speaks (False: it ended, or ``deadline`` passed first)."""
+    while not call.session.quiet:
+        if call.finished.is_set() or time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(QUIET_POLL_SECONDS)
+    return not call.finished.is_set()
+
+
 class Migrator:
     """Moves the live calls of one draining pod, ``maxParallel`` at a time."""
 
@@ -77,13 +87,6 @@ class Migrator:
             transport_metrics.MIGRATIONS_TOTAL.labels(outcome).inc()
             log.info("migration: %s", outcome, extra={"session_id": call.id})
 
-    async def _wait_quiet(self, call: LiveSession, deadline: float) -> bool:
-        while not call.session.quiet:
-            if call.finished.is_set() or time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(QUIET_POLL_SECONDS)
-        return not call.finished.is_set()
-
     async def move(self, call: LiveSession) -> str:
         """Move one call; the outcome ('' when the call ended on its own first)."""
         spec, session = self.spec, call.session
@@ -91,7 +94,7 @@ class Migrator:
         exclude: set[str] = set()
         refused = "not_quiet"
         while True:
-            if not await self._wait_quiet(call, deadline):
+            if not await wait_quiet(call, deadline):
                 return "" if call.finished.is_set() else refused
             session.hold_input()  # synchronously after the quiet check: nothing slips in between
             frozen = time.monotonic()
@@ -162,6 +165,10 @@ async def take_over(
     replayed = session.release_input(handoff.inputs if handoff else None)
     gap = max(0.0, time.time() - admission.frozen_unix_ms / 1000) if admission.frozen_unix_ms else 0.0
     transport_metrics.MIGRATION_GAP_SECONDS.observe(gap)
+    transfers = session.conversation.transfers
+    if source_of(admission.moved_from or "") is not None and transfers:  # a call from another agent
+        decided = transfers[-1].at_unix_ms / 1000
+        transport_metrics.TRANSFER_SECONDS.observe(max(0.0, time.time() - decided))
     session.notify(
         MigrationCompleted(
             from_pod=admission.moved_from or "",
