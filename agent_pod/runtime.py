@@ -31,6 +31,7 @@ from .sessions.gate import SessionGate
 from .sessions.revision_stats import RevisionTally
 from .sessions.tuning import DirectoryTuning
 from .settings import PodSettings
+from .transfer.api import transfer_routes
 from .transports.cors import CorsPolicy
 from .transports.grpc_server import GrpcServer
 from .transports.http import Health, Scrapes, build_app, build_metrics_app, serve
@@ -146,6 +147,7 @@ class Pod:
         cors = CorsPolicy(config.auth.cors)
         routes: list[web.RouteDef] = [
             *session_routes(directory, gate, cors),
+            *transfer_routes(self.hub, gate, cors),
             web.post("/drain", self._begin_drain),
         ]
         if transport.webrtc.enabled:
