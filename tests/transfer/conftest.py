@@ -7,6 +7,7 @@ agent's LLM saw). The front desk transfers calls that mention billing with the b
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from agent_pod.config import AgentConfig
+from agent_pod.config import AgentConfig, Scope
 from agent_pod.runtime import Pod
+from agent_pod.sessions.auth import Keyring, new_api_key
 from agent_pod.settings import PodSettings
 from tests.support.pod import pod_ports, synthetic_config
 from tests.support.redis import RedisServer
@@ -45,8 +47,28 @@ def agent_config(name: str, prompt: str, server: OpenAIServer, **extra: Any) -> 
 class Desks:
     """The two agents: pods are added per test (``add``), each agent with its own config."""
 
-    def __init__(self, workdir: Path, redis: RedisServer, server: OpenAIServer, policy: str) -> None:
+    def __init__(
+        self, workdir: Path, redis: RedisServer, server: OpenAIServer, policy: str, secured: bool
+    ) -> None:
         suffix = uuid.uuid4().hex[:6]
+        self.workdir = workdir
+        self.keys: dict[str, str] = {}
+        auth: dict[str, Any] = {}
+        if secured:  # the front desk requires API keys: "caller" may not transfer, "supervisor" may
+            creds = workdir / "creds" / "api-keys"
+            creds.mkdir(parents=True)
+            entries = []
+            scopes: dict[str, list[Scope]] = {
+                "caller": ["sessions:create", "sessions:resume"],
+                "supervisor": ["sessions:transfer"],
+            }
+            for name, granted in scopes.items():
+                self.keys[name], entry = new_api_key("acme", granted)
+                entries.append(entry)
+            (creds / "keyring.json").write_text(json.dumps(Keyring(keys=entries).dump()))
+            auth = {
+                "auth": {"required": True, "apiKeysSecretRef": {"name": "api-keys", "key": "keyring.json"}}
+            }
         self.front_name, self.billing_name = f"front-{suffix}", f"billing-{suffix}"
         self.redis, self.server = redis, server
         self.key_file = workdir / "resume.key"  # agents keep their own keys: see the billing config
@@ -58,7 +80,7 @@ class Desks:
             "contextPolicy": policy,
             "announce": ANNOUNCE,
         }
-        self.front = agent_config(self.front_name, FRONT_PROMPT, server, transfer=transfer)
+        self.front = agent_config(self.front_name, FRONT_PROMPT, server, transfer=transfer, **auth)
         self.billing = agent_config(self.billing_name, BILLING_PROMPT, server)
         rules = [
             PromptRule(
@@ -81,6 +103,7 @@ class Desks:
             redis_url=self.redis.url,
             resume_key_file=key,
             log_format="text",
+            credentials_dir=self.workdir / "creds",
         )
         pod = Pod(settings, config, pod_ports())
         await pod.start()
@@ -109,15 +132,21 @@ def policy() -> str:
 
 
 @pytest.fixture
+def secured() -> bool:
+    return False
+
+
+@pytest.fixture
 async def desks(
     tmp_path: Path,
     redis_server: RedisServer,
     openai_server: OpenAIServer,
     policy: str,
+    secured: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Desks]:
     monkeypatch.setenv("OPENAI_API_KEY", openai_server.api_key)
-    desks = Desks(tmp_path, redis_server, openai_server, policy)
+    desks = Desks(tmp_path, redis_server, openai_server, policy, secured)
     try:
         yield desks
     finally:
