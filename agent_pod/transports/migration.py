@@ -165,13 +165,16 @@ async def take_over(
     replayed = session.release_input(handoff.inputs if handoff else None)
     gap = max(0.0, time.time() - admission.frozen_unix_ms / 1000) if admission.frozen_unix_ms else 0.0
     transport_metrics.MIGRATION_GAP_SECONDS.observe(gap)
+    from_pod = admission.moved_from or ""
     transfers = session.conversation.transfers
-    if source_of(admission.moved_from or "") is not None and transfers:  # a call from another agent
-        decided = transfers[-1].at_unix_ms / 1000
-        transport_metrics.TRANSFER_SECONDS.observe(max(0.0, time.time() - decided))
+    if (source := source_of(from_pod)) is not None:  # a call from another agent
+        from_pod = source[1]
+        if transfers:
+            decided = transfers[-1].at_unix_ms / 1000
+            transport_metrics.TRANSFER_SECONDS.observe(max(0.0, time.time() - decided))
     session.notify(
         MigrationCompleted(
-            from_pod=admission.moved_from or "",
+            from_pod=from_pod,
             gap_ms=int(gap * 1000),
             replayed_ms=int(replayed * 1000),
         )

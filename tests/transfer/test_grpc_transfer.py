@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.sessions.keys import AgentKeys
 from agent_pod.sessions.records import PinRecord
 from agent_pod.sessions.redis_client import connect_redis
+from agent_pod.transports import transport_metrics
 from tests.support.migration import answers, events
+from tests.support.pod import wait_until
 from tests.transfer.conftest import ANNOUNCE, BILLING_PROMPT, FRONT_PROMPT, Desks
+
+
+def transfer_count() -> float:
+    return REGISTRY.get_sample_value("voicefleet_transfer_seconds_count") or 0.0
 
 
 async def pin(desks: Desks, agent: str, session_id: str) -> PinRecord | None:
@@ -24,6 +31,10 @@ async def pin(desks: Desks, agent: str, session_id: str) -> PinRecord | None:
 async def test_the_llm_transfers_the_call_with_its_history_to_the_billing_agent(desks: Desks) -> None:
     front = await desks.add(desks.front, "front-0")
     billing = await desks.add(desks.billing, "billing-0")
+    timed, moved_before = (
+        transfer_count(),
+        transport_metrics.TRANSFERS_TOTAL.labels("transferred")._value.get(),
+    )
     async with GrpcCaller(front.grpc_address) as call:
         call.send_text("hello")
         assert await answers(call, 1) == ["You said: hello"]
@@ -36,6 +47,10 @@ async def test_the_llm_transfers_the_call_with_its_history_to_the_billing_agent(
         assert started["migrated"] and started["resumed"]
         assert started["resume_token"]  # the billing agent's own token (the agents' keys differ)
         await call.recorder.wait(lambda _: bool(events(call, "migration_completed")), 10)
+        assert events(call, "migration_completed")[0]["from_pod"] == "front-0"
+        assert transfer_count() == timed + 1  # decision -> the billing pod listens, measured there
+        counted = transport_metrics.TRANSFERS_TOTAL.labels("transferred")._value.get
+        await wait_until(lambda: counted() == moved_before + 1, 5, "the front desk to count the transfer")
 
         call.send_text("what do I owe")
         assert (await answers(call, 3))[2] == "You said: what do I owe"
