@@ -628,6 +628,7 @@ class TransferSpec(Model):
         min_length=1,
         max_length=32,
         description="VoiceAgents (same namespace, same Redis) calls may be transferred to.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     context_policy: TransferPolicy = Field(
         default="summary",

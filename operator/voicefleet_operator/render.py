@@ -106,6 +106,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         session=spec.session,
         sessions_per_pod=spec.autoscaling.sessions_per_pod,
         auth=spec.auth,
+        transfer=spec.transfer,
     )
 
 

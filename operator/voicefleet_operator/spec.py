@@ -20,6 +20,7 @@ from agent_pod.config import (
     SecretKeyRef,
     SessionSpec,
     ToolSpec,
+    TransferSpec,
     TransportSpec,
 )
 
@@ -301,6 +302,11 @@ class VoiceAgentSpec(Model):
     )
     rollout: RolloutSpec = Field(
         default_factory=RolloutSpec, description="How a new revision reaches the fleet (docs/rollouts.md)."
+    )
+    transfer: TransferSpec | None = Field(
+        default=None,
+        description="Live calls may be transferred to other VoiceAgents of the namespace that share this "
+        "agent's Redis (docs/transfer.md).",
     )
 
 
