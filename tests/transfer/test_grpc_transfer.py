@@ -68,6 +68,13 @@ async def test_the_llm_transfers_the_call_with_its_history_to_the_billing_agent(
         assert tool_call["function"]["name"] == "transfer_call"
         assert any(m["role"] == "tool" and m["tool_call_id"] == tool_call["id"] for m in seen)
 
+        # the tool is offered where spec.transfer is set, and only there
+        tools: dict[str, list[str]] = {"FRONT desk": [], "BILLING desk": []}
+        for sent in desks.server.requests:
+            for marker, names in tools.items():
+                if marker in str(sent.body.get("messages")):
+                    names += [t["function"]["name"] for t in sent.body.get("tools") or []]
+        assert set(tools["FRONT desk"]) == {"transfer_call"} and tools["BILLING desk"] == []
         assert front.hub is not None and front.hub.live_sessions == 0
         assert billing.hub is not None
         (live,) = billing.hub.live()
