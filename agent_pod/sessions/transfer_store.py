@@ -29,12 +29,16 @@ from .store import Store, StoreBusy, StoreDown, text
 from .tokens import token_hash
 from .tuning import ms
 
-# KEYS[1] the target's pin, KEYS[2] its snapshot, KEYS[3] its load on the pod the call was placed on.
-# ARGV: pod it was placed on, handoff_hash, moving_from, frozen_ms, conversation JSON, snapshot_ttl_ms,
-# pin_ttl_ms. -> 'moving' | 'gone' (the pin names another pod now)
+# KEYS[1] the target's pin, KEYS[2] its snapshot, KEYS[3] its load on the pod the call was placed on,
+# KEYS[4] the session's tenant record there. ARGV: pod it was placed on, handoff_hash, moving_from,
+# frozen_ms, conversation JSON, snapshot_ttl_ms, pin_ttl_ms, tenant ('' when the call has none).
+# -> 'moving' | 'gone' (the pin names another pod now)
 MARK_MOVING = """
 if redis.call('HGET', KEYS[1], 'pod') ~= ARGV[1] then
   return 'gone'
+end
+if ARGV[8] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[8], 'PX', ARGV[7])
 end
 redis.call('HSET', KEYS[1], 'state', 'moving', 'moving_from', ARGV[3], 'handoff_hash', ARGV[2],
   'frozen_ms', ARGV[4])
@@ -118,6 +122,8 @@ class CallTransfers:
         token = secrets.token_urlsafe(24)
         try:
             store.require()
+            # The call stays its tenant's at the target (its quota counts it there).
+            tenant = await store.io(store.redis.get(store.keys.session_tenant(session_id)))
             result = await self._place(session_id, keys, owned.token_hash)
             status = text(result[0])
             if status == "moved":
@@ -127,7 +133,12 @@ class CallTransfers:
             pod = text(result[1])
             marked = await store.io(
                 self._mark(
-                    keys=[keys.pin(session_id), keys.snapshot(session_id), keys.load(pod)],
+                    keys=[
+                        keys.pin(session_id),
+                        keys.snapshot(session_id),
+                        keys.load(pod),
+                        keys.session_tenant(session_id),
+                    ],
                     args=[
                         pod,
                         token_hash(token),
@@ -136,6 +147,7 @@ class CallTransfers:
                         conversation.model_dump_json(by_alias=True),
                         ms(tuning.snapshot_ttl_seconds),
                         ms(tuning.pin_ttl_seconds),
+                        text(tenant) if tenant else "",
                     ],
                 )
             )

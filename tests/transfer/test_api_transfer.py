@@ -9,6 +9,8 @@ import pytest
 
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.runtime import Pod
+from agent_pod.sessions.keys import AgentKeys
+from agent_pod.sessions.redis_client import connect_redis
 from agent_pod.transports import transport_metrics
 from tests.support.migration import answers, events
 from tests.transfer.conftest import GHOST, Desks
@@ -59,6 +61,14 @@ async def test_a_supervisor_transfers_a_call_through_the_api_with_the_scope_it_n
         assert billing.hub is not None
         (live,) = billing.hub.live()
         assert live.session.conversation.transfers[0].trigger == "api"
+        redis = connect_redis(desks.redis.url)
+        try:  # the call stays its tenant's at the target
+            tenant = await redis.get(
+                AgentKeys("transfer", desks.billing_name).session_tenant(call.session_id)
+            )
+        finally:
+            await redis.aclose()
+        assert tenant in ("acme", b"acme")
         await call.end()
 
 
