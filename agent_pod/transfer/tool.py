@@ -115,5 +115,6 @@ class TransferTool:
         if not any(call.id in self._accepted for call in rnd.tool_calls):
             return False
         if self.spec is not None and self.spec.announce:
+            rnd.text = f"{rnd.text} {self.spec.announce}".strip()  # the turn's text says it too
             pieces.put_nowait((self.spec.announce, index))
         return True

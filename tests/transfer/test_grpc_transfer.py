@@ -43,6 +43,10 @@ async def test_the_llm_transfers_the_call_with_its_history_to_the_billing_agent(
         assert (await answers(call, 2))[1] == ANNOUNCE
         await call.recorder.wait(lambda _: len(call.pods) == 2, 15)
         assert call.pods == ["front-0", "billing-0"]
+        # the move waited for the announcement: its final text (sent once its audio played) came first
+        kinds = [(k, f.get("final"), f.get("text"), f.get("played_text")) for _, k, f in call.recorder.events]
+        announced = kinds.index(("agent_text", True, ANNOUNCE, ANNOUNCE))
+        assert announced < [k[0] for k in kinds].index("migration_offer")
         started = events(call, "session_started")[-1]
         assert started["migrated"] and started["resumed"]
         assert started["resume_token"]  # the billing agent's own token (the agents' keys differ)

@@ -38,3 +38,33 @@ async def test_a_webrtc_call_follows_the_transfer_and_input_said_meanwhile_is_he
         await call.end()
         await call.recorder.wait(lambda s: s.ended is not None, 5)
     assert call.recorder.summary.ended == "client_ended"
+
+
+async def test_a_caller_that_cannot_reach_the_target_stays_on_the_front_desk(desks: Desks) -> None:
+    front = await desks.add(desks.front, "front-0")
+    billing = await desks.add(desks.billing, "billing-0")
+    async with WebRTCCaller(front.http_url + "/v1/webrtc", auto_follow=False) as call:
+        call.send_text("a billing question")
+        await call.recorder.wait(lambda _: bool(events(call, "migration_offer")), 15)
+        [offer] = events(call, "migration_offer")
+        call.send_text("said while moving")  # held by the front desk
+        await billing.stop()  # the target goes away before the caller gets there
+        assert not await call.follow(offer)
+        texts = await answers(call, 2)
+        assert texts[1] == "You said: said while moving"  # the held input is heard where the call stays
+        [error] = events(call, "error")
+        assert "did not happen" in error["message"] and not error["fatal"]
+        assert not events(call, "migration_completed")
+        assert front.hub is not None
+        (live,) = front.hub.live()
+        messages = live.session.conversation.messages
+        assert [m.content for m in messages if m.role == "user"] == [
+            "a billing question",
+            "said while moving",
+        ]
+        note = (
+            f"The transfer to {desks.billing_name} did not happen (the caller did not reach the other agent)."
+        )
+        assert any(m.role == "system" and m.content.startswith(note) for m in messages)
+        assert live.session.conversation.transfers == []
+        await call.end()
