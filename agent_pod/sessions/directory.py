@@ -225,6 +225,10 @@ class SessionDirectory(Protocol):
         """Raise TransferRefused unless VoiceAgent ``agent`` has a ready pod in this session store."""
         ...
 
+    async def call_owner_url(self, session_id: str) -> str | None:
+        """The session API URL of the pod that serves the call live (None: unknown)."""
+        ...
+
     async def begin_transfer(
         self, session_id: str, conversation: Conversation, agent: str, follow_seconds: float
     ) -> MigrationTicket:
@@ -420,6 +424,9 @@ class LocalDirectory:
 
     async def check_transfer_target(self, agent: str) -> None:
         raise TransferRefused("no_fleet", "this pod serves alone: transfers need the fleet's Redis")
+
+    async def call_owner_url(self, session_id: str) -> str | None:
+        return None
 
     async def begin_transfer(
         self, session_id: str, conversation: Conversation, agent: str, follow_seconds: float

@@ -73,7 +73,7 @@ class RedisDirectory:
         )
         self.admission = StreamAdmission(self.placement)
         self.moves = CallMoves(self.store, self.local, self.registry, identity)
-        self.transfers = CallTransfers(self.store, self.local, identity)
+        self.transfers = CallTransfers(self.store, self.local, self.registry, identity)
         self.revision_stats = (
             RevisionStatsWriter(self.store, revision_tally, identity.revision)
             if revision_tally is not None
@@ -200,6 +200,9 @@ class RedisDirectory:
 
     async def check_transfer_target(self, agent: str) -> None:
         await self.transfers.ready_pods(agent)
+
+    async def call_owner_url(self, session_id: str) -> str | None:
+        return await self.transfers.owner_url(session_id)
 
     async def begin_transfer(
         self, session_id: str, conversation: Conversation, agent: str, follow_seconds: float

@@ -24,6 +24,7 @@ from .local_state import LocalSessions
 from .migration_store import HANDOFF_TTL_SECONDS
 from .placement import is_fresh, revision_bucket, ring_order
 from .records import Handoff, PodRecord, decode_mapping
+from .registry import PodRegistry
 from .script_keys import place_keys
 from .store import Store, StoreBusy, StoreDown, text
 from .tokens import token_hash
@@ -65,9 +66,12 @@ return 'aborted'
 
 
 class CallTransfers:
-    def __init__(self, store: Store, local: LocalSessions, identity: PodIdentity) -> None:
+    def __init__(
+        self, store: Store, local: LocalSessions, registry: PodRegistry, identity: PodIdentity
+    ) -> None:
         self.store = store
         self.local = local
+        self.registry = registry
         self.identity = identity
         redis = store.redis
         self._mark: Any = redis.register_script(MARK_MOVING)
@@ -109,6 +113,17 @@ class CallTransfers:
         if not ready:
             raise TransferRefused("no_ready_pod", f"VoiceAgent {agent!r} has no ready pod with room")
         return ready
+
+    async def owner_url(self, session_id: str) -> str | None:
+        """The session API URL of the live pod that serves the call (None: unknown, or Redis is down)."""
+        store = self.store
+        try:
+            store.require()
+            pod = await store.io(store.redis.hget(store.keys.pin(session_id), "pod"))
+            record = await self.registry.fresh_record(text(pod), ("ready", "draining")) if pod else None
+        except (StoreDown, StoreBusy):
+            return None
+        return record.http_url if record is not None and record.http_url else None
 
     async def begin(
         self, session_id: str, conversation: Conversation, agent: str, follow_seconds: float

@@ -3,8 +3,9 @@
     POST /v1/sessions/{session_id}/transfer  {"target": "billing", "policy": "full", "reason": "..."}
         -> 202 {"sessionId", "target", "policy", "state": "moving"}
 
-The credential needs the ``sessions:transfer`` scope and the session's tenant. The pod that serves the
-call answers (409 wrong_pod elsewhere: send it to the pod of the call's grant). 202 means the target
+The credential needs the ``sessions:transfer`` scope and the session's tenant. Any pod of the agent
+answers: one that does not serve the call forwards the request to the one that does (found through the
+call's pin; 409 wrong_pod when no live pod serves it). 202 means the target
 was checked and the move started; it happens at the next quiet moment, and the caller's stream
 follows it (a MigrationOffer). Refusals: 403 a target not in ``spec.transfer.targets`` (or no
 ``spec.transfer``), 404 an agent with no pod in this Redis, 503 a target without a ready pod.
@@ -12,6 +13,7 @@ follows it (a MigrationOffer). Refusals: 403 a target not in ``spec.transfer.tar
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 from pydantic import Field
 
@@ -32,6 +34,8 @@ REFUSAL_CODES = {
     "unknown_target": "not_found",
 }
 RETRY_SECONDS = 2.0
+FORWARDED_HEADER = "Voicefleet-Forwarded"
+FORWARD_TIMEOUT_SECONDS = 10.0
 
 
 class TransferBody(Model):
@@ -53,6 +57,29 @@ def as_admission_error(exc: TransferRefused) -> AdmissionError:
     return AdmissionError(code, f"{exc.reason}: {exc.message}", retry)
 
 
+async def _forward(
+    request: web.Request, hub: SessionHub, session_id: str, body: TransferBody
+) -> web.Response:
+    """Hand the request to the pod that serves the call (once: a forwarded request is not forwarded)."""
+    owner = None if request.headers.get(FORWARDED_HEADER) else await hub.directory.call_owner_url(session_id)
+    if owner is None:
+        raise AdmissionError("wrong_pod", "the call is not live on this pod, nor known live on another one")
+    headers = {FORWARDED_HEADER: "1"}
+    if auth := request.headers.get("Authorization"):
+        headers["Authorization"] = auth
+    url = f"{owner}/v1/sessions/{session_id}/transfer"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_SECONDS)) as http,
+            http.post(url, json=body.dump(), headers=headers) as resp,
+        ):
+            return web.Response(status=resp.status, body=await resp.read(), content_type="application/json")
+    except (aiohttp.ClientError, TimeoutError):
+        raise AdmissionError(
+            "unavailable", "the pod serving the call did not answer", RETRY_SECONDS
+        ) from None
+
+
 def transfer_routes(hub: SessionHub, gate: SessionGate, cors: CorsPolicy) -> list[web.RouteDef]:
     async def transfer(request: web.Request) -> web.Response:
         session_id = request.match_info["session_id"]
@@ -61,9 +88,7 @@ def transfer_routes(hub: SessionHub, gate: SessionGate, cors: CorsPolicy) -> lis
         await gate.authorize_transfer(_bearer(request), session_id)
         live = hub.find(session_id)
         if live is None:
-            raise AdmissionError(
-                "wrong_pod", "the call is not live on this pod; send the request to the pod of its grant"
-            )
+            return await _forward(request, hub, session_id, body)
         spec = hub.config.transfer
         policy = body.policy or (spec.context_policy if spec is not None else "summary")
         ask = TransferRequest(

@@ -121,3 +121,19 @@ async def test_refused_transfers_leave_the_call_on_the_front_desk_intact(desks: 
         assert said == ["hello", "to nowhere", "ghost desk please", "still there"]
         assert live.session.conversation.transfers == []
         await call.end()
+
+
+async def test_any_pod_of_the_agent_takes_the_request_and_hands_it_to_the_pod_of_the_call(
+    desks: Desks,
+) -> None:
+    front = await desks.add(desks.front, "front-0")
+    other = await desks.add(desks.front, "front-1")
+    await desks.add(desks.billing, "billing-0")
+    async with GrpcCaller(front.grpc_address) as call:
+        call.send_text("hello")
+        await answers(call, 1)
+        status, accepted = await ask(other, call.session_id, {"target": desks.billing_name})
+        assert (status, accepted["state"]) == (202, "moving")
+        await call.recorder.wait(lambda _: len(call.pods) == 2, 15)
+        assert call.pods == ["front-0", "billing-0"]
+        await call.end()
