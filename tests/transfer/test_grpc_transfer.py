@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
@@ -13,6 +14,14 @@ from agent_pod.transports import transport_metrics
 from tests.support.migration import answers, events
 from tests.support.pod import wait_until
 from tests.transfer.conftest import ANNOUNCE, BILLING_PROMPT, FRONT_PROMPT, Desks
+
+
+async def resume(http_url: str, session_id: str, token: str) -> int:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{http_url}/v1/sessions/{session_id}/resume", json={"resumeToken": token}) as resp,
+    ):
+        return resp.status
 
 
 def transfer_count() -> float:
@@ -89,6 +98,10 @@ async def test_the_llm_transfers_the_call_with_its_history_to_the_billing_agent(
             "tool",
             "full",
         )
+        # the caller resumes through the billing agent with the token billing issued (not the front desk's)
+        token, old_token = started["resume_token"], events(call, "session_started")[0]["resume_token"]
+        assert await resume(billing.http_url, call.session_id, old_token) == 401
+        assert await resume(billing.http_url, call.session_id, token) == 200
         moved = await pin(desks, desks.billing_name, call.session_id)
         assert moved is not None and (moved.pod, moved.state) == ("billing-0", "live")
         assert await pin(desks, desks.front_name, call.session_id) is None  # the front desk let it go
