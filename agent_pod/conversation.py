@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .config import Model
+from .config import Model, TransferPolicy
 
 
 class ToolCall(Model):
@@ -36,7 +36,7 @@ class TransferRecord(Model):
     from_pod: str
     to_agent: str
     reason: str = Field(default="", max_length=500)
-    policy: Literal["full", "summary", "none"]
+    policy: TransferPolicy
     trigger: Literal["tool", "api"]
     at_unix_ms: int = Field(description="When the transfer was decided (the source pod's wall clock).")
 
