@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, cast
 from ..config import AgentConfig
 from ..context.summary import summarize
 from ..conversation import ChatMessage, Conversation, TransferRecord
-from ..pipeline.events import ErrorEvent, MigrationOffer
+from ..pipeline.events import ErrorEvent
 from ..providers.base import LLM, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, chain, stage_timeouts
 from ..sessions.directory import SessionDirectory, TransferRefused
 from ..sessions.keys import agent_pod_name
-from ..sessions.records import Handoff
 from ..transports import transport_metrics
-from ..transports.migration import WEBRTC_SETTLE_SECONDS, _until, wait_quiet
+from ..transports.migration import hand_over, offer, wait_quiet
 from .policy import check_target, failure_note, handed_over
 from .tool import TransferRequest
 
@@ -104,32 +103,15 @@ class Transfers:
         except TransferRefused as exc:
             self._stay(live, request, exc.message)
             return exc.reason
-        live.migration = answer = asyncio.get_running_loop().create_future()
-        session.notify(
-            MigrationOffer(
-                pod=ticket.pod,
-                grpc_address=ticket.grpc_address,
-                webrtc_url=ticket.webrtc_url,
-                migration_token=ticket.token,
-                follow_within_ms=int(follow * 1000),
-            )
-        )
-        await _until(live.finished, follow, answer)
-        live.migration = None
+        answer = await offer(live, ticket, follow)
         followed = answer.done() and answer.result()
         stays = not followed and not live.finished.is_set()
         # A caller that says it could not follow is still here, even if the target admitted it once.
         if stays and await self.directory.abort_transfer(live.id, request.target, ticket.pod, answer.done()):
             self._stay(live, request, "the caller did not reach the other agent")
             return "caller_failed" if answer.done() else "not_followed"
-        if live.transport == "webrtc" and not live.finished.is_set():
-            await asyncio.sleep(WEBRTC_SETTLE_SECONDS)
-        handoff = Handoff(
-            from_pod=agent_pod_name(self.config.agent, self.pod_name), inputs=session.take_held()
-        )
-        await self.directory.push_transfer_handoff(live.id, request.target, handoff)
-        if not live.finished.is_set():
-            await live.close("migrated")  # what clients expect of the stream a call moved away from
+        push = functools.partial(self.directory.push_transfer_handoff, live.id, request.target)
+        await hand_over(live, push, agent_pod_name(self.config.agent, self.pod_name))
         return "transferred"
 
     async def _handed_over(self, conversation: Conversation, request: TransferRequest) -> Conversation:

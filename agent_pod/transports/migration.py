@@ -19,14 +19,16 @@ call back only while the target has not (one Lua script decides).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config import MigrationSpec
 from ..pipeline.events import MigrationCompleted, MigrationOffer
 from ..pipeline.session import AgentSession
-from ..sessions.directory import Admission, MigrationRefused, SessionDirectory
+from ..sessions.directory import Admission, MigrationRefused, MigrationTicket, SessionDirectory
 from ..sessions.keys import source_of
 from ..sessions.records import Handoff
 from . import transport_metrics
@@ -62,6 +64,34 @@ async def wait_quiet(call: LiveSession, deadline: float) -> bool:
             return False
         await asyncio.sleep(QUIET_POLL_SECONDS)
     return not call.finished.is_set()
+
+
+async def offer(call: LiveSession, ticket: MigrationTicket, follow_seconds: float) -> asyncio.Future[bool]:
+    """Offer the caller the move to ``ticket`` and wait for its answer (or the call's end) for at most
+    ``follow_seconds``; the answer future is resolved only if the caller answered."""
+    call.migration = answer = asyncio.get_running_loop().create_future()
+    call.session.notify(
+        MigrationOffer(
+            pod=ticket.pod,
+            grpc_address=ticket.grpc_address,
+            webrtc_url=ticket.webrtc_url,
+            migration_token=ticket.token,
+            follow_within_ms=int(follow_seconds * 1000),
+        )
+    )
+    await _until(call.finished, follow_seconds, answer)
+    call.migration = None
+    return answer
+
+
+async def hand_over(call: LiveSession, push: Callable[[Handoff], Awaitable[None]], from_pod: str) -> None:
+    """The caller followed: give the new pod the input held here, then end this side ("migrated")."""
+    if call.transport == "webrtc" and not call.finished.is_set():
+        await asyncio.sleep(WEBRTC_SETTLE_SECONDS)
+    # The new pod listens once it has this: hand it over first, then end this side.
+    await push(Handoff(from_pod=from_pod, inputs=call.session.take_held()))
+    if not call.finished.is_set():
+        await call.close("migrated")
 
 
 class Migrator:
@@ -117,19 +147,7 @@ class Migrator:
                     return refused
                 await _until(call.finished, RETRY_SECONDS)
                 continue
-            loop = asyncio.get_running_loop()
-            call.migration = answer = loop.create_future()
-            session.notify(
-                MigrationOffer(
-                    pod=ticket.pod,
-                    grpc_address=ticket.grpc_address,
-                    webrtc_url=ticket.webrtc_url,
-                    migration_token=ticket.token,
-                    follow_within_ms=int(spec.follow_timeout_seconds * 1000),
-                )
-            )
-            await _until(call.finished, spec.follow_timeout_seconds, answer)
-            call.migration = None
+            answer = await offer(call, ticket, spec.follow_timeout_seconds)
             followed = answer.done() and answer.result()
             if not followed and not call.finished.is_set():
                 # A caller that says it could not follow is still here: the call is taken back even if
@@ -144,13 +162,8 @@ class Migrator:
                     continue
                 followed = True  # the caller got there although it did not say so
             transport_metrics.MIGRATION_HANDOVER_SECONDS.observe(time.monotonic() - frozen)
-            if call.transport == "webrtc" and not call.finished.is_set():
-                await asyncio.sleep(WEBRTC_SETTLE_SECONDS)
-            # The new pod listens once it has this: hand it over first, then end this side.
-            held = session.take_held()
-            await self.directory.push_handoff(call.id, Handoff(from_pod=self.pod_name, inputs=held))
-            if not call.finished.is_set():
-                await call.close("migrated")
+            push = functools.partial(self.directory.push_handoff, call.id)
+            await hand_over(call, push, self.pod_name)
             return "moved"
 
 
