@@ -27,6 +27,8 @@ NAMESPACE = "transfer"
 FRONT_PROMPT = "You are the FRONT desk of Acme."
 BILLING_PROMPT = "You are the BILLING desk of Acme."
 ANNOUNCE = "Transferring you to billing."
+# Ten seconds of agent speech at the synthetic voice's 20 ms per character: longer than quietWaitSeconds.
+STORY = "Once upon a time there was a lighthouse keeper who told long stories to every ship. " * 6
 # Registered in the transfer targets, but no pod of it ever runs.
 GHOST = "ghost-desk"
 
@@ -79,6 +81,7 @@ class Desks:
             "targets": [self.billing_name, GHOST],
             "contextPolicy": policy,
             "announce": ANNOUNCE,
+            "quietWaitSeconds": 3,
         }
         self.front = agent_config(self.front_name, FRONT_PROMPT, server, transfer=transfer, **auth)
         self.billing = agent_config(self.billing_name, BILLING_PROMPT, server)
@@ -90,6 +93,7 @@ class Desks:
             ),
             PromptRule(match="ghost", tool="transfer_call", arguments={"target": GHOST}),
             PromptRule(match="nowhere", tool="transfer_call", arguments={"target": "nowhere"}),
+            PromptRule(match="story", reply=STORY),
         ]
         server.script_prompt(PromptScript(marker="FRONT desk", rules=rules))
         self.pods: list[Pod] = []

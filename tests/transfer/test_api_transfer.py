@@ -137,3 +137,21 @@ async def test_any_pod_of_the_agent_takes_the_request_and_hands_it_to_the_pod_of
         await call.recorder.wait(lambda _: len(call.pods) == 2, 15)
         assert call.pods == ["front-0", "billing-0"]
         await call.end()
+
+
+async def test_a_call_that_never_falls_quiet_stays_where_it_is(desks: Desks) -> None:
+    front = await desks.add(desks.front, "front-0")
+    await desks.add(desks.billing, "billing-0")
+    stayed = refused("not_quiet")
+    async with GrpcCaller(front.grpc_address) as call:
+        call.send_text("tell me a story")
+        await call.recorder.wait(lambda _: bool(events(call, "turn_metrics")), 10)  # the agent speaks
+        status, _ = await ask(front, call.session_id, {"target": desks.billing_name})
+        assert status == 202  # accepted: the move waits for a quiet moment (quietWaitSeconds: 3)
+        await call.recorder.wait(lambda _: bool(events(call, "error")), 10)
+        [error] = events(call, "error")
+        assert "no quiet moment came" in error["message"] and not error["fatal"]
+        assert refused("not_quiet") == stayed + 1
+        assert not events(call, "migration_offer") and call.pods == ["front-0"]
+        await answers(call, 1, within=20)  # the story goes on to its end, on the front desk
+        await call.end()
