@@ -23,6 +23,7 @@ from .keys import AgentKeys, agent_pod_name
 from .local_state import LocalSessions
 from .migration_store import HANDOFF_TTL_SECONDS
 from .placement import is_fresh, revision_bucket, ring_order
+from .placement_store import LIST_ATTEMPTS
 from .records import Handoff, PodRecord, decode_mapping
 from .registry import PodRegistry
 from .script_keys import place_keys
@@ -30,16 +31,15 @@ from .store import Store, StoreBusy, StoreDown, text
 from .tokens import token_hash
 from .tuning import ms
 
-# KEYS[1] the target's pin, KEYS[2] its snapshot, KEYS[3] its load on the pod the call was placed on,
-# KEYS[4] the session's tenant record there. ARGV: pod it was placed on, handoff_hash, moving_from,
-# frozen_ms, conversation JSON, snapshot_ttl_ms, pin_ttl_ms, tenant ('' when the call has none).
-# -> 'moving' | 'gone' (the pin names another pod now)
+# KEYS[1] the target's pin, KEYS[2] its snapshot, KEYS[3] the session's tenant record there. ARGV: pod
+# the call was placed on, handoff_hash, moving_from, frozen_ms, conversation JSON, snapshot_ttl_ms,
+# pin_ttl_ms, tenant ('' when the call has none). -> 'moving' | 'gone' (the pin names another pod now)
 MARK_MOVING = """
 if redis.call('HGET', KEYS[1], 'pod') ~= ARGV[1] then
   return 'gone'
 end
 if ARGV[8] ~= '' then
-  redis.call('SET', KEYS[4], ARGV[8], 'PX', ARGV[7])
+  redis.call('SET', KEYS[3], ARGV[8], 'PX', ARGV[7])
 end
 redis.call('HSET', KEYS[1], 'state', 'moving', 'moving_from', ARGV[3], 'handoff_hash', ARGV[2],
   'frozen_ms', ARGV[4])
@@ -49,7 +49,8 @@ return 'moving'
 """
 
 # Take a transfer back: the caller did not arrive (``moving``) or said it stayed (force).
-# KEYS as MARK_MOVING. ARGV: pod, force, session. -> 'aborted' | 'claimed' (the target serves the call)
+# KEYS[1] the target's pin, KEYS[2] its snapshot, KEYS[3] the load of the pod the call was placed on.
+# ARGV: pod, force, session. -> 'aborted' | 'claimed' (the target serves the call)
 #  | 'gone'
 ABORT = """
 local pin = redis.call('HMGET', KEYS[1], 'pod', 'state')
@@ -139,7 +140,9 @@ class CallTransfers:
             store.require()
             # The call stays its tenant's at the target (its quota counts it there).
             tenant = await store.io(store.redis.get(store.keys.session_tenant(session_id)))
-            result = await self._place(session_id, keys, owned.token_hash)
+            # The target's slot is held until the caller has had time to follow.
+            lease = max(tuning.reservation_seconds, follow_seconds + tuning.stale_seconds)
+            result = await self._place(session_id, keys, owned.token_hash, lease)
             status = text(result[0])
             if status == "moved":
                 raise TransferRefused("already_there", f"the call already has a pin at VoiceAgent {agent!r}")
@@ -148,12 +151,7 @@ class CallTransfers:
             pod = text(result[1])
             marked = await store.io(
                 self._mark(
-                    keys=[
-                        keys.pin(session_id),
-                        keys.snapshot(session_id),
-                        keys.load(pod),
-                        keys.session_tenant(session_id),
-                    ],
+                    keys=[keys.pin(session_id), keys.snapshot(session_id), keys.session_tenant(session_id)],
                     args=[
                         pod,
                         token_hash(token),
@@ -180,17 +178,17 @@ class CallTransfers:
             token=token,
         )
 
-    async def _place(self, session_id: str, keys: AgentKeys, th: str) -> list[Any]:
+    async def _place(self, session_id: str, keys: AgentKeys, th: str, lease_seconds: float) -> list[Any]:
         """The target agent's PLACE script, as its own pods run it for a new session."""
         store, tuning = self.store, self.store.tuning
-        for _ in range(3):
+        for _ in range(LIST_ATTEMPTS):  # a pod registered meanwhile: read the list again
             names = sorted(text(n) for n in await store.io(store.redis.smembers(keys.pods)))
             order = ring_order(session_id, names)
             args: list[Any] = [
                 session_id,
                 repr(tuning.epsilon),
                 ms(tuning.stale_seconds),
-                ms(tuning.reservation_seconds),
+                ms(lease_seconds),
                 ms(tuning.pin_ttl_seconds),
                 th,
                 "",
