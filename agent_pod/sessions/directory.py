@@ -26,7 +26,7 @@ from typing import Protocol
 
 from ..config import Model
 from ..conversation import Conversation
-from .records import Handoff
+from .records import Handoff, PodRecord
 from .tokens import ResumeTokens, TokenError, valid_session_id
 
 DEFAULT_TOKEN_TTL_SECONDS = 24 * 3600.0
@@ -225,8 +225,8 @@ class SessionDirectory(Protocol):
         """Raise TransferRefused unless VoiceAgent ``agent`` has a ready pod in this session store."""
         ...
 
-    async def call_owner_url(self, session_id: str) -> str | None:
-        """The session API URL of the pod that serves the call live (None: unknown)."""
+    async def call_owner(self, session_id: str) -> PodRecord | None:
+        """The live pod that serves the call (None: unknown)."""
         ...
 
     async def begin_transfer(
@@ -425,7 +425,7 @@ class LocalDirectory:
     async def check_transfer_target(self, agent: str) -> None:
         raise TransferRefused("no_fleet", "this pod serves alone: transfers need the fleet's Redis")
 
-    async def call_owner_url(self, session_id: str) -> str | None:
+    async def call_owner(self, session_id: str) -> PodRecord | None:
         return None
 
     async def begin_transfer(

@@ -28,7 +28,7 @@ from .keys import AgentKeys
 from .local_state import LocalSessions
 from .migration_store import CallMoves
 from .placement_store import SessionPlacement
-from .records import Handoff
+from .records import Handoff, PodRecord
 from .redis_client import AnyRedis
 from .registry import PodRegistry
 from .revision_stats import RevisionTally
@@ -201,8 +201,8 @@ class RedisDirectory:
     async def check_transfer_target(self, agent: str) -> None:
         await self.transfers.ready_pods(agent)
 
-    async def call_owner_url(self, session_id: str) -> str | None:
-        return await self.transfers.owner_url(session_id)
+    async def call_owner(self, session_id: str) -> PodRecord | None:
+        return await self.transfers.owner(session_id)
 
     async def begin_transfer(
         self, session_id: str, conversation: Conversation, agent: str, follow_seconds: float

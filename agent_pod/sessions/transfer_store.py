@@ -115,16 +115,15 @@ class CallTransfers:
             raise TransferRefused("no_ready_pod", f"VoiceAgent {agent!r} has no ready pod with room")
         return ready
 
-    async def owner_url(self, session_id: str) -> str | None:
-        """The session API URL of the live pod that serves the call (None: unknown, or Redis is down)."""
+    async def owner(self, session_id: str) -> PodRecord | None:
+        """The live pod that serves the call (None: unknown, or Redis is down)."""
         store = self.store
         try:
             store.require()
             pod = await store.io(store.redis.hget(store.keys.pin(session_id), "pod"))
-            record = await self.registry.fresh_record(text(pod), ("ready", "draining")) if pod else None
+            return await self.registry.fresh_record(text(pod), ("ready", "draining")) if pod else None
         except (StoreDown, StoreBusy):
             return None
-        return record.http_url if record is not None and record.http_url else None
 
     async def begin(
         self, session_id: str, conversation: Conversation, agent: str, follow_seconds: float

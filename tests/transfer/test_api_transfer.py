@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 
 from agent_pod.client.grpc_client import GrpcCaller
@@ -14,6 +15,7 @@ from agent_pod.sessions.redis_client import connect_redis
 from agent_pod.transports import transport_metrics
 from tests.support.migration import answers, events
 from tests.transfer.conftest import GHOST, Desks
+from voicefleet.v1 import session_pb2, session_pb2_grpc
 
 
 async def ask(pod: Pod, session_id: str, body: dict[str, Any], key: str = "") -> tuple[int, dict[str, Any]]:
@@ -154,4 +156,37 @@ async def test_a_call_that_never_falls_quiet_stays_where_it_is(desks: Desks) -> 
         assert refused("not_quiet") == stayed + 1
         assert not events(call, "migration_offer") and call.pods == ["front-0"]
         await answers(call, 1, within=20)  # the story goes on to its end, on the front desk
+        await call.end()
+
+
+async def test_the_grpc_session_service_transfers_a_call_too(desks: Desks) -> None:
+    front = await desks.add(desks.front, "front-0")
+    other = await desks.add(desks.front, "front-1")
+    await desks.add(desks.billing, "billing-0")
+    async with GrpcCaller(front.grpc_address) as call:
+        call.send_text("hello")
+        await answers(call, 1)
+
+        async def transfer(pod: Pod, target: str) -> session_pb2.TransferSessionReply:
+            async with grpc.aio.insecure_channel(pod.grpc_address) as channel:
+                stub = session_pb2_grpc.SessionServiceStub(channel)
+                ask = session_pb2.TransferSessionRequest(
+                    session_id=call.session_id, target=target, policy="none"
+                )
+                reply: session_pb2.TransferSessionReply = await stub.TransferSession(ask)
+                return reply
+
+        with pytest.raises(grpc.aio.AioRpcError) as refused_here:
+            await transfer(front, "sales")
+        assert refused_here.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "spec.transfer.targets" in (refused_here.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as elsewhere:
+            await transfer(other, desks.billing_name)
+        assert elsewhere.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        trailers = dict(elsewhere.value.trailing_metadata() or ())
+        assert trailers["voicefleet-grpc-address"] == front.grpc_address
+        reply = await transfer(front, desks.billing_name)
+        assert (reply.target, reply.policy, reply.state) == (desks.billing_name, "none", "moving")
+        await call.recorder.wait(lambda _: len(call.pods) == 2, 15)
+        assert call.pods == ["front-0", "billing-0"]
         await call.end()
