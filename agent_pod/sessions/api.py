@@ -3,6 +3,7 @@
     POST /v1/sessions                      {"metadata": {...}}       -> 201 grant
     POST /v1/sessions/{session_id}/resume  {"resumeToken": "..."}    -> 200 grant
     POST /v1/keys                          {"ttlSeconds": 300}       -> 201 short-lived browser key
+    POST /v1/sessions/{session_id}/transfer {"target": ...}        -> 202 (agent_pod/transfer/api.py)
 
 The caller's credential (API key or JWT) travels as ``Authorization: Bearer <credential>`` (gRPC:
 ``authorization`` metadata); a fleet that requires one refuses calls without it (sessions/gate.py).
