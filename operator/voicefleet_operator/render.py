@@ -108,6 +108,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         auth=spec.auth,
         flow=spec.flow,
         mcp_servers=spec.mcp_servers,
+        transfer=spec.transfer,
     )
 
 
