@@ -744,8 +744,8 @@ class RedisSpec(Model):
 
 
 ANONYMOUS_TENANT = "anonymous"
-SCOPES = ("sessions:create", "sessions:resume", "keys:issue", "memory:delete")
-Scope = Literal["sessions:create", "sessions:resume", "keys:issue", "memory:delete"]
+SCOPES = ("sessions:create", "sessions:resume", "keys:issue", "sessions:transfer", "memory:delete")
+Scope = Literal["sessions:create", "sessions:resume", "keys:issue", "sessions:transfer", "memory:delete"]
 
 
 class TenantQuota(Model):
@@ -1266,6 +1266,43 @@ def check_flow(flow: FlowSpec | None, tools: list[ToolSpec]) -> None:
         raise ValueError("; ".join(problems))
 
 
+# ----- call transfer to another VoiceAgent (docs/transfer.md) ---------------------------------------
+
+AgentName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+TransferPolicy = Literal["full", "summary", "none"]
+
+
+class TransferSpec(Model):
+    """Live calls may be handed to other VoiceAgents of the namespace that share this agent's Redis."""
+
+    targets: list[AgentName] = Field(
+        min_length=1,
+        max_length=32,
+        description="VoiceAgents (same namespace, same Redis) calls may be transferred to.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    context_policy: TransferPolicy = Field(
+        default="summary",
+        description="What the target agent gets of the conversation: full (the history), summary (an LLM "
+        "summary of it) or none.",
+    )
+    announce: str = Field(
+        default="",
+        max_length=500,
+        description="Spoken to the caller before a transfer the LLM decided; the call moves once it played.",
+    )
+    summary_max_words: int = Field(
+        default=120, ge=10, le=1000, description="Length bound of the summary (contextPolicy: summary)."
+    )
+    quiet_wait_seconds: float = Field(
+        default=10.0, ge=0.5, le=120, description="Longest wait for a quiet moment to move the call at."
+    )
+    tool: bool = Field(
+        default=True,
+        description="Offer the LLM the built-in transfer_call tool (the session API can transfer anyway).",
+    )
+
+
 class AgentConfig(Model):
     """What one agent pod runs: rendered by the operator into the pod's ConfigMap."""
 
@@ -1283,6 +1320,7 @@ class AgentConfig(Model):
     context: ContextSpec = Field(default_factory=ContextSpec)
     flow: FlowSpec | None = Field(default=None, description="Conversation graph; none: one agent, as before.")
     mcp_servers: list[McpServerSpec] = Field(default_factory=list, description="MCP tool sources.")
+    transfer: TransferSpec | None = Field(default=None, description="Call transfer to other agents.")
 
     @model_validator(mode="after")
     def _flow_fits_tools(self) -> AgentConfig:

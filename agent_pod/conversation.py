@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .config import Model
+from .config import Model, TransferPolicy
 from .context.blocks import MemoryBlock
 from .flows.state import FlowState
 
@@ -51,6 +51,18 @@ class PendingConfirmation(Model):
     proposed_at: float = Field(description="Unix time of the proposal.")
 
 
+class TransferRecord(Model):
+    """One hand-over of the call to another VoiceAgent."""
+
+    from_agent: str
+    from_pod: str
+    to_agent: str
+    reason: str = Field(default="", max_length=500)
+    policy: TransferPolicy
+    trigger: Literal["tool", "api"]
+    at_unix_ms: int = Field(description="When the transfer was decided (the source pod's wall clock).")
+
+
 class Conversation(Model):
     """Everything needed to resume a call on another pod."""
 
@@ -85,6 +97,9 @@ class Conversation(Model):
         default=None,
         exclude_if=lambda value: value is None,
         description="A sensitive tool call waiting for the caller's yes (docs/tools.md).",
+    )
+    transfers: list[TransferRecord] = Field(
+        default_factory=list, description="Transfers to other agents, oldest first (docs/transfer.md)."
     )
 
 

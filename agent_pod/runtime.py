@@ -33,6 +33,7 @@ from .sessions.revision_stats import RevisionTally
 from .sessions.tuning import DirectoryTuning
 from .settings import PodSettings
 from .tools.platform import ToolPlatform, pod_platform
+from .transfer.api import TransferService
 from .transports.cors import CorsPolicy
 from .transports.grpc_server import GrpcServer
 from .transports.http import Health, Scrapes, build_app, build_metrics_app, serve
@@ -149,8 +150,10 @@ class Pod:
             tool_platform=self.tool_platform,
         )
         cors = CorsPolicy(config.auth.cors)
+        transfers = TransferService(self.hub, gate)
         routes: list[web.RouteDef] = [
             *session_routes(directory, gate, cors, caller_memory(config.memory.persistence, directory)),
+            *transfers.routes(cors),
             web.post("/drain", self._begin_drain),
         ]
         if transport.webrtc.enabled:
@@ -169,7 +172,10 @@ class Pod:
                 self.hub,
                 pod_name=settings.pod_name,
                 extra_services=[
-                    (SESSION_SERVICE, lambda server: add_session_service(server, directory, gate))
+                    (
+                        SESSION_SERVICE,
+                        lambda server: add_session_service(server, directory, gate, transfers.grpc),
+                    )
                 ],
                 slow_reader_seconds=self._slow_reader_seconds,
             )

@@ -39,6 +39,7 @@ from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, firs
 from ..sessions.records import HeldInput
 from ..tools.audit import ToolAuditRecord
 from ..tools.platform import ToolPlatform
+from ..transfer.tool import TransferTool
 from .audio_input import AudioInput
 from .barge_in import BargeIn
 from .chunking import SpeechChunker
@@ -166,6 +167,7 @@ class AgentSession:
         # The audit record names the node the call was in (the committed one).
         self._tools.node = lambda: self._conversation.flow.node if self._conversation.flow else ""
         self._speech = SpeechPolicy(pipeline.tool_speech, Supervisor.build(pipeline.supervisor))
+        self.transfer = TransferTool(config.transfer)  # the hub sets its requester
         primary_stt = providers.stt[0].name if providers.stt else "synthetic"
         # Re-transcription needs real speech: benchmarks with synthetic STT have tones, not words.
         self._auditor = Auditor(
@@ -641,6 +643,7 @@ class AgentSession:
         if self._flow is not None:  # the flow's current node answers, with its prompt, tools and LLM
             step = await self._flow.begin(turn.turn_id)
             messages, offered, llm = step.messages, step.tools, step.llm
+        offered = [*offered, *self.transfer.tools]  # the built-in transfer_call, when spec.transfer allows
         gate = self._speech.open(turn, pieces, self._emit_agent_text)
         for index in range(MAX_LLM_ROUNDS):
             rnd = Round()
@@ -675,6 +678,8 @@ class AgentSession:
                         if self._flow is None or not self._flow.answers(turn, call)  # transition functions
                     )
                 )
+            if self.transfer.wrap_up(rnd, pieces, index):
+                break  # the call moves to another agent once the announcement has played
             for call in rnd.tool_calls:
                 messages.append(
                     ChatMessage(role="tool", content=turn.outcomes[call.id].content, tool_call_id=call.id)
@@ -683,10 +688,13 @@ class AgentSession:
             if self._flow is not None and (moved := await self._flow.moved(turn, index, pieces, messages)):
                 if moved.done:  # handed over to a node that answers the caller's next turn
                     break
-                messages, offered, llm = moved.messages, moved.tools, moved.llm
+                messages, offered, llm = moved.messages, [*moved.tools, *self.transfer.tools], moved.llm
         await gate.drain()
 
     async def _call_tool(self, turn: AgentTurn, call: ToolCall, repairs: dict[str, int]) -> None:
+        if self.transfer.offers(call.name):
+            turn.outcomes[call.id] = await self.transfer.call(call, self._tools)
+            return
         args, outcome = self._tools.check(call, repairs.get(call.name, 0), turn.turn_id)
         if outcome is not None:
             if outcome.state == "invalid_arguments" and call.name in repairs:

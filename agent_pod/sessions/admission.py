@@ -27,6 +27,7 @@ from .directory import (
     new_session_id,
     verify_token,
 )
+from .keys import source_of
 from .local_state import Owned, resolve
 from .placement_store import NO_ROOM_RETRY_SECONDS, SessionPlacement, busy
 from .script_keys import claim_keys, release_keys
@@ -124,6 +125,10 @@ class StreamAdmission:
         conversation = owned.conversation if owned is not None else None
         if conversation is None and raw_snapshot:
             conversation = parse_snapshot(session_id, raw_snapshot)
+        fresh_token = resume_token if new else None
+        if source_of(moved_from) is not None:
+            # Transferred from another agent, whose resume key may differ: the caller gets one of ours.
+            fresh_token, th = await self._reissue(session_id, th)
         self.local.own(
             session_id,
             Owned(
@@ -146,7 +151,7 @@ class StreamAdmission:
             session_id=session_id,
             resumed=resumed,
             conversation=conversation,
-            resume_token=resume_token if new else None,
+            resume_token=fresh_token,
             moved_from=moved_from or None,
             frozen_unix_ms=frozen_ms,
         )
@@ -180,6 +185,18 @@ class StreamAdmission:
             if text(result[0]) != "retry":
                 return result
             guess = text(result[1])
+
+    async def _reissue(self, session_id: str, th: str) -> tuple[str | None, str]:
+        """A resume token of this agent for the call, and its hash (None, ``th``: Redis failed; the
+        caller keeps the token it has)."""
+        issued = self.tokens.issue(session_id)
+        fresh = token_hash(issued.token)
+        store = self.store
+        try:
+            await store.io(store.redis.hset(store.keys.pin(session_id), "token_hash", fresh))
+        except (StoreDown, StoreBusy):
+            return None, th
+        return issued.token, fresh
 
     def _admit_local(self, session_id: str, th: str, prompt_id: str, new: bool, token: str) -> Admission:
         """Redis is down: admit what this pod knows, or a new session if it has room."""

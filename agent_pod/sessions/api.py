@@ -3,6 +3,7 @@
     POST /v1/sessions                      {"metadata": {...}}       -> 201 grant
     POST /v1/sessions/{session_id}/resume  {"resumeToken": "..."}    -> 200 grant
     POST /v1/keys                          {"ttlSeconds": 300}       -> 201 short-lived browser key
+    POST /v1/sessions/{session_id}/transfer {"target": ...}        -> 202 (agent_pod/transfer/api.py)
     POST /v1/memory/delete                 {"callerKey": "..."}      -> 200 {"deleted": bool}
 
 The caller's credential (API key or JWT) travels as ``Authorization: Bearer <credential>`` (gRPC:
@@ -176,12 +177,21 @@ def grant_message(grant: Grant) -> session_pb2.SessionGrant:
     )
 
 
+# SessionService/TransferSession: (credential, request) -> reply, or AdmissionError (agent_pod/transfer).
+TransferHandler = Callable[
+    [str | None, session_pb2.TransferSessionRequest], Awaitable[session_pb2.TransferSessionReply]
+]
+
+
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     """voicefleet.v1.SessionService on grpc.aio; add it with ``add_session_service(server, ...)``."""
 
-    def __init__(self, directory: SessionAllocator, gate: SessionGate) -> None:
+    def __init__(
+        self, directory: SessionAllocator, gate: SessionGate, transfer: TransferHandler | None = None
+    ) -> None:
         self.directory = directory
         self.gate = gate
+        self.transfer = transfer
 
     async def CreateSession(
         self, request: session_pb2.CreateSessionRequest, context: grpc.aio.ServicerContext
@@ -208,6 +218,22 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             await grpc_refusal(context, exc)
             raise
 
+    async def TransferSession(
+        self, request: session_pb2.TransferSessionRequest, context: grpc.aio.ServicerContext
+    ) -> session_pb2.TransferSessionReply:
+        try:
+            if self.transfer is None:
+                raise AdmissionError("invalid_argument", "this server does not transfer calls")
+            return await self.transfer(grpc_bearer(context), request)
+        except AdmissionError as exc:
+            await grpc_refusal(context, exc)
+            raise
 
-def add_session_service(server: grpc.aio.Server, directory: SessionAllocator, gate: SessionGate) -> None:
-    session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(directory, gate), server)
+
+def add_session_service(
+    server: grpc.aio.Server,
+    directory: SessionAllocator,
+    gate: SessionGate,
+    transfer: TransferHandler | None = None,
+) -> None:
+    session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(directory, gate, transfer), server)

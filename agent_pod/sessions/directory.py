@@ -26,7 +26,7 @@ from typing import Protocol
 
 from ..config import Model
 from ..conversation import Conversation
-from .records import Handoff
+from .records import Handoff, PodRecord
 from .tokens import ResumeTokens, TokenError, valid_session_id
 
 DEFAULT_TOKEN_TTL_SECONDS = 24 * 3600.0
@@ -105,6 +105,17 @@ class MigrationRefused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class TransferRefused(Exception):
+    """A call cannot be transferred to another agent; it goes on where it is. ``reason`` (the outcome
+    label): not_enabled, same_agent, not_allowed, unknown_target, no_ready_pod, store_down, no_fleet,
+    not_owner, busy, already_there."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 class MigrationTicket(Model):
@@ -208,6 +219,28 @@ class SessionDirectory(Protocol):
     async def take_handoff(self, session_id: str, from_pod: str, within: float) -> Handoff | None:
         """On the new pod: the handoff of ``from_pod``, waiting up to ``within`` seconds (less when that
         pod is gone)."""
+        ...
+
+    async def check_transfer_target(self, agent: str) -> None:
+        """Raise TransferRefused unless VoiceAgent ``agent`` has a ready pod in this session store."""
+        ...
+
+    async def call_owner(self, session_id: str) -> PodRecord | None:
+        """The live pod that serves the call (None: unknown)."""
+        ...
+
+    async def begin_transfer(
+        self, session_id: str, conversation: Conversation, agent: str, follow_seconds: float
+    ) -> MigrationTicket:
+        """Place the call on a pod of ``agent`` with ``conversation``; raise TransferRefused."""
+        ...
+
+    async def abort_transfer(self, session_id: str, agent: str, pod: str, force: bool) -> bool:
+        """The caller did not follow a transfer: take the call back (False: the target serves it)."""
+        ...
+
+    async def push_transfer_handoff(self, session_id: str, agent: str, handoff: Handoff) -> None:
+        """Caller input held since the freeze, for the target agent's pod."""
         ...
 
 
@@ -387,4 +420,21 @@ class LocalDirectory:
         return None
 
     async def take_handoff(self, session_id: str, from_pod: str, within: float) -> Handoff | None:
+        return None
+
+    async def check_transfer_target(self, agent: str) -> None:
+        raise TransferRefused("no_fleet", "this pod serves alone: transfers need the fleet's Redis")
+
+    async def call_owner(self, session_id: str) -> PodRecord | None:
+        return None
+
+    async def begin_transfer(
+        self, session_id: str, conversation: Conversation, agent: str, follow_seconds: float
+    ) -> MigrationTicket:
+        raise TransferRefused("no_fleet", "this pod serves alone: transfers need the fleet's Redis")
+
+    async def abort_transfer(self, session_id: str, agent: str, pod: str, force: bool) -> bool:
+        return True
+
+    async def push_transfer_handoff(self, session_id: str, agent: str, handoff: Handoff) -> None:
         return None

@@ -48,6 +48,12 @@ class SessionGate:
         await self.quotas.acquire(tenant, session_id, new=False, live=False)
         return grant
 
+    async def authorize_transfer(self, credential: str | None, session_id: str) -> Principal:
+        """A transfer (session API): a credential with ``sessions:transfer`` of the session's own tenant."""
+        principal = await self.auth.authenticate(credential, "sessions:transfer")
+        await self._tenant_for(principal, session_id)
+        return principal
+
     async def _tenant_for(self, principal: Principal, session_id: str) -> str:
         owner = await self.quotas.tenant_of(session_id)
         if owner is not None and principal is not ANONYMOUS and owner != principal.tenant:

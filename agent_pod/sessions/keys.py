@@ -75,3 +75,15 @@ class AgentKeys:
     def match_all(self) -> str:
         """SCAN pattern of every key of this agent."""
         return _glob_escape(self.prefix) + "*"
+
+
+def agent_pod_name(agent: str, pod: str) -> str:
+    """A pod of another agent of the same Redis, as a pin's ``moving_from`` names it (a transfer)."""
+    return f"{agent}/{pod}"
+
+
+def source_of(moving_from: str) -> tuple[str, str] | None:
+    """(agent, pod) when a call comes from another agent, None when it moves inside the fleet (pod
+    names hold no ``/``)."""
+    agent, slash, pod = moving_from.partition("/")
+    return (agent, pod) if slash else None

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from ..conversation import Conversation
 from .directory import MigrationRefused, MigrationTicket, PodIdentity
+from .keys import AgentKeys, source_of
 from .local_state import LocalSessions
 from .placement_store import LIST_ATTEMPTS
 from .records import Handoff
@@ -162,6 +163,10 @@ class CallMoves:
         store = self.store
         key = store.keys.handoff(session_id)
         deadline = time.monotonic() + within
+        pod, pod_keys = from_pod, None
+        if (source := source_of(from_pod)) is not None:  # a transfer: a pod of another agent
+            agent, pod = source
+            pod_keys = AgentKeys(store.keys.namespace, agent)
         while not store.closed:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -170,7 +175,7 @@ class CallMoves:
                 # Short blocking steps: the client's socket timeout is shorter than the whole wait.
                 popped = await store.io(store.redis.blpop([key], timeout=min(BLPOP_STEP_SECONDS, remaining)))
                 alive = ("ready", "draining")
-                if not popped and await self.registry.fresh_record(from_pod, alive) is None:
+                if not popped and await self.registry.fresh_record(pod, alive, pod_keys) is None:
                     last: Any = await store.io(store.redis.lpop(key))  # pushed just before it went?
                     if last is None:
                         return None

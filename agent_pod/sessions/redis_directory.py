@@ -28,7 +28,7 @@ from .keys import AgentKeys
 from .local_state import LocalSessions
 from .migration_store import CallMoves
 from .placement_store import SessionPlacement
-from .records import Handoff
+from .records import Handoff, PodRecord
 from .redis_client import AnyRedis
 from .registry import PodRegistry
 from .revision_stats import RevisionTally
@@ -36,6 +36,7 @@ from .revision_stats_writer import RevisionStatsWriter
 from .snapshots import SnapshotWriter
 from .store import Store, StoreDown
 from .tokens import ResumeTokens
+from .transfer_store import CallTransfers
 from .tuning import DirectoryTuning
 
 __all__ = ["DirectoryTuning", "RedisDirectory"]
@@ -72,6 +73,7 @@ class RedisDirectory:
         )
         self.admission = StreamAdmission(self.placement)
         self.moves = CallMoves(self.store, self.local, self.registry, identity)
+        self.transfers = CallTransfers(self.store, self.local, self.registry, identity)
         self.revision_stats = (
             RevisionStatsWriter(self.store, revision_tally, identity.revision)
             if revision_tally is not None
@@ -193,6 +195,25 @@ class RedisDirectory:
 
     async def take_handoff(self, session_id: str, from_pod: str, within: float) -> Handoff | None:
         return await self.moves.take_handoff(session_id, from_pod, within)
+
+    # ----- transfers to another agent (transfer_store) ----------------------------------
+
+    async def check_transfer_target(self, agent: str) -> None:
+        await self.transfers.ready_pods(agent)
+
+    async def call_owner(self, session_id: str) -> PodRecord | None:
+        return await self.transfers.owner(session_id)
+
+    async def begin_transfer(
+        self, session_id: str, conversation: Conversation, agent: str, follow_seconds: float
+    ) -> MigrationTicket:
+        return await self.transfers.begin(session_id, conversation, agent, follow_seconds)
+
+    async def abort_transfer(self, session_id: str, agent: str, pod: str, force: bool) -> bool:
+        return await self.transfers.abort(session_id, agent, pod, force)
+
+    async def push_transfer_handoff(self, session_id: str, agent: str, handoff: Handoff) -> None:
+        await self.transfers.push_handoff(session_id, agent, handoff)
 
     # ----- the session API ---------------------------------------------------------
 

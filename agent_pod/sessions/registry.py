@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from .directory import PodIdentity
+from .keys import AgentKeys
 from .local_state import LocalSessions, resolve
 from .placement import is_fresh
 from .records import PodRecord, decode_mapping
@@ -163,9 +164,12 @@ class PodRegistry:
 
     # ----- other pods ----------------------------------------------------------------
 
-    async def fresh_record(self, pod: str, states: tuple[str, ...]) -> PodRecord | None:
-        """The pod's record if it is registered in one of ``states`` with a fresh heartbeat."""
-        raw, now = await self.store.io(self._pod_and_time(pod))
+    async def fresh_record(
+        self, pod: str, states: tuple[str, ...], keys: AgentKeys | None = None
+    ) -> PodRecord | None:
+        """The pod's record if it is registered in one of ``states`` with a fresh heartbeat (``keys``: a pod
+        of another agent of the same Redis)."""
+        raw, now = await self.store.io(self._pod_and_time(pod, keys))
         if not raw:
             return None
         record = PodRecord.from_mapping(raw)
@@ -184,8 +188,8 @@ class PodRegistry:
             return None
         return record
 
-    async def _pod_and_time(self, pod: str) -> tuple[dict[str, str], int]:
-        flat, now = await self.store.scripts.pod_and_time(keys=[self.store.keys.pod(pod)])
+    async def _pod_and_time(self, pod: str, keys: AgentKeys | None = None) -> tuple[dict[str, str], int]:
+        flat, now = await self.store.scripts.pod_and_time(keys=[(keys or self.store.keys).pod(pod)])
         return decode_mapping(dict(zip(flat[::2], flat[1::2], strict=True))), int(now)
 
     async def _reachable(self, address: str) -> bool:

@@ -26,6 +26,7 @@ from ..providers.base import Providers
 from ..sessions.directory import Admission, AdmissionError, SessionDirectory
 from ..sessions.gate import SessionGate
 from ..tools.platform import ToolPlatform
+from ..transfer.mover import Transfers
 from . import transport_metrics
 from .migration import Migrator, take_over
 from .playout_clock import PlayoutClock
@@ -147,6 +148,7 @@ class SessionHub:
         self._live: dict[str, LiveSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._playout: asyncio.Task[None] | None = None
+        self.transfers = Transfers(config, directory, providers, pod_name)
 
     @property
     def live_sessions(self) -> int:
@@ -154,6 +156,9 @@ class SessionHub:
 
     def live(self) -> list[LiveSession]:
         return list(self._live.values())
+
+    def find(self, session_id: str) -> LiveSession | None:
+        return self._live.get(session_id)
 
     async def start(self) -> None:
         self._playout = asyncio.get_running_loop().create_task(self._playout_loop(), name="playout")
@@ -203,6 +208,7 @@ class SessionHub:
         live.resume_token = admission.resume_token
         live.moved_from = admission.moved_from
         live.accepts_migration = accepts_migration
+        self.transfers.attach(live)
         session.first_frame_ready = functools.partial(self._send_ahead, live)
         self._live[live.id] = live
         transport_metrics.SESSIONS_ACTIVE.labels(transport).inc()
@@ -323,7 +329,7 @@ class SessionHub:
     async def drain(self, timeout_seconds: float) -> None:
         """Refuse new sessions, move the live ones to other pods (when migration is on) or serve them
         until they end or the deadline, then close the rest."""
-        self.draining = True
+        self.draining = self.transfers.draining = True
         await self.directory.drain()
         log.info("draining", extra={"live_sessions": self.live_sessions, "timeout_seconds": timeout_seconds})
         deadline = time.monotonic() + timeout_seconds

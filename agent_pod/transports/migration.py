@@ -19,14 +19,17 @@ call back only while the target has not (one Lua script decides).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config import MigrationSpec
 from ..pipeline.events import MigrationCompleted, MigrationOffer
 from ..pipeline.session import AgentSession
-from ..sessions.directory import Admission, MigrationRefused, SessionDirectory
+from ..sessions.directory import Admission, MigrationRefused, MigrationTicket, SessionDirectory
+from ..sessions.keys import source_of
 from ..sessions.records import Handoff
 from . import transport_metrics
 
@@ -54,6 +57,43 @@ async def _until(event: asyncio.Event, seconds: float, answer: asyncio.Future[bo
             waiter.cancel()
 
 
+async def wait_quiet(call: LiveSession, deadline: float) -> bool:
+    """Wait until neither side of the call speaks (False: it ended, or ``deadline`` passed first)."""
+    while not call.session.quiet:
+        if call.finished.is_set() or time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(QUIET_POLL_SECONDS)
+    return not call.finished.is_set()
+
+
+async def offer(call: LiveSession, ticket: MigrationTicket, follow_seconds: float) -> asyncio.Future[bool]:
+    """Offer the caller the move to ``ticket`` and wait for its answer (or the call's end) for at most
+    ``follow_seconds``; the answer future is resolved only if the caller answered."""
+    call.migration = answer = asyncio.get_running_loop().create_future()
+    call.session.notify(
+        MigrationOffer(
+            pod=ticket.pod,
+            grpc_address=ticket.grpc_address,
+            webrtc_url=ticket.webrtc_url,
+            migration_token=ticket.token,
+            follow_within_ms=int(follow_seconds * 1000),
+        )
+    )
+    await _until(call.finished, follow_seconds, answer)
+    call.migration = None
+    return answer
+
+
+async def hand_over(call: LiveSession, push: Callable[[Handoff], Awaitable[None]], from_pod: str) -> None:
+    """The caller followed: give the new pod the input held here, then end this side ("migrated")."""
+    if call.transport == "webrtc" and not call.finished.is_set():
+        await asyncio.sleep(WEBRTC_SETTLE_SECONDS)
+    # The new pod listens once it has this: hand it over first, then end this side.
+    await push(Handoff(from_pod=from_pod, inputs=call.session.take_held()))
+    if not call.finished.is_set():
+        await call.close("migrated")
+
+
 class Migrator:
     """Moves the live calls of one draining pod, ``maxParallel`` at a time."""
 
@@ -77,13 +117,6 @@ class Migrator:
             transport_metrics.MIGRATIONS_TOTAL.labels(outcome).inc()
             log.info("migration: %s", outcome, extra={"session_id": call.id})
 
-    async def _wait_quiet(self, call: LiveSession, deadline: float) -> bool:
-        while not call.session.quiet:
-            if call.finished.is_set() or time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(QUIET_POLL_SECONDS)
-        return not call.finished.is_set()
-
     async def move(self, call: LiveSession) -> str:
         """Move one call; the outcome ('' when the call ended on its own first)."""
         spec, session = self.spec, call.session
@@ -91,7 +124,7 @@ class Migrator:
         exclude: set[str] = set()
         refused = "not_quiet"
         while True:
-            if not await self._wait_quiet(call, deadline):
+            if not await wait_quiet(call, deadline):
                 return "" if call.finished.is_set() else refused
             session.hold_input()  # synchronously after the quiet check: nothing slips in between
             frozen = time.monotonic()
@@ -114,19 +147,7 @@ class Migrator:
                     return refused
                 await _until(call.finished, RETRY_SECONDS)
                 continue
-            loop = asyncio.get_running_loop()
-            call.migration = answer = loop.create_future()
-            session.notify(
-                MigrationOffer(
-                    pod=ticket.pod,
-                    grpc_address=ticket.grpc_address,
-                    webrtc_url=ticket.webrtc_url,
-                    migration_token=ticket.token,
-                    follow_within_ms=int(spec.follow_timeout_seconds * 1000),
-                )
-            )
-            await _until(call.finished, spec.follow_timeout_seconds, answer)
-            call.migration = None
+            answer = await offer(call, ticket, spec.follow_timeout_seconds)
             followed = answer.done() and answer.result()
             if not followed and not call.finished.is_set():
                 # A caller that says it could not follow is still here: the call is taken back even if
@@ -141,13 +162,8 @@ class Migrator:
                     continue
                 followed = True  # the caller got there although it did not say so
             transport_metrics.MIGRATION_HANDOVER_SECONDS.observe(time.monotonic() - frozen)
-            if call.transport == "webrtc" and not call.finished.is_set():
-                await asyncio.sleep(WEBRTC_SETTLE_SECONDS)
-            # The new pod listens once it has this: hand it over first, then end this side.
-            held = session.take_held()
-            await self.directory.push_handoff(call.id, Handoff(from_pod=self.pod_name, inputs=held))
-            if not call.finished.is_set():
-                await call.close("migrated")
+            push = functools.partial(self.directory.push_handoff, call.id)
+            await hand_over(call, push, self.pod_name)
             return "moved"
 
 
@@ -162,9 +178,16 @@ async def take_over(
     replayed = session.release_input(handoff.inputs if handoff else None)
     gap = max(0.0, time.time() - admission.frozen_unix_ms / 1000) if admission.frozen_unix_ms else 0.0
     transport_metrics.MIGRATION_GAP_SECONDS.observe(gap)
+    from_pod = admission.moved_from or ""
+    transfers = session.conversation.transfers
+    if (source := source_of(from_pod)) is not None:  # a call from another agent
+        from_pod = source[1]
+        if transfers:
+            decided = transfers[-1].at_unix_ms / 1000
+            transport_metrics.TRANSFER_SECONDS.observe(max(0.0, time.time() - decided))
     session.notify(
         MigrationCompleted(
-            from_pod=admission.moved_from or "",
+            from_pod=from_pod,
             gap_ms=int(gap * 1000),
             replayed_ms=int(replayed * 1000),
         )

@@ -68,3 +68,17 @@ MIGRATION_GAP_SECONDS = Histogram(
     "was deaf for. Wall clocks of two pods; exact on one node.",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+TRANSFERS_TOTAL = Counter(
+    "voicefleet_transfers_total",
+    "Calls this pod tried to hand to another VoiceAgent, by outcome: transferred; refused before the move "
+    "(not_allowed, unknown_target, no_ready_pod, ...); not_quiet, caller_failed, not_followed, error.",
+    ["outcome"],
+)
+for _outcome in ("transferred", "not_allowed", "unknown_target", "no_ready_pod", "caller_failed", "error"):
+    TRANSFERS_TOTAL.labels(_outcome)
+TRANSFER_SECONDS = Histogram(
+    "voicefleet_transfer_seconds",
+    "Target pod: the transfer was decided on the source pod -> this pod listens to the caller (held input "
+    "replayed). Wall clocks of two pods; exact on one node.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)

@@ -110,6 +110,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         context=spec.context,
         flow=spec.flow,
         mcp_servers=spec.mcp_servers,
+        transfer=spec.transfer,
     )
 
 

@@ -25,6 +25,7 @@ from agent_pod.config import (
     SecretKeyRef,
     SessionSpec,
     ToolSpec,
+    TransferSpec,
     TransportSpec,
     check_flow,
 )
@@ -336,6 +337,12 @@ class VoiceAgentSpec(Model):
     def _flow_fits_tools(self) -> VoiceAgentSpec:
         check_flow(self.flow, self.tools)
         return self
+
+    transfer: TransferSpec | None = Field(
+        default=None,
+        description="Live calls may be transferred to other VoiceAgents of the namespace that share this "
+        "agent's Redis (docs/transfer.md).",
+    )
 
 
 class Condition(Model):
