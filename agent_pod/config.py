@@ -744,8 +744,8 @@ class RedisSpec(Model):
 
 
 ANONYMOUS_TENANT = "anonymous"
-SCOPES = ("sessions:create", "sessions:resume", "keys:issue", "sessions:transfer")
-Scope = Literal["sessions:create", "sessions:resume", "keys:issue", "sessions:transfer"]
+SCOPES = ("sessions:create", "sessions:resume", "keys:issue", "sessions:transfer", "memory:delete")
+Scope = Literal["sessions:create", "sessions:resume", "keys:issue", "sessions:transfer", "memory:delete"]
 
 
 class TenantQuota(Model):
@@ -850,6 +850,223 @@ class AuthSpec(Model):
         if tenant in self.tenant_quotas:
             return self.tenant_quotas[tenant]
         return None if tenant == ANONYMOUS_TENANT else self.default_quota
+
+
+# ---------------------------------------------------------------- memory and context (docs/context.md)
+
+BlockLabel = Annotated[str, Field(max_length=63, pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+
+
+class MemoryBlockSpec(Model):
+    """A block of structured memory the LLM sees on every turn (like Letta's core-memory blocks)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.kind == 'slots' || !has(self.slots) || size(self.slots) == 0",
+                    "message": "memory.blocks[].slots needs kind: slots",
+                    "fieldPath": ".slots",
+                },
+                {
+                    "rule": "!has(self.initial) || size(self.initial) <= self.limitChars",
+                    "message": "memory.blocks[].initial is longer than limitChars",
+                    "fieldPath": ".initial",
+                },
+            ]
+        }
+    )
+    label: BlockLabel = Field(description="Name of the block (snake_case), as the LLM and writers see it.")
+    description: str = Field(
+        min_length=1, max_length=1024, description="What the block holds, shown to the LLM next to it."
+    )
+    kind: Literal["text", "slots"] = Field(
+        default="text",
+        description="text: free text replaced as a whole; slots: a JSON object of the named slots, "
+        "updated slot by slot.",
+    )
+    slots: list[BlockLabel] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Slot names of a slots block (the only keys allowed).",
+    )
+    limit_chars: int = Field(
+        default=2000,
+        ge=16,
+        le=100_000,
+        description="Largest value in characters (slots: the JSON text); a write beyond it is refused "
+        "with a reason, never truncated silently.",
+    )
+    read_only: bool = Field(default=False, description="Only the initial value: no writer may change it.")
+    initial: str = Field(
+        default="", max_length=100_000, description="Value at the start of a call (slots: a JSON object)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MemoryBlockSpec:
+        if self.slots and self.kind != "slots":
+            raise ValueError(f"memory block {self.label}: slots needs kind: slots")
+        if len(self.initial) > self.limit_chars:
+            raise ValueError(f"memory block {self.label}: initial is longer than limitChars")
+        if self.kind == "slots" and self.initial:
+            try:
+                value = json.loads(self.initial)
+            except ValueError as exc:
+                raise ValueError(f"memory block {self.label}: initial is not JSON: {exc}") from None
+            if not isinstance(value, dict) or (self.slots and set(value) - set(self.slots)):
+                raise ValueError(f"memory block {self.label}: initial must be a JSON object of its slots")
+        return self
+
+
+class ToolMemoryWrite(Model):
+    """A tool's result copied into a memory block after the turn (off the call path)."""
+
+    tool: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$", description="Name of the tool.")
+    block: BlockLabel = Field(description="Label of the block written.")
+    slot: BlockLabel | None = Field(
+        default=None, description="Slot of a slots block to set; absent: the result's fields set slots."
+    )
+    field: str | None = Field(
+        default=None, max_length=128, description="Top-level field of the JSON result; absent: all of it."
+    )
+
+
+LookupSource = Annotated[
+    str, Field(max_length=140, pattern=r"^(transcript|metadata\.[A-Za-z0-9_.-]{1,128})$")
+]
+
+
+class MemoryLookup(ToolMemoryWrite):
+    """A tool of ``tools`` called in the background (the lookup agent): its result is written into a block
+    while the conversation goes on; no turn waits for it."""
+
+    trigger: Literal["session_start", "caller_turn"] = Field(
+        description="session_start: once, when the call starts; caller_turn: on each final caller transcript."
+    )
+    arguments: dict[str, LookupSource] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Tool argument -> its value: transcript (the caller's words) or metadata.<field> "
+        "(session metadata; a lookup whose field is missing is skipped).",
+    )
+
+
+class MemoryExtractionSpec(Model):
+    """After each finished turn, an LLM updates the writable blocks from the last exchange (background)."""
+
+    enabled: bool = Field(default=False, description="Run the extraction step after each turn.")
+    llm: LLMProvider | None = Field(
+        default=None, description="Provider of the extraction; absent: the pipeline's LLM (with fallbacks)."
+    )
+
+
+class MemoryPersistenceSpec(Model):
+    """Memory kept across calls of the same caller, in Redis with a TTL."""
+
+    caller_key_field: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Session metadata field that identifies the caller (for example caller_id); a session "
+        "without it keeps its memory to itself.",
+    )
+    ttl_seconds: int = Field(
+        default=30 * 86400,
+        ge=60,
+        le=400 * 86400,
+        description="Memory of a caller not seen for this long is gone.",
+    )
+
+
+class MemorySpec(Model):
+    """Structured memory: typed blocks, their writers, and optional persistence across calls."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.toolWrites) || self.toolWrites.all(w, has(self.blocks) && "
+                    "self.blocks.exists(b, b.label == w.block && !b.readOnly))",
+                    "message": "memory.toolWrites[].block must name a writable memory block",
+                    "fieldPath": ".toolWrites",
+                }
+            ]
+        }
+    )
+
+    blocks: list[MemoryBlockSpec] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Blocks the LLM sees on every turn.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["label"]},
+    )
+    tool_writes: list[ToolMemoryWrite] = Field(
+        default_factory=list, max_length=16, description="Tool results mapped into blocks."
+    )
+    lookups: list[MemoryLookup] = Field(
+        default_factory=list, max_length=8, description="Background tool lookups written into blocks."
+    )
+    extraction: MemoryExtractionSpec = Field(
+        default_factory=MemoryExtractionSpec, description="LLM extraction of slots after each turn."
+    )
+    persistence: MemoryPersistenceSpec | None = Field(
+        default=None, description="Keep writable blocks across calls of one caller (Redis, with a TTL)."
+    )
+
+    @model_validator(mode="after")
+    def _writes_name_blocks(self) -> MemorySpec:
+        blocks = {b.label: b for b in self.blocks}
+        writes = [(f"toolWrites[{i}]", w) for i, w in enumerate(self.tool_writes)]
+        writes += [(f"lookups[{i}]", w) for i, w in enumerate(self.lookups)]
+        for where, write in writes:
+            block = blocks.get(write.block)
+            if block is None:
+                raise ValueError(f"memory.{where}.block: no memory block {write.block!r}")
+            if block.read_only:
+                raise ValueError(f"memory.{where}.block: {write.block!r} is read-only")
+            if write.slot is not None and (
+                block.kind != "slots" or (block.slots and write.slot not in block.slots)
+            ):
+                raise ValueError(f"memory.{where}.slot: {write.slot!r} is not a slot of {write.block!r}")
+        return self
+
+
+class ContextSpec(Model):
+    """The token budget of each LLM request (docs/context.md)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.targetTokens <= self.maxTokens",
+                    "message": "context.targetTokens must be <= context.maxTokens",
+                }
+            ]
+        }
+    )
+    max_tokens: int = Field(
+        default=8000,
+        ge=256,
+        le=1_000_000,
+        description="Hard budget of a request's context (estimated tokens): older turns are left out to stay "
+        "within it. The system prompt and caller context are always sent.",
+    )
+    target_tokens: int = Field(
+        default=6000,
+        ge=128,
+        le=1_000_000,
+        description="Above this, turns older than keepLastTurns are summarised in the background.",
+    )
+    keep_last_turns: int = Field(
+        default=6, ge=1, le=1000, description="Newest caller turns never summarised (sent verbatim)."
+    )
+    summarize: bool = Field(default=True, description="Summarise older turns instead of only dropping them.")
+    summary_max_words: int = Field(default=150, ge=20, le=2000, description="Length bound of the summary.")
+
+    @model_validator(mode="after")
+    def _target_within_max(self) -> ContextSpec:
+        if self.target_tokens > self.max_tokens:
+            raise ValueError("context.targetTokens must be <= context.maxTokens")
+        return self
 
 
 # --- flows: a graph of nodes (specialist agents) the conversation moves through (docs/flows.md) ---------
@@ -1099,6 +1316,8 @@ class AgentConfig(Model):
     session: SessionSpec = Field(default_factory=SessionSpec)
     sessions_per_pod: int = Field(default=20, ge=1, description="Capacity announced to placement.")
     auth: AuthSpec = Field(default_factory=AuthSpec)
+    memory: MemorySpec = Field(default_factory=MemorySpec)
+    context: ContextSpec = Field(default_factory=ContextSpec)
     flow: FlowSpec | None = Field(default=None, description="Conversation graph; none: one agent, as before.")
     mcp_servers: list[McpServerSpec] = Field(default_factory=list, description="MCP tool sources.")
     transfer: TransferSpec | None = Field(default=None, description="Call transfer to other agents.")

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from .config import Model, TransferPolicy
+from .context.blocks import MemoryBlock
 from .flows.state import FlowState
 
 
@@ -75,6 +76,19 @@ class Conversation(Model):
         default_factory=dict,
         description="Caller context given when the session was created (session API metadata); "
         "the LLM sees it on every turn, on whichever pod serves the call.",
+    )
+    # Structured memory and the summary of older turns (agent_pod/context): a resumed call keeps both.
+    # Left out of the snapshot when empty, so a pod of an older revision can still resume the call.
+    memory: list[MemoryBlock] = Field(
+        default_factory=list, exclude_if=lambda v: not v, description="Memory blocks with their values."
+    )
+    summary: str = Field(
+        default="", exclude_if=lambda v: not v, description="Summary of the turns taken out of the history."
+    )
+    summary_through: int = Field(
+        default=0,
+        exclude_if=lambda v: not v,
+        description="Number of the last caller turn the summary covers.",
     )
     flow: FlowState | None = Field(default=None, description="Position in the agent's flow, when it has one.")
     # Left out of the snapshot when empty: a pod of an older revision (extra fields forbidden) can still

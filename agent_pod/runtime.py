@@ -21,6 +21,7 @@ from voicefleet.v1 import session_pb2
 
 from . import pipeline_metrics
 from .config import AgentConfig
+from .context.persistence import caller_memory
 from .gc_pauses import PauseMeter, freeze_startup_heap
 from .pipeline.recorder import PipelineRecorder
 from .providers.registry import build_providers
@@ -151,7 +152,7 @@ class Pod:
         cors = CorsPolicy(config.auth.cors)
         transfers = TransferService(self.hub, gate)
         routes: list[web.RouteDef] = [
-            *session_routes(directory, gate, cors),
+            *session_routes(directory, gate, cors, caller_memory(config.memory.persistence, directory)),
             *transfers.routes(cors),
             web.post("/drain", self._begin_drain),
         ]

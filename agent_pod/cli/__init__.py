@@ -13,6 +13,7 @@ SUBCOMMANDS = (
     "agent_pod.cli.drain",
     "agent_pod.cli.keys",
     "agent_pod.cli.eval",
+    "agent_pod.cli.memory",
 )
 
 

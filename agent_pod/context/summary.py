@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from ..config import ToolSpec
 from ..conversation import ChatMessage
-from ..providers.base import LLM
+from ..providers.base import LLMChunk
+
+
+class ChatModel(Protocol):
+    """What a summary or an extraction needs of an LLM: a provider, or the session's fallback chain."""
+
+    def stream(self, messages: list[ChatMessage], tools: list[ToolSpec]) -> AsyncIterator[LLMChunk]: ...
+
 
 SUMMARY_INSTRUCTIONS = (
     "Summarise the conversation below for another agent who takes it over. Keep names, numbers, dates, "
@@ -28,7 +39,7 @@ def transcript_text(messages: list[ChatMessage]) -> str:
     return "\n".join(lines)
 
 
-async def summarize(llm: LLM, messages: list[ChatMessage], max_words: int = 120) -> str:
+async def summarize(llm: ChatModel, messages: list[ChatMessage], max_words: int = 120) -> str:
     """A summary of ``messages`` written by ``llm`` (no tools offered). Raises ProviderError when the
     LLM fails; callers fall back to keeping the history as it is."""
     request = [

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..config import AgentConfig, FlowNode, FlowSpec, LLMStage, ToolSpec
+from ..context.engine import budgeted
 from ..context.summary import summarize
-from ..conversation import ChatMessage, Conversation, ToolCall, llm_messages
+from ..conversation import ChatMessage, Conversation, ToolCall
 from ..pipeline.tools import ToolOutcome
 from ..pipeline.turn import AgentTurn
 from ..providers.base import LLM, LLMChunk, ProviderError
@@ -107,6 +108,7 @@ class FlowRuntime:
     ) -> None:
         self.flow = flow
         self._prompt = config.prompt_text
+        self._budget = config.context
         self._tools = config.tools
         self._llm = llm
         self._conversation = conversation
@@ -261,9 +263,12 @@ class FlowRuntime:
                     "session %s: no summary for node %s: %s", self._conversation.session_id, node.name, exc
                 )
         context = graph.node_context(node.context, history, before, since, state.summary)
-        view = self._conversation.model_copy(update={"messages": context})
+        # The node sees the call's memory, under the agent's token budget; the summary of turns taken out
+        # of the history belongs to the full history only.
+        summary = self._conversation.summary if node.context == "full" else ""
+        view = self._conversation.model_copy(update={"messages": context, "summary": summary})
         return NodeStep(
-            messages=llm_messages(graph.node_prompt(self._prompt, node), view),
+            messages=budgeted(graph.node_prompt(self._prompt, node), view, self._budget),
             tools=graph.node_tools(self._tools, node),
             llm=llm,
         )

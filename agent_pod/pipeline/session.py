@@ -30,7 +30,9 @@ from .. import pipeline_metrics
 from ..audio.pcm import InvalidAudio, frame_bytes, validate_chunk
 from ..audio.resample import Framer, StreamResampler
 from ..config import AgentConfig
-from ..conversation import ChatMessage, Conversation, ToolCall, last_turn_number, llm_messages, trim_history
+from ..context.engine import ContextEngine
+from ..context.persistence import CallerMemory
+from ..conversation import ChatMessage, Conversation, ToolCall, last_turn_number, trim_history
 from ..flows.runtime import ChatModel, FlowRuntime
 from ..providers.base import VAD, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
@@ -98,6 +100,7 @@ class AgentSession:
         conversation: Conversation | None = None,
         on_snapshot: Callable[[Conversation], Awaitable[None]] | None = None,
         recorder: PipelineRecorder | None = None,
+        caller_memory: CallerMemory | None = None,
         tool_platform: ToolPlatform | None = None,
     ) -> None:
         if output_sample_rate <= 0 or output_sample_rate % 50:
@@ -149,6 +152,16 @@ class AgentSession:
             conversation=self._conversation,
             agent=config.agent,
             namespace=config.namespace,
+        )
+        # Memory blocks, summaries and the token budget of each request (agent_pod/context).
+        self._context = ContextEngine(
+            config,
+            lambda: self._conversation,
+            self._llm,
+            self._snapshot,
+            self._log,
+            caller_memory,
+            tool_platform,
         )
         self._flow = FlowRuntime.for_session(config, self._conversation, self._llm)
         # The audit record names the node the call was in (the committed one).
@@ -298,6 +311,7 @@ class AgentSession:
         self._started_at = self._last_activity = time.monotonic()
         pipeline_metrics.SESSIONS_LIVE.inc()
         self._recorder.session_started()
+        await self._context.start()
         self._tasks = [
             asyncio.create_task(self._guard(self._turn_loop), name=f"turns-{self.session_id}"),
             asyncio.create_task(self._guard(self._stt_loop), name=f"stt-{self.session_id}"),
@@ -372,6 +386,7 @@ class AgentSession:
         for audit in list(self._audits):
             audit.cancel()
         await asyncio.gather(*self._audits, return_exceptions=True)
+        await self._context.aclose()
         await self._stt.aclose()
         await self._tools.aclose()
         self._ended = True
@@ -549,6 +564,7 @@ class AgentSession:
 
     def _queue_user_turn(self, text: str, ended_at: float, stt_final_ms: float) -> None:
         turn = UserTurn(turn_id=self._next_turn_id(), text=text, ended_at=ended_at, stt_final_ms=stt_final_ms)
+        self._context.caller_said(text)
         self._emit(UserTranscript(turn_id=turn.turn_id, text=text, final=True))
         self._turn_queue.put_nowait(turn)
 
@@ -620,7 +636,7 @@ class AgentSession:
     async def _generate(self, turn: AgentTurn, pieces: asyncio.Queue[tuple[str, int] | None]) -> None:
         # The caller's answer to a proposed sensitive tool call (yes runs it, the result joins the history).
         await self._tools.resolve_confirmation(turn.turn_id, turn.user.text, lambda: turn.interrupted)
-        messages = llm_messages(self.config.prompt_text, self._conversation)
+        messages = self._context.messages() if self._flow is None else []  # a flow's node: below
         offered = self._tools.offered()
         repairs = {t.name: t.max_argument_repairs for t in offered}
         llm: ChatModel = self._llm
@@ -754,6 +770,7 @@ class AgentSession:
         self._conversation.turns += 1
         self._recorder.turn_finished(turn.failed)
         self._trim_history()
+        self._context.turn_finished(turn)
         played = turn.playback.played_text()
         final = AgentText(
             turn_id=turn.turn_id, text=turn.text, played_text=played, final=True, interrupted=turn.interrupted

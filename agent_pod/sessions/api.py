@@ -4,6 +4,7 @@
     POST /v1/sessions/{session_id}/resume  {"resumeToken": "..."}    -> 200 grant
     POST /v1/keys                          {"ttlSeconds": 300}       -> 201 short-lived browser key
     POST /v1/sessions/{session_id}/transfer {"target": ...}        -> 202 (agent_pod/transfer/api.py)
+    POST /v1/memory/delete                 {"callerKey": "..."}      -> 200 {"deleted": bool}
 
 The caller's credential (API key or JWT) travels as ``Authorization: Bearer <credential>`` (gRPC:
 ``authorization`` metadata); a fleet that requires one refuses calls without it (sessions/gate.py).
@@ -26,10 +27,12 @@ from typing import Any
 import grpc
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
+from redis.exceptions import RedisError
 
 from voicefleet.v1 import session_pb2, session_pb2_grpc
 
 from ..config import Model
+from ..context.persistence import CallerMemory
 from ..transports.cors import CorsPolicy, Handler
 from .directory import AdmissionError, Grant, SessionAllocator
 from .gate import SessionGate
@@ -51,6 +54,15 @@ class ResumeBody(Model):
 
 class KeyBody(Model):
     ttl_seconds: int | None = Field(default=None, ge=1, le=3600)
+
+
+class MemoryDeleteBody(Model):
+    # In the body, not the URL: a caller key (a phone number) stays out of access logs.
+    caller_key: str = Field(min_length=1, max_length=1024)
+
+
+class MemoryDeleted(Model):
+    deleted: bool
 
 
 class BrowserKey(Model):
@@ -108,7 +120,9 @@ def refusing(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Handl
     return answer
 
 
-def session_routes(directory: SessionAllocator, gate: SessionGate, cors: CorsPolicy) -> list[web.RouteDef]:
+def session_routes(
+    directory: SessionAllocator, gate: SessionGate, cors: CorsPolicy, memory: CallerMemory | None = None
+) -> list[web.RouteDef]:
     async def create_session(request: web.Request) -> web.Response:
         create: CreateBody = await _json_body(request, CreateBody)
         _check_metadata(create.metadata)
@@ -131,7 +145,20 @@ def session_routes(directory: SessionAllocator, gate: SessionGate, cors: CorsPol
         minted = BrowserKey(key=key, expires_unix=expires, tenant=principal.tenant)
         return web.json_response(minted.dump(), status=201)
 
+    async def delete_memory(request: web.Request) -> web.Response:
+        """Forget what the agent remembers of a caller across calls (memory.persistence)."""
+        body: MemoryDeleteBody = await _json_body(request, MemoryDeleteBody)
+        await gate.auth.authenticate(_bearer(request), "memory:delete")
+        if memory is None:
+            raise AdmissionError("not_found", "this agent keeps no caller memory (memory.persistence)")
+        try:
+            deleted = await memory.delete(body.caller_key)
+        except RedisError:
+            raise AdmissionError("unavailable", "the session store is unreachable", 1.0) from None
+        return web.json_response(MemoryDeleted(deleted=deleted).dump(), status=200)
+
     return [
+        *cors.routes("POST", "/v1/memory/delete", refusing(delete_memory)),
         *cors.routes("POST", "/v1/sessions", refusing(create_session)),
         *cors.routes("POST", "/v1/sessions/{session_id}/resume", refusing(resume_session)),
         *cors.routes("POST", "/v1/keys", refusing(mint_key)),

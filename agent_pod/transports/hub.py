@@ -18,6 +18,7 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from ..config import AgentConfig
+from ..context.persistence import caller_memory
 from ..pipeline.events import SessionEnded, SessionEvent
 from ..pipeline.recorder import PipelineRecorder
 from ..pipeline.session import AgentSession
@@ -141,6 +142,7 @@ class SessionHub:
         self.pod_name = pod_name
         self.providers = providers
         self.directory = directory
+        self.caller_memory = caller_memory(config.memory.persistence, directory)  # None: not kept
         self.clock = clock
         self.draining = False
         self._live: dict[str, LiveSession] = {}
@@ -192,6 +194,7 @@ class SessionHub:
             conversation=admission.conversation,
             on_snapshot=self.directory.snapshot,
             recorder=self.recorder,
+            caller_memory=self.caller_memory,
             tool_platform=self.tool_platform,
         )
         if admission.moved_from is not None:

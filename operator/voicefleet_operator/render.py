@@ -106,6 +106,8 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         session=spec.session,
         sessions_per_pod=spec.autoscaling.sessions_per_pod,
         auth=spec.auth,
+        memory=spec.memory,
+        context=spec.context,
         flow=spec.flow,
         mcp_servers=spec.mcp_servers,
         transfer=spec.transfer,
@@ -137,6 +139,11 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
     for server in spec.mcp_servers:
         if server.headers_secret_ref:
             refs[(server.headers_secret_ref.name, server.headers_secret_ref.key)] = server.headers_secret_ref
+    extractor = spec.memory.extraction.llm  # the memory extraction's own LLM, when it has one
+    if extractor and extractor.credentials_secret_ref:
+        refs[(extractor.credentials_secret_ref.name, extractor.credentials_secret_ref.key)] = (
+            extractor.credentials_secret_ref
+        )
     # The API keyring and JWT keys are read by the pods from the same mounted credentials dir.
     for auth_ref in (spec.auth.api_keys_secret_ref, spec.auth.jwt.keys_secret_ref if spec.auth.jwt else None):
         if auth_ref:

@@ -14,8 +14,10 @@ from agent_pod.config import (
     DEFAULT_PROMPT,
     FLOW_TOOLS_RULE,
     AuthSpec,
+    ContextSpec,
     FlowSpec,
     McpServerSpec,
+    MemorySpec,
     Model,
     PipelineSpec,
     PromptSpec,
@@ -317,6 +319,13 @@ class VoiceAgentSpec(Model):
     )
     rollout: RolloutSpec = Field(
         default_factory=RolloutSpec, description="How a new revision reaches the fleet (docs/rollouts.md)."
+    )
+    # Conversation engine: structured memory and the context budget (docs/context.md).
+    memory: MemorySpec = Field(
+        default_factory=MemorySpec, description="Structured memory blocks, their writers and persistence."
+    )
+    context: ContextSpec = Field(
+        default_factory=ContextSpec, description="Token budget and summaries of each LLM request's context."
     )
     flow: FlowSpec | None = Field(
         default=None,
