@@ -9,20 +9,27 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from .config import Model, TransferPolicy
 from .context.blocks import MemoryBlock
 from .flows.state import FlowState
 
 
-class ToolCall(Model):
+class SnapshotModel(Model):
+    """A part of the snapshot in Redis. Unknown fields are ignored, not refused: during a rollout or a
+    canary rollback a pod of the older revision resumes calls whose snapshots a newer pod wrote."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ToolCall(SnapshotModel):
     id: str
     name: str
     arguments: str = Field(description="JSON text of the arguments, as the LLM produced it.")
 
 
-class ChatMessage(Model):
+class ChatMessage(SnapshotModel):
     role: Literal["system", "user", "assistant", "tool"]
     content: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
@@ -34,7 +41,7 @@ class ChatMessage(Model):
 # --- tool confirmations (docs/tools.md) ---
 
 
-class ConfirmationRecord(Model):
+class ConfirmationRecord(SnapshotModel):
     """A caller's answer to a proposed sensitive call."""
 
     turn_id: str = Field(description="The caller turn that answered.")
@@ -43,7 +50,7 @@ class ConfirmationRecord(Model):
     decision: Literal["yes", "no", "unclear"]
 
 
-class PendingConfirmation(Model):
+class PendingConfirmation(SnapshotModel):
     """A call of a confirm-tool the LLM proposed; it runs only after a caller's yes in a later turn."""
 
     call: ToolCall
@@ -51,7 +58,7 @@ class PendingConfirmation(Model):
     proposed_at: float = Field(description="Unix time of the proposal.")
 
 
-class TransferRecord(Model):
+class TransferRecord(SnapshotModel):
     """One hand-over of the call to another VoiceAgent."""
 
     from_agent: str
@@ -63,7 +70,7 @@ class TransferRecord(Model):
     at_unix_ms: int = Field(description="When the transfer was decided (the source pod's wall clock).")
 
 
-class Conversation(Model):
+class Conversation(SnapshotModel):
     """Everything needed to resume a call on another pod."""
 
     session_id: str

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from ..config import AgentConfig, ContextSpec, MemoryLookup
 from ..conversation import ChatMessage, Conversation
 from ..pipeline.turn import AgentTurn
-from ..providers.base import ProviderError
+from ..providers.base import ChatModel, ProviderError
 from ..providers.fallback import FallbackLLM, chain
 from ..providers.registry import provider_class
 from ..tools.platform import ToolPlatform
@@ -29,7 +29,7 @@ from .blocks import MemoryBlock, WriteResult, initial_blocks, merge_blocks
 from .compaction import fold_summary, summary_input, turns_to_summarize
 from .lookups import Lookups
 from .persistence import CallerMemory
-from .summary import ChatModel, summarize
+from .summary import summarize
 from .writers import apply_extraction, apply_tool_write, extraction_request, parse_extraction
 
 Log = logging.Logger | logging.LoggerAdapter[logging.Logger]

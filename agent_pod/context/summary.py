@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Protocol
-
-from ..config import ToolSpec
 from ..conversation import ChatMessage
-from ..providers.base import LLMChunk
-
-
-class ChatModel(Protocol):
-    """What a summary or an extraction needs of an LLM: a provider, or the session's fallback chain."""
-
-    def stream(self, messages: list[ChatMessage], tools: list[ToolSpec]) -> AsyncIterator[LLMChunk]: ...
-
+from ..providers.base import ChatModel
 
 SUMMARY_INSTRUCTIONS = (
     "Summarise the conversation below for another agent who takes it over. Keep names, numbers, dates, "

@@ -16,7 +16,6 @@ import time
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from ..config import AgentConfig, FlowNode, FlowSpec, LLMStage, ToolSpec
 from ..context.engine import budgeted
@@ -24,7 +23,7 @@ from ..context.summary import summarize
 from ..conversation import ChatMessage, Conversation, ToolCall
 from ..pipeline.tools import ToolOutcome
 from ..pipeline.turn import AgentTurn
-from ..providers.base import LLM, LLMChunk, ProviderError
+from ..providers.base import LLM, ChatModel, LLMChunk, ProviderError
 from ..providers.fallback import FallbackLLM, chain, stage_timeouts
 from ..providers.registry import provider_class
 from . import graph, metrics
@@ -45,12 +44,6 @@ def node_llm(stage: LLMStage) -> FallbackLLM:
         providers: list[LLM] = [provider_class("llm", c.provider)(c) for c in [stage, *stage.fallback]]
         built[key] = FallbackLLM(chain(providers, stage_timeouts(stage)))
     return built[key]
-
-
-class ChatModel(Protocol):
-    """What answers a node's turns: a provider, or the session's fallback chain."""
-
-    def stream(self, messages: list[ChatMessage], tools: list[ToolSpec]) -> AsyncIterator[LLMChunk]: ...
 
 
 @dataclass

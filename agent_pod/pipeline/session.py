@@ -33,8 +33,8 @@ from ..config import AgentConfig
 from ..context.engine import ContextEngine
 from ..context.persistence import CallerMemory
 from ..conversation import ChatMessage, Conversation, ToolCall, last_turn_number, trim_history
-from ..flows.runtime import ChatModel, FlowRuntime
-from ..providers.base import VAD, ProviderError, Providers
+from ..flows.runtime import FlowRuntime
+from ..providers.base import VAD, ChatModel, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..sessions.records import HeldInput
 from ..tools.audit import ToolAuditRecord

@@ -67,12 +67,16 @@ class LLMChunk:
     tool_call: ToolCall | None = None
 
 
-class LLM(Protocol):
-    name: str
+class ChatModel(Protocol):
+    """What answers with text and tool calls: a provider, or a stage's fallback chain."""
 
     def stream(self, messages: list[ChatMessage], tools: list[ToolSpec]) -> AsyncIterator[LLMChunk]:
         """messages start with the system prompt. Tool-call deltas are assembled by the provider."""
         ...
+
+
+class LLM(ChatModel, Protocol):
+    name: str
 
 
 class TTS(Protocol):

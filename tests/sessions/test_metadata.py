@@ -13,6 +13,7 @@ import pytest
 
 from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.conversation import CALLER_CONTEXT_HEADER, Conversation, llm_messages
+from agent_pod.sessions.admission import parse_snapshot
 from tests.support.migration import Fleet
 from tests.support.redis import RedisServer
 from tests.wire.openai_server import DEFAULT_KEY, OpenAIServer
@@ -90,3 +91,17 @@ async def test_metadata_reaches_the_llm_and_survives_the_pods_loss(
         assert len(contexts(openai_server)) == 2 and contexts(openai_server)[0] == contexts(openai_server)[1]
     finally:
         await fleet.close()
+
+
+def test_a_snapshot_from_a_newer_revision_resumes_on_an_older_pod() -> None:
+    """Fields this pod does not know (written by a newer revision) are ignored, not a lost call."""
+    raw = (
+        '{"sessionId": "s1", "promptId": "p", "futureField": {"x": 1}, "messages": [{"role": "user", '
+        '"content": "hi", "futureFlag": true, "toolCalls": [{"id": "c", "name": "t", "arguments": "{}", '
+        '"futureArg": 2}]}]}'
+    )
+    restored = parse_snapshot("s1", raw)
+    assert restored is not None
+    assert restored.messages[0].content == "hi"
+    assert restored.messages[0].tool_calls[0].name == "t"
+    assert parse_snapshot("s1", '{"sessionId": "s1"}') is None  # a required field missing is still refused
