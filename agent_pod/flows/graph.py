@@ -101,16 +101,27 @@ class Move:
     source: str
     target: str
     call_id: str
-    round: int  # index of the turn's round whose tool results chose it
+    round: int  # index of the turn's round whose tool results chose it; -1: a confirmed call
 
 
 def turn_moves(
-    flow: FlowSpec, start: str, rounds: Sequence[Round], outcomes: Mapping[str, ToolOutcome]
+    flow: FlowSpec,
+    start: str,
+    rounds: Sequence[Round],
+    outcomes: Mapping[str, ToolOutcome],
+    confirmed: tuple[ToolCall, ToolOutcome] | None = None,
 ) -> list[Move]:
     """The transitions a turn made, in order, from what its calls returned (at most one per round:
-    the node that takes over answers the rounds after it)."""
+    the node that takes over answers the rounds after it). ``confirmed``: the call the caller's yes ran
+    before the turn's first round; it comes first (its move has round -1)."""
     moves: list[Move] = []
     current = start
+    if confirmed is not None and (node := flow.node(current)) is not None:
+        call, outcome = confirmed
+        t = choose(node, call, outcome)
+        if t is not None:
+            moves.append(Move(current, t.to, call.id, -1))
+            current = t.to
     for index, rnd in enumerate(rounds):
         node = flow.node(current)
         if node is None:

@@ -6,6 +6,10 @@ not to), but the move is only a proposal until ``commit`` runs in the session's 
 together with the turn's history. ``commit`` recomputes the moves from the turn's final outcomes, so a
 call cancelled by a barge-in moves nothing, and a call that completed moves exactly once (a move is
 keyed by its turn and call id), however the turn ended.
+
+A sensitive call the caller confirmed at the start of the turn (docs/tools.md) ran before the turn's first
+round; ``begin`` evaluates it from the committed node like any tool call, so its handoff is proposed
+before the turn's first round and committed with the turn the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from ..context.engine import budgeted
 from ..context.summary import summarize
 from ..conversation import ChatMessage, Conversation, ToolCall
 from ..pipeline.tools import ToolOutcome
-from ..pipeline.turn import AgentTurn
+from ..pipeline.turn import AgentTurn, Round
 from ..providers.base import LLM, ChatModel, LLMChunk, ProviderError
 from ..providers.fallback import FallbackLLM, chain, stage_timeouts
 from ..providers.registry import provider_class
@@ -78,6 +82,7 @@ class _LiveTurn:
     proposed: FlowState | None = None  # the position the turn's last move proposes
     proposed_by: str = ""  # the call id of that move
     handoff: _Handoff | None = None
+    confirmed: tuple[ToolCall, ToolOutcome] | None = None  # run on the caller's yes, before round 0
 
 
 class NodeLLM:
@@ -135,11 +140,24 @@ class FlowRuntime:
         assert node is not None  # names are checked against the flow when the config is loaded
         return node
 
-    async def begin(self, turn_id: str) -> NodeStep:
-        """The committed node answers the turn: its prompt, tools, LLM and history."""
+    async def begin(
+        self,
+        turn: AgentTurn,
+        pieces: asyncio.Queue[tuple[str, int] | None],
+        confirmed: tuple[ToolCall, ToolOutcome] | None = None,
+    ) -> NodeStep:
+        """The committed node answers the turn: its prompt, tools, LLM and history. When ``confirmed`` (the
+        call the caller's yes ran, already in the history) chooses a transition, the handoff's lines open
+        the turn's first round and the node that takes over answers (or the turn ends)."""
         state = self.state
-        step = await self._step(self._node(state.node), state, list(self._conversation.messages))
-        self._live[turn_id] = _LiveTurn(start=state.node, base=len(step.messages))
+        live = self._live[turn.turn_id] = _LiveTurn(start=state.node, base=0, confirmed=confirmed)
+        history = list(self._conversation.messages)
+        moves = graph.turn_moves(self.flow, live.start, [], {}, confirmed)
+        if moves:
+            turn.rounds.append(Round())
+            return await self._hand_over(turn, live, moves, 0, pieces, history)
+        step = await self._step(self._node(state.node), state, history)
+        live.base = len(step.messages)
         return step
 
     def answers(self, turn: AgentTurn, call: ToolCall) -> bool:
@@ -167,20 +185,34 @@ class FlowRuntime:
         live = self._live.get(turn.turn_id)
         if live is None:
             return None
-        moves = graph.turn_moves(self.flow, live.start, turn.rounds, turn.outcomes)
+        moves = graph.turn_moves(self.flow, live.start, turn.rounds, turn.outcomes, live.confirmed)
         if len(moves) == live.moves:
             return None
+        live.inflight += messages[live.base :]
+        history = [*self._conversation.messages, *live.inflight]
+        return await self._hand_over(turn, live, moves, index, pieces, history)
+
+    async def _hand_over(
+        self,
+        turn: AgentTurn,
+        live: _LiveTurn,
+        moves: list[graph.Move],
+        index: int,
+        pieces: asyncio.Queue[tuple[str, int] | None],
+        history: list[ChatMessage],
+    ) -> NodeStep:
+        """Propose the turn's newest move: the lines of the handoff are queued for speech as part of round
+        ``index`` (the turn's last), and the node that takes over answers from ``history`` (or the turn
+        ends)."""
         live.moves = len(moves)
         move = moves[-1]
         handoff = live.handoff = _Handoff(time.monotonic(), len(turn.playback.pieces) + pieces.qsize())
         old, new = self._node(move.source), self._node(move.target)
-        rnd = turn.rounds[-1]  # the round whose results chose the move
+        rnd = turn.rounds[index]
         for line in (old.on_exit.say, new.on_entry.say):
             if line:
                 rnd.text = f"{rnd.text} {line}".strip()
                 pieces.put_nowait((line, index))
-        live.inflight += messages[live.base :]
-        history = [*self._conversation.messages, *live.inflight]
         proposed = FlowState(
             node=new.name,
             entry_turn=turn.turn_id,
@@ -216,7 +248,7 @@ class FlowRuntime:
         done = {(m.turn_id, m.call_id) for m in state.moves}
         moves = [
             m
-            for m in graph.turn_moves(self.flow, live.start, turn.rounds, turn.outcomes)
+            for m in graph.turn_moves(self.flow, live.start, turn.rounds, turn.outcomes, live.confirmed)
             if (turn.turn_id, m.call_id) not in done
         ]
         if not moves:

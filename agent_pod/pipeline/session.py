@@ -635,19 +635,25 @@ class AgentSession:
 
     async def _generate(self, turn: AgentTurn, pieces: asyncio.Queue[tuple[str, int] | None]) -> None:
         # The caller's answer to a proposed sensitive tool call (yes runs it, the result joins the history).
-        await self._tools.resolve_confirmation(turn.turn_id, turn.user.text, lambda: turn.interrupted)
+        confirmed = await self._tools.resolve_confirmation(
+            turn.turn_id, turn.user.text, lambda: turn.interrupted
+        )
         messages = self._context.messages() if self._flow is None else []  # a flow's node: below
         offered = self._tools.offered()
         repairs = {t.name: t.max_argument_repairs for t in offered}
         llm: ChatModel = self._llm
         if self._flow is not None:  # the flow's current node answers, with its prompt, tools and LLM
-            step = await self._flow.begin(turn.turn_id)
+            # (or, when the confirmed call chose a transition, the node it hands over to)
+            step = await self._flow.begin(turn, pieces, confirmed)
+            if step.done:  # handed over to a node that answers the caller's next turn
+                return
             messages, offered, llm = step.messages, step.tools, step.llm
         offered = [*offered, *self.transfer.tools]  # the built-in transfer_call, when spec.transfer allows
         gate = self._speech.open(turn, pieces, self._emit_agent_text)
         for index in range(MAX_LLM_ROUNDS):
-            rnd = Round()
-            turn.rounds.append(rnd)
+            if index == len(turn.rounds):  # else a confirmed call's handoff opened it with its lines
+                turn.rounds.append(Round())
+            rnd = turn.rounds[index]
             chunker = SpeechChunker()
             started = time.monotonic()
             first = True

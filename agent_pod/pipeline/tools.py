@@ -291,13 +291,16 @@ class ToolRunner:
             0,
         )
 
-    async def resolve_confirmation(self, turn_id: str, words: str, interrupted: Callable[[], bool]) -> None:
+    async def resolve_confirmation(
+        self, turn_id: str, words: str, interrupted: Callable[[], bool]
+    ) -> tuple[ToolCall, ToolOutcome] | None:
         """At the start of a caller turn: the answer to a pending proposal. yes runs the call, no declines
         it, anything else leaves it pending; the LLM sees which as a tool call and its result, appended
-        to the conversation after the caller's message."""
+        to the conversation after the caller's message. Returns the call that ran and its terminal
+        outcome (a flow's transition may follow it), else None."""
         pending = self.conversation.pending_confirmation
         if pending is None or not answer_counts(turn_id, pending.proposed_turn_id):
-            return
+            return None
         answer = classify(words)
         heard = question_heard(self.conversation.messages, pending.call.id)
         if not heard:  # the caller cut the agent off before it asked: their words answer something else
@@ -323,7 +326,7 @@ class ToolRunner:
             if refused is not None:  # the tool is gone or its schema changed (a new revision): drop it
                 self.conversation.pending_confirmation = None
                 outcome = refused
-                return
+                return None
             assert args is not None
             action = describe_call(call.name, args)
             if answer == "unclear":
@@ -341,15 +344,16 @@ class ToolRunner:
                     audit="awaiting_confirmation",
                 )
                 self.finish(call, outcome, 0)
-                return
+                return None
             self.conversation.pending_confirmation = None
             self._calls[call.id].confirmation = record
             if answer == "yes":
                 outcome = await self.execute(call, args, interrupted, turn_id)
-                return
+                return call, outcome
             status = {"status": "declined", "message": f"The caller declined: {action} was not done."}
             outcome = ToolOutcome("cancelled", json.dumps(status), error="declined", audit="declined")
             self.finish(call, outcome, 0)
+            return None
         except asyncio.CancelledError:
             if call.id in self._calls:  # started, not finished: the caller interrupted it
                 self.finish(call, outcome)

@@ -171,3 +171,21 @@ def test_transition_needs_exactly_one_trigger() -> None:
                 ],
             }
         )
+
+
+def test_a_confirmed_call_moves_before_the_turns_rounds() -> None:
+    f = flow()
+    book = ToolCall(id="p1-turn-5", name="book_table", arguments="{}")
+    back = ToolCall(id="c3", name="back_to_reception", arguments="{}")
+    rounds = [Round(tool_calls=[back])]
+    moves = graph.turn_moves(f, "booking", rounds, {"c3": ok({})}, (book, ok({"people": 2})))
+    # The confirmed call comes first (round -1); the turn's rounds go on from the node it chose.
+    assert [(m.source, m.target, m.call_id, m.round) for m in moves] == [
+        ("booking", "billing", "p1-turn-5", -1),
+        ("billing", "reception", "c3", 0),
+    ]
+    # Cancelled (a barge-in), failed or unmatched: it moves nothing, and the rounds start in booking.
+    for outcome in (cancelled_outcome(), ToolOutcome("failed", "{}"), ok({"people": 3})):
+        assert graph.turn_moves(f, "booking", rounds, {"c3": ok({})}, (book, outcome)) == []
+    # Only a tool of the node's transitions moves it: book_table is no way out of reception.
+    assert graph.turn_moves(f, "reception", [], {}, (book, ok({"people": 2}))) == []
