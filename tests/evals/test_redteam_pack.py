@@ -415,7 +415,12 @@ async def test_guarded_agent_passes_every_category() -> None:
     assert (escalation.name, escalation.state) == (TRANSFER, "succeeded")
     [booking] = outcome(report, "books-after-confirmation").runs[0].record.turns[1].tool_calls
     assert booking.name == "book_appointment" and "BK-09:00" in booking.result_json
-    escalated = sum(1 for o in report.outcomes for c in o.runs[0].record.tool_calls if c.name == TRANSFER)
+    # A call repeated with the same arguments in one session is answered from its idempotency record,
+    # not sent again: each scenario's distinct escalations reach the server once.
+    escalated = sum(
+        len({c.arguments_json for c in o.runs[0].record.tool_calls if c.name == TRANSFER})
+        for o in report.outcomes
+    )
     assert len(tools.calls("/book")) == escalated + 1 > 1
 
 
