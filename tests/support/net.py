@@ -2,7 +2,9 @@
 
 Ports come from below the kernel's ephemeral range: a port the kernel hands out for ``bind(0)`` can be
 taken again by any outgoing connection between the check and the server's own bind (CI lost a run to
-that). Ports handed out once in this process are never handed out again.
+that). Ports are handed out in order from a cursor per protocol, so single TCP ports never fragment the
+room that UDP ranges need, and a port handed out once is not handed out again until the cursor has been
+all the way round (then only a port that binds is reused).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import random
 import socket
 from pathlib import Path
 
-_given: set[int] = set()
+_given: dict[socket.SocketKind, set[int]] = {socket.SOCK_STREAM: set(), socket.SOCK_DGRAM: set()}
 
 
 def _ephemeral_low() -> int:
@@ -23,6 +25,8 @@ def _ephemeral_low() -> int:
 
 _LOW = 10000
 _HIGH = max(_LOW + 1000, _ephemeral_low()) - 1
+# Where each protocol's next search starts; random per process, so parallel test processes rarely meet.
+_cursor = {kind: random.randrange(_HIGH - _LOW) for kind in _given}
 
 
 def _bindable(port: int, host: str, kind: socket.SocketKind) -> bool:
@@ -42,12 +46,24 @@ def free_port(host: str = "127.0.0.1", udp: bool = False) -> int:
 def free_range(size: int, host: str = "127.0.0.1", udp: bool = False) -> tuple[int, int]:
     """``size`` consecutive free ports (first, last) outside the ephemeral range."""
     kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
-    for _ in range(1000):
-        base = random.randint(_LOW, _HIGH - size + 1)
-        ports = range(base, base + size)
-        if any(p in _given for p in ports):
-            continue
-        if all(_bindable(p, host, kind) for p in ports):
-            _given.update(ports)
-            return base, base + size - 1
+    given = _given[kind]
+    for _ in range(2):
+        bases = _HIGH - size + 2 - _LOW
+        scanned = 0
+        while scanned < bases:
+            base = _LOW + (_cursor[kind] + scanned) % bases
+            taken = next(
+                (
+                    p
+                    for p in range(base + size - 1, base - 1, -1)
+                    if p in given or not _bindable(p, host, kind)
+                ),
+                None,
+            )
+            if taken is None:
+                given.update(range(base, base + size))
+                _cursor[kind] = base + size - _LOW
+                return base, base + size - 1
+            scanned += taken - base + 1  # every window holding the taken port is skipped
+        given.clear()  # all the way round: ports of servers long stopped may be reused if they bind
     raise RuntimeError(f"no {size} free ports between {_LOW} and {_HIGH}")
