@@ -302,6 +302,9 @@ def _pod_template(
             "httpGet": {"path": "/readyz", "port": "http"},
             "periodSeconds": 2,
             "failureThreshold": 1,
+            # A pod busy with live calls on a loaded node may answer late; 1 s (the default) made it flap
+            # out of its Service under load. A draining pod fails at once, whatever the timeout.
+            "timeoutSeconds": 3,
         },
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},

@@ -4,6 +4,7 @@ headless Chromium opens the agent Service through `kubectl port-forward`, speaks
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -68,9 +69,18 @@ async def test_a_person_calls_the_agent_on_the_real_node(
     state = await call_from_web_page(page_url, speech_wav, tmp_path / "profile")
     assert "hello" in state["transcripts"][0].lower()
     assert state["agentTexts"][0].startswith("Hello")
-    # `kubectl get va` shows the capacity the live pod registered in Redis.
-    header, row = fleet_release.cluster.kubectl(
-        "get", "va", AGENT, "-n", fleet_release.namespace
-    ).stdout.splitlines()
-    columns = dict(zip(header.split(), row.split(), strict=False))
-    assert columns["READY"] == "True" and int(columns["CAPACITY"]) > 0, columns
+
+    # `kubectl get va` shows the capacity the live pod registered in Redis (the status is patched every
+    # few seconds, so it is waited for).
+    def columns() -> dict[str, str]:
+        header, row = fleet_release.cluster.kubectl(
+            "get", "va", AGENT, "-n", fleet_release.namespace
+        ).stdout.splitlines()
+        return dict(zip(header.split(), row.split(), strict=False))
+
+    def serving() -> dict[str, str] | None:
+        shown = columns()
+        return shown if shown["READY"] == "True" and int(shown["CAPACITY"]) > 0 else None
+
+    shown = await asyncio.to_thread(wait_for, serving, timeout=60, interval=1, what="READY and CAPACITY")
+    assert shown["SESSIONS"].isdigit(), shown
