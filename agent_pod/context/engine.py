@@ -22,6 +22,7 @@ from ..pipeline.turn import AgentTurn
 from ..providers.base import ChatModel, ProviderError
 from ..providers.fallback import FallbackLLM, chain
 from ..providers.registry import provider_class
+from ..providers.shared import per_pod
 from ..tools.platform import ToolPlatform
 from . import metrics
 from .assembler import assemble
@@ -62,8 +63,14 @@ class ContextEngine:
         self._extraction_llm = llm
         if (choice := config.memory.extraction.llm) is not None:
             # Its own timeout, as the pipeline's chain has: a hung extractor must not hold the worker.
-            provider = provider_class("llm", choice.provider)(choice)
-            self._extraction_llm = FallbackLLM(chain([provider], [choice.timeout_seconds]))
+            # Built once per pod, not per call.
+            self._extraction_llm = per_pod(
+                "extraction",
+                choice,
+                lambda: FallbackLLM(
+                    chain([provider_class("llm", choice.provider)(choice)], [choice.timeout_seconds])
+                ),
+            )
         self._snapshot = snapshot
         self._log = log
         self._caller_memory = caller_memory

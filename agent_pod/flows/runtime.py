@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -30,24 +29,21 @@ from ..pipeline.turn import AgentTurn, Round
 from ..providers.base import LLM, ChatModel, LLMChunk, ProviderError
 from ..providers.fallback import FallbackLLM, chain, stage_timeouts
 from ..providers.registry import provider_class
+from ..providers.shared import per_pod
 from . import graph, metrics
 from .state import MAX_LOGGED_MOVES, FlowMove, FlowState
 
 log = logging.getLogger(__name__)
 
-# A node's own LLM is built once per pod (per event loop), like the pipeline's providers.
-_NODE_LLMS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, FallbackLLM]] = (
-    weakref.WeakKeyDictionary()
-)
-
 
 def node_llm(stage: LLMStage) -> FallbackLLM:
-    built = _NODE_LLMS.setdefault(asyncio.get_running_loop(), {})
-    key = stage.model_dump_json()
-    if key not in built:
+    """A node's own LLM, built once per pod."""
+
+    def build() -> FallbackLLM:
         providers: list[LLM] = [provider_class("llm", c.provider)(c) for c in [stage, *stage.fallback]]
-        built[key] = FallbackLLM(chain(providers, stage_timeouts(stage)))
-    return built[key]
+        return FallbackLLM(chain(providers, stage_timeouts(stage)))
+
+    return per_pod("flow-node", stage, build)
 
 
 @dataclass

@@ -16,7 +16,6 @@ import json
 import logging
 import re
 import time
-import weakref
 from collections.abc import AsyncGenerator
 from typing import Literal
 
@@ -27,6 +26,7 @@ from ..config import LLMProvider, SupervisorSpec
 from ..conversation import ChatMessage
 from ..providers.base import LLM, ProviderError
 from ..providers.registry import provider_class
+from ..providers.shared import per_pod
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +105,10 @@ def supervisor_messages(prompt: str, caller: str, before: str, draft: str) -> li
     ]
 
 
-# Per event loop (the pod has one; tests run a loop each), so an SDK client never outlives its loop.
-_llms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, LLM]] = weakref.WeakKeyDictionary()
-
-
 def shared_llm(choice: LLMProvider) -> LLM:
-    """The supervisor model, built once per pod and shared by its sessions like the pipeline's providers
-    (a client per session would leave a connection pool behind each call)."""
-    models = _llms.setdefault(asyncio.get_running_loop(), {})
-    key = choice.model_dump_json()
-    if key not in models:
-        models[key] = provider_class("llm", choice.provider)(choice)
-    return models[key]
+    """The supervisor model, built once per pod and shared by its sessions."""
+    llm: LLM = per_pod("supervisor", choice, lambda: provider_class("llm", choice.provider)(choice))
+    return llm
 
 
 class Supervisor:
