@@ -1269,7 +1269,6 @@ def check_flow(flow: FlowSpec | None, tools: list[ToolSpec]) -> None:
 # ----- call transfer to another VoiceAgent (docs/transfer.md) ---------------------------------------
 
 AgentName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
-TransferPolicy = Literal["full", "summary", "none"]
 
 
 class TransferSpec(Model):
@@ -1281,7 +1280,7 @@ class TransferSpec(Model):
         description="VoiceAgents (same namespace, same Redis) calls may be transferred to.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
-    context_policy: TransferPolicy = Field(
+    context_policy: ContextPolicy = Field(
         default="summary",
         description="What the target agent gets of the conversation: full (the history), summary (an LLM "
         "summary of it) or none.",

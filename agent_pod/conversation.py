@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from .config import Model, TransferPolicy
+from .config import ContextPolicy, Model
 from .context.blocks import MemoryBlock
 from .flows.state import FlowState
 
@@ -65,7 +65,7 @@ class TransferRecord(SnapshotModel):
     from_pod: str
     to_agent: str
     reason: str = Field(default="", max_length=500)
-    policy: TransferPolicy
+    policy: ContextPolicy
     trigger: Literal["tool", "api"]
     at_unix_ms: int = Field(description="When the transfer was decided (the source pod's wall clock).")
 

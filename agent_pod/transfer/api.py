@@ -21,7 +21,7 @@ from pydantic import Field, ValidationError
 
 from voicefleet.v1 import session_pb2
 
-from ..config import AgentName, Model, TransferPolicy
+from ..config import AgentName, ContextPolicy, Model
 from ..sessions.api import _bearer, _json_body, refusing
 from ..sessions.directory import AdmissionError, TransferRefused, check_session_id
 from ..sessions.gate import SessionGate
@@ -44,14 +44,14 @@ FORWARD_TIMEOUT_SECONDS = 10.0
 
 class TransferBody(Model):
     target: AgentName
-    policy: TransferPolicy | None = Field(default=None, description="Default: spec.transfer.contextPolicy.")
+    policy: ContextPolicy | None = Field(default=None, description="Default: spec.transfer.contextPolicy.")
     reason: str = Field(default="", max_length=500)
 
 
 class TransferAccepted(Model):
     session_id: str
     target: str
-    policy: TransferPolicy
+    policy: ContextPolicy
     state: str = "moving"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import TransferPolicy, TransferSpec
+from ..config import ContextPolicy, TransferSpec
 from ..conversation import ChatMessage, Conversation, TransferRecord
 from ..sessions.directory import TransferRefused
 
@@ -30,7 +30,7 @@ def handed_over(conversation: Conversation, record: TransferRecord, summary: str
     ``summary`` None: the summariser failed, so the history goes instead) or nothing (``none``), after a
     note saying where the call comes from. Caller context and the transfer log always go along."""
     note = transfer_note(record)
-    policy: TransferPolicy = record.policy
+    policy: ContextPolicy = record.policy
     if policy == "summary" and summary is not None:
         messages = [ChatMessage(role="system", content=f"{note}\nSummary of the call so far: {summary}")]
     elif policy == "none":

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import HTTPEndpoint, ToolSpec, TransferPolicy, TransferSpec
+from ..config import ContextPolicy, HTTPEndpoint, ToolSpec, TransferSpec
 from ..conversation import ToolCall
 from ..pipeline.events import ToolEvent
 from ..pipeline.tools import ToolOutcome, ToolRunner, error_content, parse_arguments
@@ -31,7 +31,7 @@ BUILTIN_ENDPOINT = HTTPEndpoint(url="http://voicefleet.invalid/builtin/transfer_
 class TransferRequest:
     target: str
     reason: str
-    policy: TransferPolicy
+    policy: ContextPolicy
     trigger: Literal["tool", "api"]
     decided_unix_ms: int
 
