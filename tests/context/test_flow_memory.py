@@ -4,7 +4,6 @@ token budget, whatever the node's context policy (two OpenAI wire servers: recep
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -29,10 +28,6 @@ async def servers(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[OpenAI
     finally:
         await reception.stop()
         await billing.stop()
-
-
-def chat_requests(server: OpenAIServer) -> list[list[dict[str, Any]]]:
-    return [r.body["messages"] for r in server.requests if r.path == "/v1/chat/completions"]
 
 
 async def test_every_node_sees_the_memory_even_with_no_history(
@@ -68,9 +63,9 @@ async def test_every_node_sees_the_memory_even_with_no_history(
         h.session.push_text("a question about my bill")
         await h.drain_agent()
     memory = f"{MEMORY_HEADER}\n<caller_profile> (Who calls)\nName: Ada\n</caller_profile>"
-    for request in chat_requests(reception):
+    for request in reception.chat_requests():
         assert request[1] == {"role": "system", "content": memory}
-    [first] = chat_requests(billing)
+    [first] = billing.chat_requests()
     assert [(m["role"], m["content"]) for m in first] == [
         ("system", f"{BILLING_PROMPT}\n\nExplain the bill."),
         ("system", memory),

@@ -152,10 +152,6 @@ async def test_with_tight_storage_caps_turns_are_summarised_before_they_would_be
     assert [m.content for m in convo.messages if m.role == "user"] == ["message 7", "message 8"]
 
 
-def chat_requests(server: OpenAIServer) -> list[list[dict[str, Any]]]:
-    return [r.body["messages"] for r in server.requests if r.path.endswith("/chat/completions")]
-
-
 def is_summary(messages: list[dict[str, Any]]) -> bool:
     return messages[0]["content"].startswith(SUMMARY_INSTRUCTIONS[:30])
 
@@ -186,7 +182,7 @@ async def test_a_long_call_stays_in_budget_with_a_summary_and_a_resume_keeps_mem
             await h.drain_agent()
             await h.until(lambda n=n: len(finals(h)) == n, what=f"turn {n}")
         await h.until(lambda: any(s.summary for s in h.snapshots), within=30, what="a summarised snapshot")
-    requests = chat_requests(openai_server)
+    requests = openai_server.chat_requests()
     turns = [r for r in requests if not is_summary(r)]
     assert len(turns) == 12 and any(is_summary(r) for r in requests)
     assert all(estimate(r) <= 700 for r in turns), [estimate(r) for r in turns]
@@ -201,11 +197,11 @@ async def test_a_long_call_stays_in_budget_with_a_summary_and_a_resume_keeps_mem
 
     # resumed (another AgentSession, as on another pod): memory and summary come back with the snapshot
     resumed = snapshot.model_copy(deep=True)
-    before = len(chat_requests(openai_server))
+    before = len(openai_server.chat_requests())
     async with Harness(config, conversation=resumed) as again:
         again.session.push_text("where were we")
         await again.drain_agent()
         await again.until(lambda: finals(again), what="the resumed turn")
-    first = chat_requests(openai_server)[before]
+    first = openai_server.chat_requests()[before]
     assert any(m["content"] == f"{SUMMARY_HEADER}\nAda plans a trip to Lisbon." for m in first)
     assert "Name: Ada" in first[1]["content"] and first[-1]["content"] == "where were we"

@@ -33,10 +33,6 @@ async def servers(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[OpenAI
         await billing.stop()
 
 
-def chat_requests(server: OpenAIServer) -> list[list[dict[str, Any]]]:
-    return [r.body["messages"] for r in server.requests if r.path == "/v1/chat/completions"]
-
-
 def brief(messages: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(m["role"], m.get("content") or "") for m in messages]
 
@@ -76,10 +72,10 @@ async def test_specialist_receives_the_history_its_policy_allows(
     # The receptionist was offered its transition functions, never the billing node's tools.
     offered = [t["function"]["name"] for t in reception.last("/v1/chat/completions").body["tools"]]
     assert offered == ["go_to_billing", "go_to_booking"]
-    assert chat_requests(reception)[0][0]["content"] == RECEPTION_PROMPT
-    assert len(chat_requests(reception)) == 2  # the turn after the handoff went to billing only
+    assert reception.chat_requests()[0][0]["content"] == RECEPTION_PROMPT
+    assert len(reception.chat_requests()) == 2  # the turn after the handoff went to billing only
 
-    sent = chat_requests(billing)
+    sent = billing.chat_requests()
     handoff_turn = [
         ("user", "hi, I am Ada"),
         ("assistant", "Hello, front desk."),
@@ -148,7 +144,7 @@ async def test_a_summary_that_fails_gives_the_full_history_and_is_tried_again(
         assert conv.flow.summary is not None and conv.flow.summary.startswith("You said:")
 
     assert (REGISTRY.get_sample_value("voicefleet_flow_summary_failures_total") or 0.0) == failures + 1
-    sent = chat_requests(billing)
+    sent = billing.chat_requests()
     assert [r.authorized for r in billing.requests] == [True] * len(billing.requests)
     # The failed summary (500), the answer with the full history, then the summary and the answer of the
     # next turn.
@@ -187,4 +183,4 @@ async def test_a_function_the_node_does_not_offer_moves_nothing(
         assert "unknown tool 'back_to_reception'" in h.of_type("tool")[-1].error
         assert not h.session.ended
     # The model heard about the error and answered (the wire server echoes the tool message).
-    assert chat_requests(reception)[-1][-1]["role"] == "tool"
+    assert reception.chat_requests()[-1][-1]["role"] == "tool"

@@ -233,6 +233,10 @@ class OpenAIServer(WireServer):
     def base_url(self) -> str:
         return f"{self.origin}/v1"
 
+    def chat_requests(self) -> list[list[dict[str, Any]]]:
+        """The messages of every chat completion request received, in order."""
+        return [r.body["messages"] for r in self.requests if r.path == "/v1/chat/completions"]
+
     def script_chat(self, *replies: ChatReply) -> None:
         self.chat_script.extend(replies)
 
