@@ -26,12 +26,34 @@ from .registry import PodRegistry
 from .script_keys import place_keys
 from .store import Store, StoreBusy, StoreDown, text
 from .tokens import ResumeTokens, token_hash
-from .tuning import ms
+from .tuning import DirectoryTuning, ms
 
 log = logging.getLogger("voicefleet.sessions")
 NO_ROOM_RETRY_SECONDS = 2.0
 LIST_ATTEMPTS = 3  # pods registering faster than this are not worth chasing: "full", retry shortly
 BUSY_RETRY_SECONDS = 1.0
+
+
+def place_args(
+    session_id: str,
+    tuning: DirectoryTuning,
+    lease_seconds: float,
+    th: str,
+    expected_owner: str,
+    order: list[str],
+) -> list[Any]:
+    """The PLACE script's arguments, in its order (``order``: the agent's pods in ring order)."""
+    return [
+        session_id,
+        repr(tuning.epsilon),
+        ms(tuning.stale_seconds),
+        ms(lease_seconds),
+        ms(tuning.pin_ttl_seconds),
+        th,
+        expected_owner,
+        revision_bucket(session_id),
+        *order,
+    ]
 
 
 def busy() -> AdmissionError:
@@ -150,22 +172,11 @@ class SessionPlacement:
     async def place(self, session_id: str, th: str, expected_owner: str) -> list[Any]:
         store, keys, tuning = self.store, self.store.keys, self.store.tuning
         names = self.registry.pod_names
-        bucket = revision_bucket(session_id)
         for _ in range(LIST_ATTEMPTS):
             if not names:
                 names = sorted(text(n) for n in await store.io(store.redis.smembers(keys.pods)))
             order = ring_order(session_id, names)
-            args: list[Any] = [
-                session_id,
-                repr(tuning.epsilon),
-                ms(tuning.stale_seconds),
-                ms(tuning.reservation_seconds),
-                ms(tuning.pin_ttl_seconds),
-                th,
-                expected_owner,
-                bucket,
-                *order,
-            ]
+            args = place_args(session_id, tuning, tuning.reservation_seconds, th, expected_owner, order)
             script_keys = place_keys(keys, session_id, expected_owner, order)
             result: list[Any] = await store.io(store.scripts.place(keys=script_keys, args=args))
             if text(result[0]) != "stale_list":

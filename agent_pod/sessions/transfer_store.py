@@ -22,8 +22,8 @@ from .directory import MigrationTicket, PodIdentity, TransferRefused
 from .keys import AgentKeys, agent_pod_name
 from .local_state import LocalSessions
 from .migration_store import HANDOFF_TTL_SECONDS
-from .placement import is_fresh, revision_bucket, ring_order
-from .placement_store import LIST_ATTEMPTS
+from .placement import is_fresh, ring_order
+from .placement_store import LIST_ATTEMPTS, place_args
 from .records import Handoff, PodRecord, decode_mapping
 from .registry import PodRegistry
 from .script_keys import place_keys
@@ -183,17 +183,7 @@ class CallTransfers:
         for _ in range(LIST_ATTEMPTS):  # a pod registered meanwhile: read the list again
             names = sorted(text(n) for n in await store.io(store.redis.smembers(keys.pods)))
             order = ring_order(session_id, names)
-            args: list[Any] = [
-                session_id,
-                repr(tuning.epsilon),
-                ms(tuning.stale_seconds),
-                ms(lease_seconds),
-                ms(tuning.pin_ttl_seconds),
-                th,
-                "",
-                revision_bucket(session_id),
-                *order,
-            ]
+            args = place_args(session_id, tuning, lease_seconds, th, "", order)
             result: list[Any] = await store.io(
                 store.scripts.place(keys=place_keys(keys, session_id, "", order), args=args)
             )
