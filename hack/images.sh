@@ -5,7 +5,8 @@
 #   docker.io/library/python:3.11-slim-bookworm  the Dockerfile's base, made from Debian packages
 #   registry.k8s.io/pause:3.10                   containerd's sandbox image, from hack/pause.c
 #   voicefleet.local/redis:7-debian              Debian's redis-server, for the chart's in-cluster Redis
-#   ghcr.io/voicefleet/voicefleet:<appVersion>   the repo's Dockerfile (operator and agent pods)
+#   ghcr.io/voicefleet/voicefleet:<appVersion>   the repo's Dockerfile, target agent (agent pods)
+#   ghcr.io/voicefleet/voicefleet-operator:<appVersion>   the same Dockerfile, target operator
 # A tarball's name holds a hash of its image's inputs, so a second run with the same inputs
 # does nothing. Prints "NAME PATH" per image on stdout; logs go to stderr.
 # Reaches only the Debian mirror and PyPI: nothing is pulled from a container registry.
@@ -25,6 +26,7 @@ APP_VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' helm/vo
 [ -n "$APP_VERSION" ] || { echo "[images] no appVersion in helm/voicefleet/Chart.yaml" >&2; exit 1; }
 BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
 APP_IMAGE=ghcr.io/voicefleet/voicefleet:$APP_VERSION
+OPERATOR_IMAGE=ghcr.io/voicefleet/voicefleet-operator:$APP_VERSION
 REDIS_IMAGE=voicefleet.local/redis:7-debian
 PAUSE_IMAGE=registry.k8s.io/pause:3.10
 
@@ -181,23 +183,38 @@ context_files() {
     while IFS= read -r -d '' f; do if [ -f "$f" ]; then printf '%s\0' "$f"; fi; done
 }
 
-build_app() {
-  buildah bud --pull=never --format docker "${RUN_OPTS[@]}" --iidfile "$WORK/app.iid" . >&2
-  local id; id=$(cat "$WORK/app.iid")
-  # Smoke test before the image gets its name: both entry points, the generated stubs, the
-  # heavy native imports and espeak-ng, as the image's user (10001).
+build_target() {  # target name smoke-script: build the Dockerfile's target, test it, name it
+  buildah bud --pull=never --format docker "${RUN_OPTS[@]}" --target "$1" --iidfile "$WORK/$1.iid" . >&2
+  local id; id=$(cat "$WORK/$1.iid")
+  # Smoke test before the image gets its name, as the image's user (10001).
   local c; c=$(new_container "$id")
-  if ! buildah run "${RUN_OPTS[@]}" "$c" -- sh -ec '
-      voicefleet --help >/dev/null
-      voicefleet-operator --help >/dev/null
-      python -c "import agent_pod.cli.call, agent_pod.runtime, voicefleet_operator.handlers, voicefleet.v1, aiortc, pocketsphinx, onnxruntime"
-      espeak-ng --stdout "ok" 2>/dev/null | head -c 4 | grep -q RIFF' >&2; then
-    log "smoke test of the new image failed: not tagged, removed"
+  if ! buildah run "${RUN_OPTS[@]}" "$c" -- sh -ec "$3" >&2; then
+    log "smoke test of the new $1 image failed: not tagged, removed"
     buildah rm "$c" >/dev/null; buildah rmi "$id" >/dev/null || true
     return 1
   fi
   buildah rm "$c" >/dev/null
-  name_image "$id" "$APP_IMAGE"
+  name_image "$id" "$2"
+}
+
+# The agent image: its entry point, the generated stubs, the heavy native imports and espeak-ng;
+# and none of the operator's packages.
+build_app() {
+  build_target agent "$APP_IMAGE" '
+    voicefleet --help >/dev/null
+    python -c "import agent_pod.cli.call, agent_pod.runtime, voicefleet.v1, aiortc, pocketsphinx, onnxruntime"
+    for m in kopf kubernetes; do if python -c "import $m" 2>/dev/null; then echo "$m in the agent image"; exit 1; fi; done
+    espeak-ng --stdout "ok" 2>/dev/null | head -c 4 | grep -q RIFF'
+}
+
+# The operator image: its entry point and handlers; and none of the audio stack.
+build_operator() {
+  build_target operator "$OPERATOR_IMAGE" '
+    voicefleet-operator --help >/dev/null
+    python -c "import voicefleet_operator.handlers, voicefleet_operator.leader"
+    for m in aiortc av numpy onnxruntime grpc; do
+      if python -c "import $m" 2>/dev/null; then echo "$m in the operator image"; exit 1; fi
+    done'
 }
 
 # image hash build-function: build unless its tarball exists, then print "NAME PATH".
@@ -228,12 +245,18 @@ image "$PAUSE_IMAGE" "$PAUSE_HASH" build_pause
 REDIS_HASH=$({ recipe build_redis; echo "${REDIS_PACKAGES[*]}"; } | digest)
 image "$REDIS_IMAGE" "$REDIS_HASH" build_redis
 
-APP_HASH=$({
-  recipe build_app context_files; echo "$BASE_HASH $APP_IMAGE"
-  sha256sum Dockerfile .dockerignore
-  context_files | xargs -0r sha256sum
-} | digest)
-if [ ! -f "$(tarball "$APP_IMAGE" "$APP_HASH")" ] && [[ " ${BUILT[*]} " != *" $BASE_IMAGE "* ]]; then
+# Both targets hash the same inputs (the context, the Dockerfile) plus their own recipe and name.
+app_hash() {  # build-function image-name
+  {
+    recipe build_target "$1" context_files; echo "$BASE_HASH $2"
+    sha256sum Dockerfile .dockerignore
+    context_files | xargs -0r sha256sum
+  } | digest
+}
+APP_HASH=$(app_hash build_app "$APP_IMAGE")
+OPERATOR_HASH=$(app_hash build_operator "$OPERATOR_IMAGE")
+if { [ ! -f "$(tarball "$APP_IMAGE" "$APP_HASH")" ] || [ ! -f "$(tarball "$OPERATOR_IMAGE" "$OPERATOR_HASH")" ]; } &&
+  [[ " ${BUILT[*]} " != *" $BASE_IMAGE "* ]]; then
   # Build on exactly the cached base, whatever buildah's storage holds under that name now.
   log "loading $BASE_IMAGE from its tarball"
   old=$(image_id "$BASE_IMAGE")
@@ -241,3 +264,4 @@ if [ ! -f "$(tarball "$APP_IMAGE" "$APP_HASH")" ] && [[ " ${BUILT[*]} " != *" $B
   [ -z "$old" ] || [ "$old" = "$(image_id "$BASE_IMAGE")" ] || buildah rmi "$old" >/dev/null 2>&1 || true
 fi
 image "$APP_IMAGE" "$APP_HASH" build_app
+image "$OPERATOR_IMAGE" "$OPERATOR_HASH" build_operator

@@ -132,10 +132,16 @@ async def cluster_target(
 
 
 def _read_cluster(name: str, namespace: str, address: str | None, api_key: str | None) -> EvalTarget:
-    # Only --cluster needs the Kubernetes client, which takes a quarter second to import.
-    from kubernetes import client, config
-    from kubernetes.client.exceptions import ApiException
-    from kubernetes.config.config_exception import ConfigException
+    # Only --cluster needs the Kubernetes client, which takes a quarter second to import and is
+    # not in the agent image (it comes with the `operator` extra).
+    try:
+        from kubernetes import client, config
+        from kubernetes.client.exceptions import ApiException
+        from kubernetes.config.config_exception import ConfigException
+    except ImportError:
+        raise TargetError(
+            "--cluster needs the Kubernetes client: pip install 'voicefleet[operator]', or use --target"
+        ) from None
 
     try:
         config.load_kube_config()

@@ -64,19 +64,29 @@ def pod_placement() -> dict[str, object]:
 
 
 def project_image(images: dict[str, Path]) -> str:
-    """The name of the image built from the repository's Dockerfile."""
+    """The agent pods' image: the repository's Dockerfile, default target."""
     return next(name for name in images if name.split(":")[0].endswith("/voicefleet"))
+
+
+def operator_image(images: dict[str, Path]) -> str:
+    """The operator's image: the repository's Dockerfile, target `operator`."""
+    return next(name for name in images if name.split(":")[0].endswith("/voicefleet-operator"))
+
+
+def project_images(images: dict[str, Path]) -> set[str]:
+    """Both images the repository's Dockerfile builds."""
+    return {project_image(images), operator_image(images)}
 
 
 def chart_values(images: dict[str, Path]) -> dict[str, Any]:
     """Helm values that put a whole release on the real node with the locally built images."""
-    project = project_image(images)
     redis = next(name for name in images if "redis" in name)
-    repository, _, tag = project.rpartition(":")
+    repository, _, tag = project_image(images).rpartition(":")
+    operator_repository, _, operator_tag = operator_image(images).rpartition(":")
     placement = pod_placement()
     return {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
-        "operator": {**placement},
+        "operator": {"image": {"repository": operator_repository, "tag": operator_tag}, **placement},
         "redis": {"image": redis, **placement},
         "example": {**placement},
     }

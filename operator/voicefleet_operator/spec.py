@@ -34,7 +34,7 @@ GROUP = "voicefleet.io"
 VERSION = "v1alpha1"
 KIND = "VoiceAgent"
 PLURAL = "voiceagents"
-DEFAULT_IMAGE = "ghcr.io/voicefleet/voicefleet:0.1.0"  # the one image of the Dockerfile
+DEFAULT_IMAGE = "ghcr.io/voicefleet/voicefleet:0.1.0"  # the Dockerfile's agent target
 
 
 class AutoscalingSpec(Model):

@@ -1,20 +1,23 @@
-"""The chart on the real node: the project's image runs, pods reach each other by name, nothing leaks."""
+"""The chart on the real node: the project's images run, pods reach each other by name, nothing leaks."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from tests.support.kube import Cluster
 from tests.support.node import Release
 from voicefleet_operator.devcluster import KWOK_POD_CIDR, POD_CIDR, SERVICE_CIDR
-from voicefleet_operator.devnode import GUARD_CHAIN, NODE_NAME, RealNode
+from voicefleet_operator.devnode import GUARD_CHAIN, NODE_NAME, RealNode, operator_image
 
 pytestmark = pytest.mark.e2e
 
 
-def test_operator_and_redis_run_from_the_image_on_the_real_node(fleet_release: Release) -> None:
+def test_operator_and_redis_run_from_their_images_on_the_real_node(
+    fleet_release: Release, node_images: dict[str, Path]
+) -> None:
     for component in ("operator", "redis"):
         pods = fleet_release.ready_pods(f"app.kubernetes.io/component={component}")
         assert len(pods) == 1, component
@@ -24,7 +27,8 @@ def test_operator_and_redis_run_from_the_image_on_the_real_node(fleet_release: R
         assert status["ready"] and status["started"], status
         assert pod["status"]["podIP"].startswith(POD_CIDR.rsplit(".", 2)[0])
     operator = fleet_release.ready_pods("app.kubernetes.io/component=operator")[0]
-    assert operator["spec"]["containers"][0]["image"] == fleet_release.image
+    # The operator runs the Dockerfile's operator target, not the agent pods' image.
+    assert operator["spec"]["containers"][0]["image"] == operator_image(node_images) != fleet_release.image
     assert operator["spec"]["serviceAccountName"] == "vf-voicefleet-operator"
     # The operator talks to the API server with only its ServiceAccount (in-cluster config):
     # its logs (read through the kubelet) show it reconciling, not failing to authenticate.
