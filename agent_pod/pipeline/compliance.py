@@ -52,6 +52,9 @@ class TurnRecord(BaseModel):
     # The supervisor's verdict on each draft piece (drafts it vetoed are here, never in the history).
     supervisor: list[Check] = Field(default_factory=list)
     vetoed: bool = False
+    # Where the turn's played audio lies in the call's recording (ms from its start); None: not recorded.
+    audio_start_ms: int | None = None
+    audio_end_ms: int | None = None
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

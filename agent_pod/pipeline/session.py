@@ -77,6 +77,7 @@ MAX_LLM_ROUNDS = 6  # LLM requests per turn (tool call -> result -> answer ...)
 SNAPSHOT_TIMEOUT = 5.0
 # Caller audio held while the call is handed to another pod; the caller follows within seconds.
 MAX_HELD_SECONDS = 30.0
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
 KNOWN_OUTCOMES = frozenset(pipeline_metrics.SESSION_OUTCOMES)
 
 
@@ -177,6 +178,9 @@ class AgentSession:
             recorder=self._recorder,
         )
         self.turn_records: list[TurnRecord] = []
+        # Called with each turn's record once it is final (re-transcribed, or the audit skipped):
+        # the call's audit trail is written from here.
+        self.on_turn_record: Callable[[TurnRecord], None] | None = None
 
         self._events: asyncio.Queue[SessionEvent] = asyncio.Queue()
         self._stt_queue: asyncio.Queue[bytes | _Finalize | OverlapUtterance] = asyncio.Queue()
@@ -348,6 +352,14 @@ class AgentSession:
         if self._current is not None and self.config.pipeline.barge_in.enabled:
             self._interrupt()
         self._queue_user_turn(text, time.monotonic(), 0.0)
+
+    def push_dtmf(self, digits: str) -> None:
+        """Keypad digits from a phone call (0-9, *, #, A-D): caller input like a typed turn. Raises
+        InputRefused for anything else."""
+        digits = digits.strip().upper()
+        if not digits or any(d not in DTMF_DIGITS for d in digits):
+            raise InputRefused("dtmf", f"not DTMF digits: {digits[:16]!r}", "INVALID_ARGUMENT")
+        self.push_text(f"DTMF {digits}")
 
     def pull_audio(self) -> bytes | None:
         turn = self._current
@@ -793,12 +805,24 @@ class AgentSession:
         self.turn_records.append(record)
         if not self._auditor.enabled:
             record.audit = "skipped"
+            self._record_final(record)
         else:
             audio = bytes(turn.playback.played_audio)
             task = asyncio.create_task(self._auditor.audit(record, audio, self.output_sample_rate))
             self._audits.add(task)
             task.add_done_callback(self._audits.discard)
+            task.add_done_callback(lambda _: self._record_final(record))
         return final
+
+    def _record_final(self, record: TurnRecord) -> None:
+        if self.on_turn_record is None:
+            return
+        try:
+            self.on_turn_record(record)
+        except Exception:
+            self._log.exception(
+                "session %s turn %s: the turn record's consumer failed", self.session_id, record.turn_id
+            )
 
     def _trim_history(self) -> None:
         limits = self._limits
