@@ -1302,6 +1302,35 @@ class TransferSpec(Model):
     )
 
 
+RedactionKind = Literal["card", "phone", "email"]
+
+
+class AuditSpec(Model):
+    """The call's verifiable audit trail: a hash-chained, signed log per call (docs/audit.md)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Write an append-only, hash-chained log per call (each turn: text sent and played, "
+        "re-transcription, tool calls, recording offsets) with an Ed25519-signed head.",
+    )
+    signing_key_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the Ed25519 signing key (PEM PKCS#8, or the 32-byte seed). Unset: "
+        "the operator generates a seed in the Secret <name>-audit-key.",
+    )
+    redact: list[RedactionKind] = Field(
+        default=["card", "phone", "email"],
+        max_length=3,
+        description="PII replaced in stored text (card numbers are Luhn-checked, the last four kept).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    keep_raw_text: bool = Field(
+        default=False,
+        description="Also keep each turn's unredacted text, encrypted (AES-GCM) with a key derived from the "
+        "signing key: readable only with that key (voicefleet audit export --raw).",
+    )
+
+
 class AgentConfig(Model):
     """What one agent pod runs: rendered by the operator into the pod's ConfigMap."""
 
@@ -1320,6 +1349,7 @@ class AgentConfig(Model):
     flow: FlowSpec | None = Field(default=None, description="Conversation graph; none: one agent, as before.")
     mcp_servers: list[McpServerSpec] = Field(default_factory=list, description="MCP tool sources.")
     transfer: TransferSpec | None = Field(default=None, description="Call transfer to other agents.")
+    audit: AuditSpec = Field(default_factory=AuditSpec, description="The call's verifiable audit trail.")
 
     @model_validator(mode="after")
     def _flow_fits_tools(self) -> AgentConfig:

@@ -25,6 +25,7 @@ from .context.persistence import caller_memory
 from .gc_pauses import PauseMeter, freeze_startup_heap
 from .pipeline.recorder import PipelineRecorder
 from .providers.registry import build_providers
+from .records.call_audits import CallAudits
 from .sessions.api import add_session_service, session_routes
 from .sessions.directory import PodIdentity, SessionDirectory
 from .sessions.factory import build_directory, build_gate
@@ -148,6 +149,7 @@ class Pod:
             pod_name=settings.pod_name,
             recorder=PipelineRecorder(self.revision_tally),
             tool_platform=self.tool_platform,
+            audits=CallAudits.build(config, settings.audit_dir, settings.audit_key_file, settings.pod_name),
         )
         cors = CorsPolicy(config.auth.cors)
         transfers = TransferService(self.hub, gate)

@@ -39,6 +39,10 @@ class PodSettings(BaseSettings):
     redis_tls_key_file: Path | None = None
     resume_key_file: Path | None = None
     credentials_dir: Path | None = None
+    audit_dir: Path | None = Field(default=None, description="Where call audit logs are written.")
+    audit_key_file: Path | None = Field(
+        default=None, description="The Ed25519 key audit heads are signed with."
+    )
     log_format: Literal["json", "text"] = "json"
 
     def load_config(self) -> AgentConfig:

@@ -14,6 +14,7 @@ SUBCOMMANDS = (
     "agent_pod.cli.keys",
     "agent_pod.cli.eval",
     "agent_pod.cli.memory",
+    "agent_pod.cli.audit",
 )
 
 

@@ -23,6 +23,8 @@ from ..pipeline.events import SessionEnded, SessionEvent
 from ..pipeline.recorder import PipelineRecorder
 from ..pipeline.session import AgentSession
 from ..providers.base import Providers
+from ..records.audit import CallAudit
+from ..records.call_audits import CallAudits
 from ..sessions.directory import Admission, AdmissionError, SessionDirectory
 from ..sessions.gate import SessionGate
 from ..tools.platform import ToolPlatform
@@ -73,6 +75,7 @@ class LiveSession:
         self.migration: asyncio.Future[bool] | None = None
         self.moved_from: str | None = None  # this stream took the call over from that pod
         self.accepts_migration = False  # the caller said it follows MigrationOffers
+        self.audit: CallAudit | None = None  # the call leg's audit log (docs/audit.md)
 
     def report_migration(self, followed: bool) -> bool:
         """The caller's answer to a MigrationOffer; False when no offer is out (the report is refused)."""
@@ -134,8 +137,10 @@ class SessionHub:
         pod_name: str = "",
         recorder: PipelineRecorder | None = None,
         tool_platform: ToolPlatform | None = None,
+        audits: CallAudits | None = None,
     ) -> None:
         self.config = config
+        self.audits = audits
         self.tool_platform = tool_platform or ToolPlatform()
         self.recorder = recorder or PipelineRecorder()
         self.gate = gate
@@ -209,6 +214,8 @@ class SessionHub:
         live.moved_from = admission.moved_from
         live.accepts_migration = accepts_migration
         self.transfers.attach(live)
+        if self.audits is not None:
+            live.audit = self.audits.attach(live)
         session.first_frame_ready = functools.partial(self._send_ahead, live)
         self._live[live.id] = live
         transport_metrics.SESSIONS_ACTIVE.labels(transport).inc()
@@ -276,6 +283,11 @@ class SessionHub:
         except Exception:
             log.exception("releasing the session failed", extra={"session_id": live.id})
         live.sink.on_end(reason)
+        if live.audit is not None:
+            try:
+                await CallAudits.finish(live.audit, live, reason)
+            except Exception:
+                log.exception("closing the audit log failed", extra={"session_id": live.id})
         live.finished.set()
         log.info(
             "session ended", extra={"session_id": live.id, "transport": live.transport, "reason": reason}

@@ -36,6 +36,7 @@ from .render import (
     Children,
     Owner,
     agent_config,
+    audit_key_secret,
     render,
     resume_key_secret,
 )
@@ -195,6 +196,8 @@ async def reconcile(
             await _costs_before_scale_down(memo, namespace, name, spec, agent_pods, logger)
         if spec.resume_key_secret_ref is None:
             await kube.create_if_absent(resume_key_secret(owner, secrets.token_bytes(32)))
+        if spec.audit.enabled and spec.audit.signing_key_secret_ref is None:
+            await kube.create_if_absent(audit_key_secret(owner, secrets.token_bytes(32)))
         held = _held_stable(spec, current, children.config_hash, state.check.rollout or rollout)
         if held is None:
             for obj in children.all():

@@ -29,6 +29,9 @@ REVISION_LABEL = "voicefleet.io/revision"
 PROMPT_VERSION_LABEL = "voicefleet.io/prompt-version"
 CONFIG_DIR = "/etc/voicefleet/config"
 RESUME_KEY_DIR = "/etc/voicefleet/resume-key"
+AUDIT_KEY_DIR = "/etc/voicefleet/audit-key"
+# Call records (audit logs under audit/): an emptyDir unless the records' storage is configured.
+RECORDS_DIR = "/var/lib/voicefleet/records"
 # After the drain deadline: closing sessions and deregistering (a few seconds), then one last scrape
 # of the pod's metrics (up to the chart's default 15 s interval; agent_pod.runtime).
 GRACE_MARGIN_SECONDS = 30
@@ -93,6 +96,10 @@ def resume_key_secret_name(name: str) -> str:
     return f"{name}-resume-key"
 
 
+def audit_key_secret_name(name: str) -> str:
+    return f"{name}-audit-key"
+
+
 def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentConfig:
     """The pod-facing part of the spec: what every agent pod of this VoiceAgent runs."""
     return AgentConfig(
@@ -111,6 +118,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         flow=spec.flow,
         mcp_servers=spec.mcp_servers,
         transfer=spec.transfer,
+        audit=spec.audit,
     )
 
 
@@ -272,6 +280,25 @@ def _pod_template(
     ]
     volumes += redis.volumes
     mounts += redis.mounts
+    if spec.audit.enabled:
+        audit_ref = spec.audit.signing_key_secret_ref or SecretKeyRef(
+            name=audit_key_secret_name(owner.name), key="key"
+        )
+        volumes += [
+            {
+                "name": "audit-key",
+                "secret": {"secretName": audit_ref.name, "items": [{"key": audit_ref.key, "path": "key"}]},
+            },
+            {"name": "records", "emptyDir": {}},
+        ]
+        mounts += [
+            {"name": "audit-key", "mountPath": AUDIT_KEY_DIR, "readOnly": True},
+            {"name": "records", "mountPath": RECORDS_DIR},
+        ]
+        env += [
+            {"name": "VOICEFLEET_AUDIT_DIR", "value": f"{RECORDS_DIR}/audit"},
+            {"name": "VOICEFLEET_AUDIT_KEY_FILE", "value": f"{AUDIT_KEY_DIR}/key"},
+        ]
     by_secret: dict[str, list[str]] = {}
     for ref in credential_refs(spec):
         by_secret.setdefault(ref.name, []).append(ref.key)
@@ -354,4 +381,15 @@ def resume_key_secret(owner: Owner, key: bytes) -> dict[str, Any]:
         "metadata": _meta(owner, resume_key_secret_name(owner.name)),
         "type": "Opaque",
         "data": {"key": base64.b64encode(key).decode()},
+    }
+
+
+def audit_key_secret(owner: Owner, seed: bytes) -> dict[str, Any]:
+    """The generated Ed25519 seed audit heads are signed with (only when the spec names no key)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(owner, audit_key_secret_name(owner.name)),
+        "type": "Opaque",
+        "data": {"key": base64.b64encode(seed).decode()},
     }

@@ -13,6 +13,7 @@ from pydantic import ConfigDict, Field, model_validator
 from agent_pod.config import (
     DEFAULT_PROMPT,
     FLOW_TOOLS_RULE,
+    AuditSpec,
     AuthSpec,
     ContextSpec,
     FlowSpec,
@@ -342,6 +343,10 @@ class VoiceAgentSpec(Model):
         default=None,
         description="Live calls may be transferred to other VoiceAgents of the namespace that share this "
         "agent's Redis (docs/transfer.md).",
+    )
+    audit: AuditSpec = Field(
+        default_factory=AuditSpec,
+        description="A verifiable audit trail per call: hash-chained, signed, PII redacted (docs/audit.md).",
     )
 
 

@@ -1,0 +1,1 @@
+"""Call records: what a call leaves behind for compliance (audit trail, redaction)."""
