@@ -17,6 +17,7 @@ from agent_pod.config import AuditSpec
 from agent_pod.conversation import ChatMessage, Conversation, ToolCall
 from agent_pod.pipeline.compliance import TurnRecord
 from agent_pod.records.audit import CallAudit
+from agent_pod.records.audit_entries import canonical, entry_hash
 from agent_pod.records.audit_keys import Signer, load_private
 from agent_pod.records.audit_store import DirectoryAuditStore
 from agent_pod.tools.audit import ToolAuditRecord
@@ -159,6 +160,7 @@ async def test_honest_log_verifies_with_the_public_key(tmp_path, capsys, key, re
         ("delete", "seq 2: missing (the entry after seq 1 is seq 3): removed"),
         ("reorder", "seq 1: out of order (found seq 2 in its place)"),
         ("truncate", "seq 4: missing (the log ends at seq 3; the signed head covers up to seq 4): truncated"),
+        ("append", "seq 5: not covered by the signed head (it ends at seq 4): appended"),
         ("signature", "the head's signature does not verify with key"),
         ("head_of_other_call", "the head belongs to log call-2/"),
         ("recording", "seq 3: the recording differs from its entry"),
@@ -178,6 +180,9 @@ async def test_tampering_is_caught_naming_the_first_bad_seq(tmp_path, capsys, ke
         del lines[2]
     elif tamper == "reorder":
         lines[1], lines[2] = lines[2], lines[1]
+    elif tamper == "append":  # a well-formed entry chained onto the last, without the key
+        forged = {"seq": 5, "prev": entry_hash(lines[4].rstrip(b"\n")), "at": 0.0, "type": "call_ended"}
+        lines.append(canonical({**forged, "reason": "forged", "turns": 9, "tools": []}) + b"\n")
     elif tamper == "truncate":
         del lines[4]
     elif tamper == "signature":  # another signature by the same key, over another head
