@@ -49,6 +49,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.add_argument(
         "--key", type=Path, action="append", help=key_help + "default: $VOICEFLEET_AUDIT_KEY_FILE)"
     )
+    verify.add_argument(
+        "--allow-unsigned-tail",
+        action="store_true",
+        help="prove the signed prefix of a log whose pod died mid-write, ignoring what follows its head",
+    )
     verify.add_argument("--recording", type=Path, help="the recording file (default: from its entry)")
     verify.add_argument(
         "--recordings-root",
@@ -99,7 +104,9 @@ def run_verify(args: argparse.Namespace) -> int:
     recording: RecordingEntry | None = None
     for log in logs:
         try:
-            verified = verify_log(log, store.read_entries(log), store.read_head(log), keys)
+            verified = verify_log(
+                log, store.read_entries(log), store.read_head(log), keys, args.allow_unsigned_tail
+            )
         except AuditProblem as exc:
             return _fail("verify", f"{log}: {exc}")
         recording = verified.recording or recording
@@ -107,6 +114,8 @@ def run_verify(args: argparse.Namespace) -> int:
             f"ok {log}: {len(verified.entries)} entries, seq 0..{len(verified.entries) - 1}, "
             f"head signed with key {verified.key_id}"
         )
+        if verified.unsigned_tail:
+            print(f"warning {log}: {verified.unsigned_tail} line(s) after the signed head ignored (unproven)")
     if recording is None:
         print(f"call {args.call}: no recording entry (nothing to check)")
         return 0

@@ -28,6 +28,7 @@ class Verified(BaseModel):
     log: str
     entries: list[Entry]
     key_id: str
+    unsigned_tail: int = 0  # lines after the signed head, ignored (allow_unsigned_tail)
 
     @property
     def recording(self) -> RecordingEntry | None:
@@ -87,9 +88,18 @@ def _seq_of(line: bytes) -> object:
 
 
 def verify_log(
-    log: str, data: bytes, head_bytes: bytes | None, keys: dict[str, Ed25519PublicKey]
+    log: str,
+    data: bytes,
+    head_bytes: bytes | None,
+    keys: dict[str, Ed25519PublicKey],
+    allow_unsigned_tail: bool = False,
 ) -> Verified:
-    """The entries of a verified log, or AuditProblem naming the first bad seq."""
+    """The entries of a verified log, or AuditProblem naming the first bad seq. ``allow_unsigned_tail``:
+    what follows the signed head (a pod killed between writing an entry and its head, or mid-write)
+    is left out and counted rather than refused; it is unproven either way."""
+    torn = 0
+    if allow_unsigned_tail and data and not data.endswith(b"\n"):
+        data, torn = data[: data.rfind(b"\n") + 1], 1
     entries = parse_entries(data)
     first = entries[0]
     if not isinstance(first, CallStarted) or first.log != log:
@@ -112,15 +122,15 @@ def verify_log(
             f"{head.seq}): truncated",
             last + 1,
         )
-    if head.seq < last:
+    if head.seq < last and not allow_unsigned_tail:
         raise AuditProblem(
             f"seq {head.seq + 1}: not covered by the signed head (it ends at seq {head.seq}): appended",
             head.seq + 1,
         )
-    lines = data.split(b"\n")
-    if entry_hash(lines[last]) != head.hash:
-        raise AuditProblem(f"seq {last}: altered (its hash does not match the signed head)", last)
-    return Verified(log=log, entries=entries, key_id=head.key_id)
+    if entry_hash(data.split(b"\n")[head.seq]) != head.hash:
+        raise AuditProblem(f"seq {head.seq}: altered (its hash does not match the signed head)", head.seq)
+    tail = last - head.seq + torn
+    return Verified(log=log, entries=entries[: head.seq + 1], key_id=head.key_id, unsigned_tail=tail)
 
 
 def check_recording(entry: RecordingEntry, audio: bytes) -> None:

@@ -12,7 +12,7 @@ from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.runtime import Pod
 from agent_pod.settings import PodSettings
 from tests.pipeline.toolserver import ToolServer, tool
-from tests.support.pod import pod_ports, synthetic_config, wait_until
+from tests.support.pod import pod_ports, synthetic_config
 
 CALLBACK_RULE = {
     "match": "call me back",
@@ -51,11 +51,13 @@ async def test_a_grpc_call_leaves_a_verified_redacted_audit_log(tmp_path, capsys
                 call.send_text("please call me back")
                 summary = await call.recorder.wait(lambda s: any("Booked" in t for t in s.agent_texts), 15)
                 session_id = summary.session_id
+                assert pod.hub is not None
+                live = pod.hub.find(session_id)
+                assert live is not None and live.audit is not None
                 await call.end()
                 await call.recorder.wait(lambda s: s.ended is not None, 10)
-            await wait_until(
-                lambda: pod.hub is not None and pod.hub.live_sessions == 0, 10, "the call released"
-            )
+            # The session is released once its audit log is flushed.
+            await asyncio.wait_for(live.finished.wait(), 10)
         finally:
             await pod.stop()
     assert server.calls("/book")[0].body["phone"] == "+1 415 555 2671"  # the tool got the real number

@@ -18,7 +18,7 @@ from agent_pod.conversation import ChatMessage, Conversation, ToolCall
 from agent_pod.pipeline.compliance import TurnRecord
 from agent_pod.records.audit import CallAudit
 from agent_pod.records.audit_entries import canonical, entry_hash
-from agent_pod.records.audit_keys import Signer, load_private
+from agent_pod.records.audit_keys import Head, Signer, load_private
 from agent_pod.records.audit_store import DirectoryAuditStore
 from agent_pod.tools.audit import ToolAuditRecord
 from tests.support.wait import async_wait_for
@@ -266,3 +266,27 @@ async def test_a_failing_store_is_retried_and_the_log_completes(tmp_path, capsys
     assert code == 0, out
     assert "2 entries" in out
     audit.ended("late", [], Conversation(session_id=CALL, prompt_id="p"))  # after close: dropped, not raised
+
+
+async def test_a_log_cut_mid_write_proves_its_signed_prefix_only_when_asked(capsys, key, records):
+    """What a pod killed mid-call leaves: the head it last wrote (seq 2), one entry written after it,
+    and half of the next line."""
+    audit_dir = records / "audit"
+    log = await write_call(audit_dir, key, recording=records / "call-1.wav")
+    path, lines = lines_of(audit_dir)
+    signer = signer_of(key)
+    head = Head(log=log, seq=2, hash=entry_hash(lines[2].rstrip(b"\n")), key_id=signer.key_id, signed_at=1.0)
+    path.with_name(path.name.replace(".audit.jsonl", ".head.json")).write_bytes(
+        canonical(signer.sign(head).model_dump())
+    )
+    path.write_bytes(b"".join(lines[:4]) + lines[4][:20])
+    code, out = verify(capsys, audit_dir, key)
+    assert code == 1 and "the log ends in a partial line after seq 3" in out
+    code, out = verify(capsys, audit_dir, key, "--allow-unsigned-tail")
+    assert code == 0, out
+    assert f"ok {log}: 3 entries, seq 0..2" in out
+    assert "2 line(s) after the signed head ignored" in out
+    # The allowance does not cover changes inside the signed prefix.
+    path.write_bytes(lines[0] + lines[1].replace(b"Charging", b"Chargin9") + b"".join(lines[2:4]))
+    code, out = verify(capsys, audit_dir, key, "--allow-unsigned-tail")
+    assert code == 1 and "seq 1: altered" in out
