@@ -170,6 +170,8 @@ class AudioSocketServer:
             await self._call(reader, writer, peer)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             log.info("audiosocket connection lost: %s", exc, extra={"peer": peer})
+        except asyncio.CancelledError:
+            pass  # the pod stops; asyncio's server would log a cancelled handler as an error
         finally:
             self._handlers.discard(task)
             writer.close()
