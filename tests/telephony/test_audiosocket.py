@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -61,6 +62,18 @@ def live_call(pod: Pod, call: uuid.UUID) -> LiveSession | None:
     return pod.hub.find(known.session_id) if known else None
 
 
+async def admitted(pod: Pod, phone: FakePbx, other_than: LiveSession | None = None) -> LiveSession:
+    """The call's live session once admitted (``other_than``: a newer one than that)."""
+
+    def current() -> LiveSession | None:
+        live = live_call(pod, phone.call)
+        return live if live is not None and live is not other_than else None
+
+    live = await phone.wait(current, 10, "the call to be admitted")
+    assert live is not None
+    return live
+
+
 async def test_a_phone_call_is_heard_and_answered_in_20_ms_slin_frames(pod: Pod) -> None:
     async with pbx(pod) as phone:
         await phone.stream(speech("hello there"))
@@ -79,7 +92,7 @@ async def test_a_phone_call_is_heard_and_answered_in_20_ms_slin_frames(pod: Pod)
 
 async def test_keypad_digits_reach_the_agent_as_one_input(pod: Pod) -> None:
     async with pbx(pod) as phone:
-        await phone.wait(lambda: live_call(pod, phone.call), 10, "the call to be admitted")
+        await admitted(pod, phone)
         phone.dtmf("42#")
         await phone.quiet_answer(since=0)
         live = live_call(pod, phone.call)
@@ -100,7 +113,7 @@ async def test_a_dropped_connection_resumes_the_conversation_with_the_same_uuid(
 
     again = await pbx(pod, call).connect()
     try:
-        second = await again.wait(lambda: live_call(pod, call), 10, "the call to come back")
+        second = await admitted(pod, again)
         assert second.id == first.id and second.resumed and second.restored_turns == 1
         again.dtmf("7#")
         await again.quiet_answer(since=0)
@@ -112,10 +125,10 @@ async def test_a_dropped_connection_resumes_the_conversation_with_the_same_uuid(
 async def test_a_new_connection_for_a_live_call_takes_it_over(pod: Pod) -> None:
     call = uuid.uuid4()
     old = await pbx(pod, call).connect()
-    first = await old.wait(lambda: live_call(pod, call), 10, "the call")
+    first = await admitted(pod, old)
     new = await pbx(pod, call).connect()  # the PBX reconnected before the pod saw the old socket go
     try:
-        second = await new.wait(lambda: (c := live_call(pod, call)) is not first and c, 10, "the takeover")
+        second = await admitted(pod, new, other_than=first)
         assert second.id == first.id and second.resumed
         await old.wait(lambda: old.closed.is_set(), 10, "the old connection to be closed")
     finally:
@@ -137,9 +150,10 @@ async def test_an_interrupted_answer_played_exactly_what_was_sent(pod: Pod, redi
             live = live_call(story_pod, phone.call)
             assert live is not None
             interrupted = lambda: [r for r in live.session.turn_records if r.interrupted]  # noqa: E731
-            await phone.stream(speech("stop please"), then_silence_ms=0)
+            talking = asyncio.create_task(phone.stream(speech("stop please"), then_silence_ms=0))
             records = await phone.wait(interrupted, 10, "the barge-in")
-            sent_ms = phone.audio_frames * 20
+            sent_ms = phone.audio_frames * 20  # before the caller's words become the next turn
+            await talking
             # Frames are paced in real time: what the PBX got is what was played (a frame in flight).
             assert abs(sent_ms - records[0].played_ms) <= 40
             assert records[0].played_text and len(records[0].played_text) < len(records[0].sent_to_tts)
