@@ -32,7 +32,7 @@ from .sessions.gate import SessionGate
 from .sessions.revision_stats import RevisionTally
 from .sessions.tuning import DirectoryTuning
 from .settings import PodSettings
-from .telephony.audiosocket import AudioSocketServer
+from .telephony.audiosocket import AudioSocketServer, read_credential
 from .tools.platform import ToolPlatform, pod_platform
 from .transfer.api import TransferService
 from .transports.cors import CorsPolicy
@@ -187,7 +187,8 @@ class Pod:
         if transport.audio_socket.enabled:
             # A reconnecting PBX finds its call by UUID for as long as the directory keeps it resumable.
             keep = (self._tuning or DirectoryTuning()).resume_window_seconds
-            self.audio_socket = AudioSocketServer(self.hub, transport.audio_socket, keep)
+            credential = read_credential(transport.audio_socket, settings.credentials_dir)
+            self.audio_socket = AudioSocketServer(self.hub, transport.audio_socket, keep, credential)
             await self.audio_socket.start(bind, self.ports.audio_socket)
         identity.grpc_address, identity.http_url = self.grpc_address, self.http_url
         await self.directory.start()

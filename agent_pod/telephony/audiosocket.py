@@ -25,12 +25,12 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..audio.pcm import BYTES_PER_SAMPLE, InvalidAudio
 from ..config import AudioSocketSpec
 from ..pipeline.events import ErrorEvent, SessionEvent
 from ..pipeline.input_limits import InputRefused
-from ..providers.credentials import resolve_credential
 from ..sessions.directory import RESUMABLE_OUTCOMES, AdmissionError
 from ..transports import transport_metrics
 from ..transports.audio_budget import AudioBudget, Verdict
@@ -130,19 +130,29 @@ class AudioSocketSink:
             self.writer.close()
 
 
+def read_credential(spec: AudioSocketSpec, credentials_dir: Path | None) -> str | None:
+    """The API key of credentialSecretRef, mounted in the pod's credentials dir like the auth secrets."""
+    ref = spec.credential_secret_ref
+    if ref is None:
+        return None
+    if credentials_dir is None:
+        raise ValueError("transport.audioSocket.credentialSecretRef needs VOICEFLEET_CREDENTIALS_DIR")
+    return (credentials_dir / ref.name / ref.key).read_text().strip() or None
+
+
 def bad_input(reason: str, message: str, **extra: object) -> None:
     transport_metrics.BAD_INPUT_TOTAL.labels(TRANSPORT, reason).inc()
     log.warning("audiosocket: %s", message, extra={"reason": reason, **extra})
 
 
 class AudioSocketServer:
-    def __init__(self, hub: SessionHub, spec: AudioSocketSpec, keep_seconds: float) -> None:
+    def __init__(
+        self, hub: SessionHub, spec: AudioSocketSpec, keep_seconds: float, credential: str | None = None
+    ) -> None:
         self.hub = hub
         self.spec = spec
         self.keys = CallKeys(keep_seconds)
-        self.credential = (
-            resolve_credential(spec.credential_secret_ref, "") if spec.credential_secret_ref else None
-        )
+        self.credential = credential  # what new calls are admitted with (see read_credential)
         self.port = 0
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()

@@ -26,13 +26,19 @@ def bad_inputs(reason: str) -> float:
     return REGISTRY.get_sample_value("voicefleet_transport_bad_input_total", labels) or 0.0
 
 
-async def start_pod(redis: RedisServer, tmp_path: Path, agent: str, **overrides: Any) -> Pod:
+async def start_pod(
+    redis: RedisServer, tmp_path: Path, agent: str, credentials_dir: Path | None = None, **overrides: Any
+) -> Pod:
     key_file = tmp_path / "resume.key"
     key_file.write_bytes(b"audiosocket-test-key-0123456789ab")
     transport = {"audioSocket": {"enabled": True, **overrides.pop("audio_socket", {})}}
     config = synthetic_config(agent=agent, transport=transport, **overrides)
     settings = PodSettings(
-        bind_host="127.0.0.1", pod_name=f"{agent}-0", redis_url=redis.url, resume_key_file=key_file
+        bind_host="127.0.0.1",
+        pod_name=f"{agent}-0",
+        redis_url=redis.url,
+        resume_key_file=key_file,
+        credentials_dir=credentials_dir,
     )
     ports = pod_ports()
     ports.audio_socket = free_port()
