@@ -47,6 +47,8 @@ MAX_UNSENT_BYTES = 50 * (wire.HEADER.size + wire.FRAME_BYTES)
 # UUIDs remembered at most (calls live or within their resume window); the oldest go first.
 MAX_KNOWN_CALLS = 10_000
 CLOSE_WAIT_SECONDS = 10.0
+# Refused frames logged per connection; the rest are only counted (a peer must not flood the log).
+MAX_LOGGED_REFUSALS = 20
 
 
 @dataclass
@@ -140,9 +142,10 @@ def read_credential(spec: AudioSocketSpec, credentials_dir: Path | None) -> str 
     return (credentials_dir / ref.name / ref.key).read_text().strip() or None
 
 
-def bad_input(reason: str, message: str, **extra: object) -> None:
+def bad_input(reason: str, message: str, extra: dict[str, str], logged: bool = True) -> None:
     transport_metrics.BAD_INPUT_TOTAL.labels(TRANSPORT, reason).inc()
-    log.warning("audiosocket: %s", message, extra={"reason": reason, **extra})
+    if logged:
+        log.warning("audiosocket: %s", message, extra={"reason": reason, **extra})
 
 
 class AudioSocketServer:
@@ -281,35 +284,37 @@ class AudioSocketServer:
         budget = AudioBudget(session.config.session.limits.audio_burst_seconds, time.monotonic())
         extra = {"call_uuid": str(sink.call), "session_id": live.id}
         items = backlog
+        refusals = 0
         while True:
             for item in items:
                 if isinstance(item, wire.Refused):
-                    bad_input(item.reason, item.message, **extra)
+                    refusals += 1
+                    bad_input(item.reason, item.message, extra, refusals <= MAX_LOGGED_REFUSALS)
                 elif item.kind == wire.Kind.AUDIO:
                     seconds = len(item.payload) / (BYTES_PER_SAMPLE * wire.SAMPLE_RATE)
                     verdict = budget.take(seconds, time.monotonic())
                     if verdict is Verdict.FLOOD:
-                        bad_input("audio_rate", "audio flood: call ended", **extra)
+                        bad_input("audio_rate", "audio flood: call ended", extra)
                         live.request_close("input_flood")
                         return
                     if verdict is not Verdict.TAKE:
                         if verdict is Verdict.REFUSE_FIRST:
-                            bad_input("audio_rate", "audio faster than real time: dropped", **extra)
+                            bad_input("audio_rate", "audio faster than real time: dropped", extra)
                         continue
                     try:
                         session.push_audio(item.payload, wire.SAMPLE_RATE)
                     except InvalidAudio as exc:
-                        bad_input("audio", str(exc), **extra)
+                        bad_input("audio", str(exc), extra)
                 elif item.kind == wire.Kind.DTMF:
                     try:
                         session.push_dtmf(item.payload.decode("ascii"))
                     except InputRefused as exc:
-                        bad_input(exc.reason, str(exc), **extra)
+                        bad_input(exc.reason, str(exc), extra)
                 elif item.kind == wire.Kind.HANGUP:
                     await live.end_by_caller()
                     return
                 elif item.kind == wire.Kind.UUID:
-                    bad_input("duplicate_uuid", "UUID frame after the first: ignored", **extra)
+                    bad_input("duplicate_uuid", "UUID frame after the first: ignored", extra)
                 elif item.kind == wire.Kind.ERROR:
                     log.warning(
                         "the PBX reported an error %s", item.payload.hex() or "(no code)", extra=extra
@@ -320,7 +325,7 @@ class AudioSocketServer:
             try:
                 items = parser.feed(data)
             except wire.ProtocolError as exc:
-                bad_input(exc.reason, str(exc), **extra)
+                bad_input(exc.reason, str(exc), extra)
                 sink.send_error(wire.ErrorCode.PROTOCOL)
                 live.request_close("invalid_message")
                 return
@@ -345,5 +350,5 @@ async def _first_frame(
 
 
 def _give_up(writer: asyncio.StreamWriter, reason: str, message: str, peer: str) -> None:
-    bad_input(reason, message, peer=peer)
+    bad_input(reason, message, {"peer": peer})
     writer.write(wire.error(wire.ErrorCode.PROTOCOL) + wire.hangup())
