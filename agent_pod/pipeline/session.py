@@ -367,7 +367,8 @@ class AgentSession:
             return
         self._last_activity = now = time.monotonic()
         for digit in digits:
-            if not self._dtmf.collecting and self.config.session.dtmf.interrupt_on_first_digit:
+            first = not self._dtmf.collecting
+            if first and self._held is None and self.config.session.dtmf.interrupt_on_first_digit:
                 self._interrupt()  # the caller is answering: the agent stops as it would for speech
             done = self._dtmf.press(digit, now)
             if done:
