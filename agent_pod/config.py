@@ -536,6 +536,23 @@ class GRPCSpec(Model):
     port: int = Field(default=50051, ge=1024, le=65535, description="gRPC port.")
 
 
+class AudioSocketSpec(Model):
+    """Asterisk AudioSocket over TCP: slin 8 kHz in 20 ms frames; the call's UUID is its key."""
+
+    enabled: bool = Field(default=False, description="Serve AudioSocket calls on their own TCP port.")
+    port: int = Field(default=9019, ge=1024, le=65535, description="AudioSocket TCP port.")
+    new_calls: bool = Field(
+        default=True,
+        description="A UUID the pod does not know starts a new session; off: only UUIDs of calls this pod "
+        "serves are accepted (reconnects).",
+    )
+    credential_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="API key (sessions:create) new AudioSocket calls are admitted with when auth requires "
+        "a credential.",
+    )
+
+
 class TransportSpec(Model):
     """How callers reach the pods."""
 
@@ -551,6 +568,9 @@ class TransportSpec(Model):
     )
     webrtc: WebRTCSpec = Field(default_factory=WebRTCSpec, description="WebRTC transport.")
     grpc: GRPCSpec = Field(default_factory=GRPCSpec, description="gRPC transport.")
+    audio_socket: AudioSocketSpec = Field(
+        default_factory=AudioSocketSpec, description="Asterisk AudioSocket transport (phone calls)."
+    )
     http_port: int = Field(
         default=8080, ge=1024, le=65535, description="HTTP port: session API, signaling, web client, health."
     )
@@ -632,6 +652,31 @@ class InputLimitsSpec(Model):
     )
 
 
+class DtmfSpec(Model):
+    """Keypad digits of a phone call as caller input (AudioSocket and Media Streams DTMF)."""
+
+    terminator: str = Field(
+        default="#",
+        pattern=r"^[0-9*#ABCD]?$",
+        description="The key that ends an input early (not part of it; pressed alone it is the input). "
+        "Empty: none.",
+    )
+    inter_digit_timeout_seconds: float = Field(
+        default=2.0,
+        ge=0.1,
+        le=30.0,
+        description="Digits collected so far become the caller's input after this long without another.",
+    )
+    max_digits: int = Field(
+        default=16, ge=1, le=64, description="An input is complete with this many digits."
+    )
+    interrupt_on_first_digit: bool = Field(
+        default=True,
+        description="The first digit cuts the agent off as speech does; else the agent is cut off when the "
+        "input is complete, like a typed turn.",
+    )
+
+
 class SessionSpec(Model):
     """Limits of one call."""
 
@@ -658,6 +703,9 @@ class SessionSpec(Model):
     )
     limits: InputLimitsSpec = Field(
         default_factory=InputLimitsSpec, description="Bounds on what one caller can make a pod hold or do."
+    )
+    dtmf: DtmfSpec = Field(
+        default_factory=DtmfSpec, description="How keypad digits are collected into caller input."
     )
 
 

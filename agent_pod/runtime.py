@@ -33,6 +33,7 @@ from .sessions.gate import SessionGate
 from .sessions.revision_stats import RevisionTally
 from .sessions.tuning import DirectoryTuning
 from .settings import PodSettings
+from .telephony.audiosocket import AudioSocketServer, read_credential
 from .tools.platform import ToolPlatform, pod_platform
 from .transfer.api import TransferService
 from .transports.cors import CorsPolicy
@@ -61,6 +62,7 @@ class Ports:
     metrics: int
     udp_min: int
     udp_max: int
+    audio_socket: int = 0
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> Ports:
@@ -71,6 +73,7 @@ class Ports:
             metrics=t.metrics_port,
             udp_min=t.webrtc.udp_port_range.min,
             udp_max=t.webrtc.udp_port_range.max,
+            audio_socket=t.audio_socket.port,
         )
 
 
@@ -98,6 +101,7 @@ class Pod:
         self.hub: SessionHub | None = None
         self.grpc: GrpcServer | None = None
         self.webrtc: WebRTCTransport | None = None
+        self.audio_socket: AudioSocketServer | None = None
         self._runners: list[web.AppRunner] = []
         self.grpc_port = 0
         self.http_port = 0
@@ -182,6 +186,12 @@ class Pod:
                 slow_reader_seconds=self._slow_reader_seconds,
             )
             self.grpc_port = await self.grpc.start(bind, self.ports.grpc)
+        if transport.audio_socket.enabled:
+            # A reconnecting PBX finds its call by UUID for as long as the directory keeps it resumable.
+            keep = (self._tuning or DirectoryTuning()).resume_window_seconds
+            credential = read_credential(transport.audio_socket, settings.credentials_dir)
+            self.audio_socket = AudioSocketServer(self.hub, transport.audio_socket, keep, credential)
+            await self.audio_socket.start(bind, self.ports.audio_socket)
         identity.grpc_address, identity.http_url = self.grpc_address, self.http_url
         await self.directory.start()
         await gate.start()
@@ -199,6 +209,7 @@ class Pod:
                 "http_url": self.http_url,
                 "grpc_address": self.grpc_address,
                 "metrics_port": self.metrics_port,
+                "audiosocket_port": self.audio_socket.port if self.audio_socket else 0,
             },
         )
 
@@ -240,6 +251,8 @@ class Pod:
     async def stop(self) -> None:
         if self.webrtc is not None:
             await self.webrtc.aclose()
+        if self.audio_socket is not None:
+            await self.audio_socket.aclose()
         if self.hub is not None:
             await self.hub.aclose()
         if self.tool_platform is not None:

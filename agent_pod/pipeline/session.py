@@ -44,6 +44,7 @@ from .audio_input import AudioInput
 from .barge_in import BargeIn
 from .chunking import SpeechChunker
 from .compliance import Auditor, TurnRecord
+from .dtmf import DtmfCollector
 from .events import (
     AgentText,
     ErrorEvent,
@@ -212,6 +213,8 @@ class AgentSession:
         self._held: list[HeldInput] | None = None
         self._publishing = False  # a finished turn is being persisted and announced
         self._held_seconds = 0.0
+        self._dtmf = DtmfCollector(config.session.dtmf)
+        self._dtmf_timer: asyncio.TimerHandle | None = None
         # Caller sound while the agent speaks: cancel phrases, backchannels, false interruptions.
         self._barge = BargeIn(
             pipeline.barge_in, self._barge_in_ms(), lambda: self._current, self._interrupt, self._log
@@ -354,12 +357,41 @@ class AgentSession:
         self._queue_user_turn(text, time.monotonic(), 0.0)
 
     def push_dtmf(self, digits: str) -> None:
-        """Keypad digits from a phone call (0-9, *, #, A-D): caller input like a typed turn. Raises
-        InputRefused for anything else."""
+        """Keypad digits from a phone call (0-9, *, #, A-D), collected into one caller input "DTMF
+        <digits>" by session.dtmf (terminator, inter-digit timeout, max digits). Raises InputRefused
+        for anything else."""
         digits = digits.strip().upper()
         if not digits or any(d not in DTMF_DIGITS for d in digits):
             raise InputRefused("dtmf", f"not DTMF digits: {digits[:16]!r}", "INVALID_ARGUMENT")
-        self.push_text(f"DTMF {digits}")
+        if self._closing:
+            return
+        self._last_activity = now = time.monotonic()
+        for digit in digits:
+            first = not self._dtmf.collecting
+            if first and self._held is None and self.config.session.dtmf.interrupt_on_first_digit:
+                self._interrupt()  # the caller is answering: the agent stops as it would for speech
+            done = self._dtmf.press(digit, now)
+            if done:
+                self._dtmf_input(done)
+        if self._dtmf_timer is not None:
+            self._dtmf_timer.cancel()
+            self._dtmf_timer = None
+        if self._dtmf.deadline is not None:
+            delay = self._dtmf.deadline - now
+            self._dtmf_timer = asyncio.get_running_loop().call_later(delay, self._dtmf_timeout)
+
+    def _dtmf_timeout(self) -> None:
+        self._dtmf_timer = None
+        done = self._dtmf.expire(time.monotonic())
+        if done and not self._closing:
+            self._dtmf_input(done)
+
+    def _dtmf_input(self, digits: str) -> None:
+        try:
+            self.push_text(f"DTMF {digits}")
+        except InputRefused as exc:  # too many turns waiting: the digits are dropped, said so
+            self._log.warning("DTMF input %s dropped: %s", digits, exc)
+            self._emit(ErrorEvent(code=exc.code, message=f"DTMF input dropped: {exc}"))
 
     def pull_audio(self) -> bytes | None:
         turn = self._current
@@ -391,6 +423,8 @@ class AgentSession:
 
     async def _shutdown(self, reason: str) -> None:
         me = asyncio.current_task()
+        if self._dtmf_timer is not None:
+            self._dtmf_timer.cancel()
         tasks = [t for t in self._tasks if t is not me]
         for task in tasks:
             task.cancel()

@@ -152,6 +152,9 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
         refs[(extractor.credentials_secret_ref.name, extractor.credentials_secret_ref.key)] = (
             extractor.credentials_secret_ref
         )
+    if spec.transport.audio_socket.credential_secret_ref:  # the key AudioSocket calls are admitted with
+        ref = spec.transport.audio_socket.credential_secret_ref
+        refs[(ref.name, ref.key)] = ref
     # The API keyring and JWT keys are read by the pods from the same mounted credentials dir.
     for auth_ref in (spec.auth.api_keys_secret_ref, spec.auth.jwt.keys_secret_ref if spec.auth.jwt else None):
         if auth_ref:
@@ -207,6 +210,15 @@ def render(
     service_ports = [{"name": "http", "port": t.http_port, "targetPort": "http", "protocol": "TCP"}]
     if t.grpc.enabled:
         service_ports.append({"name": "grpc", "port": t.grpc.port, "targetPort": "grpc", "protocol": "TCP"})
+    if t.audio_socket.enabled:
+        service_ports.append(
+            {
+                "name": "audiosocket",
+                "port": t.audio_socket.port,
+                "targetPort": "audiosocket",
+                "protocol": "TCP",
+            }
+        )
     service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -317,6 +329,8 @@ def _pod_template(
     ]
     if t.grpc.enabled:
         ports.append({"name": "grpc", "containerPort": t.grpc.port, "protocol": "TCP"})
+    if t.audio_socket.enabled:
+        ports.append({"name": "audiosocket", "containerPort": t.audio_socket.port, "protocol": "TCP"})
     container: dict[str, Any] = {
         "name": "agent",
         "image": spec.image,

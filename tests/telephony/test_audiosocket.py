@@ -1,0 +1,167 @@
+"""AudioSocket calls against a real in-process pod on real Redis, through a fake PBX over TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from agent_pod.runtime import Pod
+from agent_pod.settings import PodSettings
+from agent_pod.telephony import audiosocket_wire as wire
+from agent_pod.transports.hub import LiveSession
+from tests.support.fake_pbx import FakePbx, speech
+from tests.support.net import free_port
+from tests.support.pod import pod_ports, synthetic_config
+from tests.support.redis import RedisServer
+
+
+def bad_inputs(reason: str) -> float:
+    labels = {"transport": "audiosocket", "reason": reason}
+    return REGISTRY.get_sample_value("voicefleet_transport_bad_input_total", labels) or 0.0
+
+
+async def start_pod(
+    redis: RedisServer, tmp_path: Path, agent: str, credentials_dir: Path | None = None, **overrides: Any
+) -> Pod:
+    key_file = tmp_path / "resume.key"
+    key_file.write_bytes(b"audiosocket-test-key-0123456789ab")
+    transport = {"audioSocket": {"enabled": True, **overrides.pop("audio_socket", {})}}
+    config = synthetic_config(agent=agent, transport=transport, **overrides)
+    settings = PodSettings(
+        bind_host="127.0.0.1",
+        pod_name=f"{agent}-0",
+        redis_url=redis.url,
+        resume_key_file=key_file,
+        credentials_dir=credentials_dir,
+    )
+    ports = pod_ports()
+    ports.audio_socket = free_port()
+    pod = Pod(settings, config, ports)
+    await pod.start()
+    assert pod.audio_socket is not None and pod.audio_socket.port == ports.audio_socket
+    return pod
+
+
+@pytest.fixture
+async def pod(
+    redis_server: RedisServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Pod]:
+    pod = await start_pod(redis_server, tmp_path, f"asock-{request.node.name[5:30].replace('_', '-')}")
+    yield pod
+    await pod.stop()
+
+
+def pbx(pod: Pod, call: uuid.UUID | None = None) -> FakePbx:
+    assert pod.audio_socket is not None
+    return FakePbx("127.0.0.1", pod.audio_socket.port, call)
+
+
+def live_call(pod: Pod, call: uuid.UUID) -> LiveSession | None:
+    assert pod.audio_socket is not None and pod.hub is not None
+    known = pod.audio_socket.keys.get(call, 0.0)
+    return pod.hub.find(known.session_id) if known else None
+
+
+async def admitted(pod: Pod, phone: FakePbx, other_than: LiveSession | None = None) -> LiveSession:
+    """The call's live session once admitted (``other_than``: a newer one than that)."""
+
+    def current() -> LiveSession | None:
+        live = live_call(pod, phone.call)
+        return live if live is not None and live is not other_than else None
+
+    live = await phone.wait(current, 10, "the call to be admitted")
+    assert live is not None
+    return live
+
+
+async def test_a_phone_call_is_heard_and_answered_in_20_ms_slin_frames(pod: Pod) -> None:
+    async with pbx(pod) as phone:
+        await phone.stream(speech("hello there"))
+        frames = await phone.quiet_answer(since=0)
+        sizes = {len(f.payload) for f in phone.of_kind(wire.Kind.AUDIO)}
+        assert sizes == {wire.FRAME_BYTES}  # one 20 ms frame per tick, nothing between answers
+        live = live_call(pod, phone.call)
+        assert live is not None and live.transport == "audiosocket"
+        record = live.session.turn_records[-1]
+        assert record.played_text == "Hello! How can I help you today?"
+        assert abs(frames * 20 - record.played_ms) <= 20
+        await phone.hang_up()
+        assert phone.hung_up
+    assert live.end_reason == "client_ended"
+
+
+async def test_keypad_digits_reach_the_agent_as_one_input(pod: Pod) -> None:
+    async with pbx(pod) as phone:
+        await admitted(pod, phone)
+        phone.dtmf("42#")
+        await phone.quiet_answer(since=0)
+        live = live_call(pod, phone.call)
+        assert live is not None
+        assert live.session.turn_records[-1].played_text == "You said: DTMF 42."
+
+
+async def test_a_dropped_connection_resumes_the_conversation_with_the_same_uuid(pod: Pod) -> None:
+    call = uuid.uuid4()
+    phone = await pbx(pod, call).connect()
+    await phone.stream(speech("hello there"))
+    await phone.quiet_answer(since=0)
+    first = live_call(pod, call)
+    assert first is not None
+    await phone.drop()  # no hangup frame: the network failed
+    await phone.wait(lambda: first.finished.is_set(), 10, "the pod to notice the drop")
+    assert first.end_reason == "disconnected"
+
+    again = await pbx(pod, call).connect()
+    try:
+        second = await admitted(pod, again)
+        assert second.id == first.id and second.resumed and second.restored_turns == 1
+        again.dtmf("7#")
+        await again.quiet_answer(since=0)
+        assert second.session.conversation.turns == 2
+    finally:
+        await again.drop()
+
+
+async def test_a_new_connection_for_a_live_call_takes_it_over(pod: Pod) -> None:
+    call = uuid.uuid4()
+    old = await pbx(pod, call).connect()
+    first = await admitted(pod, old)
+    new = await pbx(pod, call).connect()  # the PBX reconnected before the pod saw the old socket go
+    try:
+        second = await admitted(pod, new, other_than=first)
+        assert second.id == first.id and second.resumed
+        await old.wait(lambda: old.closed.is_set(), 10, "the old connection to be closed")
+    finally:
+        await old.drop()
+        await new.drop()
+
+
+async def test_an_interrupted_answer_played_exactly_what_was_sent(pod: Pod, redis_server, tmp_path) -> None:
+    story_pod = await start_pod(
+        redis_server,
+        tmp_path,
+        "asock-barge",
+        pipeline={"stt": {"options": {"transcript": "tell me a story"}}},
+    )
+    try:
+        async with pbx(story_pod) as phone:
+            await phone.stream(speech("tell me a story"), then_silence_ms=400)
+            await phone.wait(lambda: phone.audio_frames >= 40, 20, "the story to play")
+            live = live_call(story_pod, phone.call)
+            assert live is not None
+            interrupted = lambda: [r for r in live.session.turn_records if r.interrupted]  # noqa: E731
+            talking = asyncio.create_task(phone.stream(speech("stop please"), then_silence_ms=0))
+            records = await phone.wait(interrupted, 10, "the barge-in")
+            sent_ms = phone.audio_frames * 20  # before the caller's words become the next turn
+            await talking
+            # Frames are paced in real time: what the PBX got is what was played (a frame in flight).
+            assert abs(sent_ms - records[0].played_ms) <= 40
+            assert records[0].played_text and len(records[0].played_text) < len(records[0].sent_to_tts)
+    finally:
+        await story_pod.stop()
