@@ -111,6 +111,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         flow=spec.flow,
         mcp_servers=spec.mcp_servers,
         transfer=spec.transfer,
+        telephony=spec.telephony,
     )
 
 
@@ -136,6 +137,9 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
         if tool.endpoint.headers_secret_ref:
             ref = tool.endpoint.headers_secret_ref
             refs[(ref.name, ref.key)] = ref
+    if spec.telephony.twilio_auth_token_secret_ref:
+        ref = spec.telephony.twilio_auth_token_secret_ref
+        refs[(ref.name, ref.key)] = ref
     for server in spec.mcp_servers:
         if server.headers_secret_ref:
             refs[(server.headers_secret_ref.name, server.headers_secret_ref.key)] = server.headers_secret_ref
