@@ -352,6 +352,7 @@ class VonageClear(BaseModel):
 class CarrierCodec(Protocol):
     name: Carrier
     binary_audio: bool
+    hangs_up_by_close: bool  # a clean close of the WebSocket is the caller hanging up (no stop event)
 
     def parse(self, message: str | bytes) -> Inbound: ...
 
@@ -413,6 +414,7 @@ def _b64(pcm: bytes) -> str:
 class TwilioCodec:
     name: Carrier = "twilio"
     binary_audio = False
+    hangs_up_by_close = False
     _adapter: ClassVar[TypeAdapter[Any]] = TypeAdapter(TwilioIn)
 
     def __init__(self) -> None:
@@ -452,6 +454,7 @@ class TwilioCodec:
 class TelnyxCodec:
     name: Carrier = "telnyx"
     binary_audio = False
+    hangs_up_by_close = False
     _adapter: ClassVar[TypeAdapter[Any]] = TypeAdapter(TelnyxIn)
 
     def __init__(self) -> None:
@@ -488,6 +491,7 @@ class TelnyxCodec:
 class PlivoCodec:
     name: Carrier = "plivo"
     binary_audio = False
+    hangs_up_by_close = False
     _adapter: ClassVar[TypeAdapter[Any]] = TypeAdapter(PlivoIn)
 
     def __init__(self) -> None:
@@ -526,6 +530,7 @@ _L16 = re.compile(r"^audio/l16;\s*rate=(8000|16000)$", re.IGNORECASE)
 class VonageCodec:
     name: Carrier = "vonage"
     binary_audio = True
+    hangs_up_by_close = True
     _adapter: ClassVar[TypeAdapter[Any]] = TypeAdapter(VonageIn)
 
     def __init__(self) -> None:

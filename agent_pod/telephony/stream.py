@@ -217,6 +217,8 @@ class CarrierStream:
                 return
             if self.live.finished.is_set():
                 return
+        if self.codec.hangs_up_by_close and self.ws.close_code == CLOSE_NORMAL:
+            await self.live.end_by_caller()  # Vonage has no stop event: its hangup closes cleanly
 
     def _refuse(self, reason: str, message: str) -> None:
         self.bad_messages += 1
