@@ -26,10 +26,10 @@ from typing import Annotated, Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 
+from ..config import CarrierName
 from . import mulaw
 
-Carrier = Literal["twilio", "telnyx", "plivo", "vonage"]
-CARRIERS: tuple[Carrier, ...] = ("twilio", "telnyx", "plivo", "vonage")
+Carrier = CarrierName
 MAX_PAYLOAD_BYTES = 16_000  # one second of mu-law: carriers send 20 ms
 
 

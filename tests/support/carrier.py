@@ -48,7 +48,11 @@ class Answer:
 
 
 async def call_webhook(
-    http: aiohttp.ClientSession, base_url: str, carrier: str, auth_token: str | None = None, call_id: str = "CA1"
+    http: aiohttp.ClientSession,
+    base_url: str,
+    carrier: str,
+    auth_token: str | None = None,
+    call_id: str = "CA1",
 ) -> tuple[int, str]:
     form = {"CallSid": call_id, "From": "+15550100", "To": "+15550199"}
     url = f"{base_url}/v1/telephony/{carrier}/voice"
@@ -134,7 +138,11 @@ class FakeCarrierCall:
             fmt = {"encoding": encoding or "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
             start = {"streamSid": sid, "callSid": "CA1", "accountSid": "AC1", "tracks": ["inbound"]}
             await self.send_json(
-                {"event": "start", "streamSid": sid, "start": {**start, "mediaFormat": fmt, "customParameters": params}}
+                {
+                    "event": "start",
+                    "streamSid": sid,
+                    "start": {**start, "mediaFormat": fmt, "customParameters": params},
+                }
             )
         elif self.carrier == "telnyx":
             await self.send_json({"event": "connected", "version": "1.0.0"})
@@ -143,10 +151,18 @@ class FakeCarrierCall:
             await self.send_json({"event": "start", "sequence_number": "1", "stream_id": sid, "start": body})
         elif self.carrier == "plivo":
             fmt = {"encoding": encoding or "audio/x-mulaw", "sampleRate": 8000}
-            body = {"callId": "c1", "streamId": sid, "accountId": "a1", "tracks": ["inbound"], "mediaFormat": fmt}
+            body = {
+                "callId": "c1",
+                "streamId": sid,
+                "accountId": "a1",
+                "tracks": ["inbound"],
+                "mediaFormat": fmt,
+            }
             await self.send_json({"event": "start", "sequenceNumber": 1, "start": body})
         else:
-            await self.send_json({"event": "websocket:connected", "content-type": encoding or "audio/l16;rate=16000", **params})
+            await self.send_json(
+                {"event": "websocket:connected", "content-type": encoding or "audio/l16;rate=16000", **params}
+            )
 
     async def send_json(self, message: dict[str, Any]) -> None:
         assert self._ws is not None
@@ -220,16 +236,18 @@ class FakeCarrierCall:
     async def _read(self) -> None:
         assert self._ws is not None
         try:
-            async for msg in self._ws:
+            while True:
+                msg = await self._ws.receive()
                 if msg.type == aiohttp.WSMsgType.BINARY:
                     self._media(msg.data)
                 elif msg.type == aiohttp.WSMsgType.TEXT:
                     self._control(json.loads(msg.data))
                 else:
+                    if msg.type == aiohttp.WSMsgType.CLOSE:
+                        self.close_reason = msg.extra or ""
                     break
         finally:
             self.close_code = self._ws.close_code
-            self.close_reason = str(self._ws.extra) if hasattr(self._ws, "extra") else ""
             self.closed.set()
 
     def _control(self, message: dict[str, Any]) -> None:

@@ -14,7 +14,11 @@ def ulaw_fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """espeak-ng phrases as mu-law 8 kHz, made once per test run and cached under pytest's tmp dir."""
     folder: Path = tmp_path_factory.mktemp("ulaw")
     out: dict[str, bytes] = {}
-    for name, text in {"hello": "hello there", "story": "please tell me a story", "stop": "stop stop"}.items():
+    for name, text in {
+        "hello": "hello there",
+        "story": "please tell me a story",
+        "stop": "stop stop",
+    }.items():
         path = folder / f"{name}.ulaw"
         if not path.exists():
             path.write_bytes(mulaw.encode(espeak_utterance(text, rate=8000)))

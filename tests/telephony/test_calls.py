@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
 
+from agent_pod.config import AgentConfig
 from agent_pod.runtime import Pod
+from agent_pod.transports.hub import LiveSession
 from tests.support.carrier import FakeCarrierCall, call_webhook, parse_answer
 from tests.support.pod import PodFactory, synthetic_config
 from tests.support.wait import async_wait_for
@@ -17,11 +20,15 @@ from tests.support.wait import async_wait_for
 CARRIERS = ["twilio", "telnyx", "plivo", "vonage"]
 
 
-def phone_config(transcript: str = "hello there", **overrides: Any):  # type: ignore[no-untyped-def]
-    return synthetic_config(transcript, telephony={"enabled": True, **overrides.pop("telephony", {})}, **overrides)
+def phone_config(transcript: str = "hello there", **overrides: Any) -> AgentConfig:
+    return synthetic_config(
+        transcript, telephony={"enabled": True, **overrides.pop("telephony", {})}, **overrides
+    )
 
 
-async def answered_call(http: aiohttp.ClientSession, pod: Pod, carrier: str, **kwargs: Any) -> FakeCarrierCall:
+async def answered_call(
+    http: aiohttp.ClientSession, pod: Pod, carrier: str, **kwargs: Any
+) -> FakeCarrierCall:
     status, body = await call_webhook(http, pod.http_url, carrier)
     assert status == 200, body
     call = FakeCarrierCall(carrier, parse_answer(carrier, body), **kwargs)
@@ -29,7 +36,7 @@ async def answered_call(http: aiohttp.ClientSession, pod: Pod, carrier: str, **k
     return call
 
 
-def live_session(pod: Pod):  # type: ignore[no-untyped-def]
+def live_session(pod: Pod) -> list[LiveSession]:
     assert pod.hub is not None
     return pod.hub.live()
 
@@ -112,7 +119,9 @@ async def test_a_reconnecting_stream_resumes_its_conversation(
         await call.speak(ulaw_fixtures["hello"], silence_after_ms=600)
         await async_wait_for(lambda: _async(call.played_ms >= 300), timeout=10, what="answer")
         first = live_session(pod)[0]
-        await async_wait_for(lambda: _async(first.session.conversation.turns == 1), timeout=10, what="turn done")
+        await async_wait_for(
+            lambda: _async(first.session.conversation.turns == 1), timeout=10, what="turn done"
+        )
         await call.hang_up()  # the WebSocket drops mid-call
         await async_wait_for(lambda: _async(first.finished.is_set()), timeout=5, what="released")
         assert first.end_reason == "disconnected"
@@ -121,7 +130,9 @@ async def test_a_reconnecting_stream_resumes_its_conversation(
         await async_wait_for(lambda: _async(len(live_session(pod)) == 1), timeout=5, what="resumed")
         resumed = live_session(pod)[0]
         assert resumed.resumed and resumed.id == first.id
-        assert [m.content for m in resumed.session.conversation.messages if m.role == "user"] == ["hello there"]
+        assert [m.content for m in resumed.session.conversation.messages if m.role == "user"] == [
+            "hello there"
+        ]
         await again.stop()
 
 
@@ -138,11 +149,15 @@ async def test_a_call_with_jitter_and_loss_is_still_answered(
         await call.stop()
 
 
-async def test_twilio_webhook_signatures(pod_factory: PodFactory, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_twilio_webhook_signatures(
+    pod_factory: PodFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "twilio").mkdir()
     (tmp_path / "twilio" / "token").write_text("s3cret\n")
     monkeypatch.setenv("VOICEFLEET_CREDENTIALS_DIR", str(tmp_path))
-    pod = await pod_factory(phone_config(telephony={"twilioAuthTokenSecretRef": {"name": "twilio", "key": "token"}}))
+    pod = await pod_factory(
+        phone_config(telephony={"twilioAuthTokenSecretRef": {"name": "twilio", "key": "token"}})
+    )
     async with aiohttp.ClientSession() as http:
         status, body = await call_webhook(http, pod.http_url, "twilio", auth_token="s3cret")
         assert status == 200 and "<Connect><Stream" in body
