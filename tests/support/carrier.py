@@ -105,6 +105,7 @@ class FakeCarrierCall:
     close_code: int | None = None
     close_reason: str = ""
     last_voice_sent_at: float | None = None
+    speech_started_at: float | None = None  # the first frame of the latest speak()
     _ws: aiohttp.ClientWebSocketResponse | None = None
     _buffer: deque[_Frame | _Mark] = field(default_factory=deque)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -189,6 +190,7 @@ class FakeCarrierCall:
         rng = random.Random(self.seed)
         started = time.monotonic()
         last = started
+        self.speech_started_at = started
         voiced_until = len(ulaw) - silence_after_ms * 8
         for index in range(0, len(ulaw) // 160):
             due = started + index * FRAME_SECONDS + rng.uniform(0, self.jitter_ms / 1000)
