@@ -95,10 +95,11 @@ async def test_barge_in_clears_the_carrier_and_keeps_only_what_was_played(
         await call.stop()
 
 
-async def test_dtmf_reaches_the_pipeline(pod_factory: PodFactory) -> None:
+@pytest.mark.parametrize("carrier", CARRIERS)
+async def test_dtmf_reaches_the_pipeline(carrier: str, pod_factory: PodFactory) -> None:
     pod = await pod_factory(phone_config())
     async with aiohttp.ClientSession() as http:
-        call = await answered_call(http, pod, "twilio")
+        call = await answered_call(http, pod, carrier)
         await async_wait_for(lambda: _async(len(live_session(pod)) == 1), timeout=5, what="admitted")
         await call.dtmf("7")
         live = live_session(pod)[0]
