@@ -56,6 +56,9 @@ CLOSE_NORMAL = 1000
 CLOSE_UNSUPPORTED = 1003  # a media format the pod does not take
 CLOSE_POLICY = 1008  # a protocol violation, or a stream the pod may not admit
 CLOSE_TRY_AGAIN = 1013  # no room, draining, the store down: the carrier may retry
+# Agent audio queued for a carrier that does not read (TCP backpressure): beyond this (2 s of frames and
+# their marks) the oldest are dropped rather than piling up in memory.
+MAX_QUEUED_AUDIO = 120
 
 
 class ErrorBody(BaseModel):
@@ -271,9 +274,13 @@ class CarrierStream:
         return self.ledger.clear()
 
     def _send(self, item: str | bytes) -> None:
-        if not self._closed:
-            self._audio.append(item)
-            self._wake.set()
+        if self._closed:
+            return
+        if len(self._audio) >= MAX_QUEUED_AUDIO:
+            self._audio.popleft()
+            transport_metrics.DROPPED_FRAMES_TOTAL.labels(self.carrier).inc()
+        self._audio.append(item)
+        self._wake.set()
 
     async def _write_loop(self) -> None:
         try:

@@ -14,7 +14,7 @@ from agent_pod.config import AgentConfig
 from agent_pod.runtime import Pod
 from agent_pod.transports.hub import LiveSession
 from tests.support.carrier import FakeCarrierCall, call_webhook, parse_answer
-from tests.support.pod import PodFactory, synthetic_config
+from tests.support.pod import PodFactory, offline_config, synthetic_config
 from tests.support.wait import async_wait_for
 
 CARRIERS = ["twilio", "telnyx", "plivo", "vonage"]
@@ -166,3 +166,19 @@ async def test_twilio_webhook_signatures(
         assert status == 403 and "X-Twilio-Signature" in body
         status, _ = await call_webhook(http, pod.http_url, "twilio")
         assert status == 403
+
+
+async def test_real_speech_survives_the_phone_line(pod_factory: PodFactory, ulaw_fixtures: dict[str, bytes]) -> None:
+    """The offline pipeline (silero VAD, pocketsphinx, espeak-ng) hears espeak-ng speech sent as mu-law
+    8 kHz, and its spoken answer reaches the caller through the codec."""
+    pod = await pod_factory(offline_config(telephony={"enabled": True}))
+    async with aiohttp.ClientSession() as http:
+        call = await answered_call(http, pod, "twilio")
+        await async_wait_for(lambda: _async(len(live_session(pod)) == 1), timeout=10, what="admitted")
+        await call.speak(ulaw_fixtures["hello"], silence_after_ms=1000)
+        live = live_session(pod)[0]
+        await async_wait_for(lambda: _async(call.played_ms >= 500), timeout=30, what="answer played")
+        user = [m.content for m in live.session.conversation.messages if m.role == "user"]
+        assert user and "hello" in user[0].lower()
+        assert loud(bytes(call.played))
+        await call.stop()
