@@ -577,6 +577,16 @@ class TelephonySpec(Model):
         description="Secret key holding the Twilio auth token; set, webhooks without a valid "
         "X-Twilio-Signature are refused with 403.",
     )
+    telnyx_public_key_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the Telnyx account's public key (base64); set, webhooks without "
+        "a valid telnyx-signature-ed25519 are refused with 403.",
+    )
+    vonage_signature_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the Vonage signature secret; set, webhooks without a valid signed "
+        "Authorization JWT are refused with 403.",
+    )
     public_url: str = Field(
         default="",
         max_length=2048,

@@ -137,9 +137,14 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
         if tool.endpoint.headers_secret_ref:
             ref = tool.endpoint.headers_secret_ref
             refs[(ref.name, ref.key)] = ref
-    if spec.telephony.twilio_auth_token_secret_ref:
-        ref = spec.telephony.twilio_auth_token_secret_ref
-        refs[(ref.name, ref.key)] = ref
+    t = spec.telephony
+    for ref in (
+        t.twilio_auth_token_secret_ref,
+        t.telnyx_public_key_secret_ref,
+        t.vonage_signature_secret_ref,
+    ):
+        if ref is not None:
+            refs[(ref.name, ref.key)] = ref
     for server in spec.mcp_servers:
         if server.headers_secret_ref:
             refs[(server.headers_secret_ref.name, server.headers_secret_ref.key)] = server.headers_secret_ref

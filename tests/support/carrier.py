@@ -24,8 +24,10 @@ from urllib.parse import parse_qsl, urlsplit
 from xml.etree import ElementTree as ET
 
 import aiohttp
+import jwt
 import numpy as np
 import soxr
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent_pod.telephony import mulaw
 
@@ -53,12 +55,31 @@ async def call_webhook(
     carrier: str,
     auth_token: str | None = None,
     call_id: str = "CA1",
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, str]:
+    """POST the incoming-call webhook as the carrier would (Twilio: signed when ``auth_token`` is given)."""
     form = {"CallSid": call_id, "From": "+15550100", "To": "+15550199"}
     url = f"{base_url}/v1/telephony/{carrier}/voice"
-    headers = {"X-Twilio-Signature": twilio_sign(auth_token, url, form)} if auth_token else {}
-    async with http.post(url, data=form, headers=headers) as response:
+    sent = dict(headers or {})
+    if auth_token:
+        sent["X-Twilio-Signature"] = twilio_sign(auth_token, url, form)
+    async with http.post(url, data=form, headers=sent) as response:
         return response.status, await response.text()
+
+
+def telnyx_headers(private_key: Ed25519PrivateKey, body: bytes, timestamp: int) -> dict[str, str]:
+    """Telnyx's webhook signature headers: Ed25519 over "timestamp|body"."""
+    signature = private_key.sign(f"{timestamp}|".encode() + body)
+    return {
+        "telnyx-timestamp": str(timestamp),
+        "telnyx-signature-ed25519": base64.b64encode(signature).decode(),
+    }
+
+
+def vonage_headers(secret: str, body: bytes) -> dict[str, str]:
+    """Vonage's signed webhook: an HS256 JWT carrying the body's SHA-256."""
+    claims = {"iat": int(time.time()), "payload_hash": hashlib.sha256(body).hexdigest()}
+    return {"Authorization": "Bearer " + jwt.encode(claims, secret, algorithm="HS256")}
 
 
 def parse_answer(carrier: str, body: str) -> Answer:

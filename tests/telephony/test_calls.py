@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent_pod.config import AgentConfig
 from agent_pod.runtime import Pod
 from agent_pod.transports.hub import LiveSession
-from tests.support.carrier import FakeCarrierCall, call_webhook, parse_answer
+from tests.support.carrier import (
+    FakeCarrierCall,
+    call_webhook,
+    parse_answer,
+    telnyx_headers,
+    vonage_headers,
+)
 from tests.support.pod import PodFactory, offline_config, synthetic_config
 from tests.support.wait import async_wait_for
 
 CARRIERS = ["twilio", "telnyx", "plivo", "vonage"]
+VONAGE_SECRET = "vonage-signature-secret-of-32-bytes!"
 
 
 def phone_config(transcript: str = "hello there", **overrides: Any) -> AgentConfig:
@@ -168,7 +180,9 @@ async def test_twilio_webhook_signatures(
         assert status == 403
 
 
-async def test_real_speech_survives_the_phone_line(pod_factory: PodFactory, ulaw_fixtures: dict[str, bytes]) -> None:
+async def test_real_speech_survives_the_phone_line(
+    pod_factory: PodFactory, ulaw_fixtures: dict[str, bytes]
+) -> None:
     """The offline pipeline (silero VAD, pocketsphinx, espeak-ng) hears espeak-ng speech sent as mu-law
     8 kHz, and its spoken answer reaches the caller through the codec."""
     pod = await pod_factory(offline_config(telephony={"enabled": True}))
@@ -182,3 +196,38 @@ async def test_real_speech_survives_the_phone_line(pod_factory: PodFactory, ulaw
         assert user and "hello" in user[0].lower()
         assert loud(bytes(call.played))
         await call.stop()
+
+
+async def test_telnyx_and_vonage_webhook_signatures(
+    pod_factory: PodFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private = Ed25519PrivateKey.generate()
+    public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    (tmp_path / "carriers").mkdir()
+    (tmp_path / "carriers" / "telnyx").write_text(base64.b64encode(public).decode())
+    (tmp_path / "carriers" / "vonage").write_text(VONAGE_SECRET)
+    monkeypatch.setenv("VOICEFLEET_CREDENTIALS_DIR", str(tmp_path))
+    telephony = {
+        "telnyxPublicKeySecretRef": {"name": "carriers", "key": "telnyx"},
+        "vonageSignatureSecretRef": {"name": "carriers", "key": "vonage"},
+    }
+    pod = await pod_factory(phone_config(telephony=telephony))
+    body = urlencode({"CallSid": "CA1", "From": "+15550100", "To": "+15550199"}).encode()
+    now = int(time.time())
+    async with aiohttp.ClientSession() as http:
+        status, answer = await call_webhook(
+            http, pod.http_url, "telnyx", headers=telnyx_headers(private, body, now)
+        )
+        assert status == 200 and "<Connect><Stream" in answer
+        stale = telnyx_headers(private, body, now - 3600)
+        other = telnyx_headers(Ed25519PrivateKey.generate(), body, now)
+        for headers in (stale, other, {}):
+            status, answer = await call_webhook(http, pod.http_url, "telnyx", headers=headers)
+            assert status == 403 and "telnyx-signature-ed25519" in answer
+        status, answer = await call_webhook(
+            http, pod.http_url, "vonage", headers=vonage_headers(VONAGE_SECRET, body)
+        )
+        assert status == 200 and json.loads(answer)[0]["action"] == "connect"
+        for headers in (vonage_headers("w" * 32, body), vonage_headers(VONAGE_SECRET, b"other body"), {}):
+            status, answer = await call_webhook(http, pod.http_url, "vonage", headers=headers)
+            assert status == 403 and "JWT" in answer

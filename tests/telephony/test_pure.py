@@ -23,7 +23,8 @@ from agent_pod.telephony.carriers import (
     codec_for,
 )
 from agent_pod.telephony.marks import MarkLedger
-from agent_pod.telephony.webhook import instructions, stream_url, twilio_signature
+from agent_pod.telephony.signatures import twilio_signature
+from agent_pod.telephony.webhook import instructions, stream_url
 from tests.support.carrier import parse_answer, twilio_sign
 
 
