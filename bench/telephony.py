@@ -6,8 +6,8 @@ and streamed over a real WebSocket on loopback. Each caller says an espeak-ng ph
 real-time 20 ms frames, optional jitter and loss) asking for a story; once the answer has played for a
 while it says "stop stop". Measured per call:
 
-- first media: the caller's last voiced frame sent -> the first agent media frame received (includes
-  the VAD's end-of-speech silence, minSilenceMs, as a caller hears it);
+- first media: the caller's last frame of speech sent -> the first agent media frame received
+  (includes the VAD's end-of-speech silence, minSilenceMs 300 here, as a caller hears it);
 - clear: the session's barge-in decision -> the carrier's clear written to the WebSocket (the pod's
   clock; voicefleet_telephony_clear_seconds), target <= 100 ms;
 - clear seen: the caller starts saying "stop" -> the clear received (includes the bargeIn.minSpeechMs
@@ -29,7 +29,7 @@ from agent_pod.settings import PodSettings
 from agent_pod.telephony import mulaw
 from bench.report import percentile, print_records, write_json
 from tests.support.audio import espeak_utterance
-from tests.support.carrier import FakeCarrierCall, call_webhook, parse_answer
+from tests.support.carrier import FakeCarrierCall, call_webhook, parse_answer, ws_params
 from tests.support.pod import pod_ports, synthetic_config
 from tests.support.wait import async_wait_for
 
@@ -60,11 +60,9 @@ async def _one_call(
     clear_seen = call.clears[0] - (call.speech_started_at or 0.0)
     await call.stop()
     await call.closed.wait()
-    mine = [
-        s
-        for s in streams
-        if s.clear_seconds and s.live and s.live.id == call.answer.parameters.get("sessionId")
-    ]
+    # Plivo carries the session id in the stream URL's query, the others in parameters.
+    session_id = call.answer.parameters.get("sessionId") or ws_params(call.answer.url).get("sessionId")
+    mine = [s for s in streams if s.clear_seconds and s.live and s.live.id == session_id]
     return {
         "first_media_s": first_media,
         "clear_s": mine[0].clear_seconds[0] if mine else float("nan"),

@@ -212,7 +212,9 @@ class FakeCarrierCall:
         started = time.monotonic()
         last = started
         self.speech_started_at = started
-        voiced_until = len(ulaw) - silence_after_ms * 8
+        # The end of speech: the last loud sample (espeak-ng's own trailing pause is not speech).
+        loud = np.flatnonzero(np.abs(np.frombuffer(mulaw.decode(ulaw), dtype="<i2")) > 500)
+        voiced_until = int(loud[-1]) + 1 if len(loud) else 0
         for index in range(0, len(ulaw) // 160):
             due = started + index * FRAME_SECONDS + rng.uniform(0, self.jitter_ms / 1000)
             last = max(last, due)  # jitter delays frames; a WebSocket keeps their order
@@ -220,7 +222,7 @@ class FakeCarrierCall:
             if delay > 0:
                 await asyncio.sleep(delay)  # real-time pacing of the replay, not synchronisation
             chunk = ulaw[index * 160 : (index + 1) * 160]
-            if (index + 1) * 160 <= voiced_until:
+            if index * 160 < voiced_until:
                 self.last_voice_sent_at = time.monotonic()
             if rng.random() < self.loss:
                 continue
