@@ -146,7 +146,14 @@ async def test_a_reconnecting_stream_resumes_its_conversation(
         assert [m.content for m in resumed.session.conversation.messages if m.role == "user"] == [
             "hello there"
         ]
-        await again.stop()
+        # A second drop and reconnect with the same parameters resumes again.
+        await again.hang_up()
+        await async_wait_for(lambda: _async(resumed.finished.is_set()), timeout=5, what="released again")
+        third = FakeCarrierCall("twilio", call.answer)
+        await third.connect(http)
+        await async_wait_for(lambda: _async(len(live_session(pod)) == 1), timeout=5, what="resumed again")
+        assert live_session(pod)[0].id == first.id and live_session(pod)[0].resumed
+        await third.stop()
 
 
 async def test_a_call_with_jitter_and_loss_is_still_answered(
