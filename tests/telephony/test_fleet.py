@@ -58,7 +58,7 @@ async def test_the_webhook_places_calls_on_pods_with_room(
         assert status == 503 and json.loads(body)["error"]["code"] == "unavailable"  # no pod has room
         for call in calls:
             await call.connect(http)
-        for call, owner in zip(calls, owners, strict=True):
+        for owner in owners:
             await async_wait_for(
                 lambda o=owner: _async(len(live_session(o)) == 1), timeout=5, what="admitted"
             )  # type: ignore[misc]
