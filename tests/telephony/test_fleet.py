@@ -58,10 +58,9 @@ async def test_the_webhook_places_calls_on_pods_with_room(
         assert status == 503 and json.loads(body)["error"]["code"] == "unavailable"  # no pod has room
         for call in calls:
             await call.connect(http)
-        for owner in owners:
-            await async_wait_for(
-                lambda o=owner: _async(len(live_session(o)) == 1), timeout=5, what="admitted"
-            )  # type: ignore[misc]
+        await async_wait_for(
+            lambda: _async(all(len(live_session(o)) == 1 for o in owners)), timeout=5, what="admitted"
+        )
         await calls[1].speak(ulaw_fixtures["hello"], silence_after_ms=600)
         await async_wait_for(lambda: _async(calls[1].played_ms > 200), timeout=10, what="answered")
         pinned = live_session(owners[1])[0]
