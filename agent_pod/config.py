@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -575,6 +575,68 @@ class TransportSpec(Model):
         default=8080, ge=1024, le=65535, description="HTTP port: session API, signaling, web client, health."
     )
     metrics_port: int = Field(default=9090, ge=1024, le=65535, description="Prometheus /metrics port.")
+
+
+CarrierName = Literal["twilio", "telnyx", "plivo", "vonage"]
+
+
+class TelephonySpec(Model):
+    """Phone calls over carriers' Media Streams WebSockets (docs/telephony.md)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Serve the carrier webhooks and media streams under /v1/telephony/{carrier}/.",
+    )
+    carriers: list[CarrierName] = Field(
+        default_factory=lambda: list(get_args(CarrierName)),
+        max_length=4,
+        description="Carriers whose webhook and stream are served.",
+    )
+    twilio_auth_token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the Twilio auth token; set, webhooks without a valid "
+        "X-Twilio-Signature are refused with 403.",
+    )
+    telnyx_public_key_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the Telnyx account's public key (base64); set, webhooks without "
+        "a valid telnyx-signature-ed25519 are refused with 403.",
+    )
+    vonage_signature_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the Vonage signature secret; set, webhooks without a valid signed "
+        "Authorization JWT are refused with 403.",
+    )
+    public_url: str = Field(
+        default="",
+        max_length=2048,
+        pattern=r"^(https?://[^?#]+)?$",
+        description="Base URL carriers call the webhook at (for signature checks behind an ingress); "
+        "empty: the URL the request arrived at.",
+    )
+    stream_url_template: str = Field(
+        default="",
+        max_length=2048,
+        pattern=r"^(wss?://.+)?$",
+        description="Media stream URL handed to carriers, with {pod} and {carrier} placeholders; empty: "
+        "the chosen pod's own HTTP address as ws://.",
+    )
+    start_timeout_seconds: float = Field(
+        default=5.0, ge=0.5, le=60.0, description="A stream that sends no start event within this is closed."
+    )
+    mark_interval_ms: int = Field(
+        default=100,
+        ge=20,
+        le=1000,
+        multiple_of=20,
+        description="Agent audio between marks; what counts as played at a barge-in is exact to this.",
+    )
+    max_bad_messages: int = Field(
+        default=100,
+        ge=1,
+        le=100000,
+        description="Refused messages a live stream may send before it is closed (each gets an error).",
+    )
 
 
 class MigrationSpec(Model):
@@ -1398,6 +1460,7 @@ class AgentConfig(Model):
     mcp_servers: list[McpServerSpec] = Field(default_factory=list, description="MCP tool sources.")
     transfer: TransferSpec | None = Field(default=None, description="Call transfer to other agents.")
     audit: AuditSpec = Field(default_factory=AuditSpec, description="The call's verifiable audit trail.")
+    telephony: TelephonySpec = Field(default_factory=TelephonySpec, description="Phone calls via carriers.")
 
     @model_validator(mode="after")
     def _flow_fits_tools(self) -> AgentConfig:

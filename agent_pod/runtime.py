@@ -34,6 +34,8 @@ from .sessions.revision_stats import RevisionTally
 from .sessions.tuning import DirectoryTuning
 from .settings import PodSettings
 from .telephony.audiosocket import AudioSocketServer, read_credential
+from .telephony.stream import MediaStreams
+from .telephony.webhook import Webhooks
 from .tools.platform import ToolPlatform, pod_platform
 from .transfer.api import TransferService
 from .transports.cors import CorsPolicy
@@ -112,6 +114,7 @@ class Pod:
         # What this pod's calls count for its revision (the canary analysis reads the totals in Redis).
         self.revision_tally = RevisionTally()
         self.tool_platform: ToolPlatform | None = None
+        self.media_streams: MediaStreams | None = None  # spec.telephony
 
     @property
     def host(self) -> str:
@@ -162,6 +165,9 @@ class Pod:
             *transfers.routes(cors),
             web.post("/drain", self._begin_drain),
         ]
+        if config.telephony.enabled:
+            self.media_streams = MediaStreams(self.hub, config.telephony)
+            routes += [*Webhooks(config.telephony, directory, gate).routes(), *self.media_streams.routes()]
         if transport.webrtc.enabled:
             policy = IcePolicy(
                 addresses=[self.ice_address], port_min=self.ports.udp_min, port_max=self.ports.udp_max

@@ -80,6 +80,7 @@ class TurnPlayback:
     # nothing counts as played) until resume() or flush().
     paused: bool = False
     _frames: deque[_Frame] = field(default_factory=deque)
+    _pulled: list[tuple[SpokenPiece, int]] = field(default_factory=list)  # for unplay()
     _drained: asyncio.Event = field(default_factory=asyncio.Event)
     _room: asyncio.Event = field(default_factory=asyncio.Event)
     _ms_per_char: float = DEFAULT_MS_PER_CHAR
@@ -118,6 +119,7 @@ class TurnPlayback:
         frame = self._frames.popleft()
         self._room.set()
         frame.piece.played_samples += frame.samples
+        self._pulled.append((frame.piece, frame.samples))
         self.played_frames += 1
         if self.keep_played_audio:
             self.played_audio += frame.pcm
@@ -145,6 +147,18 @@ class TurnPlayback:
         self._drained.set()
         self._room.set()
         return dropped
+
+    def unplay(self, frames: int) -> int:
+        """The newest ``frames`` pulled frames were not heard after all (a phone carrier dropped them from
+        its buffer at a barge-in): they no longer count as played. Returns how many were taken back."""
+        frames = max(0, min(frames, len(self._pulled)))
+        for _ in range(frames):
+            piece, samples = self._pulled.pop()
+            piece.played_samples -= samples
+        self.played_frames -= frames
+        if self.keep_played_audio and frames:
+            del self.played_audio[-frames * self.frame_samples * 2 :]
+        return frames
 
     async def wait_for_room(self, max_frames: int) -> None:
         """Wait until fewer than ``max_frames`` frames are queued (or the playback was flushed)."""

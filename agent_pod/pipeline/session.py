@@ -193,6 +193,10 @@ class AgentSession:
         # Set by the transport hub before any turn: a turn's first frame is ready to be pulled ahead
         # of the tick.
         self.first_frame_ready: Callable[[], None] | None = None
+        # Set by a transport whose caller buffers agent audio (a phone carrier): called at a barge-in,
+        # before the played text is taken; it clears the caller's buffer and returns how many of the
+        # frames pulled so far the caller never heard.
+        self.on_interrupt: Callable[[], int] | None = None
         # The caller's utterance being heard: its audio until it is accepted as a turn (the newest
         # maxUtteranceSeconds of it while the agent talks on), then its length in windows.
         self._utterance: deque[bytes] | None = None
@@ -797,6 +801,8 @@ class AgentSession:
             return
         turn.interrupted = True
         turn.playback.flush()
+        if self.on_interrupt is not None:
+            turn.playback.unplay(self.on_interrupt())
         self._barge.settle(turn, "interrupted")
         self._recorder.interruption()
         played = turn.playback.played_text()

@@ -48,6 +48,13 @@ SEND_DELAY_SECONDS = Histogram(
     ["transport"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
 )
+TELEPHONY_CLEAR_SECONDS = Histogram(
+    "voicefleet_telephony_clear_seconds",
+    "Phone calls: the session decided the caller interrupts -> the carrier's clear is written to its "
+    "WebSocket, by carrier.",
+    ["carrier"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+)
 MIGRATIONS_TOTAL = Counter(
     "voicefleet_migrations_total",
     "Live calls this pod tried to move while draining, by outcome: moved; stayed because no quiet "

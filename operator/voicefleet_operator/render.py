@@ -119,6 +119,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         mcp_servers=spec.mcp_servers,
         transfer=spec.transfer,
         audit=spec.audit,
+        telephony=spec.telephony,
     )
 
 
@@ -143,6 +144,14 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
     for tool in spec.tools:
         if tool.endpoint.headers_secret_ref:
             ref = tool.endpoint.headers_secret_ref
+            refs[(ref.name, ref.key)] = ref
+    t = spec.telephony
+    for ref in (
+        t.twilio_auth_token_secret_ref,
+        t.telnyx_public_key_secret_ref,
+        t.vonage_signature_secret_ref,
+    ):
+        if ref is not None:
             refs[(ref.name, ref.key)] = ref
     for server in spec.mcp_servers:
         if server.headers_secret_ref:

@@ -25,6 +25,7 @@ from agent_pod.config import (
     RedisSpec,
     SecretKeyRef,
     SessionSpec,
+    TelephonySpec,
     ToolSpec,
     TransferSpec,
     TransportSpec,
@@ -309,6 +310,9 @@ class VoiceAgentSpec(Model):
         },
     )
     transport: TransportSpec = Field(default_factory=TransportSpec, description="Caller transports.")
+    telephony: TelephonySpec = Field(
+        default_factory=TelephonySpec, description="Phone calls via carriers (docs/telephony.md)."
+    )
     session: SessionSpec = Field(default_factory=SessionSpec, description="Per-call limits and drain.")
     redis: RedisSpec = Field(default_factory=RedisSpec, description="Session store.")
     auth: AuthSpec = Field(
