@@ -111,6 +111,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         flow=spec.flow,
         mcp_servers=spec.mcp_servers,
         transfer=spec.transfer,
+        recording=spec.recording,
     )
 
 

@@ -21,6 +21,7 @@ from agent_pod.config import (
     Model,
     PipelineSpec,
     PromptSpec,
+    RecordingSpec,
     RedisSpec,
     SecretKeyRef,
     SessionSpec,
@@ -342,6 +343,11 @@ class VoiceAgentSpec(Model):
         default=None,
         description="Live calls may be transferred to other VoiceAgents of the namespace that share this "
         "agent's Redis (docs/transfer.md).",
+    )
+    recording: RecordingSpec = Field(
+        default_factory=RecordingSpec,
+        description="Dual-channel call recordings on a volume or in an S3-compatible bucket, with "
+        "retention (docs/recordings.md).",
     )
 
 
