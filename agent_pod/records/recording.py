@@ -187,7 +187,9 @@ class CallRecording:
         return position * 1000 // self.rate
 
     async def start(self) -> None:
-        self._writer = await asyncio.get_running_loop().run_in_executor(_writer, _Writer, self.path, self.rate)
+        self._writer = await asyncio.get_running_loop().run_in_executor(
+            _writer, _Writer, self.path, self.rate
+        )
         metrics.RECORDINGS_ACTIVE.inc()
         self._flusher = asyncio.create_task(self._flush_loop(), name=f"recording-{self.session_id}")
 

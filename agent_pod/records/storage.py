@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import os
 import re
 import struct
 from collections import deque
@@ -49,6 +50,7 @@ PARTS = ".parts/"
 ORPHAN_SECONDS = 600.0  # parts of a call not grown for this long: its pod is gone
 BACKOFF_FIRST = 0.2
 BACKOFF_CAP = 10.0
+CLOSE_WAIT = 10.0
 WAV_HEADER = 44  # Python's wave writes the canonical 44-byte PCM header
 
 _uploads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="recording-upload")
@@ -151,7 +153,9 @@ class S3Store(RecordingStore):
             try:
                 await asyncio.to_thread(self._set_lifecycle)
             except Exception as exc:  # not every S3-compatible server has lifecycle rules
-                log.warning("recording bucket %s: no lifecycle rule (%s); the sweep applies", self.bucket, exc)
+                log.warning(
+                    "recording bucket %s: no lifecycle rule (%s); the sweep applies", self.bucket, exc
+                )
 
     def _set_lifecycle(self) -> None:
         rule_id = f"voicefleet-{self.agent}"[:255]
@@ -229,6 +233,11 @@ class S3Store(RecordingStore):
                 log.warning("recording object %s not deleted: %s", error.name, error.message)
 
     async def aclose(self) -> None:
+        """Give the last uploads ``CLOSE_WAIT`` seconds; what is left stays in the spool and the bucket's
+        parts (assembled by a later sweep)."""
+        tasks = [u.task for u in self._uploaders.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLOSE_WAIT)
         for uploader in list(self._uploaders.values()):
             uploader.task.cancel()
         await asyncio.gather(*(u.task for u in self._uploaders.values()), return_exceptions=True)
@@ -334,6 +343,26 @@ def make_client(spec: RecordingSpec) -> Minio:
         region=s3.region or None,
         http_client=http,
     )
+
+
+DEFAULT_DIR = "/var/lib/voicefleet/recordings"  # the operator mounts the volume (or spool) here
+SWEEP_SECONDS = 3600.0
+
+
+def recordings_dir() -> Path:
+    return Path(os.environ.get("VOICEFLEET_RECORDINGS_DIR", DEFAULT_DIR))
+
+
+async def sweep_forever(store: RecordingStore, every: float = SWEEP_SECONDS) -> None:
+    """The retention sweep, at start and then every ``every`` seconds; a failed sweep waits for the next."""
+    while True:
+        try:
+            gone = await store.sweep()
+            if gone:
+                log.info("recording retention deleted %d recordings", len(gone))
+        except Exception:
+            log.exception("recording retention sweep failed")
+        await asyncio.sleep(every)
 
 
 _pod_store: RecordingStore | None = None

@@ -15,6 +15,7 @@ from typing import Any
 
 from agent_pod.config import AgentConfig, SecretKeyRef
 from agent_pod.providers.credentials import DEFAULT_DIR as CREDENTIALS_DIR
+from agent_pod.records.storage import DEFAULT_DIR as RECORDINGS_DIR
 
 from .render_redis import redis_pod_parts
 from .spec import GROUP, KIND, VERSION, VoiceAgentSpec
@@ -145,6 +146,10 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
         refs[(extractor.credentials_secret_ref.name, extractor.credentials_secret_ref.key)] = (
             extractor.credentials_secret_ref
         )
+    rec = spec.recording
+    if rec.enabled and rec.storage == "s3" and rec.s3 is not None:  # the recording bucket's keys
+        for ref in (rec.s3.access_key_secret_ref, rec.s3.secret_key_secret_ref):
+            refs[(ref.name, ref.key)] = ref
     # The API keyring and JWT keys are read by the pods from the same mounted credentials dir.
     for auth_ref in (spec.auth.api_keys_secret_ref, spec.auth.jwt.keys_secret_ref if spec.auth.jwt else None):
         if auth_ref:
@@ -273,6 +278,11 @@ def _pod_template(
     ]
     volumes += redis.volumes
     mounts += redis.mounts
+    recording = recording_volume(spec)
+    if recording is not None:
+        volumes.append(recording)
+        mounts.append({"name": "recordings", "mountPath": RECORDINGS_DIR})
+        env.append({"name": "VOICEFLEET_RECORDINGS_DIR", "value": RECORDINGS_DIR})
     by_secret: dict[str, list[str]] = {}
     for ref in credential_refs(spec):
         by_secret.setdefault(ref.name, []).append(ref.key)
@@ -328,6 +338,8 @@ def _pod_template(
         # Agent pods never call the Kubernetes API: no token to steal from a compromised pod.
         "automountServiceAccountToken": False,
     }
+    if recording is not None and "persistentVolumeClaim" in recording:
+        pod_spec["securityContext"]["fsGroup"] = 10001  # the claim's files, writable by the agent's user
     if spec.node_selector:
         pod_spec["nodeSelector"] = spec.node_selector
     if spec.affinity:
@@ -345,6 +357,17 @@ def _pod_template(
         },
         "spec": pod_spec,
     }
+
+
+def recording_volume(spec: VoiceAgentSpec) -> dict[str, Any] | None:
+    """Where the pods write recordings: the named PVC (storage: volume), else an emptyDir (for s3, the
+    spool of segments not yet uploaded)."""
+    rec = spec.recording
+    if not rec.enabled:
+        return None
+    if rec.storage == "volume" and rec.volume_claim:
+        return {"name": "recordings", "persistentVolumeClaim": {"claimName": rec.volume_claim}}
+    return {"name": "recordings", "emptyDir": {"sizeLimit": rec.volume_size_limit}}
 
 
 def resume_key_secret(owner: Owner, key: bytes) -> dict[str, Any]:
