@@ -118,6 +118,7 @@ class S3Store(RecordingStore):
         self.prefix = spec.s3.prefix
         self.client = client or make_client(spec)
         self._uploaders: dict[str, _Uploader] = {}
+        self.backoff_cap = BACKOFF_CAP
 
     def location(self, name: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}{name}"
@@ -294,7 +295,7 @@ class _Uploader:
             except Exception as exc:
                 attempt += 1
                 metrics.UPLOAD_FAILURES_TOTAL.labels(kind).inc()
-                delay = backoff(attempt)
+                delay = backoff(attempt, cap=self.store.backoff_cap)
                 log.warning(
                     "recording %s: %s upload failed (attempt %d, retry in %.1fs): %s",
                     self.key,
