@@ -35,9 +35,9 @@ from ..context.persistence import CallerMemory
 from ..conversation import ChatMessage, Conversation, ToolCall, last_turn_number, trim_history
 from ..flows.runtime import FlowRuntime
 from ..providers.base import VAD, ChatModel, ProviderError, Providers
+from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..records.recording import CallRecording, RecordingInfo
 from ..records.storage import RecordingStore, pod_store
-from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..sessions.records import HeldInput
 from ..tools.audit import ToolAuditRecord
 from ..tools.platform import ToolPlatform

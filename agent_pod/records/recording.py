@@ -109,7 +109,7 @@ class _Writer:
         self.path = path
         self.rate = rate
         self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - open for the call's length
-        self._wav = wave.open(self._file, "wb")
+        self._wav = wave.open(self._file, "wb")  # noqa: SIM115 - likewise
         self._wav.setnchannels(2)
         self._wav.setsampwidth(2)
         self._wav.setframerate(rate)

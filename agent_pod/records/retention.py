@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -42,8 +43,6 @@ def sweep_directory(root: Path, now: datetime, retention_days: int) -> list[str]
     metrics.RETENTION_DELETED_TOTAL.labels("volume").inc(len(gone))
     for dirpath, _, _ in sorted(os.walk(root), key=lambda entry: -len(entry[0])):
         if Path(dirpath) != root:
-            try:
-                os.rmdir(dirpath)  # only succeeds when empty
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # only succeeds when empty
+                os.rmdir(dirpath)
     return gone

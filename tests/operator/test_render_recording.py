@@ -73,5 +73,5 @@ def test_s3_storage_spools_on_an_emptydir_and_mounts_the_bucket_keys() -> None:
 
 
 def test_s3_storage_needs_a_bucket() -> None:
-    with pytest.raises(ValidationError, match="recording.s3"):
+    with pytest.raises(ValidationError, match=r"recording\.s3"):
         VoiceAgentSpec.model_validate({"recording": {"enabled": True, "storage": "s3"}})

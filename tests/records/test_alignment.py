@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import wave
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from agent_pod.config import RecordingSpec
 from agent_pod.records.alignment import ArrivalPlacer
 from agent_pod.records.recording import CallRecording
 
-RATE = 16000
+RATE: Literal[16000] = 16000
 
 
 def test_placer_absorbs_jitter_and_follows_gaps() -> None:

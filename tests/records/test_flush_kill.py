@@ -24,10 +24,16 @@ def test_sigkilled_recording_is_valid_up_to_its_last_flush(tmp_path: Path) -> No
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert proc.stdout is not None
+    stdout = proc.stdout
+    assert stdout is not None
     flushes: list[float] = []
+
+    def five_flushes() -> bool:
+        flushes.append(float(stdout.readline()))
+        return len(flushes) >= 5
+
     try:
-        wait_for(lambda: flushes.append(float(proc.stdout.readline())) or len(flushes) >= 5, timeout=20)
+        wait_for(five_flushes, timeout=20)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

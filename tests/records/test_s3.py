@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from minio import Minio
+from prometheus_client import REGISTRY
 
 from agent_pod.config import RecordingSpec
-from prometheus_client import REGISTRY
 from agent_pod.records.recording import CallRecording
 from agent_pod.records.storage import ORPHAN_SECONDS, PARTS, S3Store
-from tests.support.s3 import ACCESS_KEY, SECRET_KEY, S3Server, s3_bucket, s3_server  # noqa: F401
+from tests.support.s3 import ACCESS_KEY, SECRET_KEY, S3Server
 from tests.support.wait import async_wait_for
 
 TONE = (np.sin(np.arange(320) * 2 * np.pi * 300 / 16000) * 8000).astype("<i2").tobytes()
@@ -115,7 +115,9 @@ async def test_uploads_retry_while_the_server_is_down(tmp_path: Path) -> None:
         recording = open_recording(store, "call-2", now)
         await recording.start()
         await speak(recording, 1.0, now)
-        await async_wait_for(lambda: asyncio.to_thread(lambda: names(server.client(), bucket)), what="part 1")
+        await async_wait_for(
+            lambda: asyncio.to_thread(lambda: names(server.client(), bucket)), what="part 1 uploaded"
+        )
         failures = failed_attempts()
         server.stop()
         for _ in range(3):  # the call goes on while the store is down
@@ -127,7 +129,9 @@ async def test_uploads_retry_while_the_server_is_down(tmp_path: Path) -> None:
         assert store.backlog("call-2") == 3
         assert recording.path.exists()
         server.start()
-        await async_wait_for(lambda: _async(store.backlog("call-2") == 0), timeout=15, what="backlog uploaded")
+        await async_wait_for(
+            lambda: _async(store.backlog("call-2") == 0), timeout=15, what="backlog uploaded"
+        )
         parts = [n for n in names(server.client(), bucket) if PARTS in n]
         assert [p.rsplit("/", 1)[1] for p in parts] == ["000001", "000002", "000003", "000004"]
         info = await recording.finish()
@@ -185,3 +189,11 @@ async def test_bucket_retention_deletes_only_expired_recordings(
     gone = await store.sweep(datetime.now(UTC) + timedelta(days=31))
     assert gone == ["rec/desk/2024-01-01/a.wav", "rec/desk/2024-01-02/b.wav"]
     assert names(client, s3_bucket) == ["rec/other/2024-01-01/c.wav"]  # another agent's: not ours
+
+
+async def test_a_server_without_lifecycle_rules_leaves_retention_to_the_sweep(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = S3Store(spec(s3_server, s3_bucket), "desk", tmp_path / "spool")
+    await store.start()  # versitygw's posix backend has no lifecycle configuration: not an error
+    assert "no lifecycle rule" in caplog.text

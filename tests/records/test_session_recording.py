@@ -58,7 +58,8 @@ async def test_turn_offsets_point_at_the_played_audio(tmp_path: Path) -> None:
     assert info is not None and record.audio_start_ms is not None and record.audio_end_ms is not None
     assert 500 <= record.audio_start_ms < 5000
     assert abs((record.audio_end_ms - record.audio_start_ms) - record.played_ms) <= 20
-    assert hashlib.sha256(Path(info.location).read_bytes()).hexdigest() == info.sha256
+    body = await asyncio.to_thread(Path(info.location).read_bytes)
+    assert hashlib.sha256(body).hexdigest() == info.sha256
     with wave.open(info.location) as w:
         rate = w.getframerate()
         audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
