@@ -109,7 +109,8 @@ def cli() -> None:
     args = parser.parse_args()
     records = asyncio.run(main(args.calls, args.seconds))
     print_records(records)
-    write_json(args.json, {"bench": "recording", "calls": args.calls, "seconds": args.seconds, "runs": records})
+    summary = {"bench": "recording", "calls": args.calls, "seconds": args.seconds, "runs": records}
+    write_json(args.json, summary)
 
 
 if __name__ == "__main__":
