@@ -236,7 +236,9 @@ class CallRecording:
         while True:
             await asyncio.sleep(self.flush_seconds)
             try:
-                await self.flush()
+                # Shielded: finish() cancels this loop, never a flush the writer thread is in the
+                # middle of (its final flush waits for the lock instead).
+                await asyncio.shield(self.flush())
             except Exception:
                 # A full or broken volume must not end the call: stop recording it, say so.
                 self.failed = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import wave
 from pathlib import Path
@@ -91,3 +92,22 @@ async def test_bursts_land_on_the_call_clock(tmp_path: Path) -> None:
     assert abs(_onset(audio[:, 0], RATE) - 1.0) <= 0.02
     assert abs(_onset(audio[:, 1], RATE) - 1.5) <= 0.02
     assert abs(info.duration_ms - 2500) <= 60
+
+
+async def test_finishing_during_a_flush_loses_nothing(tmp_path: Path) -> None:
+    """finish() while the periodic flush is in the writer thread: the two never write at once."""
+    spec = RecordingSpec(enabled=True, sample_rate=RATE, flush_seconds=0.2)
+    for attempt in range(5):
+        path = tmp_path / f"call-{attempt}.wav"
+        rec = CallRecording("s", spec, path, str(path))
+        await rec.start()
+        ticks = 0
+        while not rec._flushing.locked() or ticks < 10:  # until a flush is in flight
+            rec.agent(bytes(640), RATE)
+            rec.caller(bytes(640), RATE)
+            ticks += 1
+            await asyncio.sleep(0.001)
+        info = await rec.finish()
+        assert info is not None
+        with wave.open(str(path)) as w:
+            assert w.getnframes() >= ticks * 320
