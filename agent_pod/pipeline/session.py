@@ -331,6 +331,7 @@ class AgentSession:
                 self.recording = recording
             except Exception:  # a broken volume must not refuse the call
                 self._log.exception("session %s: recording could not start", self.session_id)
+                await self._recordings.finished(recording, None)
         self._tasks = [
             asyncio.create_task(self._guard(self._turn_loop), name=f"turns-{self.session_id}"),
             asyncio.create_task(self._guard(self._stt_loop), name=f"stt-{self.session_id}"),
