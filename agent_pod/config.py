@@ -1351,11 +1351,15 @@ class RecordingSpec(Model):
     volume_claim: str = Field(
         default="",
         max_length=253,
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$",
         description="PersistentVolumeClaim (same namespace) mounted for storage: volume; empty: an "
         "emptyDir (recordings last as long as the pod).",
     )
     volume_size_limit: str = Field(
-        default="1Gi", max_length=32, description="sizeLimit of the emptyDir (no volumeClaim)."
+        default="1Gi",
+        max_length=32,
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+        description="sizeLimit of the emptyDir (no volumeClaim), a Kubernetes quantity.",
     )
     s3: RecordingS3Spec | None = Field(default=None, description="The bucket, for storage: s3.")
 
