@@ -1,16 +1,17 @@
 """Where recordings go: a volume directory, or an S3-compatible bucket as the call goes.
 
-Volume: ``<dir>/<agent>/<YYYY-MM-DD>/<session>.wav``, written in place (see recording.py).
+Volume: ``<dir>/<agent>/<YYYY-MM-DD>/<session>-<HHMMSSmmm>Z.wav``, written in place (see recording.py).
 
 S3: the WAV is written to a local spool directory exactly as on a volume, and every flushed segment
 (the bytes one flush appended) is uploaded at once as its own object,
-``<prefix><agent>/<YYYY-MM-DD>/<session>.wav.parts/<000001..>``. S3 multipart parts must be 5 MiB
-(a minute of audio), too coarse for "lose at most the last second", so the parts are plain objects.
-The parts concatenated in order are the file as of its last uploaded flush (the first part starts
-with the WAV header). When the call ends, the finished file goes up as ``<session>.wav`` and its
-parts are deleted. If the pod dies mid-call, the parts stay: the retention sweep of any pod of the
-agent assembles parts that have not grown for ``ORPHAN_SECONDS`` into the final object (header sizes
-fixed), so such a recording loses at most its last unuploaded segment.
+``<prefix><agent>/<YYYY-MM-DD>/<session>-<time>Z.wav.parts/<000001..>``. S3 multipart parts must be
+5 MiB (a minute of audio), too coarse for "lose at most the last second", so the parts are plain
+objects. The parts concatenated in order are the file as of its last uploaded flush (the first part
+starts with the WAV header). When the call ends, the finished file goes up as
+``<session>-<time>Z.wav`` and its parts are deleted. If the pod dies mid-call, the parts stay: the
+retention sweep of any pod of the agent assembles parts that have not grown for ``ORPHAN_SECONDS``
+into the final object (header sizes fixed), so such a recording loses at most its last unuploaded
+segment.
 
 A store that is down never stops a call: uploads retry with capped exponential backoff, in order;
 segments wait in the spool file, which is deleted only once the final object is up.
@@ -62,8 +63,10 @@ def backoff(attempt: int, first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP
 
 
 def recording_name(agent: str, session_id: str, started: datetime) -> str:
+    """A call resumed or moved to another pod is recorded again from there: the start time (UTC, ms)
+    keeps each part of the call in its own file."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", session_id)
-    return f"{agent}/{started:%Y-%m-%d}/{safe}.wav"
+    return f"{agent}/{started:%Y-%m-%d}/{safe}-{started:%H%M%S}{started.microsecond // 1000:03d}Z.wav"
 
 
 def fix_wav_sizes(data: bytes) -> bytes:

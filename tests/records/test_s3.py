@@ -175,7 +175,7 @@ async def test_a_dead_pods_parts_are_assembled_into_the_recording(
     with wave.open(io.BytesIO(client.get_object(s3_bucket, key).read())) as w:
         duration = w.getnframes() / w.getframerate()
     assert 4.0 - 0.3 - 1.0 <= duration <= 4.0  # up to the last flush (minus the flush's holdback)
-    assert key.endswith("call-3.wav")
+    assert key.startswith("rec/desk/") and "/call-3-" in key and key.endswith("Z.wav")
 
 
 async def test_bucket_retention_deletes_only_expired_recordings(
