@@ -120,7 +120,7 @@ class S3Store(RecordingStore):
         self.bucket = spec.s3.bucket
         self.prefix = spec.s3.prefix
         self.client = client or make_client(spec)
-        self._uploaders: dict[str, _Uploader] = {}
+        self._uploaders: dict[Path, _Uploader] = {}  # by spool file: one per recording
         self.backoff_cap = BACKOFF_CAP
 
     def location(self, name: str) -> str:
@@ -133,22 +133,23 @@ class S3Store(RecordingStore):
         recording = super().open(session_id, started)
         uploader = _Uploader(self, recording)
         recording.on_segment = uploader.add
-        self._uploaders[session_id] = uploader
+        self._uploaders[recording.path] = uploader
         return recording
 
     async def finished(self, recording: CallRecording, info: RecordingInfo | None) -> None:
-        uploader = self._uploaders.get(recording.session_id)
+        uploader = self._uploaders.get(recording.path)
         if uploader is not None:
             uploader.finish(info)
 
-    async def wait_uploaded(self, session_id: str) -> None:
-        """Until the call's final object is up (tests, shutdown)."""
-        uploader = self._uploaders.get(session_id)
+    async def wait_uploaded(self, recording: CallRecording) -> None:
+        """Until the recording's final object is up."""
+        uploader = self._uploaders.get(recording.path)
         if uploader is not None:
             await asyncio.shield(uploader.task)
 
-    def backlog(self, session_id: str) -> int:
-        uploader = self._uploaders.get(session_id)
+    def backlog(self, recording: CallRecording) -> int:
+        """Flushed segments of the recording not uploaded yet."""
+        uploader = self._uploaders.get(recording.path)
         return len(uploader.pending) if uploader else 0
 
     async def start(self) -> None:
@@ -285,7 +286,7 @@ class _Uploader:
                 self.recording.path.unlink(missing_ok=True)  # the spool copy, now in the bucket
         finally:
             metrics.UPLOAD_BACKLOG.dec(len(self.pending))
-            self.store._uploaders.pop(self.recording.session_id, None)
+            self.store._uploaders.pop(self.recording.path, None)
 
     async def _retrying(self, kind: str, upload: object, *args: object) -> None:
         attempt = 0

@@ -92,7 +92,7 @@ async def test_segments_go_up_as_the_call_goes_and_the_final_object_replaces_the
     info = await recording.finish()
     assert info is not None
     await store.finished(recording, info)
-    await store.wait_uploaded("call-1")
+    await store.wait_uploaded(recording)
     key = info.location.removeprefix(f"s3://{s3_bucket}/")
     assert names(client, s3_bucket) == [key]  # the parts are gone
     body = client.get_object(s3_bucket, key).read()
@@ -126,18 +126,18 @@ async def test_uploads_retry_while_the_server_is_down(tmp_path: Path) -> None:
             lambda: _async(failed_attempts() >= failures + 2),
             what="failed attempts",
         )
-        assert store.backlog("call-2") == 3
+        assert store.backlog(recording) == 3
         assert recording.path.exists()
         server.start()
         await async_wait_for(
-            lambda: _async(store.backlog("call-2") == 0), timeout=15, what="backlog uploaded"
+            lambda: _async(store.backlog(recording) == 0), timeout=15, what="backlog uploaded"
         )
         parts = [n for n in names(server.client(), bucket) if PARTS in n]
         assert [p.rsplit("/", 1)[1] for p in parts] == ["000001", "000002", "000003", "000004"]
         info = await recording.finish()
         assert info is not None
         await store.finished(recording, info)
-        await store.wait_uploaded("call-2")
+        await store.wait_uploaded(recording)
         assert [n for n in names(server.client(), bucket) if PARTS not in n]
         await store.aclose()
     finally:
@@ -162,7 +162,7 @@ async def test_a_dead_pods_parts_are_assembled_into_the_recording(
     await recording.start()
     for _ in range(4):
         await speak(recording, 1.0, now)
-    await async_wait_for(lambda: _async(pod_a.backlog("call-3") == 0), what="parts uploaded")
+    await async_wait_for(lambda: _async(pod_a.backlog(recording) == 0), what="parts uploaded")
     for uploader in list(pod_a._uploaders.values()):  # the pod dies: nothing more goes up
         uploader.task.cancel()
     await recording.finish()  # (only closes the spool file: the store never hears of it)
