@@ -1441,6 +1441,74 @@ class AuditSpec(Model):
     )
 
 
+class RecordingS3Spec(Model):
+    """An S3-compatible bucket for recordings: segments go up as the call goes (docs/recordings.md)."""
+
+    endpoint: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^https?://[^/]+/?$",
+        description="Endpoint URL of the S3-compatible server (scheme, host and port).",
+    )
+    bucket: str = Field(
+        min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$", description="Bucket name."
+    )
+    prefix: str = Field(
+        default="recordings/", max_length=512, description="Key prefix of every recording object."
+    )
+    region: str = Field(default="", max_length=64, description="Region of the bucket; empty: the server's.")
+    access_key_secret_ref: SecretKeyRef = Field(description="Secret key holding the access key id.")
+    secret_key_secret_ref: SecretKeyRef = Field(description="Secret key holding the secret access key.")
+    lifecycle_rule: bool = Field(
+        default=True,
+        description="Also set a bucket lifecycle rule expiring the prefix after retentionDays (where the "
+        "server supports it); the pods' retention sweep applies either way.",
+    )
+
+
+class RecordingSpec(Model):
+    """Dual-channel call recordings: caller left, the agent as played right (docs/recordings.md)."""
+
+    enabled: bool = Field(default=False, description="Record every call of this agent.")
+    storage: Literal["volume", "s3"] = Field(
+        default="volume",
+        description="volume: WAV files in a directory (an emptyDir, or the PVC named by volumeClaim); "
+        "s3: uploaded to the bucket of s3 as the call goes.",
+    )
+    sample_rate: Literal[8000, 16000] = Field(
+        default=16000, description="Sample rate of the recording (8000 is enough for phone calls)."
+    )
+    flush_seconds: float = Field(
+        default=1.0,
+        ge=0.2,
+        le=30,
+        description="The file is complete up to its last flush: a pod killed mid-call loses at most this.",
+    )
+    retention_days: int = Field(
+        default=30, ge=1, le=3650, description="Recordings older than this are deleted."
+    )
+    volume_claim: str = Field(
+        default="",
+        max_length=253,
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$",
+        description="PersistentVolumeClaim (same namespace) mounted for storage: volume; empty: an "
+        "emptyDir (recordings last as long as the pod).",
+    )
+    volume_size_limit: str = Field(
+        default="1Gi",
+        max_length=32,
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+        description="sizeLimit of the emptyDir (no volumeClaim), a Kubernetes quantity.",
+    )
+    s3: RecordingS3Spec | None = Field(default=None, description="The bucket, for storage: s3.")
+
+    @model_validator(mode="after")
+    def _s3_has_bucket(self) -> RecordingSpec:
+        if self.enabled and self.storage == "s3" and self.s3 is None:
+            raise ValueError("recording.storage s3 needs recording.s3 (endpoint, bucket, credentials)")
+        return self
+
+
 class AgentConfig(Model):
     """What one agent pod runs: rendered by the operator into the pod's ConfigMap."""
 
@@ -1461,6 +1529,7 @@ class AgentConfig(Model):
     transfer: TransferSpec | None = Field(default=None, description="Call transfer to other agents.")
     audit: AuditSpec = Field(default_factory=AuditSpec, description="The call's verifiable audit trail.")
     telephony: TelephonySpec = Field(default_factory=TelephonySpec, description="Phone calls via carriers.")
+    recording: RecordingSpec = Field(default_factory=RecordingSpec, description="Call recordings.")
 
     @model_validator(mode="after")
     def _flow_fits_tools(self) -> AgentConfig:

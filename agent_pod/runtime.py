@@ -25,6 +25,7 @@ from .context.persistence import caller_memory
 from .gc_pauses import PauseMeter, freeze_startup_heap
 from .pipeline.recorder import PipelineRecorder
 from .providers.registry import build_providers
+from .records import storage as recordings
 from .records.call_audits import CallAudits
 from .sessions.api import add_session_service, session_routes
 from .sessions.directory import PodIdentity, SessionDirectory
@@ -104,6 +105,8 @@ class Pod:
         self.grpc: GrpcServer | None = None
         self.webrtc: WebRTCTransport | None = None
         self.audio_socket: AudioSocketServer | None = None
+        self.recordings: recordings.RecordingStore | None = None
+        self._sweep: asyncio.Task[None] | None = None
         self._runners: list[web.AppRunner] = []
         self.grpc_port = 0
         self.http_port = 0
@@ -147,6 +150,7 @@ class Pod:
         self.directory = directory
         gate = self.gate = build_gate(config, directory, settings.credentials_dir)
         self.tool_platform = pod_platform(directory, config)
+        await self._start_recordings()
         self.hub = SessionHub(
             config=config,
             providers=providers,
@@ -254,6 +258,22 @@ class Pod:
             "last scrape %s", "done" if scraped else "did not come", extra={"scrapes": self.scrapes.count}
         )
 
+    async def _start_recordings(self) -> None:
+        """The pod's recording store (spec.recording) and its retention sweep; a store that cannot start
+        leaves calls unrecorded, never the pod down."""
+        spec = self.config.recording
+        if not spec.enabled:
+            return
+        store = recordings.build_store(spec, self.config.agent, recordings.recordings_dir())
+        try:
+            await store.start()
+        except Exception:
+            log.exception("recordings disabled: the store could not start")
+            return
+        recordings.install(store)
+        self.recordings = store
+        self._sweep = asyncio.create_task(recordings.sweep_forever(store), name="recording-retention")
+
     async def stop(self) -> None:
         if self.webrtc is not None:
             await self.webrtc.aclose()
@@ -261,6 +281,11 @@ class Pod:
             await self.audio_socket.aclose()
         if self.hub is not None:
             await self.hub.aclose()
+        if self.recordings is not None:  # after the sessions: their recordings are finished
+            if self._sweep is not None:
+                self._sweep.cancel()
+            await self.recordings.aclose()
+            recordings.install(None)
         if self.tool_platform is not None:
             await self.tool_platform.mcp.aclose()
         if self.grpc is not None:

@@ -4,7 +4,8 @@
 #   promtool) for the alert and dashboard tests, and for the real node runc,
 #   the CNI plugins, iptables, buildah, mmdebstrap), a virtualenv in .venv with the project
 #   installed editable (this generates the gRPC stubs), the Kubernetes binaries and the real
-#   node's containerd and CoreDNS built once from the Go module proxy, and the container
+#   node's containerd and CoreDNS and the recording tests' S3 server (versitygw) built once from
+#   the Go module proxy, and the container
 #   images built from the Dockerfile without a Docker engine (all cached in
 #   ~/.cache/voicefleet; see hack/kube-binaries.sh, hack/node-binaries.sh, hack/images.sh).
 set -euo pipefail
@@ -39,6 +40,8 @@ echo "[bootstrap] Kubernetes test binaries" >&2
 hack/kube-binaries.sh >/dev/null
 echo "[bootstrap] real node binaries (containerd, CoreDNS)" >&2
 hack/node-binaries.sh >/dev/null
+echo "[bootstrap] S3-compatible server for the recording tests (versitygw)" >&2
+hack/s3-server.sh >/dev/null
 echo "[bootstrap] container images (Dockerfile, Redis, pause)" >&2
 hack/images.sh >/dev/null
 echo "[bootstrap] done" >&2

@@ -36,6 +36,8 @@ from ..conversation import ChatMessage, Conversation, ToolCall, last_turn_number
 from ..flows.runtime import FlowRuntime
 from ..providers.base import VAD, ChatModel, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
+from ..records.recording import CallRecording, RecordingInfo
+from ..records.storage import RecordingStore, pod_store
 from ..sessions.records import HeldInput
 from ..tools.audit import ToolAuditRecord
 from ..tools.platform import ToolPlatform
@@ -104,6 +106,7 @@ class AgentSession:
         recorder: PipelineRecorder | None = None,
         caller_memory: CallerMemory | None = None,
         tool_platform: ToolPlatform | None = None,
+        recordings: RecordingStore | None = None,
     ) -> None:
         if output_sample_rate <= 0 or output_sample_rate % 50:
             raise ValueError(
@@ -182,6 +185,11 @@ class AgentSession:
         # Called with each turn's record once it is final (re-transcribed, or the audit skipped):
         # the call's audit trail is written from here.
         self.on_turn_record: Callable[[TurnRecord], None] | None = None
+        # The call's recording (spec.recording), into the pod's store unless one is given.
+        self._recordings = (recordings or pod_store()) if config.recording.enabled else None
+        self.recording: CallRecording | None = None
+        self.recording_info: RecordingInfo | None = None
+        self._audio_spans: dict[str, list[int]] = {}  # turn id -> [start, end] ms in the recording
 
         self._events: asyncio.Queue[SessionEvent] = asyncio.Queue()
         self._stt_queue: asyncio.Queue[bytes | _Finalize | OverlapUtterance] = asyncio.Queue()
@@ -323,6 +331,18 @@ class AgentSession:
         pipeline_metrics.SESSIONS_LIVE.inc()
         self._recorder.session_started()
         await self._context.start()
+        if self._recordings is not None:
+            try:
+                recording = self._recordings.open(self.session_id)
+            except Exception:  # a broken store must not refuse the call
+                self._log.exception("session %s: recording could not start", self.session_id)
+            else:
+                try:
+                    await recording.start()
+                    self.recording = recording
+                except Exception:  # nor a broken volume
+                    self._log.exception("session %s: recording could not start", self.session_id)
+                    await self._recordings.finished(recording, None)
         self._tasks = [
             asyncio.create_task(self._guard(self._turn_loop), name=f"turns-{self.session_id}"),
             asyncio.create_task(self._guard(self._stt_loop), name=f"stt-{self.session_id}"),
@@ -342,6 +362,8 @@ class AgentSession:
             return
         for decision, window in self._input.feed(pcm, sample_rate):
             self._on_window(decision, window)
+        if self.recording is not None:
+            self.recording.caller(pcm, sample_rate)
 
     def push_text(self, text: str) -> None:
         """A typed turn; raises InputRefused (nothing changes) when it is too long or too many wait."""
@@ -399,14 +421,18 @@ class AgentSession:
 
     def pull_audio(self) -> bytes | None:
         turn = self._current
-        if turn is None:
-            return None
-        frame = turn.playback.pull()
-        if frame is not None and turn.first_frame_at is None:
-            turn.first_frame_at = time.monotonic()
-            self._report_latency(turn)
-        if frame is not None and self._flow is not None:
-            self._flow.heard(turn)
+        frame = None if turn is None else turn.playback.pull()
+        if turn is not None and frame is not None:
+            if turn.first_frame_at is None:
+                turn.first_frame_at = time.monotonic()
+                self._report_latency(turn)
+            if self._flow is not None:
+                self._flow.heard(turn)
+        # Every tick, silence included: the recording's right channel keeps the call's time.
+        if self.recording is not None:
+            at = self.recording.agent(frame, self.output_sample_rate)
+            if at is not None and turn is not None:
+                self._audio_spans.setdefault(turn.turn_id, [at, at])[1] = at + FRAME_MS
         return frame
 
     async def events(self) -> AsyncIterator[SessionEvent]:
@@ -439,6 +465,9 @@ class AgentSession:
         await self._context.aclose()
         await self._stt.aclose()
         await self._tools.aclose()
+        if self.recording is not None and self._recordings is not None:
+            self.recording_info = await self.recording.finish()
+            await self._recordings.finished(self.recording, self.recording_info)
         self._ended = True
         if self._started:
             pipeline_metrics.SESSIONS_LIVE.dec()
@@ -842,6 +871,8 @@ class AgentSession:
             supervisor=turn.checks,
             vetoed=turn.vetoed,
         )
+        if (span := self._audio_spans.pop(turn.turn_id, None)) is not None:
+            record.audio_start_ms, record.audio_end_ms = span
         self.turn_records.append(record)
         if not self._auditor.enabled:
             record.audit = "skipped"

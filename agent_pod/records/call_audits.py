@@ -61,6 +61,10 @@ class CallAudits:
 
     @staticmethod
     async def finish(audit: CallAudit, live: LiveSession, reason: str) -> None:
-        """The call_ended entry, then the bounded flush of the log."""
+        """The recording's entry (its location and hash, once the session finished it), the call_ended
+        entry, then the bounded flush of the log."""
+        info = live.session.recording_info
+        if info is not None:
+            audit.recording(location=info.location, sha256=info.sha256, size=info.bytes)
         audit.ended(reason, live.session.tool_audit, live.session.conversation)
         await audit.close()

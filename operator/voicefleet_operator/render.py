@@ -15,6 +15,7 @@ from typing import Any
 
 from agent_pod.config import AgentConfig, SecretKeyRef
 from agent_pod.providers.credentials import DEFAULT_DIR as CREDENTIALS_DIR
+from agent_pod.records.paths import AUDIT_DIR, RECORDINGS_DIR, RECORDS_DIR
 
 from .render_redis import redis_pod_parts
 from .spec import GROUP, KIND, VERSION, VoiceAgentSpec
@@ -31,7 +32,6 @@ CONFIG_DIR = "/etc/voicefleet/config"
 RESUME_KEY_DIR = "/etc/voicefleet/resume-key"
 AUDIT_KEY_DIR = "/etc/voicefleet/audit-key"
 # Call records (audit logs under audit/): an emptyDir unless the records' storage is configured.
-RECORDS_DIR = "/var/lib/voicefleet/records"
 # After the drain deadline: closing sessions and deregistering (a few seconds), then one last scrape
 # of the pod's metrics (up to the chart's default 15 s interval; agent_pod.runtime).
 GRACE_MARGIN_SECONDS = 30
@@ -120,6 +120,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         transfer=spec.transfer,
         audit=spec.audit,
         telephony=spec.telephony,
+        recording=spec.recording,
     )
 
 
@@ -164,6 +165,10 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
     if spec.transport.audio_socket.credential_secret_ref:  # the key AudioSocket calls are admitted with
         ref = spec.transport.audio_socket.credential_secret_ref
         refs[(ref.name, ref.key)] = ref
+    rec = spec.recording
+    if rec.enabled and rec.storage == "s3" and rec.s3 is not None:  # the recording bucket's keys
+        for ref in (rec.s3.access_key_secret_ref, rec.s3.secret_key_secret_ref):
+            refs[(ref.name, ref.key)] = ref
     # The API keyring and JWT keys are read by the pods from the same mounted credentials dir.
     for auth_ref in (spec.auth.api_keys_secret_ref, spec.auth.jwt.keys_secret_ref if spec.auth.jwt else None):
         if auth_ref:
@@ -310,16 +315,18 @@ def _pod_template(
                 "name": "audit-key",
                 "secret": {"secretName": audit_ref.name, "items": [{"key": audit_ref.key, "path": "key"}]},
             },
-            {"name": "records", "emptyDir": {}},
         ]
-        mounts += [
-            {"name": "audit-key", "mountPath": AUDIT_KEY_DIR, "readOnly": True},
-            {"name": "records", "mountPath": RECORDS_DIR},
-        ]
+        mounts.append({"name": "audit-key", "mountPath": AUDIT_KEY_DIR, "readOnly": True})
         env += [
-            {"name": "VOICEFLEET_AUDIT_DIR", "value": f"{RECORDS_DIR}/audit"},
+            {"name": "VOICEFLEET_AUDIT_DIR", "value": AUDIT_DIR},
             {"name": "VOICEFLEET_AUDIT_KEY_FILE", "value": f"{AUDIT_KEY_DIR}/key"},
         ]
+    records = records_volume(spec)
+    if records is not None:
+        volumes.append(records)
+        mounts.append({"name": "records", "mountPath": RECORDS_DIR})
+    if spec.recording.enabled:
+        env.append({"name": "VOICEFLEET_RECORDINGS_DIR", "value": RECORDINGS_DIR})
     by_secret: dict[str, list[str]] = {}
     for ref in credential_refs(spec):
         by_secret.setdefault(ref.name, []).append(ref.key)
@@ -377,6 +384,8 @@ def _pod_template(
         # Agent pods never call the Kubernetes API: no token to steal from a compromised pod.
         "automountServiceAccountToken": False,
     }
+    if records is not None and "persistentVolumeClaim" in records:
+        pod_spec["securityContext"]["fsGroup"] = 10001  # the claim's files, writable by the agent's user
     if spec.node_selector:
         pod_spec["nodeSelector"] = spec.node_selector
     if spec.affinity:
@@ -394,6 +403,18 @@ def _pod_template(
         },
         "spec": pod_spec,
     }
+
+
+def records_volume(spec: VoiceAgentSpec) -> dict[str, Any] | None:
+    """The one volume of a pod's call records (recordings and audit logs, each in its directory): the
+    recording's PVC (storage: volume), else an emptyDir (for s3, the spool of segments not yet
+    uploaded). None when neither recording nor audit is on."""
+    rec = spec.recording
+    if not rec.enabled and not spec.audit.enabled:
+        return None
+    if rec.enabled and rec.storage == "volume" and rec.volume_claim:
+        return {"name": "records", "persistentVolumeClaim": {"claimName": rec.volume_claim}}
+    return {"name": "records", "emptyDir": {"sizeLimit": rec.volume_size_limit}}
 
 
 def resume_key_secret(owner: Owner, key: bytes) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from agent_pod.config import (
     Model,
     PipelineSpec,
     PromptSpec,
+    RecordingSpec,
     RedisSpec,
     SecretKeyRef,
     SessionSpec,
@@ -351,6 +352,11 @@ class VoiceAgentSpec(Model):
     audit: AuditSpec = Field(
         default_factory=AuditSpec,
         description="A verifiable audit trail per call: hash-chained, signed, PII redacted (docs/audit.md).",
+    )
+    recording: RecordingSpec = Field(
+        default_factory=RecordingSpec,
+        description="Dual-channel call recordings on a volume or in an S3-compatible bucket, with "
+        "retention (docs/recordings.md).",
     )
 
 

@@ -79,3 +79,52 @@ async def test_a_grpc_call_leaves_a_verified_redacted_audit_log(tmp_path, capsys
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "4 entries, seq 0..3" in out.out
+
+
+async def test_the_audit_log_proves_the_calls_recording(tmp_path, capsys, monkeypatch):
+    """Recording and audit on together: the log's recording entry holds the WAV's hash, verify proves it,
+    and one changed byte of the audio fails verify."""
+    key = tmp_path / "audit-key"
+    key.write_bytes(os.urandom(32))
+    records = tmp_path / "records"
+    monkeypatch.setenv("VOICEFLEET_RECORDINGS_DIR", str(records / "recordings"))
+    config = synthetic_config(audit={"enabled": True}, recording={"enabled": True, "flushSeconds": 0.2})
+    settings = PodSettings(
+        bind_host="127.0.0.1",
+        pod_name="pod-rec",
+        log_format="text",
+        audit_dir=records / "audit",
+        audit_key_file=key,
+    )
+    pod = Pod(settings, config, pod_ports())
+    await pod.start()
+    try:
+        async with GrpcCaller(pod.grpc_address) as call:
+            call.send_text("hello there")
+            summary = await call.recorder.wait(lambda s: len([t for t in s.agent_texts if t]) >= 1, 15)
+            session_id = summary.session_id
+            assert pod.hub is not None
+            live = pod.hub.find(session_id)
+            assert live is not None
+            await call.end()
+            await call.recorder.wait(lambda s: s.ended is not None, 10)
+        await asyncio.wait_for(live.finished.wait(), 10)
+    finally:
+        await pod.stop()
+
+    info = live.session.recording_info
+    assert info is not None and info.bytes > 44
+    [log] = list((records / "audit" / session_id).glob("*.audit.jsonl"))
+    entries = [json.loads(line) for line in log.read_bytes().splitlines()]
+    assert [e["type"] for e in entries][-2:] == ["recording", "call_ended"]
+    assert entries[-2]["sha256"] == info.sha256
+
+    argv = ["audit", "verify", session_id, "--dir", str(records / "audit"), "--key", str(key)]
+    assert main(argv) == 0, capsys.readouterr().err
+    wav = records / "recordings" / info.location  # an absolute location stays itself
+    audio = bytearray(wav.read_bytes())
+    audio[-1] ^= 0x01
+    wav.write_bytes(bytes(audio))
+    capsys.readouterr()
+    assert main(argv) == 1
+    assert "recording differs" in capsys.readouterr().err
