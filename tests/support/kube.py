@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.processes import stop_process
 from voicefleet_operator.devcluster import REPO, KwokCluster, kube_bin_dir
 
 from .net import free_port
@@ -112,13 +113,7 @@ class OperatorProcess:
             return r.read().decode()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=30)
 
 
 @pytest.fixture(scope="session")

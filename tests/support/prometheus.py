@@ -21,6 +21,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from tests.support.processes import stop_process
+
 from .net import free_port
 from .wait import wait_for
 
@@ -127,10 +129,4 @@ class PrometheusServer:
         return list(data["result"])
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=30)

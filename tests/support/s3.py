@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from minio import Minio
 
+from tests.support.processes import stop_process
+
 from .net import free_port
 from .wait import wait_for
 
@@ -83,15 +85,7 @@ class S3Server:
             raise RuntimeError(f"S3 server exited: {(self.dir / 'server.log').read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process, grace=15)
         self.process = None
 
     def close(self) -> None:
