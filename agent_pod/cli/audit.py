@@ -83,6 +83,24 @@ def _fail(action: str, message: str, code: int = 1) -> int:
     return code
 
 
+class _NoLogs(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _call_logs(args: argparse.Namespace) -> tuple[DirectoryAuditStore, list[str]]:
+    """The store and the call's logs (its legs, in order); _NoLogs when there is none to read."""
+    store = DirectoryAuditStore(args.dir)
+    try:
+        logs = store.logs(args.call)
+    except ValueError as exc:
+        raise _NoLogs(str(exc), 2) from None
+    if not logs:
+        raise _NoLogs(f"no audit log of call {args.call} in {args.dir}", 1)
+    return store, logs
+
+
 def run_verify(args: argparse.Namespace) -> int:
     paths: list[Path] = args.key or ([Path(args.env_key)] if args.env_key else [])
     if not paths:
@@ -94,13 +112,10 @@ def run_verify(args: argparse.Namespace) -> int:
             keys[key_id(public)] = public
     except (OSError, AuditKeyError, ValueError) as exc:
         return _fail("verify", f"cannot load the key: {exc}", 2)
-    store = DirectoryAuditStore(args.dir)
     try:
-        logs = store.logs(args.call)
-    except ValueError as exc:
-        return _fail("verify", str(exc), 2)
-    if not logs:
-        return _fail("verify", f"no audit log of call {args.call} in {args.dir}")
+        store, logs = _call_logs(args)
+    except _NoLogs as exc:
+        return _fail("verify", str(exc), exc.code)
     recording: RecordingEntry | None = None
     for log in logs:
         try:
@@ -152,13 +167,10 @@ def run_export(args: argparse.Namespace) -> int:
             signer = Signer(load_private(key.read_bytes()))
         except (OSError, AuditKeyError, ValueError) as exc:
             return _fail("export", f"cannot load the key: {exc}", 2)
-    store = DirectoryAuditStore(args.dir)
     try:
-        logs = store.logs(args.call)
-    except ValueError as exc:
-        return _fail("export", str(exc), 2)
-    if not logs:
-        return _fail("export", f"no audit log of call {args.call} in {args.dir}")
+        store, logs = _call_logs(args)
+    except _NoLogs as exc:
+        return _fail("export", str(exc), exc.code)
     out: list[dict[str, object]] = []
     for log in logs:
         try:
