@@ -109,10 +109,10 @@ def _tamper(kind: str, words: list[str], other: str, rng: random.Random) -> str:
     i = rng.randrange(len(words))
     swap = rng.choice([w for w in SWAPS if w.lower() != words[i].lower()])
     if kind == "replaced":
-        return " ".join(words[:i] + [swap] + words[i + 1 :])
+        return " ".join([*words[:i], swap, *words[i + 1 :]])
     if kind == "dropped":
         return " ".join(words[:i] + words[i + 1 :])
-    return " ".join(words[:i] + [swap] + words[i:])
+    return " ".join([*words[:i], swap, *words[i:]])
 
 
 def _variant(pcm: bytes, variant: str, seed: int) -> bytes:
@@ -181,7 +181,9 @@ def calibrate(decoder: Any, train: list[Turn]) -> Floors:
     for word, silence, frames in itertools.product(GRID_WORD, GRID_SILENCE, GRID_SILENCE_FRAMES):
         floors = Floors(word, silence, frames)
         false_flags, caught = _rates(_verdicts(decoder, train, floors))
-        if false_flags <= TARGET_FALSE_FLAGS and (best is None or (caught, -false_flags) > (best[0], best[1])):
+        if false_flags <= TARGET_FALSE_FLAGS and (
+            best is None or (caught, -false_flags) > (best[0], best[1])
+        ):
             best = (caught, -false_flags, floors)
     return best[2] if best else Floors(GRID_WORD[-1], GRID_SILENCE[0], GRID_SILENCE_FRAMES[-1])
 
@@ -190,7 +192,13 @@ def tradeoff(decoder: Any, test: list[Turn]) -> list[dict[str, Any]]:
     """False flags against catches on the test turns as the word margin moves (silence as calibrated):
     what the check can do at all, not a tuning."""
     return [
-        dict(zip(("word margin", "false flags %", "caught %"), (w, *(100 * r for r in _rates(_verdicts(decoder, test, Floors(w, -100.0, 10**6))))), strict=True))
+        dict(
+            zip(
+                ("word margin", "false flags %", "caught %"),
+                (w, *(100 * r for r in _rates(_verdicts(decoder, test, Floors(w, -100.0, 10**6))))),
+                strict=True,
+            )
+        )
         for w in GRID_WORD
     ]
 
@@ -223,7 +231,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             )
     false_flags, caught = _rates(verdicts)
     exact = [
-        t for t, d in verdicts if t.kind == "replaced" and len(d) == 1 and d[0] not in t.spoken.lower().split()
+        t
+        for t, d in verdicts
+        if t.kind == "replaced" and len(d) == 1 and d[0] not in t.spoken.lower().split()
     ]
     per_second = [t.cpu_s / (len(t.audio) / 2 / RATE) * 1000 for t in test]
     wer_sample = [t for t in test if t.kind == "honest" and t.variant == "clean"][:8]
@@ -231,7 +241,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     start = time.process_time()
     for t in wer_sample:
         transcribe(open_decoder, t.audio)
-    wer_cpu = (time.process_time() - start) / max(sum(len(t.audio) / 2 / RATE for t in wer_sample), 1e-9) * 1000
+    wer_cpu = (
+        (time.process_time() - start) / max(sum(len(t.audio) / 2 / RATE for t in wer_sample), 1e-9) * 1000
+    )
     return {
         "floors": {"word": floors.word, "silence": floors.silence, "silence_frames": floors.silence_frames},
         "train_turns": len(data) - len(test),
@@ -242,7 +254,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "check_cpu_ms_per_audio_s": {
             "p50": percentile(per_second, 0.5),
             "p95": percentile(per_second, 0.95),
-            "honest_p50": percentile([c for t, c in zip(test, per_second, strict=True) if t.kind == "honest"], 0.5),
+            "honest_p50": percentile(
+                [c for t, c in zip(test, per_second, strict=True) if t.kind == "honest"], 0.5
+            ),
         },
         "open_retranscription_cpu_ms_per_audio_s": wer_cpu,
         "table": rows,
@@ -261,7 +275,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sentences", type=int, default=len(SENTENCES), help="how many of the sentences")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
@@ -270,7 +286,8 @@ def main() -> None:
     print()
     print_records(result["tradeoff_word_margin_only"])
     print(
-        f"\ntest turns {result['test_turns']} (calibrated on {result['train_turns']}): floors {result['floors']}\n"
+        f"\ntest turns {result['test_turns']} (calibrated on {result['train_turns']}): "
+        f"margins {result['floors']}\n"
         f"false flags {100 * result['false_flag_rate']:.2f}%  caught {100 * result['catch_rate']:.2f}%  "
         f"replaced word named {100 * result['replaced_word_named']:.1f}%\n"
         f"check CPU ms per audio second: {result['check_cpu_ms_per_audio_s']}; "

@@ -29,6 +29,9 @@ class Floors:
     silence_frames: int = 15  # shorter pauses are never read as inserted speech
 
 
+FLOORS = Floors()  # as calibrated by bench.divergence
+
+
 def _filler(name: str) -> bool:
     return name.startswith("<") or name.startswith("[") or name.startswith("(")
 

@@ -37,7 +37,7 @@ from ..providers.sphinx import (
     transcribe,
     words_of,
 )
-from .alignment import Floors, check
+from .alignment import FLOORS, Floors, check
 from .recorder import PipelineRecorder
 from .supervisor import Check
 
@@ -94,7 +94,7 @@ class Finding(NamedTuple):
     divergent_words: list[str]
 
 
-def examine(pcm: bytes, rate: int, played_text: str, floors: Floors = Floors()) -> Finding:
+def examine(pcm: bytes, rate: int, played_text: str, floors: Floors = FLOORS) -> Finding:
     """The open re-transcription of the audio, and the words of ``played_text`` it does not say
     (blocking, seconds of CPU for long turns: runs in the audit thread)."""
     decoder = getattr(_local, "decoder", None)

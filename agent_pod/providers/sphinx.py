@@ -104,13 +104,18 @@ def transcribe(decoder: Decoder, pcm: bytes) -> str:
     return hyp.hypstr if hyp is not None else ""
 
 
-
 def make_aligner() -> Decoder:
     """A decoder for forced alignment (``align``): no LM, the whole dictionary, and beams wide enough
     that the one path through the given words is never pruned away (with the default beams whole
     honest espeak-ng sentences found no path: the right one was dropped mid-utterance)."""
     return Decoder(
-        samprate=SAMPLE_RATE, lm=None, bestpath=False, beam=1e-100, pbeam=1e-100, wbeam=1e-80, loglevel="FATAL"
+        samprate=SAMPLE_RATE,
+        lm=None,
+        bestpath=False,
+        beam=1e-100,
+        pbeam=1e-100,
+        wbeam=1e-80,
+        loglevel="FATAL",
     )
 
 
@@ -121,15 +126,17 @@ def pronounceable(decoder: Decoder, words: list[str]) -> bool:
 
 def align(decoder: Decoder, words: list[str], pcm: bytes) -> list[tuple[str, int, int]] | None:
     """Forced alignment of 16 kHz PCM16 to ``words`` with a ``make_aligner`` decoder: (word, frames,
-    acoustic score) per aligned word, with the silences and fillers put between them ("<sil>", "(NULL)"); None when no
-    path through the words fits the audio.
+    acoustic score) per aligned word, with the silences and fillers put between them ("<sil>",
+    "(NULL)"); None when no path through the words fits the audio.
 
     One pass of a grammar of just these words in order (the decoder puts optional silences between
     them). Scores are in the decoder's log units (base 1.0001), each frame's relative to the best-scoring
     senone of that 10 ms frame. Blocking: call from a worker thread.
     """
     try:
-        decoder.add_jsgf_string("align", f"#JSGF V1.0;\ngrammar align;\npublic <words> = {' '.join(words)} ;\n")
+        decoder.add_jsgf_string(
+            "align", f"#JSGF V1.0;\ngrammar align;\npublic <words> = {' '.join(words)} ;\n"
+        )
         decoder.activate_search("align")
         decoder.start_utt()
         decoder.process_raw(pcm, full_utt=True)
