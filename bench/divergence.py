@@ -9,10 +9,10 @@ pod's check (forced alignment against the played text, ``agent_pod/pipeline/alig
 The margins are calibrated on the training sentences (the even-numbered ones): the grid point with
 the most tampered turns caught among those flagging at most 1% of the honest ones. The table is
 of the test sentences (the odd-numbered ones) only, with those floors. CPU is the check's own
-(process time per second of audio); the open re-transcription kept as a diagnostic costs more and
-is measured on a sample of the test turns.
+(process time per second of audio). For comparison, the old check (open re-transcription, WER > 0.5)
+runs on a sample of the test turns (it costs ~20x the alignment).
 
-    python -m bench.divergence [--sentences 40] [--json PATH]
+    python -m bench.divergence [--sentences 40] [--wer-stride 6] [--json PATH]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import numpy as np
 import soxr
 
 from agent_pod.pipeline.alignment import Alignment, Floors, check
+from agent_pod.pipeline.compliance import word_error_rate
 from agent_pod.providers.sphinx import align, make_aligner, make_decoder, pronounceable, transcribe, words_of
 from bench.overlap_clips import _cached, pink
 from bench.report import percentile, print_records, write_json
@@ -177,15 +178,34 @@ def _rates(verdicts: list[tuple[Turn, list[str]]]) -> tuple[float, float]:
 
 
 def calibrate(decoder: Any, train: list[Turn]) -> Floors:
+    """The grid point with the most catches among those within the false-flag target (or, when none
+    is, with the fewest false flags above it)."""
     best: tuple[float, float, Floors] | None = None
     for word, silence, frames in itertools.product(GRID_WORD, GRID_SILENCE, GRID_SILENCE_FRAMES):
         floors = Floors(word, silence, frames)
         false_flags, caught = _rates(_verdicts(decoder, train, floors))
-        if false_flags <= TARGET_FALSE_FLAGS and (
-            best is None or (caught, -false_flags) > (best[0], best[1])
-        ):
-            best = (caught, -false_flags, floors)
-    return best[2] if best else Floors(GRID_WORD[-1], GRID_SILENCE[0], GRID_SILENCE_FRAMES[-1])
+        key = (-max(false_flags - TARGET_FALSE_FLAGS, 0.0), caught)
+        if best is None or key > (best[0], best[1]):
+            best = (*key, floors)
+    assert best is not None
+    return best[2]
+
+
+def open_wer_rates(test: list[Turn], stride: int) -> dict[str, Any]:
+    """The old check on every ``stride``-th test turn: the open re-transcription's WER > 0.5 flags."""
+    decoder = make_decoder()
+    sample = random.Random(3).sample(test, len(test) // stride)
+    start = time.process_time()
+    flagged = [(t, word_error_rate(t.record, transcribe(decoder, t.audio)) > 0.5) for t in sample]
+    seconds = sum(len(t.audio) / 2 / RATE for t in sample)
+    honest = [f for t, f in flagged if t.kind == "honest"]
+    tampered = [f for t, f in flagged if t.kind != "honest"]
+    return {
+        "turns": len(sample),
+        "false_flag_rate": sum(honest) / max(len(honest), 1),
+        "catch_rate": sum(tampered) / max(len(tampered), 1),
+        "cpu_ms_per_audio_s": (time.process_time() - start) / max(seconds, 1e-9) * 1000,
+    }
 
 
 def tradeoff(decoder: Any, test: list[Turn]) -> list[dict[str, Any]]:
@@ -236,14 +256,6 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         if t.kind == "replaced" and len(d) == 1 and d[0] not in t.spoken.lower().split()
     ]
     per_second = [t.cpu_s / (len(t.audio) / 2 / RATE) * 1000 for t in test]
-    wer_sample = [t for t in test if t.kind == "honest" and t.variant == "clean"][:8]
-    open_decoder = make_decoder()
-    start = time.process_time()
-    for t in wer_sample:
-        transcribe(open_decoder, t.audio)
-    wer_cpu = (
-        (time.process_time() - start) / max(sum(len(t.audio) / 2 / RATE for t in wer_sample), 1e-9) * 1000
-    )
     return {
         "floors": {"word": floors.word, "silence": floors.silence, "silence_frames": floors.silence_frames},
         "train_turns": len(data) - len(test),
@@ -258,7 +270,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 [c for t, c in zip(test, per_second, strict=True) if t.kind == "honest"], 0.5
             ),
         },
-        "open_retranscription_cpu_ms_per_audio_s": wer_cpu,
+        "open_wer_check": open_wer_rates(test, args.wer_stride),
         "table": rows,
         "tradeoff_word_margin_only": tradeoff(decoder, test),
         "missed": [
@@ -279,6 +291,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sentences", type=int, default=len(SENTENCES), help="how many of the sentences")
+    parser.add_argument(
+        "--wer-stride", type=int, default=6, help="the old WER check on every Nth test turn (it is slow)"
+    )
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     result = bench(args)
@@ -291,7 +306,7 @@ def main() -> None:
         f"false flags {100 * result['false_flag_rate']:.2f}%  caught {100 * result['catch_rate']:.2f}%  "
         f"replaced word named {100 * result['replaced_word_named']:.1f}%\n"
         f"check CPU ms per audio second: {result['check_cpu_ms_per_audio_s']}; "
-        f"open re-transcription: {result['open_retranscription_cpu_ms_per_audio_s']:.0f}"
+        f"the old open-WER check on a sample: {result['open_wer_check']}"
     )
     for miss in result["missed"]:
         print("missed:", miss)

@@ -24,9 +24,9 @@ Aligner = Callable[[list[str]], Alignment | None]
 
 @dataclass(frozen=True)
 class Floors:
-    word: float = -30.0  # a word this far below the turn's median word (per frame) is not that word
-    silence: float = 0.0  # a long "silence" below median + this is speech the record lacks
-    silence_frames: int = 15  # shorter pauses are never read as inserted speech
+    word: float = -100.0  # a word this far below the turn's median word (per frame) is not that word
+    silence: float = -5.0  # a long "silence" below median + this is speech the record lacks
+    silence_frames: int = 25  # shorter pauses are never read as inserted speech
 
 
 FLOORS = Floors()  # as calibrated by bench.divergence

@@ -49,16 +49,19 @@ def test_honest_espeak_turns_are_not_flagged():
 
 
 def test_tampered_turns_are_flagged_with_the_divergent_words():
-    audio = espeak_utterance(SAID, 16000)
-    replaced = examine(audio, 16000, "your table for six is booked for eight tonight")
-    assert "six" in replaced.divergent_words
-    assert not {"your", "table", "booked", "tonight"} & set(replaced.divergent_words)
+    # One word replaced: "booked" in the record, "cancelled" in the audio (speech where the record has none).
+    replaced = examine(espeak_utterance(SAID.replace("booked", "cancelled")), 16000, SAID)
+    assert replaced.divergent_words
+    assert set(replaced.divergent_words) <= {"is", "booked", "+<after is>", "+<after booked>"}
+
+    dropped = examine(espeak_utterance("your table for two is booked tonight"), 16000, SAID)
+    assert dropped.divergent_words and set(dropped.divergent_words) <= {"for", "eight", "+<after booked>"}
 
     added = examine(espeak_utterance("your table for two is booked for eight never tonight"), 16000, SAID)
-    assert added.divergent_words and set(added.divergent_words) <= {"eight", "tonight", "+<after eight>"}
+    assert added.divergent_words == ["+<after eight>"]
 
     other = examine(espeak_utterance("please hold while I check your account"), 16000, SAID)
-    assert len(other.divergent_words) >= len(words_of(SAID)) // 2
+    assert other.divergent_words == words_of(SAID)
 
 
 def test_text_the_aligner_cannot_pronounce_is_left_to_the_open_wer():
