@@ -292,7 +292,7 @@ def main() -> None:
     )
     parser.add_argument("--sentences", type=int, default=len(SENTENCES), help="how many of the sentences")
     parser.add_argument(
-        "--wer-stride", type=int, default=6, help="the old WER check on every Nth test turn (it is slow)"
+        "--wer-stride", type=int, default=6, help="the old WER check on 1 in N test turns (it is slow)"
     )
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()

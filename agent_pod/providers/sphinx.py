@@ -11,6 +11,7 @@ import re
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from pocketsphinx import Decoder, get_model_path
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,11 @@ def align(decoder: Decoder, words: list[str], pcm: bytes) -> list[tuple[str, int
     them). Scores are in the decoder's log units (base 1.0001), each frame's relative to the best-scoring
     senone of that 10 ms frame. Blocking: call from a worker thread.
     """
+    # One-LSB dither, the same for every call: band-limited audio from the phone path, silent above
+    # 4 kHz, otherwise breaks the 16 kHz model (15 of 128 honest phone-path turns found no path, 1 with it).
+    samples = np.frombuffer(pcm, dtype="<i2")
+    noise = np.random.default_rng(0).integers(-1, 2, len(samples))
+    pcm = np.clip(samples + noise, -32768, 32767).astype("<i2").tobytes()
     try:
         decoder.add_jsgf_string(
             "align", f"#JSGF V1.0;\ngrammar align;\npublic <words> = {' '.join(words)} ;\n"
