@@ -25,8 +25,8 @@ Aligner = Callable[[list[str]], Alignment | None]
 @dataclass(frozen=True)
 class Floors:
     word: float = -100.0  # a word this far below the turn's median word (per frame) is not that word
-    silence: float = -5.0  # a long "silence" below median + this is speech the record lacks
-    silence_frames: int = 25  # shorter pauses are never read as inserted speech
+    silence: float = -15.0  # a long "silence" below median + this is speech the record lacks
+    silence_frames: int = 15  # shorter pauses are never read as inserted speech
 
 
 FLOORS = Floors()  # as calibrated by bench.divergence
