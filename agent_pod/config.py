@@ -239,15 +239,17 @@ class ComplianceSpec(Model):
 
     audit: bool = Field(
         default=True,
-        description="Re-transcribe each agent turn's played audio off the call path (offline pocketsphinx) "
-        "and compare it with the recorded played text. Not run with the synthetic STT.",
+        description="Check each agent turn's played audio off the call path (offline pocketsphinx): forced "
+        "alignment against the recorded played text names the words the audio does not say "
+        "(docs/compliance.md). Not run with the synthetic STT.",
     )
     divergence_threshold: float = Field(
         default=0.5,
         ge=0.0,
         le=1.0,
-        description="Word error rate above which a turn is flagged: a log line and "
-        "voicefleet_transcript_divergence_flagged_total. The offline re-transcriber is rough, so 0.5 "
+        description="For turns the aligner cannot check (digits, words missing from its dictionary): the "
+        "open re-transcription's word error rate above which the turn is flagged (a log line and "
+        "voicefleet_transcript_divergence_flagged_total). The open re-transcriber is rough, so 0.5 "
         "flags gross mismatches only.",
     )
 

@@ -1,17 +1,20 @@
 """Compliance records: per agent turn, what was sent to TTS, what was played, and what the audio says.
 
-The played audio is re-transcribed independently (pocketsphinx with its
-general English model, not the session's vocabulary) after the turn, in one
-worker thread per pod so it never competes with the event loop for long, and
-compared with the recorded played text by word error rate. A divergence above
-the threshold is flagged (counted by the session's ``PipelineRecorder``, and a log line).
+After the turn, in one worker thread per pod so it never competes with the
+event loop for long, the played audio is checked against the recorded played
+text by forced alignment (``alignment.py``): the recogniser is made to fit the
+recorded words to the audio, and the words that do not fit are the record's
+``divergent_words``; any makes the turn flagged (counted by the session's
+``PipelineRecorder``, and a log line). Measured on espeak-ng speech with
+``python -m bench.divergence`` (docs/compliance.md).
 
-Be aware of what the score can tell: pocketsphinx's bundled model on
-synthetic (espeak-ng) speech has a word error rate of 0.4-0.9 by itself, so
-with offline providers the score mostly catches gross mismatches (audio that
-says much more or less than the record); with real voices and a stronger
-recognizer it is a finer check. Audits of a busy pod queue up; past
-``MAX_BACKLOG`` pending audits new ones are skipped (and say so in the record).
+The audio is also re-transcribed openly (pocketsphinx's general English
+model) as a diagnostic: ``retranscript`` and its word error rate
+``divergence``. That score alone is noise on synthetic speech (WER 0.4-0.9 on
+honest turns), so it decides the flag only for text the aligner cannot
+pronounce (digits, words missing from the dictionary: ``method="wer"``,
+against ``threshold``). Audits of a busy pod queue up; past ``MAX_BACKLOG``
+pending audits new ones are skipped (and say so in the record).
 """
 
 from __future__ import annotations
@@ -20,11 +23,21 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..audio.resample import StreamResampler
-from ..providers.sphinx import SAMPLE_RATE, make_decoder, transcribe, words_of
+from ..providers.sphinx import (
+    SAMPLE_RATE,
+    align,
+    make_aligner,
+    make_decoder,
+    pronounceable,
+    transcribe,
+    words_of,
+)
+from .alignment import FLOORS, Floors, check
 from .recorder import PipelineRecorder
 from .supervisor import Check
 
@@ -48,6 +61,11 @@ class TurnRecord(BaseModel):
     retranscript: str | None = None
     divergence: float | None = None  # word error rate of retranscript against played_text
     flagged: bool = False
+    # How the flag was decided: "align" (forced alignment against played_text) or "wer" (divergence
+    # against the threshold, for text the aligner cannot pronounce); None until audited.
+    method: Literal["align", "wer"] | None = None
+    # The played_text words the audio does not say ("+<after WORD>": speech the record lacks).
+    divergent_words: list[str] = Field(default_factory=list)
     audit: str = "pending"  # pending | done | skipped (no audio, synthetic STT, backlog) | failed
     # The supervisor's verdict on each draft piece (drafts it vetoed are here, never in the history).
     supervisor: list[Check] = Field(default_factory=list)
@@ -70,13 +88,29 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return row[-1] / len(ref)
 
 
-def _retranscribe(pcm: bytes, rate: int) -> str:
+class Finding(NamedTuple):
+    retranscript: str
+    method: Literal["align", "wer"]
+    divergent_words: list[str]
+
+
+def examine(pcm: bytes, rate: int, played_text: str, floors: Floors = FLOORS) -> Finding:
+    """The open re-transcription of the audio, and the words of ``played_text`` it does not say
+    (blocking, seconds of CPU for long turns: runs in the audit thread)."""
     decoder = getattr(_local, "decoder", None)
     if decoder is None:
         decoder = _local.decoder = make_decoder()
+        _local.aligner = make_aligner()
+    aligner = _local.aligner
     resampler = StreamResampler(rate, SAMPLE_RATE)
     audio = resampler.process(pcm) + resampler.flush()
-    return transcribe(decoder, audio)
+    retranscript = transcribe(decoder, audio)
+    words = words_of(played_text)
+    # Digits are spoken but have no dictionary spelling here: such text is left to the WER.
+    if not words or any(c.isdigit() for c in played_text) or not pronounceable(aligner, words):
+        return Finding(retranscript, "wer", [])
+    divergent, _ = check(words, lambda w: align(aligner, w, audio), floors)
+    return Finding(retranscript, "align", divergent)
 
 
 class Auditor:
@@ -107,27 +141,35 @@ class Auditor:
             return
         _backlog += 1
         try:
-            text = await asyncio.get_running_loop().run_in_executor(_executor, _retranscribe, pcm, rate)
+            finding = await asyncio.get_running_loop().run_in_executor(
+                _executor, examine, pcm, rate, record.played_text
+            )
         except Exception:
             record.audit = "failed"
             log.exception("session %s turn %s: re-transcription failed", self.session_id, record.turn_id)
             return
         finally:
             _backlog -= 1
-        record.retranscript = text
-        record.divergence = word_error_rate(record.played_text, text)
-        record.flagged = record.divergence > self.threshold
+        record.retranscript = finding.retranscript
+        record.divergence = word_error_rate(record.played_text, finding.retranscript)
+        record.method = finding.method
+        record.divergent_words = finding.divergent_words
+        if finding.method == "align":
+            record.flagged = bool(finding.divergent_words)
+        else:
+            record.flagged = record.divergence > self.threshold
         record.audit = "done"
         self.recorder.turn_audited(record.flagged)
         if record.flagged:
             log.warning(
-                "session %s turn %s: played audio diverges from the record (WER %.2f > %.2f): "
-                "played %r, heard %r",
+                "session %s turn %s: played audio diverges from the record (%s; divergent words %s, "
+                "open WER %.2f): played %r, heard %r",
                 self.session_id,
                 record.turn_id,
+                finding.method,
+                finding.divergent_words,
                 record.divergence,
-                self.threshold,
                 record.played_text,
-                text,
+                finding.retranscript,
                 extra={"session_id": self.session_id},
             )
