@@ -129,6 +129,8 @@ class CallAudit:
             retranscript=stored.get("retranscript"),
             wer=record.divergence,
             flagged=record.flagged,
+            check=record.method,
+            divergent_words=record.divergent_words,
             retranscription=record.audit,
             audio_start_ms=record.audio_start_ms,
             audio_end_ms=record.audio_end_ms,

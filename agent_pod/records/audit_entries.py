@@ -74,6 +74,10 @@ class TurnEntry(_Entry):
     retranscript: str | None = None
     wer: float | None = None
     flagged: bool = False
+    check: str | None = Field(default=None, description="How the flag was decided: align | wer.")
+    divergent_words: list[str] = Field(
+        default_factory=list, description="Played words the audio does not say (+<after WORD>: extra speech)."
+    )
     retranscription: str = Field(description="pending | done | skipped | failed")
     audio_start_ms: int | None = None
     audio_end_ms: int | None = None
