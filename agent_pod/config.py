@@ -594,6 +594,11 @@ class TelephonySpec(Model):
         max_length=4,
         description="Carriers whose webhook and stream are served.",
     )
+    credential_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding an API key of this agent's session API keyring: the webhook creates "
+        "each call's session with it (its tenant and quota). Needed when spec.auth.required.",
+    )
     twilio_auth_token_secret_ref: SecretKeyRef | None = Field(
         default=None,
         description="Secret key holding the Twilio auth token; set, webhooks without a valid "

@@ -104,7 +104,9 @@ class Webhooks:
         call_id = next((params[f] for f in CALL_ID_FIELDS if params.get(f)), "")
         metadata = {"carrier": carrier, **({"callId": call_id[:256]} if call_id else {})}
         try:
-            grant = await self.gate.create(None, self.directory, metadata)
+            # The carrier's signature says who calls; the configured API key whose tenant the call counts for.
+            credential = resolve_credential(self.spec.credential_secret_ref, "VOICEFLEET_TELEPHONY_API_KEY")
+            grant = await self.gate.create(credential, self.directory, metadata)
         except AdmissionError as exc:
             return http_refusal(exc)
         answer, content_type = instructions(carrier, stream_url(self.spec, grant, carrier), grant)

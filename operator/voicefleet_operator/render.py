@@ -146,8 +146,9 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
         if tool.endpoint.headers_secret_ref:
             ref = tool.endpoint.headers_secret_ref
             refs[(ref.name, ref.key)] = ref
-    t = spec.telephony
+    t = spec.telephony  # the carriers' signing keys, and the API key the webhook creates sessions with
     for ref in (
+        t.credential_secret_ref,
         t.twilio_auth_token_secret_ref,
         t.telnyx_public_key_secret_ref,
         t.vonage_signature_secret_ref,

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from agent_pod.config import AgentConfig
 from agent_pod.runtime import Pod
+from agent_pod.sessions.auth import Keyring, new_api_key
 from agent_pod.transports.hub import LiveSession
 from tests.support.carrier import (
     FakeCarrierCall,
@@ -238,3 +239,28 @@ async def test_telnyx_and_vonage_webhook_signatures(
         for headers in (vonage_headers("w" * 32, body), vonage_headers(VONAGE_SECRET, b"other body"), {}):
             status, answer = await call_webhook(http, pod.http_url, "vonage", headers=headers)
             assert status == 403 and "JWT" in answer
+
+
+async def test_a_secured_fleet_answers_calls_with_the_configured_key(
+    pod_factory: PodFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With spec.auth.required the webhook creates sessions with telephony.credentialSecretRef's API key
+    (its tenant); without that key every incoming call is refused."""
+    (tmp_path / "api-keys").mkdir()
+    (tmp_path / "phone").mkdir()
+    key, entry = new_api_key("telco", ["sessions:create", "sessions:resume"])
+    (tmp_path / "api-keys" / "keyring.json").write_text(json.dumps(Keyring(keys=[entry]).dump()))
+    (tmp_path / "phone" / "api-key").write_text(key + "\n")
+    monkeypatch.setenv("VOICEFLEET_CREDENTIALS_DIR", str(tmp_path))
+    auth = {"required": True, "apiKeysSecretRef": {"name": "api-keys", "key": "keyring.json"}}
+    secured = await pod_factory(
+        phone_config(auth=auth, telephony={"credentialSecretRef": {"name": "phone", "key": "api-key"}})
+    )
+    keyless = await pod_factory(phone_config(auth=auth))
+    async with aiohttp.ClientSession() as http:
+        call = await answered_call(http, secured, "twilio")
+        await async_wait_for(lambda: _async(len(live_session(secured)) == 1), timeout=5, what="admitted")
+        await call.stop()
+        status, body = await call_webhook(http, keyless.http_url, "twilio")
+        assert status == 401 and "unauthenticated" in body, body
+        assert live_session(keyless) == []
