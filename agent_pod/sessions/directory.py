@@ -118,6 +118,13 @@ class TransferRefused(Exception):
         self.message = message
 
 
+class CallKey(Model):
+    """What a phone call's own id (an AudioSocket UUID) names: its session and the resume token."""
+
+    session_id: str
+    resume_token: str
+
+
 class MigrationTicket(Model):
     """Where a moving call goes, and the one-time token its caller follows with."""
 
@@ -228,6 +235,16 @@ class SessionDirectory(Protocol):
     async def call_owner(self, session_id: str) -> PodRecord | None:
         """The live pod that serves the call (None: unknown)."""
         ...
+
+    async def remember_call_key(self, key: str, call: CallKey, ttl_seconds: float) -> None:
+        """Let every pod find the session a phone call's own id names (a PBX reconnecting elsewhere)."""
+        ...
+
+    async def recall_call_key(self, key: str) -> CallKey | None:
+        """The session ``key`` names, if some pod remembered it and it has not expired."""
+        ...
+
+    async def forget_call_key(self, key: str) -> None: ...
 
     async def begin_transfer(
         self, session_id: str, conversation: Conversation, agent: str, follow_seconds: float
@@ -426,6 +443,16 @@ class LocalDirectory:
         raise TransferRefused("no_fleet", "this pod serves alone: transfers need the fleet's Redis")
 
     async def call_owner(self, session_id: str) -> PodRecord | None:
+        return None
+
+    # A pod serving alone keeps its call keys itself (whoever asks reaches this pod).
+    async def remember_call_key(self, key: str, call: CallKey, ttl_seconds: float) -> None:
+        return None
+
+    async def recall_call_key(self, key: str) -> CallKey | None:
+        return None
+
+    async def forget_call_key(self, key: str) -> None:
         return None
 
     async def begin_transfer(

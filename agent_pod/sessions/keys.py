@@ -9,6 +9,7 @@ Cluster keeps the agent on one slot (the Lua scripts touch several of its keys).
                                            is the count of unexpired leases
     vf:v1:{ns/agent}:pin:<session>   HASH  PinRecord: which pod owns the session
     vf:v1:{ns/agent}:snap:<session>  STRING Conversation JSON, written after every turn
+    vf:v1:{ns/agent}:callkey:<key>   STRING CallKey JSON: the session a phone call's own id names
     vf:v1:{ns/agent}:handoff:<session> LIST Handoff JSON: caller input held by a pod the call left
     vf:v1:{ns/agent}:tenant:<t>:leases ZSET session id -> lease deadline (ms): the tenant's sessions
     vf:v1:{ns/agent}:tenant:<t>:bucket HASH tokens, ms: the tenant's new-session token bucket
@@ -45,6 +46,10 @@ class AgentKeys:
 
     def load(self, name: str) -> str:
         return f"{self.prefix}load:{name}"
+
+    def call_key(self, key: str) -> str:
+        """A telephony call's own id (an AudioSocket UUID) -> the session it names, for any pod."""
+        return f"{self.prefix}callkey:{key}"
 
     def pin(self, session_id: str) -> str:
         return f"{self.prefix}pin:{session_id}"

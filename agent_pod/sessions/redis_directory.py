@@ -19,11 +19,12 @@ after a Redis restart that lost its data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from ..conversation import Conversation
 from .admission import StreamAdmission
-from .directory import Admission, Grant, MigrationTicket, PodIdentity
+from .directory import Admission, CallKey, Grant, MigrationTicket, PodIdentity
 from .keys import AgentKeys
 from .local_state import LocalSessions
 from .migration_store import CallMoves
@@ -34,7 +35,7 @@ from .registry import PodRegistry
 from .revision_stats import RevisionTally
 from .revision_stats_writer import RevisionStatsWriter
 from .snapshots import SnapshotWriter
-from .store import Store, StoreDown
+from .store import Store, StoreBusy, StoreDown
 from .tokens import ResumeTokens
 from .transfer_store import CallTransfers
 from .tuning import DirectoryTuning
@@ -203,6 +204,27 @@ class RedisDirectory:
 
     async def call_owner(self, session_id: str) -> PodRecord | None:
         return await self.transfers.owner(session_id)
+
+    async def remember_call_key(self, key: str, call: CallKey, ttl_seconds: float) -> None:
+        try:
+            await self.store.io(
+                self.store.redis.set(
+                    self.store.keys.call_key(key), call.model_dump_json(), px=max(1, int(ttl_seconds * 1000))
+                )
+            )
+        except (StoreDown, StoreBusy) as exc:  # this pod still knows it; only a reconnect elsewhere misses
+            log.warning("call key not stored: %s", exc, extra={"call_key": key})
+
+    async def recall_call_key(self, key: str) -> CallKey | None:
+        try:
+            raw = await self.store.io(self.store.redis.get(self.store.keys.call_key(key)))
+        except (StoreDown, StoreBusy):
+            return None
+        return CallKey.model_validate_json(raw) if raw else None
+
+    async def forget_call_key(self, key: str) -> None:
+        with contextlib.suppress(StoreDown, StoreBusy):
+            await self.store.io(self.store.redis.delete(self.store.keys.call_key(key)))
 
     async def begin_transfer(
         self, session_id: str, conversation: Conversation, agent: str, follow_seconds: float

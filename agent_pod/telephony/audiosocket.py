@@ -31,7 +31,7 @@ from ..audio.pcm import BYTES_PER_SAMPLE, InvalidAudio
 from ..config import AudioSocketSpec
 from ..pipeline.events import ErrorEvent, SessionEvent
 from ..pipeline.input_limits import InputRefused
-from ..sessions.directory import RESUMABLE_OUTCOMES, AdmissionError
+from ..sessions.directory import RESUMABLE_OUTCOMES, AdmissionError, CallKey
 from ..transports import transport_metrics
 from ..transports.audio_budget import AudioBudget, Verdict
 from ..transports.hub import LiveSession, SessionHub
@@ -80,15 +80,16 @@ class CallKeys:
         while len(self._calls) > self.max_calls:
             self._calls.popitem(last=False)
 
-    def detach(self, call: uuid.UUID, live: LiveSession, resumable: bool, now: float) -> None:
-        """``live``'s connection is over: keep the key for a resume, or forget it."""
+    def detach(self, call: uuid.UUID, live: LiveSession, resumable: bool, now: float) -> bool:
+        """``live``'s connection is over: keep the key for a resume, or forget it (True)."""
         known = self._calls.get(call)
         if known is None or known.live is not live:
-            return  # a newer connection took the call over
+            return False  # a newer connection took the call over
         if resumable:
             known.live, known.until = None, now + self.keep_seconds
-        else:
-            del self._calls[call]
+            return False
+        del self._calls[call]
+        return True
 
     def forget(self, call: uuid.UUID) -> None:
         self._calls.pop(call, None)
@@ -221,7 +222,8 @@ class AudioSocketServer:
             for task in (reading, ended):
                 task.cancel()
             resumable = live.end_reason == "disconnected" or live.end_reason in RESUMABLE_OUTCOMES
-            self.keys.detach(call, live, resumable, time.monotonic())
+            if self.keys.detach(call, live, resumable, time.monotonic()):
+                await self.hub.directory.forget_call_key(_fleet_key(call))
             log.info(
                 "audiosocket call ended",
                 extra={
@@ -233,8 +235,12 @@ class AudioSocketServer:
             )
 
     async def _admit(self, call: uuid.UUID, sink: AudioSocketSink, peer: str) -> LiveSession | None:
-        """The call's session: resumed (or taken over) for a known UUID, else a new one."""
+        """The call's session: resumed (or taken over) for a known UUID, else a new one. A UUID this pod
+        does not know may name a call another pod served (the PBX reconnected elsewhere, or that pod
+        died): the fleet remembers it in the session store."""
         known = self.keys.get(call, time.monotonic())
+        if known is None and (remembered := await self.hub.directory.recall_call_key(_fleet_key(call))):
+            known = _Known(remembered.session_id, remembered.resume_token, None, None)
         if known is not None and known.live is not None and not known.live.finished.is_set():
             # The same call on a new connection: the old one is gone even if its socket has not said so.
             known.live.request_close("disconnected")
@@ -255,11 +261,17 @@ class AudioSocketServer:
         except AdmissionError as exc:
             if known is not None and exc.code == "not_found":
                 self.keys.forget(call)
+                await self.hub.directory.forget_call_key(_fleet_key(call))
             self._refuse(sink, call, f"{exc.code}: {exc}", peer)
             return None
         token = known.resume_token if known else live.resume_token
         assert token, "a new session always has a resume token"
         self.keys.put(call, _Known(live.id, token, live, None))
+        # Remembered for the whole call and its resume window after: a reconnect may reach any pod.
+        ttl = self.hub.config.session.max_duration_seconds + self.keys.keep_seconds
+        await self.hub.directory.remember_call_key(
+            _fleet_key(call), CallKey(session_id=live.id, resume_token=token), ttl
+        )
         log.info(
             "audiosocket call admitted",
             extra={"call_uuid": str(call), "session_id": live.id, "resumed": live.resumed, "peer": peer},
@@ -347,6 +359,10 @@ async def _first_frame(
         got = first.reason if isinstance(first, wire.Refused) else f"kind 0x{first.kind:02x}"
         raise wire.ProtocolError("no_uuid", f"the first frame must be the call's UUID (16 bytes), got {got}")
     return wire.call_uuid(first), rest
+
+
+def _fleet_key(call: uuid.UUID) -> str:
+    return f"audiosocket:{call}"
 
 
 def _give_up(writer: asyncio.StreamWriter, reason: str, message: str, peer: str) -> None:

@@ -40,6 +40,22 @@ def fleet_config(**session: Any) -> Any:
     )
 
 
+async def crash_pod(pod: Pod) -> None:
+    """The pod dies without a word: its ports close, its registry entry stays until it goes stale."""
+    directory = pod.directory
+    assert isinstance(directory, RedisDirectory) and pod.grpc is not None
+    await directory.abandon()  # its loops stop; nothing is deregistered
+    await pod.grpc.stop(grace=None)
+    if pod.audio_socket is not None:
+        await pod.audio_socket.aclose()
+    for runner in pod._runners:
+        await runner.cleanup()
+    pod._runners.clear()
+    if pod.hub is not None:
+        await pod.hub.aclose()
+    await pod.clock.stop()
+
+
 class Fleet:
     def __init__(self, workdir: Path, redis: RedisServer, **session: Any) -> None:
         self.redis = redis
@@ -63,18 +79,7 @@ class Fleet:
         return pod
 
     async def crash(self, name: str) -> None:
-        """The pod dies without a word: its ports close, its registry entry stays until it goes stale."""
-        pod = self.pods.pop(name)
-        directory = pod.directory
-        assert isinstance(directory, RedisDirectory) and pod.grpc is not None
-        await directory.abandon()  # its loops stop; nothing is deregistered
-        await pod.grpc.stop(grace=None)
-        for runner in pod._runners:
-            await runner.cleanup()
-        pod._runners.clear()
-        if pod.hub is not None:
-            await pod.hub.aclose()
-        await pod.clock.stop()
+        await crash_pod(self.pods.pop(name))
 
     async def close(self) -> None:
         for pod in self.pods.values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from agent_pod.runtime import Pod
+from agent_pod.sessions.tuning import DirectoryTuning
 from agent_pod.settings import PodSettings
 from agent_pod.telephony import audiosocket_wire as wire
 from agent_pod.transports.hub import LiveSession
 from tests.support.fake_pbx import FakePbx, speech
+from tests.support.migration import crash_pod
 from tests.support.net import free_port
 from tests.support.pod import pod_ports, synthetic_config
 from tests.support.redis import RedisServer
@@ -27,7 +30,13 @@ def bad_inputs(reason: str) -> float:
 
 
 async def start_pod(
-    redis: RedisServer, tmp_path: Path, agent: str, credentials_dir: Path | None = None, **overrides: Any
+    redis: RedisServer,
+    tmp_path: Path,
+    agent: str,
+    credentials_dir: Path | None = None,
+    pod_name: str = "",
+    tuning: DirectoryTuning | None = None,
+    **overrides: Any,
 ) -> Pod:
     key_file = tmp_path / "resume.key"
     key_file.write_bytes(b"audiosocket-test-key-0123456789ab")
@@ -35,14 +44,14 @@ async def start_pod(
     config = synthetic_config(agent=agent, transport=transport, **overrides)
     settings = PodSettings(
         bind_host="127.0.0.1",
-        pod_name=f"{agent}-0",
+        pod_name=pod_name or f"{agent}-0",
         redis_url=redis.url,
         resume_key_file=key_file,
         credentials_dir=credentials_dir,
     )
     ports = pod_ports()
     ports.audio_socket = free_port()
-    pod = Pod(settings, config, ports)
+    pod = Pod(settings, config, ports, tuning=tuning)
     await pod.start()
     assert pod.audio_socket is not None and pod.audio_socket.port == ports.audio_socket
     return pod
@@ -126,6 +135,62 @@ async def test_a_dropped_connection_resumes_the_conversation_with_the_same_uuid(
         assert second.session.conversation.turns == 2
     finally:
         await again.drop()
+
+
+def _answered(pod: Pod, phone: FakePbx) -> bool:
+    """The pod admitted the call, or refused it (the connection closed)."""
+    return live_call(pod, phone.call) is not None or phone.closed.is_set()
+
+
+async def test_a_pbx_reconnecting_to_another_pod_resumes_the_call_there(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The UUID names the call fleet-wide (in Redis): when the pod that served it is lost, the PBX's
+    reconnect reaches another pod of the agent, which resumes the conversation."""
+    tuning = DirectoryTuning(heartbeat_seconds=0.2, stale_seconds=1.0)
+    pods = [
+        await start_pod(redis_server, tmp_path, "asock-fleet", pod_name=f"asock-fleet-{n}", tuning=tuning)
+        for n in "ab"
+    ]
+    first_pod, second_pod = pods
+    try:
+        call = uuid.uuid4()
+        phone = await pbx(first_pod, call).connect()
+        await phone.stream(speech("hello there"))
+        await phone.quiet_answer(since=0)
+        first = live_call(first_pod, call)
+        assert first is not None
+        await phone.drop()
+        await phone.wait(lambda: first.finished.is_set(), 10, "the first pod to notice the drop")
+        await crash_pod(first_pod)
+        pods.remove(first_pod)
+
+        # Like a PBX, redial until the lost pod has gone stale and this one resumes the call.
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            again = await pbx(second_pod, call).connect()
+            await again.wait(partial(_answered, second_pod, again), 10, "an answer")
+            if live_call(second_pod, call) is not None:
+                break
+            assert again.error_codes == [wire.ErrorCode.REFUSED]  # "wrong pod" while its heartbeat is fresh
+            await again.drop()
+            assert asyncio.get_running_loop().time() < deadline, "the lost pod never went stale"
+        try:
+            second = await admitted(second_pod, again)
+            assert second.id == first.id and second.resumed and second.restored_turns == 1
+            again.dtmf("7#")
+            await again.quiet_answer(since=0)
+            assert second.session.conversation.turns == 2
+            await again.hang_up()
+            await again.wait(lambda: second.finished.is_set(), 10, "the call to end")
+        finally:
+            await again.drop()
+        # Ended for good: no pod resumes it any more.
+        assert second_pod.hub is not None
+        assert await second_pod.hub.directory.recall_call_key(f"audiosocket:{call}") is None
+    finally:
+        for pod in pods:
+            await pod.stop()
 
 
 async def test_a_new_connection_for_a_live_call_takes_it_over(pod: Pod) -> None:
