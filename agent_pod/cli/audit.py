@@ -116,7 +116,7 @@ def run_verify(args: argparse.Namespace) -> int:
         store, logs = _call_logs(args)
     except _NoLogs as exc:
         return _fail("verify", str(exc), exc.code)
-    recording: RecordingEntry | None = None
+    recordings: list[RecordingEntry] = []  # one per leg that finished its recording
     for log in logs:
         try:
             verified = verify_log(
@@ -124,29 +124,33 @@ def run_verify(args: argparse.Namespace) -> int:
             )
         except AuditProblem as exc:
             return _fail("verify", f"{log}: {exc}")
-        recording = verified.recording or recording
+        if verified.recording is not None:
+            recordings.append(verified.recording)
         print(
             f"ok {log}: {len(verified.entries)} entries, seq 0..{len(verified.entries) - 1}, "
             f"head signed with key {verified.key_id}"
         )
         if verified.unsigned_tail:
             print(f"warning {log}: {verified.unsigned_tail} line(s) after the signed head ignored (unproven)")
-    if recording is None:
+    if not recordings:
         print(f"call {args.call}: no recording entry (nothing to check)")
         return 0
+    if args.recording is not None and len(recordings) > 1:
+        return _fail("verify", f"{len(recordings)} legs have recordings: --recording names one file", 2)
     root = args.recordings_root or args.dir.parent
-    audio_path: Path | None = args.recording or _recording_path(recording.location, root)
-    if audio_path is None:
-        return _fail("verify", f"the recording is at {recording.location}: fetch it and give --recording")
-    try:
-        audio = audio_path.read_bytes()
-    except OSError as exc:
-        return _fail("verify", f"seq {recording.seq}: cannot read the recording {audio_path}: {exc}")
-    try:
-        check_recording(recording, audio)
-    except AuditProblem as exc:
-        return _fail("verify", f"{audio_path}: {exc}")
-    print(f"ok recording {audio_path}: sha256 {recording.sha256} ({recording.bytes} bytes)")
+    for recording in recordings:
+        audio_path: Path | None = args.recording or _recording_path(recording.location, root)
+        if audio_path is None:
+            return _fail("verify", f"the recording is at {recording.location}: fetch it and give --recording")
+        try:
+            audio = audio_path.read_bytes()
+        except OSError as exc:
+            return _fail("verify", f"seq {recording.seq}: cannot read the recording {audio_path}: {exc}")
+        try:
+            check_recording(recording, audio)
+        except AuditProblem as exc:
+            return _fail("verify", f"{audio_path}: {exc}")
+        print(f"ok recording {audio_path}: sha256 {recording.sha256} ({recording.bytes} bytes)")
     return 0
 
 

@@ -36,11 +36,17 @@ def signer_of(key: Path) -> Signer:
 
 
 async def write_call(
-    root: Path, key: Path, call_id: str = CALL, *, keep_raw: bool = False, recording: Path | None = None
+    root: Path,
+    key: Path,
+    call_id: str = CALL,
+    *,
+    keep_raw: bool = False,
+    recording: Path | None = None,
+    leg: str = "0001-pod-a",
 ) -> str:
     """An honest log: started, two turns (one with a tool call), the recording, ended."""
     policy = AuditSpec(enabled=True, keep_raw_text=keep_raw)
-    audit = CallAudit(DirectoryAuditStore(root), policy, signer_of(key), call_id, "0001-pod-a")
+    audit = CallAudit(DirectoryAuditStore(root), policy, signer_of(key), call_id, leg)
     audit.started(
         agent="receptionist",
         namespace="ns",
@@ -208,6 +214,21 @@ async def test_tampering_is_caught_naming_the_first_bad_seq(tmp_path, capsys, ke
     code, out = verify(capsys, audit_dir, key)
     assert code == 1, out
     assert message in out
+
+
+async def test_every_legs_recording_is_proven(capsys, key, records):
+    """A call resumed on another pod has a log and a recording per leg: verify checks each recording."""
+    audit_dir = records / "audit"
+    second = records / "call-1-leg2.wav"
+    second.write_bytes(b"RIFF" + os.urandom(4000))
+    await write_call(audit_dir, key, recording=records / "call-1.wav", leg="0001-pod-a")
+    await write_call(audit_dir, key, recording=second, leg="0002-pod-b")
+    code, out = verify(capsys, audit_dir, key)
+    assert code == 0, out
+    assert out.count("ok recording") == 2 and "call-1-leg2.wav" in out
+    second.write_bytes(b"RIFF" + os.urandom(4000))
+    code, out = verify(capsys, audit_dir, key)
+    assert code == 1 and "call-1-leg2.wav" in out and "the recording differs from its entry" in out
 
 
 async def test_a_key_not_given_is_named(tmp_path, capsys, key, records):
