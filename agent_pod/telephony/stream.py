@@ -28,12 +28,13 @@ from typing import Literal
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel
 
-from ..audio.pcm import InvalidAudio
+from ..audio.pcm import BYTES_PER_SAMPLE, InvalidAudio
 from ..config import TelephonySpec
 from ..pipeline.events import SessionEvent
 from ..pipeline.input_limits import InputRefused
 from ..sessions.directory import AdmissionError
 from ..transports import transport_metrics
+from ..transports.audio_budget import AudioBudget, Verdict
 from ..transports.hub import LiveSession, SessionHub
 from .carriers import (
     BadInput,
@@ -191,6 +192,8 @@ class CarrierStream:
     async def _read_loop(self) -> None:
         assert self.live is not None
         session = self.live.session
+        # Caller audio at real time plus a burst, as every transport takes it (transports/audio_budget.py).
+        budget = AudioBudget(session.config.session.limits.audio_burst_seconds, time.monotonic())
         async for msg in self.ws:
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
@@ -198,7 +201,12 @@ class CarrierStream:
                 event = self.codec.parse(msg.data)
                 match event:
                     case MediaIn(pcm=pcm):
-                        session.push_audio(pcm, self.rate)
+                        verdict = budget.take(len(pcm) / (BYTES_PER_SAMPLE * self.rate), time.monotonic())
+                        if verdict is Verdict.TAKE:
+                            session.push_audio(pcm, self.rate)
+                        elif self._over_budget(verdict, budget):
+                            await self.live.close("input_flood")
+                            return
                     case MarkPlayed(name=name):
                         self.ledger.acknowledged(name)
                     case Dtmf(digit=digit):
@@ -223,6 +231,25 @@ class CarrierStream:
         if self.codec.hangs_up_by_close and self.ws.close_code == CLOSE_NORMAL:
             await self.live.end_by_caller()  # Vonage has no stop event: its hangup closes cleanly
 
+    def _over_budget(self, verdict: Verdict, budget: AudioBudget) -> bool:
+        """Audio faster than real time is dropped, refused once per episode (not a bad message each
+        frame: a carrier's burst must not hang up the call); True for a flood: the call is to end."""
+        self._count("audio_rate")
+        if verdict is Verdict.FLOOD:
+            log.warning(
+                "carrier floods audio: call ended",
+                extra={"carrier": self.carrier, "ahead_seconds": round(budget.ahead_seconds, 1)},
+            )
+            self._hangup = (CLOSE_POLICY, f"audio flood: {budget.ahead_seconds:.0f} s ahead of real time")
+            return True
+        if verdict is Verdict.REFUSE_FIRST:
+            self._send_error(
+                "audio_rate",
+                f"audio faster than real time (more than {budget.burst_seconds:g} s "
+                "ahead): dropped until it slows down",
+            )
+        return False
+
     def _refuse(self, reason: str, message: str) -> None:
         self.bad_messages += 1
         self._count(reason)
@@ -230,8 +257,11 @@ class CarrierStream:
             "carrier message refused",
             extra={"carrier": self.carrier, "reason": reason, "detail": message[:200]},
         )
+        self._send_error(reason, message)
+
+    def _send_error(self, code: str, message: str) -> None:
         if not self._closed:
-            self._control.append(StreamError(error=ErrorBody(code=reason, message=message)).model_dump_json())
+            self._control.append(StreamError(error=ErrorBody(code=code, message=message)).model_dump_json())
             self._wake.set()
 
     def _count(self, reason: str) -> None:

@@ -3,6 +3,8 @@ call itself (when there is one) goes on, and a healthy call on the same pod is u
 
 from __future__ import annotations
 
+import base64
+
 import aiohttp
 
 from agent_pod.transports import transport_metrics
@@ -128,3 +130,29 @@ async def test_a_carrier_that_drops_mid_word_leaves_the_session_resumable_and_ot
         )
         await again.stop()
         await healthy.stop()
+
+
+async def test_audio_faster_than_real_time_is_dropped_and_a_flood_ends_the_call(
+    pod_factory: PodFactory,
+) -> None:
+    """Caller audio is taken at real time plus a burst, as on every transport: beyond it the audio is
+    dropped with one error event, and a carrier that runs ever further ahead is cut off."""
+    pod = await pod_factory(phone_config(session={"limits": {"audioBurstSeconds": 1.0}}))
+    before = bad_inputs("twilio", "audio_rate")
+    frame = {"event": "media", "media": {"payload": base64.b64encode(b"\xff" * 160).decode()}}
+    async with aiohttp.ClientSession() as http:
+        bursty = await answered_call(http, pod, "twilio")
+        await async_wait_for(lambda: _async(len(live_session(pod)) == 1), timeout=5, what="admitted")
+        [live] = live_session(pod)
+        for _ in range(100):  # 2 s of audio at once: 1 s beyond the burst
+            await bursty.send_json(frame)
+        await async_wait_for(lambda: _async(bool(bursty.errors)), timeout=5, what="the refusal")
+        assert [e["code"] for e in bursty.errors] == ["audio_rate"]  # once, not per dropped frame
+        assert bad_inputs("twilio", "audio_rate") > before
+        assert not live.finished.is_set()
+        for _ in range(35 * 50):  # 35 s ahead of real time: a flood
+            await bursty.send_json(frame)
+        await async_wait_for(lambda: _async(live.finished.is_set()), timeout=10, what="the call cut off")
+        assert live.end_reason == "input_flood"
+        await async_wait_for(lambda: _async(bursty.closed.is_set()), timeout=5, what="the stream closed")
+        assert bursty.close_code == 1008 and "audio flood" in bursty.close_reason
