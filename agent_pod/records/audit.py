@@ -34,6 +34,7 @@ from .audit_entries import (
 )
 from .audit_keys import Head, Signer
 from .audit_store import AuditStore, check_name
+from .backoff import backoff
 from .redact import redact, redact_json_text
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,7 @@ class CallAudit:
     # ------------------------------------------------------------------ storage
 
     async def _write_loop(self) -> None:
-        delay = RETRY_FIRST_SECONDS
+        failures = 0  # in a row
         while True:
             if not self._pending and self._head is None:
                 if self._closed:
@@ -227,10 +228,10 @@ class CallAudit:
             except Exception:
                 audit_metrics.AUDIT_WRITE_FAILURES_TOTAL.inc()
                 log.exception("audit write failed; retrying", extra={"audit_log": self.log})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                failures += 1
+                await asyncio.sleep(backoff(failures, RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS))
                 continue
-            delay = RETRY_FIRST_SECONDS
+            failures = 0
             del self._pending[: len(batch)]
             self._offset += len(data)
             if self._head is head:

@@ -42,6 +42,7 @@ from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 from ..config import RecordingSpec
 from ..providers.credentials import resolve_credential
 from . import metrics
+from .backoff import backoff
 from .paths import RECORDINGS_DIR
 from .recording import CallRecording, RecordingInfo, Segment
 from .retention import Stored, expired, sweep_directory
@@ -56,11 +57,6 @@ CLOSE_WAIT = 10.0
 WAV_HEADER = 44  # Python's wave writes the canonical 44-byte PCM header
 
 _uploads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="recording-upload")
-
-
-def backoff(attempt: int, first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP) -> float:
-    """Seconds to wait before retry number ``attempt`` (1, 2, ...)."""
-    return min(cap, first * 2 ** (attempt - 1))
 
 
 def recording_name(agent: str, session_id: str, started: datetime) -> str:
@@ -300,7 +296,7 @@ class _Uploader:
             except Exception as exc:
                 attempt += 1
                 metrics.UPLOAD_FAILURES_TOTAL.labels(kind).inc()
-                delay = backoff(attempt, cap=self.store.backoff_cap)
+                delay = backoff(attempt, BACKOFF_FIRST, self.store.backoff_cap)
                 log.warning(
                     "recording %s: %s upload failed (attempt %d, retry in %.1fs): %s",
                     self.key,
