@@ -332,16 +332,14 @@ class AgentSession:
         self._recorder.session_started()
         await self._context.start()
         if self._recordings is not None:
+            recording: CallRecording | None = None
             try:
                 recording = self._recordings.open(self.session_id)
-            except Exception:  # a broken store must not refuse the call
+                await recording.start()
+                self.recording = recording
+            except Exception:  # a broken store or volume must not refuse the call
                 self._log.exception("session %s: recording could not start", self.session_id)
-            else:
-                try:
-                    await recording.start()
-                    self.recording = recording
-                except Exception:  # nor a broken volume
-                    self._log.exception("session %s: recording could not start", self.session_id)
+                if recording is not None:
                     await self._recordings.finished(recording, None)
         self._tasks = [
             asyncio.create_task(self._guard(self._turn_loop), name=f"turns-{self.session_id}"),
