@@ -156,3 +156,12 @@ async def test_audio_faster_than_real_time_is_dropped_and_a_flood_ends_the_call(
         assert live.end_reason == "input_flood"
         await async_wait_for(lambda: _async(bursty.closed.is_set()), timeout=5, what="the stream closed")
         assert bursty.close_code == 1008 and "audio flood" in bursty.close_reason
+
+
+async def test_an_oversized_webhook_body_is_refused_by_the_pods_body_guard(pod_factory: PodFactory) -> None:
+    pod = await pod_factory(phone_config())
+    async with aiohttp.ClientSession() as http:
+        body = {"CallSid": "CA1", "From": "+15550100", "Padding": "x" * (70 * 1024)}
+        async with http.post(f"{pod.http_url}/v1/telephony/twilio/voice", data=body) as response:
+            assert response.status == 413 and "larger than" in await response.text()
+        assert live_session(pod) == []
