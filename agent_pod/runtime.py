@@ -161,6 +161,7 @@ class Pod:
             recorder=PipelineRecorder(self.revision_tally),
             tool_platform=self.tool_platform,
             audits=CallAudits.build(config, settings.audit_dir, settings.audit_key_file, settings.pod_name),
+            recordings=self.recordings,
         )
         cors = CorsPolicy(config.auth.cors)
         transfers = TransferService(self.hub, gate)
@@ -270,7 +271,6 @@ class Pod:
         except Exception:
             log.exception("recordings disabled: the store could not start")
             return
-        recordings.install(store)
         self.recordings = store
         self._sweep = asyncio.create_task(recordings.sweep_forever(store), name="recording-retention")
 
@@ -285,7 +285,6 @@ class Pod:
             if self._sweep is not None:
                 self._sweep.cancel()
             await self.recordings.aclose()
-            recordings.install(None)
         if self.tool_platform is not None:
             await self.tool_platform.mcp.aclose()
         if self.grpc is not None:

@@ -37,7 +37,7 @@ from ..flows.runtime import FlowRuntime
 from ..providers.base import VAD, ChatModel, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..records.recording import CallRecording, RecordingInfo
-from ..records.storage import RecordingStore, pod_store
+from ..records.storage import RecordingStore
 from ..sessions.records import HeldInput
 from ..tools.audit import ToolAuditRecord
 from ..tools.platform import ToolPlatform
@@ -185,8 +185,8 @@ class AgentSession:
         # Called with each turn's record once it is final (re-transcribed, or the audit skipped):
         # the call's audit trail is written from here.
         self.on_turn_record: Callable[[TurnRecord], None] | None = None
-        # The call's recording (spec.recording), into the pod's store unless one is given.
-        self._recordings = (recordings or pod_store()) if config.recording.enabled else None
+        # The call's recording (spec.recording), into the pod's store.
+        self._recordings = recordings if config.recording.enabled else None
         self.recording: CallRecording | None = None
         self.recording_info: RecordingInfo | None = None
         self._audio_spans: dict[str, list[int]] = {}  # turn id -> [start, end] ms in the recording

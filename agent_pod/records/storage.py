@@ -366,19 +366,6 @@ async def sweep_forever(store: RecordingStore, every: float = SWEEP_SECONDS) -> 
         await asyncio.sleep(every)
 
 
-_pod_store: RecordingStore | None = None
-
-
-def install(store: RecordingStore | None) -> None:
-    """Make ``store`` the pod's: every session of the pod records into it (the runtime calls this)."""
-    global _pod_store
-    _pod_store = store
-
-
-def pod_store() -> RecordingStore | None:
-    return _pod_store
-
-
 def build_store(spec: RecordingSpec, agent: str, directory: Path) -> RecordingStore:
     if spec.storage == "s3":
         return S3Store(spec, agent, directory)

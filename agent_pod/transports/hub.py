@@ -25,6 +25,7 @@ from ..pipeline.session import AgentSession
 from ..providers.base import Providers
 from ..records.audit import CallAudit
 from ..records.call_audits import CallAudits
+from ..records.storage import RecordingStore
 from ..sessions.directory import Admission, AdmissionError, SessionDirectory
 from ..sessions.gate import SessionGate
 from ..tools.platform import ToolPlatform
@@ -138,9 +139,11 @@ class SessionHub:
         recorder: PipelineRecorder | None = None,
         tool_platform: ToolPlatform | None = None,
         audits: CallAudits | None = None,
+        recordings: RecordingStore | None = None,
     ) -> None:
         self.config = config
         self.audits = audits
+        self.recordings = recordings  # where calls are recorded (spec.recording); None: not recorded
         self.tool_platform = tool_platform or ToolPlatform()
         self.recorder = recorder or PipelineRecorder()
         self.gate = gate
@@ -201,6 +204,7 @@ class SessionHub:
             recorder=self.recorder,
             caller_memory=self.caller_memory,
             tool_platform=self.tool_platform,
+            recordings=self.recordings,
         )
         if admission.moved_from is not None:
             session.hold_input()  # until the old pod's held input has been replayed
