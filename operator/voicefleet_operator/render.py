@@ -418,23 +418,22 @@ def records_volume(spec: VoiceAgentSpec) -> dict[str, Any] | None:
     return {"name": "records", "emptyDir": {"sizeLimit": rec.volume_size_limit}}
 
 
-def resume_key_secret(owner: Owner, key: bytes) -> dict[str, Any]:
-    """The generated HMAC key for resume tokens (only when the spec names none)."""
+def _generated_key_secret(owner: Owner, name: str, key: bytes) -> dict[str, Any]:
+    """A key the operator generated, in a Secret the agent owns (under the Secret's key ``key``)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(owner, resume_key_secret_name(owner.name)),
+        "metadata": _meta(owner, name),
         "type": "Opaque",
         "data": {"key": base64.b64encode(key).decode()},
     }
 
 
+def resume_key_secret(owner: Owner, key: bytes) -> dict[str, Any]:
+    """The generated HMAC key for resume tokens (only when the spec names none)."""
+    return _generated_key_secret(owner, resume_key_secret_name(owner.name), key)
+
+
 def audit_key_secret(owner: Owner, seed: bytes) -> dict[str, Any]:
     """The generated Ed25519 seed audit heads are signed with (only when the spec names no key)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": _meta(owner, audit_key_secret_name(owner.name)),
-        "type": "Opaque",
-        "data": {"key": base64.b64encode(seed).decode()},
-    }
+    return _generated_key_secret(owner, audit_key_secret_name(owner.name), seed)
