@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from ..config import DtmfSpec
 
+# The keypad: what a phone call may send as DTMF.
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+
 
 class DtmfCollector:
     def __init__(self, spec: DtmfSpec) -> None:

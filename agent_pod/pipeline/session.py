@@ -46,7 +46,7 @@ from .audio_input import AudioInput
 from .barge_in import BargeIn
 from .chunking import SpeechChunker
 from .compliance import Auditor, TurnRecord
-from .dtmf import DtmfCollector
+from .dtmf import DTMF_DIGITS, DtmfCollector
 from .events import (
     AgentText,
     ErrorEvent,
@@ -80,7 +80,6 @@ MAX_LLM_ROUNDS = 6  # LLM requests per turn (tool call -> result -> answer ...)
 SNAPSHOT_TIMEOUT = 5.0
 # Caller audio held while the call is handed to another pod; the caller follows within seconds.
 MAX_HELD_SECONDS = 30.0
-DTMF_DIGITS = frozenset("0123456789*#ABCD")
 KNOWN_OUTCOMES = frozenset(pipeline_metrics.SESSION_OUTCOMES)
 
 

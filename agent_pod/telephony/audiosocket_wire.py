@@ -14,6 +14,8 @@ import struct
 import uuid
 from dataclasses import dataclass
 
+from ..pipeline.dtmf import DTMF_DIGITS
+
 HEADER = struct.Struct(">BH")
 SAMPLE_RATE = 8000
 FRAME_BYTES = 320  # 20 ms of slin at 8 kHz
@@ -21,7 +23,6 @@ FRAME_BYTES = 320  # 20 ms of slin at 8 kHz
 MAX_AUDIO_BYTES = 5 * FRAME_BYTES
 # No valid frame is larger than the largest audio frame.
 MAX_PAYLOAD_BYTES = MAX_AUDIO_BYTES
-DTMF_DIGITS = frozenset(b"0123456789*#ABCD")
 
 
 class Kind(enum.IntEnum):
@@ -70,7 +71,7 @@ def check(frame: Frame) -> Refused | None:
             return Refused("audio_size", f"audio frame of {size} bytes: slin needs whole 16-bit samples")
         return None  # the upper bound is MAX_PAYLOAD_BYTES, enforced by the parser
     if kind == Kind.DTMF:
-        if size != 1 or frame.payload[0] not in DTMF_DIGITS:
+        if size != 1 or chr(frame.payload[0]) not in DTMF_DIGITS:
             return Refused("dtmf", f"DTMF frame must be one digit of 0-9*#A-D, got {frame.payload[:8]!r}")
         return None
     if kind == Kind.UUID:
