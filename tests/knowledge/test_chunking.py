@@ -122,4 +122,4 @@ def test_a_long_markdown_section_is_split_and_every_piece_keeps_the_heading() ->
 
 def test_blank_text_has_no_chunks() -> None:
     for strategy in ("paragraph", "sentence", "markdown", "fixed"):
-        assert chunk_document("d", " \n\n\t ", ChunkingSpec(strategy=strategy)) == []  # type: ignore[arg-type]
+        assert chunk_document("d", " \n\n\t ", ChunkingSpec(strategy=strategy)) == []
