@@ -130,3 +130,10 @@ async def test_files_without_a_claim_live_on_the_store_volume(tmp_path: Path) ->
     spec = SourceSpec.model_validate({"name": "docs", "files": {"path": "inbox"}})
     fetched = await fetch(spec, mounts, {}, NOW)
     assert [d.text for d in fetched.documents] == ["on the store volume"]
+
+
+async def test_a_glob_pathlib_cannot_use_is_malformed(tmp_path: Path) -> None:
+    mounts = Mounts(root=tmp_path)
+    mounts.files_dir("docs", claim=True).mkdir(parents=True)
+    fetched = await fetch(files_source(glob="/etc/*"), mounts, {}, NOW)
+    assert not fetched.complete and [e.reason for e in fetched.errors] == ["Malformed"]

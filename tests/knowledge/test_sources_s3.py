@@ -89,3 +89,11 @@ async def test_wrong_credentials_or_no_server_are_unreachable_and_incomplete(
         fetched = await fetch(source(endpoint, s3_bucket), mounts, {}, NOW)
         assert not fetched.complete and fetched.documents == []
         assert [e.reason for e in fetched.errors] == ["Unreachable"]
+
+
+async def test_a_missing_credentials_secret_is_malformed(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    mounts = Mounts(root=tmp_path, secrets=tmp_path / "secrets")  # nothing mounted
+    fetched = await fetch(source(s3_server.endpoint, s3_bucket), mounts, {}, NOW)
+    assert not fetched.complete and [e.reason for e in fetched.errors] == ["Malformed"]

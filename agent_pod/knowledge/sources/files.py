@@ -20,6 +20,10 @@ def fetch_files(
         if not base.is_relative_to(volume.resolve()) or not base.is_dir():
             raise NotADirectoryError(f"{spec.path} is not a directory of the volume")
         paths = sorted(p for p in base.glob(spec.glob) if p.is_file())
+    except (ValueError, NotImplementedError) as exc:  # pathlib's words for a glob it cannot use
+        fetched.complete = False
+        fetched.error("Malformed", f"glob {spec.glob!r}: {exc}", now)
+        return fetched
     except OSError as exc:
         fetched.complete = False
         fetched.error("NotFound", f"cannot list {spec.path}: {exc}", now)

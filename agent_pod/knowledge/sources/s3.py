@@ -60,6 +60,11 @@ async def fetch_s3(
     fetched = Fetched()
     try:
         client = await asyncio.to_thread(make_client, spec, credentials)
+    except OSError as exc:
+        fetched.complete = False
+        fetched.error("Malformed", f"credentials secret {spec.credentials_secret_ref} unreadable: {exc}", now)
+        return fetched
+    try:
         objects = await asyncio.to_thread(
             lambda: list(client.list_objects(spec.bucket, prefix=spec.prefix, recursive=True))
         )
