@@ -136,6 +136,8 @@ class Ingestor:
             if gone:
                 removed = await asyncio.to_thread(self.store.tombstone, source.name, sorted(gone))
                 m.DOCUMENTS_TOMBSTONED_TOTAL.labels(self.kb, source.name).inc(removed)
+            if fetched.complete:
+                await asyncio.to_thread(self.store.set_source_expiry, source.name, expiry(source, now))
         except Exception as exc:  # the embedder or the store failed: what is written stays, retried next
             log.exception("knowledge base %s: indexing %s failed", self.kb, source.name)
             errors.append(SourceError(reason="IndexFailed", message=f"{type(exc).__name__}: {exc}", at=now))
@@ -145,7 +147,6 @@ class Ingestor:
             state.validators = {doc_id: v for doc_id, v in merged.items() if doc_id not in gone}
             if fetched.complete:
                 state.last_success = now
-                await asyncio.to_thread(self.store.set_source_expiry, source.name, expiry(source, now))
         for error in errors:
             m.INGEST_ERRORS_TOTAL.labels(self.kb, source.name, error.reason).inc()
         if errors:
