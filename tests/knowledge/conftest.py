@@ -1,0 +1,33 @@
+"""The knowledge stores under test (every conformance test runs against each of them), and the sources'
+servers: a document server and S3 on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from agent_pod.knowledge.sqlite_store import SqliteStore
+from agent_pod.knowledge.store import Store
+from tests.knowledge.doc_server import DocServer
+from tests.support.s3 import s3_bucket, s3_server  # noqa: F401 - fixtures of this directory
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    opened = SqliteStore(tmp_path / "store" / "index.sqlite")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+async def doc_server() -> AsyncIterator[DocServer]:
+    server = DocServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
