@@ -48,6 +48,9 @@ class Store(Protocol):
     def tombstone(self, source: str, doc_ids: Iterable[str]) -> int:
         """Remove documents gone from their source, and their chunks, from search at once; how many."""
 
+    def tombstones(self, source: str) -> list[tuple[str, float]]:
+        """(doc_id, Unix time) of every removal from the source, oldest first: the audit trail."""
+
     def set_source_expiry(self, source: str, expires_at: float | None) -> None:
         """After ``expires_at`` (Unix time) none of the source's documents is served (None: never expires)."""
 

@@ -1,0 +1,457 @@
+"""The embedded knowledge store: one SQLite file (WAL) holding documents, chunks, an FTS5 keyword index and
+the vectors of each embedding model; the active model's vectors are searched in memory (vector_index.py).
+
+One writer thread and any number of reader threads: writes serialise on a lock and one connection, each
+reader thread has its own connection, and a search reads everything (generation, expiry, keyword ranking,
+final rows) in one read transaction, so a chunk tombstoned or expired a moment ago is never returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import sqlean as sqlite3
+
+from .fusion import reciprocal_rank_fusion
+from .models import Chunk, Document, Hit
+from .store import Compaction, SourceCounts
+from .vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('generation', '0');
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY, source TEXT NOT NULL, partition TEXT NOT NULL, uri TEXT NOT NULL,
+    title TEXT NOT NULL, content_hash TEXT NOT NULL, fetched_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_source ON documents (source);
+-- AUTOINCREMENT: a deleted chunk's id is never reused, so a stale in-memory vector row cannot name another
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL,
+    source TEXT NOT NULL, partition TEXT NOT NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL,
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
+    text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS chunks_fts_insert AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts (rowid, text) VALUES (new.id, new.text);
+END;
+CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    DELETE FROM vectors WHERE chunk = old.id;
+END;
+CREATE TABLE IF NOT EXISTS vectors (
+    chunk INTEGER NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (chunk, model)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, expires_at REAL);
+-- Every removal from a source is kept: which document, and when (audit)
+CREATE TABLE IF NOT EXISTS tombstones (
+    id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, source TEXT NOT NULL, at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tombstones_doc ON tombstones (doc_id);
+"""
+
+MAX_QUERY_TERMS = 64
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(text: str) -> str:
+    """An FTS5 MATCH expression from free text: any of its words, each quoted (no operator injection)."""
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))[:MAX_QUERY_TERMS]
+    return " OR ".join(f'"{w}"' for w in words)
+
+
+def _placeholders(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.Lock()
+        self._index_lock = threading.Lock()
+        self._readers: list[Any] = []
+        self._readers_lock = threading.Lock()
+        self._local = threading.local()
+        self._writer = self._connect()
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        self._writer.executescript(SCHEMA)
+        self._index: VectorIndex | None = None
+
+    def _connect(self) -> Any:
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, consistent always
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _reader(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Any]:
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def _write(self) -> Iterator[tuple[Any, int]]:
+        """One write transaction that bumps the generation; yields (connection, generation before)."""
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                before = _generation(conn)
+                yield conn, before
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(before + 1),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def _index_after_write(self, before: int) -> VectorIndex | None:
+        """The index to apply a committed write's change to: only one that was current before it (a stale
+        one is rebuilt by the next search instead)."""
+        index = self._index
+        if index is None or index.generation != before:
+            return None
+        return index
+
+    # -- the Store protocol --
+
+    def active_model(self) -> str | None:
+        with self._read() as conn:
+            return _active_model(conn)
+
+    def activate_model(self, model: str) -> None:
+        with self._write() as (conn, _):
+            conn.execute("DELETE FROM vectors WHERE model != ?", (model,))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('active_model', ?)", (model,))
+        with self._index_lock:
+            self._index = None  # rebuilt from the new model's vectors by the next search
+        log.info("knowledge store model activated", extra={"model": model})
+
+    def document_hashes(self, source: str) -> dict[str, str]:
+        with self._read() as conn:
+            rows = conn.execute("SELECT doc_id, content_hash FROM documents WHERE source = ?", (source,))
+            return dict(rows.fetchall())
+
+    def upsert(self, doc: Document, chunks: list[Chunk], model: str, vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape[0] != len(chunks):
+            raise ValueError(f"{len(chunks)} chunks but {vectors.shape[0]} vectors")
+        with self._write() as (conn, before):
+            active = _active_model(conn)
+            if active is None:
+                conn.execute("INSERT INTO meta VALUES ('active_model', ?)", (model,))
+                active = model
+            removed = _delete_document(conn, doc.doc_id)
+            conn.execute(
+                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (doc.doc_id, doc.source, doc.partition, doc.uri, doc.title, doc.content_hash, doc.fetched_at),
+            )
+            ids = []
+            for chunk, vector in zip(chunks, vectors, strict=True):
+                cursor = conn.execute(
+                    'INSERT INTO chunks (chunk_id, doc_id, source, partition, ordinal, text, start, "end") '
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    _chunk_row(doc, chunk),
+                )
+                ids.append(int(cursor.lastrowid))
+                conn.execute("INSERT INTO vectors VALUES (?, ?, ?)", (ids[-1], model, vector.tobytes()))
+        index = self._index_after_write(before)
+        if index is not None:
+            index.remove(removed)
+            if model == active:
+                index.add(ids, doc.partition, doc.source, vectors)
+            index.set_generation(before + 1)
+
+    def tombstone(self, source: str, doc_ids: Iterable[str]) -> int:
+        now = time.time()
+        removed: list[int] = []
+        count = 0
+        with self._write() as (conn, before):
+            for doc_id in doc_ids:
+                row = conn.execute(
+                    "SELECT 1 FROM documents WHERE doc_id = ? AND source = ?", (doc_id, source)
+                ).fetchone()
+                if row is None:
+                    continue
+                removed += _delete_document(conn, doc_id)
+                conn.execute(
+                    "INSERT INTO tombstones (doc_id, source, at) VALUES (?, ?, ?)", (doc_id, source, now)
+                )
+                count += 1
+        index = self._index_after_write(before)
+        if index is not None:
+            index.remove(removed)
+            index.set_generation(before + 1)
+        return count
+
+    def tombstones(self, source: str) -> list[tuple[str, float]]:
+        """(doc_id, when) of every removal from the source, oldest first (the audit trail)."""
+        with self._read() as conn:
+            rows = conn.execute("SELECT doc_id, at FROM tombstones WHERE source = ? ORDER BY id", (source,))
+            return [(str(d), float(a)) for d, a in rows.fetchall()]
+
+    def set_source_expiry(self, source: str, expires_at: float | None) -> None:
+        with self._write() as (conn, before):
+            conn.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (source, expires_at))
+        index = self._index_after_write(before)
+        if index is not None:
+            index.set_generation(before + 1)  # expiry is read per search, not kept in the index
+
+    def chunks_without_vectors(self, model: str, limit: int) -> list[tuple[str, str]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT chunk_id, text FROM chunks c WHERE NOT EXISTS "
+                "(SELECT 1 FROM vectors v WHERE v.chunk = c.id AND v.model = ?) ORDER BY c.id LIMIT ?",
+                (model, limit),
+            )
+            return [(str(c), str(t)) for c, t in rows.fetchall()]
+
+    def put_vectors(self, model: str, chunk_ids: list[str], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape[0] != len(chunk_ids):
+            raise ValueError(f"{len(chunk_ids)} chunks but {vectors.shape[0]} vectors")
+        added: list[tuple[int, str, str, np.ndarray]] = []
+        with self._write() as (conn, before):
+            active = _active_model(conn)
+            for chunk_id, vector in zip(chunk_ids, vectors, strict=True):
+                row = conn.execute(
+                    "SELECT id, partition, source FROM chunks WHERE chunk_id = ?", (chunk_id,)
+                ).fetchone()
+                if row is None:  # removed since it was listed
+                    continue
+                conn.execute(
+                    "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", (row[0], model, vector.tobytes())
+                )
+                added.append((int(row[0]), str(row[1]), str(row[2]), vector))
+        index = self._index_after_write(before)
+        if index is not None:
+            if model == active:
+                for key, partition, source, vector in added:
+                    index.add([key], partition, source, vector[None, :])
+            index.set_generation(before + 1)
+
+    def search(
+        self,
+        query: str,
+        vector: np.ndarray | None,
+        *,
+        k: int,
+        partitions: list[str] | None,
+        mode: Literal["hybrid", "vector", "keyword"],
+        candidates: int,
+        rrf_k: int,
+        now: float,
+    ) -> list[Hit]:
+        allowed = None if partitions is None else sorted({"", *partitions})
+        with self._read() as conn:
+            generation = _generation(conn)
+            expired = {
+                str(s)
+                for (s,) in conn.execute(
+                    "SELECT source FROM sources WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
+                ).fetchall()
+            }
+            by_vector: list[int] = []
+            if mode != "keyword" and vector is not None:
+                index = self._current_index(conn, generation)
+                if index is not None:
+                    snapshot = index.snapshot()
+                    by_vector = snapshot.search(
+                        vector, candidates, None if allowed is None else set(allowed), expired
+                    )
+            by_keyword = _keyword(conn, query, candidates, allowed, expired) if mode != "vector" else []
+            fused = reciprocal_rank_fusion(
+                by_vector, by_keyword, rrf_k, limit=len(by_vector) + len(by_keyword)
+            )
+            # The final rows, filtered again in this read: the index may run a moment ahead or behind
+            rows = _live_rows(conn, [f.key for f in fused], allowed, expired)
+        hits = []
+        for f in fused:
+            row = rows.get(f.key)
+            if row is None:
+                continue
+            hits.append(Hit(**row, score=f.score, vector_rank=f.vector_rank, keyword_rank=f.keyword_rank))
+            if len(hits) == k:
+                break
+        return hits
+
+    def _current_index(self, conn: Any, generation: int) -> VectorIndex | None:
+        """The in-memory index, (re)built from this read's snapshot when missing or behind a writer that is
+        not this process's (whose changes it applies itself right after committing)."""
+        index = self._index
+        if index is not None and (index.generation >= generation or self._write_lock.locked()):
+            return index
+        with self._index_lock:
+            index = self._index
+            if index is not None and index.generation >= generation:
+                return index
+            model = _active_model(conn)
+            if model is None:
+                return None
+            self._index = _load_index(conn, model, generation)
+            return self._index
+
+    def counts(self) -> dict[str, SourceCounts]:
+        with self._read() as conn:
+            docs = dict(conn.execute("SELECT source, count(*) FROM documents GROUP BY source").fetchall())
+            chunks = dict(conn.execute("SELECT source, count(*) FROM chunks GROUP BY source").fetchall())
+        return {s: SourceCounts(documents=n, chunks=chunks.get(s, 0)) for s, n in docs.items()}
+
+    def index_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+
+    def generation(self) -> int:
+        with self._read() as conn:
+            return _generation(conn)
+
+    def free_ratio(self) -> float:
+        """Share of the file's pages that are free (what a VACUUM would give back)."""
+        with self._read() as conn:
+            pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+            free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        return free / pages if pages else 0.0
+
+    def compact(self, min_free_ratio: float) -> Compaction:
+        started = time.monotonic()
+        before = self.index_bytes()
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("INSERT INTO chunks_fts (chunks_fts) VALUES ('optimize')")  # merge FTS segments
+            pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+            free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            if pages and free / pages < min_free_ratio:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                return Compaction(
+                    bytes_before=before, bytes_after=self.index_bytes(), seconds=0.0, skipped=True
+                )
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        result = Compaction(
+            bytes_before=before, bytes_after=self.index_bytes(), seconds=time.monotonic() - started
+        )
+        log.info("knowledge store compacted", extra=result.model_dump())
+        return result
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        with self._write_lock:
+            self._writer.close()
+
+
+def _generation(conn: Any) -> int:
+    return int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+
+
+def _active_model(conn: Any) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'active_model'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def _chunk_row(doc: Document, chunk: Chunk) -> tuple[Any, ...]:
+    return (
+        chunk.chunk_id,
+        doc.doc_id,
+        doc.source,
+        doc.partition,
+        chunk.ordinal,
+        chunk.text,
+        chunk.start,
+        chunk.end,
+    )
+
+
+def _delete_document(conn: Any, doc_id: str) -> list[int]:
+    """Deletes a document and its chunks (their FTS rows and vectors go with them: triggers); their ids."""
+    ids = [int(i) for (i,) in conn.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,)).fetchall()]
+    conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+    conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+    return ids
+
+
+def _filters(allowed: list[str] | None, expired: set[str]) -> tuple[str, list[str]]:
+    """SQL conditions on chunks ``c``: an allowed partition, a source that has not expired."""
+    sql, params = "", []
+    if allowed is not None:
+        sql += f" AND c.partition IN ({_placeholders(len(allowed))})"
+        params += allowed
+    if expired:
+        sql += f" AND c.source NOT IN ({_placeholders(len(expired))})"
+        params += sorted(expired)
+    return sql, params
+
+
+def _keyword(conn: Any, query: str, limit: int, allowed: list[str] | None, expired: set[str]) -> list[int]:
+    match = fts_query(query)
+    if not match:
+        return []
+    where, params = _filters(allowed, expired)
+    rows = conn.execute(
+        "SELECT c.id FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
+        f"WHERE chunks_fts MATCH ?{where} ORDER BY f.rank LIMIT ?",
+        (match, *params, limit),
+    )
+    return [int(i) for (i,) in rows.fetchall()]
+
+
+def _live_rows(
+    conn: Any, keys: list[int], allowed: list[str] | None, expired: set[str]
+) -> dict[int, dict[str, Any]]:
+    if not keys:
+        return {}
+    where, params = _filters(allowed, expired)
+    rows = conn.execute(
+        "SELECT c.id, c.doc_id, c.chunk_id, c.source, c.partition, d.uri, d.title, c.text "
+        "FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
+        f"WHERE c.id IN ({_placeholders(len(keys))}){where}",
+        (*keys, *params),
+    )
+    fields = ("doc_id", "chunk_id", "source", "partition", "uri", "title", "text")
+    return {int(r[0]): dict(zip(fields, r[1:], strict=True)) for r in rows.fetchall()}
+
+
+def _load_index(conn: Any, model: str, generation: int) -> VectorIndex:
+    rows = conn.execute(
+        "SELECT v.chunk, c.partition, c.source, v.vector FROM vectors v JOIN chunks c ON c.id = v.chunk "
+        "WHERE v.model = ? ORDER BY c.partition, c.source",
+        (model,),
+    ).fetchall()
+    dim = len(rows[0][3]) // 4 if rows else 0
+    index = VectorIndex(model, dim)
+    start = 0
+    for i in range(1, len(rows) + 1):  # one add per (partition, source) run
+        if i == len(rows) or rows[i][1:3] != rows[start][1:3]:
+            group = rows[start:i]
+            vectors = np.frombuffer(b"".join(r[3] for r in group), dtype=np.float32).reshape(len(group), dim)
+            index.add([int(r[0]) for r in group], str(group[0][1]), str(group[0][2]), vectors)
+            start = i
+    index.set_generation(generation)
+    log.info("knowledge vector index loaded", extra={"model": model, "rows": len(rows)})
+    return index

@@ -1,0 +1,80 @@
+"""What only the SQLite store does: its file, its compaction, reopening, and its FTS query text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from agent_pod.knowledge.sqlite_store import SqliteStore, fts_query
+
+from .docs import document, unit
+
+
+def test_fts_query_quotes_each_word_once() -> None:
+    assert fts_query('Price "list" AND NEAR(x*) price') == '"price" OR "list" OR "and" OR "near" OR "x"'
+    assert fts_query("¿ñandú?") == '"ñandú"'
+    assert fts_query(" *() ") == ""
+
+
+def test_compaction_shrinks_the_file_after_deletes_and_skips_when_little_is_free(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "kb.sqlite")
+    rng = np.random.default_rng(1)
+    for d in range(40):
+        doc, chunks = document(f"d{d}", [f"document {d} paragraph {i} " * 40 for i in range(20)])
+        store.upsert(doc, chunks, "m1", unit(rng, 20, dim=256))
+    assert store.compact(min_free_ratio=0.5).skipped  # nothing deleted yet
+    store.tombstone("docs", [f"d{d}" for d in range(36)])
+    assert store.free_ratio() > 0.5
+
+    result = store.compact(min_free_ratio=0.2)
+
+    assert not result.skipped
+    assert result.bytes_after < result.bytes_before / 3
+    assert store.index_bytes() == result.bytes_after
+    assert store.free_ratio() < 0.05
+    assert (
+        len(
+            store.search(
+                "paragraph", None, k=50, partitions=None, mode="keyword", candidates=50, rrf_k=60, now=0
+            )
+        )
+        == 50
+    )
+    store.close()
+
+
+def test_a_reopened_store_serves_what_was_committed(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    vectors = unit(rng, 2)
+    store = SqliteStore(tmp_path / "kb.sqlite")
+    doc, chunks = document("d", ["first", "second"])
+    store.upsert(doc, chunks, "m1", vectors)
+    generation = store.generation()
+    store.close()
+
+    reopened = SqliteStore(tmp_path / "kb.sqlite")
+    assert reopened.generation() == generation and reopened.active_model() == "m1"
+    hits = reopened.search(
+        "x", vectors[1], k=1, partitions=None, mode="vector", candidates=5, rrf_k=60, now=0
+    )
+    assert [h.chunk_id for h in hits] == ["d#1"]
+    reopened.close()
+
+
+def test_a_write_from_another_connection_is_seen_by_the_next_search(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    vectors = unit(rng, 2)
+    serving = SqliteStore(tmp_path / "kb.sqlite")
+    doc, chunks = document("a", ["alpha"])
+    serving.upsert(doc, chunks, "m1", vectors[:1])
+    assert serving.search("x", vectors[0], k=1, partitions=None, mode="vector", candidates=5, rrf_k=60, now=0)
+
+    other = SqliteStore(tmp_path / "kb.sqlite")  # e.g. a maintenance process: the serving index is behind it
+    doc, chunks = document("b", ["beta"])
+    other.upsert(doc, chunks, "m1", vectors[1:])
+    other.close()
+
+    hits = serving.search("x", vectors[1], k=1, partitions=None, mode="vector", candidates=5, rrf_k=60, now=0)
+    assert [h.chunk_id for h in hits] == ["b#0"]
+    serving.close()
