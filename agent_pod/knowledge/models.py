@@ -34,6 +34,7 @@ class Chunk(Model):
     text: str
     start: int = Field(description="Character offset of the chunk in the document's text.")
     end: int
+    heading: str = Field(default="", description="Markdown chunks: the heading path, ' > '-joined.")
 
 
 class Hit(Model):
