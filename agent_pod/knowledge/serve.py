@@ -10,7 +10,9 @@ import signal
 from pathlib import Path
 
 from ..transports.http import build_metrics_app, serve
+from . import paths
 from .server import KnowledgeServer
+from .sources.mounts import Mounts
 from .spec import KnowledgeBaseConfig, StoreSpec
 from .store import Store
 
@@ -43,18 +45,18 @@ def store_opener(spec: StoreSpec, kb: str, store_dir: Path, secrets_dir: Path) -
     return SqliteStore(store_dir / SQLITE_FILE)
 
 
-def build_server(
-    config: KnowledgeBaseConfig, store_dir: Path, secrets_dir: Path, pod_name: str
-) -> KnowledgeServer:
+def build_server(config: KnowledgeBaseConfig, mounts: Mounts, pod_name: str) -> KnowledgeServer:
+    """The server of ``config`` with its pod layout under ``mounts`` (the pod's paths, or a local root)."""
     from .embedder import make_embedder
     from .ingest import Ingestor
 
-    embedder = make_embedder(config.spec.embedding, secrets_dir)
+    embedder = make_embedder(config.spec.embedding, mounts.secrets)
+    store_dir = mounts.root / paths.STORE.relative_to(paths.ROOT)
     return KnowledgeServer(
         config,
-        lambda: store_opener(config.spec.store, config.name, store_dir, secrets_dir),
+        lambda: store_opener(config.spec.store, config.name, store_dir, mounts.secrets),
         embedder,
-        lambda store: Ingestor(config, store, embedder),
+        lambda store: Ingestor(config.name, store, embedder, mounts=mounts),
         pod_name=pod_name,
     )
 

@@ -19,16 +19,15 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-import numpy as np
 from aiohttp import web
 from pydantic import ValidationError
 
 from ..sessions.refusals import http_error
 from ..transports.http_guard import HttpLimits, body_guard
 from . import server_metrics as m
-from .freshness import expiry, ingests, is_stale, sync_outcome
+from .freshness import ingests, sync_outcome
+from .ingest import Embedder, Ingestor, is_stale
 from .models import (
     KnowledgeStatus,
     SearchRequest,
@@ -44,19 +43,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024  # a search request is a query of at most 4,000 characters
 STATUS_REFRESH_SECONDS = 15.0  # counts and sizes for the gauges and /v1/status, between syncs
-
-
-class Embedder(Protocol):
-    @property
-    def model(self) -> str: ...
-
-    def embed(self, texts: list[str]) -> np.ndarray: ...
-
-
-class Ingestor(Protocol):
-    async def sync(self, source: SourceSpec, now: float) -> SourceStatus: ...
-
-    async def reembed(self) -> None: ...
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -156,8 +142,7 @@ class KnowledgeServer:
     async def sync(self, name: str) -> SourceStatus:
         """Sync one source now; whatever fails, the last good index keeps serving."""
         source = self.sources[name]
-        assert self.ingestor is not None and self.store is not None
-        store = self.store
+        assert self.ingestor is not None
         async with self._lock:
             attempt = self.clock()
             try:
@@ -168,9 +153,7 @@ class KnowledgeServer:
                 status = source.status.model_copy(
                     update={"last_sync": attempt, "errors": [error, *source.status.errors][:20]}
                 )
-            outcome = sync_outcome(status, attempt)
-            if outcome != "failed":
-                await asyncio.to_thread(store.set_source_expiry, name, expiry(source.spec, attempt))
+        outcome = sync_outcome(status, attempt)  # the ingestor set the expiry of a successful one
         source.status = status
         m.SYNC_TOTAL.labels(self.kb, name, outcome).inc()
         log.info(
