@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -86,10 +87,12 @@ class KnowledgeServer:
         self.status = KnowledgeStatus(ready=False, embedding_model=embedder.model)
         self._lock = asyncio.Lock()  # ingestion and compaction, one at a time
         self._tasks: list[asyncio.Task[None]] = []
-        for name in self.sources:
-            m.INGESTION_LAG_SECONDS.labels(self.kb, name).set_function(
-                lambda name=name: self.clock() - (self.sources[name].status.last_success or self.started_at)
-            )
+        for name in self.sources:  # read at every scrape
+            m.INGESTION_LAG_SECONDS.labels(self.kb, name).set_function(functools.partial(self.lag, name))
+
+    def lag(self, name: str) -> float:
+        """Seconds since the source's last successful sync (since the server's start before one)."""
+        return self.clock() - (self.sources[name].status.last_success or self.started_at)
 
     # ------------------------------------------------------------------ lifecycle
 

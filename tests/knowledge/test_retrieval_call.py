@@ -4,7 +4,6 @@ turn's record lists the documents its answer was grounded in."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +27,19 @@ async def test_the_llm_searches_and_the_turn_record_lists_the_documents(tmp_path
         "arguments": {"query": "premium plan price"},
         "then": "{result[passages][0][text]}",
     }
-    async with knowledge_server(tmp_path, DOCS, name="call") as (_, url):
-        async with Harness(with_knowledge(make_config(rules=[rule]), url, "tool")) as h:
-            h.session.push_text("how much is premium?")
-            await h.drain_agent(within=30)
-            [final] = [e for e in h.of_type("agent_text") if e.final]
-            assert "49 euros" in final.text
-            record = h.session.turn_records[-1]
-            assert record.knowledge_docs and record.knowledge_docs[0].endswith("prices.md")
-            assert len(record.knowledge_docs) <= 2
-            [audit] = [r for r in h.session.tool_audit if r.tool == "search_knowledge"]
-            assert audit.outcome == "succeeded"
+    async with (
+        knowledge_server(tmp_path, DOCS, name="call") as (_, url),
+        Harness(with_knowledge(make_config(rules=[rule]), url, "tool")) as h,
+    ):
+        h.session.push_text("how much is premium?")
+        await h.drain_agent(within=30)
+        [final] = [e for e in h.of_type("agent_text") if e.final]
+        assert "49 euros" in final.text
+        record = h.session.turn_records[-1]
+        assert record.knowledge_docs and record.knowledge_docs[0].endswith("prices.md")
+        assert len(record.knowledge_docs) <= 2
+        [audit] = [r for r in h.session.tool_audit if r.tool == "search_knowledge"]
+        assert audit.outcome == "succeeded"
 
 
 async def test_context_mode_puts_the_passages_before_the_request(

@@ -6,11 +6,10 @@ import json
 
 from agent_pod.config import KnowledgeSpec
 from agent_pod.knowledge.client import merge_hits
-from agent_pod.knowledge.freshness import expiry, ingests, is_stale, sync_outcome
+from agent_pod.knowledge.freshness import ingests, sync_outcome
 from agent_pod.knowledge.models import Hit, SourceError, SourceStatus
 from agent_pod.knowledge.passages import CONTEXT_HEADER, context_block, tool_result
 from agent_pod.knowledge.routing import route
-from agent_pod.knowledge.spec import SourceSpec
 
 
 def hit(doc: str, score: float, chunk: int = 0, text: str = "text") -> Hit:
@@ -78,12 +77,7 @@ def test_tool_result_names_documents_and_says_when_nothing_was_found() -> None:
     )
 
 
-def test_freshness_decisions() -> None:
-    src = SourceSpec.model_validate({"name": "p", "files": {}, "maxAgeSeconds": 600})
-    assert not is_stale(src, None, since=1000, now=1500)  # a restart: the server's start counts
-    assert is_stale(src, 1000, since=0, now=1601)
-    assert expiry(src, 1000) == 1600
-    assert expiry(src.model_copy(update={"on_stale": "serve"}), 1000) is None
+def test_sync_outcome_and_the_ingesting_replica() -> None:
     ok = SourceStatus(name="p", last_sync=5, last_success=5)
     assert sync_outcome(ok, 5) == "ok"
     err = SourceError(reason="TooLarge", message="", at=5)
