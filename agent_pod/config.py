@@ -1516,6 +1516,105 @@ class RecordingSpec(Model):
         return self
 
 
+KB_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+LABEL_KEY_PATTERN = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+
+
+class KnowledgeRetrieval(Model):
+    """How a call retrieves from its knowledge bases: shared by the VoiceAgent's selection and the pod's
+    resolved config."""
+
+    partition_from_metadata: str = Field(
+        default="",
+        max_length=63,
+        description="Call metadata key whose value is the partition searched (tenant, region) besides the "
+        "shared one; empty: every partition.",
+    )
+    base_label_from_metadata: str = Field(
+        default="",
+        max_length=316,
+        pattern=r"^(" + LABEL_KEY_PATTERN[1:-1] + r")?$",
+        description="A label key: of the selected bases, a call searches those whose label <key> equals "
+        "the call's metadata value under the same key; empty: every selected base.",
+    )
+    mode: Literal["tool", "context", "both"] = Field(
+        default="tool",
+        description="tool: the LLM may call search_knowledge; context: passages are retrieved before each "
+        "LLM turn and put in its context; both.",
+    )
+    top_k: int = Field(default=5, ge=1, le=20, description="Passages retrieved per search.")
+    budget_ms: int = Field(
+        default=150,
+        ge=10,
+        le=5000,
+        description="Latency budget of a retrieval: a slower base gives no passages rather than a late turn.",
+    )
+    min_score: float = Field(
+        default=0.0, ge=0, le=1, description="Passages scoring below this are dropped (0: keep all)."
+    )
+
+
+class LabelSelectorRequirement(Model):
+    key: str = Field(max_length=316, pattern=LABEL_KEY_PATTERN, description="Label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(description="How values apply.")
+    values: list[str] = Field(
+        default_factory=list, max_length=64, description="Values for In and NotIn; empty otherwise."
+    )
+
+
+class LabelSelector(Model):
+    """A Kubernetes label selector (every term must hold)."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, description="Labels that must be equal.")
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, max_length=16, description="Set-based requirements."
+    )
+
+
+class KnowledgeSelectionSpec(KnowledgeRetrieval):
+    """Which KnowledgeBases of the namespace the agent's calls may search (docs/knowledge.md)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.bases) && size(self.bases) > 0) || has(self.selector)",
+                    "message": "knowledge needs bases or a selector",
+                }
+            ]
+        }
+    )
+    bases: list[Annotated[str, Field(max_length=63, pattern=KB_NAME_PATTERN)]] = Field(
+        default_factory=list,
+        max_length=32,
+        description="KnowledgeBases by name (same namespace).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    selector: LabelSelector | None = Field(
+        default=None, description="KnowledgeBases by label, beside those named in bases."
+    )
+
+    @model_validator(mode="after")
+    def _selects_something(self) -> KnowledgeSelectionSpec:
+        if not self.bases and self.selector is None:
+            raise ValueError("knowledge needs bases or a selector")
+        return self
+
+
+class KnowledgeBaseRef(Model):
+    """A KnowledgeBase the operator resolved for the agent: where its knowledge server answers."""
+
+    name: str
+    url: str = Field(description="http://kb-<name>.<namespace>.svc:8080")
+    labels: dict[str, str] = Field(default_factory=dict, description="The base's labels (per-call routing).")
+
+
+class KnowledgeSpec(KnowledgeRetrieval):
+    """The agent pod's knowledge config: the bases the operator resolved, and how calls search them."""
+
+    bases: list[KnowledgeBaseRef] = Field(default_factory=list)
+
+
 class AgentConfig(Model):
     """What one agent pod runs: rendered by the operator into the pod's ConfigMap."""
 
@@ -1537,6 +1636,7 @@ class AgentConfig(Model):
     audit: AuditSpec = Field(default_factory=AuditSpec, description="The call's verifiable audit trail.")
     telephony: TelephonySpec = Field(default_factory=TelephonySpec, description="Phone calls via carriers.")
     recording: RecordingSpec = Field(default_factory=RecordingSpec, description="Call recordings.")
+    knowledge: KnowledgeSpec | None = Field(default=None, description="Knowledge bases the calls search.")
 
     @model_validator(mode="after")
     def _flow_fits_tools(self) -> AgentConfig:

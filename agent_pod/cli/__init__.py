@@ -15,6 +15,7 @@ SUBCOMMANDS = (
     "agent_pod.cli.eval",
     "agent_pod.cli.memory",
     "agent_pod.cli.audit",
+    "agent_pod.cli.knowledge",
 )
 
 

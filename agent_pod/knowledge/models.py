@@ -98,3 +98,9 @@ class KnowledgeStatus(Model):
     generation: int = 0
     last_compaction: float | None = None
     sources: list[SourceStatus] = Field(default_factory=list)
+
+
+class SyncRequest(Model):
+    """POST /v1/sync: sync these sources now (a backfill); None: every source."""
+
+    sources: list[str] | None = Field(default=None, max_length=32)

@@ -245,3 +245,11 @@ class KnowledgeBaseSpec(Model):
         description="Serving replicas of the knowledge server (more than one needs store.type pgvector; "
         "only the first ingests).",
     )
+
+
+class KnowledgeBaseConfig(Model):
+    """The knowledge server's config file (paths.CONFIG_FILE), rendered by the operator."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    namespace: str = Field(default="default", max_length=63)
+    spec: KnowledgeBaseSpec

@@ -73,6 +73,8 @@ class TurnRecord(BaseModel):
     # Where the turn's played audio lies in the call's recording (ms from its start); None: not recorded.
     audio_start_ms: int | None = None
     audio_end_ms: int | None = None
+    # The knowledge base documents the turn's answer was grounded in (retrieval gave them to the LLM).
+    knowledge_docs: list[str] = Field(default_factory=list)
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

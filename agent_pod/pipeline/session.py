@@ -34,6 +34,7 @@ from ..context.engine import ContextEngine
 from ..context.persistence import CallerMemory
 from ..conversation import ChatMessage, Conversation, ToolCall, last_turn_number, trim_history
 from ..flows.runtime import FlowRuntime
+from ..knowledge.call import CallKnowledge
 from ..providers.base import VAD, ChatModel, ProviderError, Providers
 from ..providers.fallback import FallbackLLM, FallbackTTS, STTChain, chain, first_vad, stage_timeouts
 from ..records.recording import CallRecording, RecordingInfo
@@ -172,6 +173,7 @@ class AgentSession:
         self._tools.node = lambda: self._conversation.flow.node if self._conversation.flow else ""
         self._speech = SpeechPolicy(pipeline.tool_speech, Supervisor.build(pipeline.supervisor))
         self.transfer = TransferTool(config.transfer)  # the hub sets its requester
+        self.knowledge = CallKnowledge(config.knowledge)  # search_knowledge and the context block
         primary_stt = providers.stt[0].name if providers.stt else "synthetic"
         # Re-transcription needs real speech: benchmarks with synthetic STT have tones, not words.
         self._auditor = Auditor(
@@ -462,6 +464,7 @@ class AgentSession:
         await self._context.aclose()
         await self._stt.aclose()
         await self._tools.aclose()
+        await self.knowledge.aclose()
         if self.recording is not None and self._recordings is not None:
             self.recording_info = await self.recording.finish()
             await self._recordings.finished(self.recording, self.recording_info)
@@ -724,7 +727,9 @@ class AgentSession:
             if step.done:  # handed over to a node that answers the caller's next turn
                 return
             messages, offered, llm = step.messages, step.tools, step.llm
-        offered = [*offered, *self.transfer.tools]  # the built-in transfer_call, when spec.transfer allows
+        # The built-in tools: transfer_call when spec.transfer allows, search_knowledge in tool mode.
+        offered = [*offered, *self.transfer.tools, *self.knowledge.tools]
+        await self.knowledge.add_context(messages, turn, self._conversation.metadata)
         gate = self._speech.open(turn, pieces, self._emit_agent_text)
         for index in range(MAX_LLM_ROUNDS):
             if index == len(turn.rounds):  # else a confirmed call's handoff opened it with its lines
@@ -770,12 +775,17 @@ class AgentSession:
             if self._flow is not None and (moved := await self._flow.moved(turn, index, pieces, messages)):
                 if moved.done:  # handed over to a node that answers the caller's next turn
                     break
-                messages, offered, llm = moved.messages, [*moved.tools, *self.transfer.tools], moved.llm
+                messages, llm = moved.messages, moved.llm
+                offered = [*moved.tools, *self.transfer.tools, *self.knowledge.tools]
         await gate.drain()
 
     async def _call_tool(self, turn: AgentTurn, call: ToolCall, repairs: dict[str, int]) -> None:
         if self.transfer.offers(call.name):
             turn.outcomes[call.id] = await self.transfer.call(call, self._tools)
+            return
+        if self.knowledge.offers(call.name):
+            metadata = self._conversation.metadata
+            turn.outcomes[call.id] = await self.knowledge.call(call, self._tools, turn, metadata)
             return
         args, outcome = self._tools.check(call, repairs.get(call.name, 0), turn.turn_id)
         if outcome is not None:
@@ -867,6 +877,7 @@ class AgentSession:
             interrupted=turn.interrupted,
             supervisor=turn.checks,
             vetoed=turn.vetoed,
+            knowledge_docs=list(turn.knowledge_docs),
         )
         if (span := self._audio_spans.pop(turn.turn_id, None)) is not None:
             record.audio_start_ms, record.audio_end_ms = span

@@ -40,6 +40,7 @@ class AgentTurn:
     llm_first_token_ms: float = 0.0
     tts_first_audio_ms: float = 0.0
     checks: list[Check] = field(default_factory=list)  # the supervisor's verdicts, in speaking order
+    knowledge_docs: list[str] = field(default_factory=list)  # documents retrieval gave the LLM
 
     @property
     def turn_id(self) -> str:

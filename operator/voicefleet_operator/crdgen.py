@@ -1,4 +1,4 @@
-"""Generates the VoiceAgent CRD from the pydantic models.
+"""Generates the VoiceAgent and KnowledgeBase CRDs from the pydantic models.
 
     python -m voicefleet_operator.crdgen --write   # crds/ and helm/voicefleet/crds/
     python -m voicefleet_operator.crdgen           # to stdout
@@ -19,7 +19,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
+from agent_pod.knowledge.spec import KnowledgeBaseSpec
+
 from .spec import GROUP, KIND, PLURAL, VERSION, VoiceAgentSpec, VoiceAgentStatus
+from .spec_knowledge import KB_KIND, KB_PLURAL, KnowledgeBaseStatus
 
 _DROP = {"title", "additionalProperties", "$defs"}
 
@@ -85,22 +88,78 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def crd() -> dict[str, Any]:
-    spec = openapi_schema(VoiceAgentSpec)
-    status = openapi_schema(VoiceAgentStatus)
+    return _crd(
+        KIND,
+        PLURAL,
+        "va",
+        "A fleet of real-time voice AI agents.",
+        openapi_schema(VoiceAgentSpec),
+        openapi_schema(VoiceAgentStatus),
+        {
+            "status": {},
+            "scale": {
+                "specReplicasPath": ".spec.replicas",
+                "statusReplicasPath": ".status.replicas",
+                "labelSelectorPath": ".status.selector",
+            },
+        },
+        [
+            _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+            _column("Replicas", "integer", ".status.readyReplicas", "Ready pods"),
+            _column("Sessions", "integer", ".status.activeSessions", "Live sessions"),
+            _column("Capacity", "integer", ".status.capacity", "Session slots on ready pods"),
+            _column("Prompt", "string", ".status.promptVersion"),
+            _column("Phase", "string", ".status.rollout.phase", "Rollout phase of a new revision"),
+            _column("Weight", "integer", ".status.rollout.weight", "Percent of new sessions on the canary"),
+            _column("Age", "date", ".metadata.creationTimestamp"),
+        ],
+    )
+
+
+def knowledge_base_crd() -> dict[str, Any]:
+    return _crd(
+        KB_KIND,
+        KB_PLURAL,
+        "kb",
+        "A knowledge base: documents ingested from its sources, indexed and served to voice agents.",
+        openapi_schema(KnowledgeBaseSpec),
+        openapi_schema(KnowledgeBaseStatus),
+        {"status": {}},
+        [
+            _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+            _column("Documents", "integer", ".status.documents", "Documents indexed"),
+            _column("Chunks", "integer", ".status.chunks", "Chunks indexed"),
+            _column("Last Sync", "date", ".status.lastSyncTime", "Newest sync attempt"),
+            _column("Stale", "string", '.status.conditions[?(@.type=="Stale")].status', "A source is stale"),
+            _column("Age", "date", ".metadata.creationTimestamp"),
+        ],
+    )
+
+
+def _crd(
+    kind: str,
+    plural: str,
+    short_name: str,
+    description: str,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    subresources: dict[str, Any],
+    columns: list[dict[str, str]],
+) -> dict[str, Any]:
     status["x-kubernetes-preserve-unknown-fields"] = True  # kopf keeps its own bookkeeping here
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "voicefleet"}},
+        "metadata": {"name": f"{plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "voicefleet"}},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": KIND.lower(),
-                "shortNames": ["va"],
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short_name],
                 "categories": ["voicefleet"],
             },
             "versions": [
@@ -108,35 +167,12 @@ def crd() -> dict[str, Any]:
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {
-                        "status": {},
-                        "scale": {
-                            "specReplicasPath": ".spec.replicas",
-                            "statusReplicasPath": ".status.replicas",
-                            "labelSelectorPath": ".status.selector",
-                        },
-                    },
-                    "additionalPrinterColumns": [
-                        _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
-                        _column("Replicas", "integer", ".status.readyReplicas", "Ready pods"),
-                        _column("Sessions", "integer", ".status.activeSessions", "Live sessions"),
-                        _column("Capacity", "integer", ".status.capacity", "Session slots on ready pods"),
-                        _column("Prompt", "string", ".status.promptVersion"),
-                        _column(
-                            "Phase", "string", ".status.rollout.phase", "Rollout phase of a new revision"
-                        ),
-                        _column(
-                            "Weight",
-                            "integer",
-                            ".status.rollout.weight",
-                            "Percent of new sessions on the canary",
-                        ),
-                        _column("Age", "date", ".metadata.creationTimestamp"),
-                    ],
+                    "subresources": subresources,
+                    "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": "A fleet of real-time voice AI agents.",
+                            "description": description,
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
@@ -159,21 +195,31 @@ def _column(name: str, type_: str, path: str, description: str = "") -> dict[str
     return column
 
 
+REPO_CRDS = Path(__file__).resolve().parents[2] / "crds"
+HEADER = "# Generated by `python -m voicefleet_operator.crdgen`; do not edit.\n"
+
+
+def render_one(definition: dict[str, Any]) -> str:
+    return HEADER + yaml.safe_dump(definition, sort_keys=False, width=120)
+
+
 def render() -> str:
-    return "# Generated by `python -m voicefleet_operator.crdgen`; do not edit.\n" + yaml.safe_dump(
-        crd(), sort_keys=False, width=120
-    )
+    """Every CRD, as one YAML stream (`voicefleet-operator crd`)."""
+    return "---\n".join(render_one(d) for d in (crd(), knowledge_base_crd()))
 
 
-CRD_FILES = [
-    Path(__file__).resolve().parents[2] / folder / f"{PLURAL}.{GROUP}.yaml"
-    for folder in ("crds", "helm/voicefleet/crds")
-]
+def files() -> dict[Path, str]:
+    """The committed CRD files and what each must contain."""
+    return {
+        REPO_CRDS.parent / folder / f"{d['metadata']['name']}.yaml": render_one(d)
+        for d in (crd(), knowledge_base_crd())
+        for folder in ("crds", "helm/voicefleet/crds")
+    }
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
-        for path in CRD_FILES:
-            path.write_text(render())
+        for path, text in files().items():
+            path.write_text(text)
     else:
         sys.stdout.write(render())

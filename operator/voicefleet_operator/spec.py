@@ -17,6 +17,7 @@ from agent_pod.config import (
     AuthSpec,
     ContextSpec,
     FlowSpec,
+    KnowledgeSelectionSpec,
     McpServerSpec,
     MemorySpec,
     Model,
@@ -357,6 +358,10 @@ class VoiceAgentSpec(Model):
         default_factory=RecordingSpec,
         description="Dual-channel call recordings on a volume or in an S3-compatible bucket, with "
         "retention (docs/recordings.md).",
+    )
+    knowledge: KnowledgeSelectionSpec | None = Field(
+        default=None,
+        description="KnowledgeBases the calls search, as a tool and/or a context block; absent: none.",
     )
 
 
