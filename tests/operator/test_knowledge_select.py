@@ -83,9 +83,9 @@ def test_a_selection_needs_bases_or_a_selector() -> None:
 def test_the_resolved_bases_reach_the_pod_config_and_change_its_hash() -> None:
     spec = VoiceAgentSpec.model_validate({"knowledge": {"selector": {"matchLabels": {"region": "eu"}}}})
     owner = Owner("desk", "shop", "uid-1")
-    knowledge = resolve(spec.knowledge, "shop", BASES).knowledge  # type: ignore[arg-type]
+    knowledge = resolve(spec.knowledge, "shop", BASES).knowledge
     assert agent_config(owner, spec, "hi", knowledge).knowledge == knowledge
     with_kb = render_agent(owner, spec, "hi", 1, "redis://r:6379", knowledge)
     assert '"http://kb-prices-eu.shop.svc:8080"' in with_kb.config_map["data"]["agent.json"]
-    relabelled = resolve(spec.knowledge, "shop", {**BASES, "prices-us": {"region": "eu"}}).knowledge  # type: ignore[arg-type]
+    relabelled = resolve(spec.knowledge, "shop", {**BASES, "prices-us": {"region": "eu"}}).knowledge
     assert render_agent(owner, spec, "hi", 1, "redis://r:6379", relabelled).config_hash != with_kb.config_hash

@@ -14,9 +14,16 @@ T1 = "2026-12-01T10:05:00Z"
 
 def report(*sources: dict[str, Any], ready: bool = True) -> KnowledgeStatus:
     return KnowledgeStatus.model_validate(
-        {"ready": ready, "documents": 40, "chunks": 300, "indexBytes": 9000, "embeddingModel": "l2", "generation": 7,
-         "sources": list(sources)}
-    )  # fmt: skip
+        {
+            "ready": ready,
+            "documents": 40,
+            "chunks": 300,
+            "indexBytes": 9000,
+            "embeddingModel": "l2",
+            "generation": 7,
+            "sources": list(sources),
+        }
+    )
 
 
 FAQ = {"name": "faq", "documents": 10, "chunks": 50, "lastSync": 1_700_000_100, "lastSuccess": 1_700_000_100}
@@ -104,8 +111,10 @@ def test_an_unreachable_server_keeps_the_last_report_and_says_why() -> None:
     down = decide(None, good, T1, server_error="GET /v1/status failed: 503")
     assert (down.status.documents, down.status.stale_sources) == (40, ["prices"])
     assert conds(down.status) == {
-        "Ready": ("False", "ServerUnreachable"), "Stale": ("True", "SourcesStale"), "Degraded": ("True", "ServerUnreachable")
-    }  # fmt: skip
+        "Ready": ("False", "ServerUnreachable"),
+        "Stale": ("True", "SourcesStale"),
+        "Degraded": ("True", "ServerUnreachable"),
+    }
     assert down.events == ()
     never = decide(None, server_error="no endpoints")
     assert conds(never.status)["Stale"] == ("False", "Unknown")
