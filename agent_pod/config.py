@@ -1581,7 +1581,7 @@ class LabelSelector(Model):
 
 
 class KnowledgeSelectionSpec(KnowledgeRetrieval):
-    """Which KnowledgeBases of the namespace the agent's calls may search (docs/knowledge.md)."""
+    """Which KnowledgeBases of the namespace the agent's calls may search."""
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -32,10 +32,13 @@ AGENT_IMAGE = os.environ.get("VOICEFLEET_AGENT_IMAGE", DEFAULT_IMAGE)
 STATUS_TIMEOUT_SECONDS = 5.0
 
 
+@kopf.on.startup()
+async def knowledge_startup(memo: kopf.Memo, **_: Any) -> None:
+    memo.kb_errors = {}  # (namespace, name) -> the last reconcile error ("" once it applied): Degraded
+    memo.kb_labels = {}  # (namespace, name) -> labels last seen (None: deleted)
+
+
 def _errors(memo: kopf.Memo) -> dict[tuple[str, str], str]:
-    """The last reconcile error of each KnowledgeBase ("" once it applied), shown as Degraded."""
-    if not hasattr(memo, "kb_errors"):
-        memo.kb_errors = {}
     errors: dict[tuple[str, str], str] = memo.kb_errors
     return errors
 
@@ -76,8 +79,10 @@ async def knowledge_deleted(name: str, namespace: str | None, memo: kopf.Memo, *
 
 @kopf.on.event(GROUP, VERSION, KB_PLURAL)  # type: ignore[arg-type]  # kopf passes indexes as kwargs its Protocols do not list
 async def knowledge_base_seen(
+    name: str,
     namespace: str | None,
     type: str | None,
+    labels: kopf.Labels,
     memo: kopf.Memo,
     voiceagents: kopf.Index[Any, Any],
     agent_deployments: kopf.Index[Any, Any],
@@ -90,6 +95,11 @@ async def knowledge_base_seen(
     rendered again; those whose resolution did not change render the same objects (no rollout)."""
     if namespace is None or type not in ("ADDED", "MODIFIED", "DELETED"):
         return
+    seen: dict[tuple[str, str], dict[str, str] | None] = memo.kb_labels
+    now = None if type == "DELETED" else dict(labels)
+    if (namespace, name) in seen and seen[(namespace, name)] == now:
+        return  # a status write or the operator's own annotations: what agents select from is the same
+    seen[(namespace, name)] = now
     for (agent_namespace, agent), known in voiceagents.items():
         if agent_namespace != namespace:
             continue
