@@ -346,6 +346,15 @@ class PipelineSpec(Model):
     )
 
 
+class ResourceRequirements(Model):
+    """Container resources (core/v1 ResourceRequirements, without claims)."""
+
+    requests: dict[str, int | str] = Field(
+        default_factory=dict, description="Minimum resources (cpu, memory)."
+    )
+    limits: dict[str, int | str] = Field(default_factory=dict, description="Maximum resources (cpu, memory).")
+
+
 class PromptSpec(Model):
     """The system prompt: inline text or a ConfigMap key, plus a version label."""
 
@@ -1572,7 +1581,7 @@ class LabelSelector(Model):
 
 
 class KnowledgeSelectionSpec(KnowledgeRetrieval):
-    """Which KnowledgeBases of the namespace the agent's calls may search (docs/knowledge.md)."""
+    """Which KnowledgeBases of the namespace the agent's calls may search."""
 
     model_config = ConfigDict(
         json_schema_extra={

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from ..config import Model, SecretKeyRef
+from ..config import Model, ResourceRequirements, SecretKeyRef
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DEFAULT_EMBEDDING_MODEL = "l2_supercat_256"
@@ -244,6 +244,10 @@ class KnowledgeBaseSpec(Model):
         le=16,
         description="Serving replicas of the knowledge server (more than one needs store.type pgvector; "
         "only the first ingests).",
+    )
+    resources: ResourceRequirements = Field(
+        default_factory=lambda: ResourceRequirements(requests={"cpu": "100m", "memory": "256Mi"}),
+        description="Resources of the knowledge server container.",
     )
 
 

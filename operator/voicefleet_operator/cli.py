@@ -22,7 +22,7 @@ from . import crdgen
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import handlers, transfer_check  # noqa: F401  (register the kopf handlers)
+    from . import handlers, handlers_knowledge, transfer_check  # noqa: F401  (register the kopf handlers)
     from .kube import Kube
     from .leader import run_as_leader
 

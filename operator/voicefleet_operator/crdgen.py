@@ -93,7 +93,7 @@ def crd() -> dict[str, Any]:
         PLURAL,
         "va",
         "A fleet of real-time voice AI agents.",
-        openapi_schema(VoiceAgentSpec),
+        {**openapi_schema(VoiceAgentSpec), "default": {}},  # every field has a default
         openapi_schema(VoiceAgentStatus),
         {
             "status": {},
@@ -122,7 +122,7 @@ def knowledge_base_crd() -> dict[str, Any]:
         KB_PLURAL,
         "kb",
         "A knowledge base: documents ingested from its sources, indexed and served to voice agents.",
-        openapi_schema(KnowledgeBaseSpec),
+        openapi_schema(KnowledgeBaseSpec),  # no default: a base needs its sources
         openapi_schema(KnowledgeBaseStatus),
         {"status": {}},
         [
@@ -177,9 +177,10 @@ def _crd(
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
-                                "spec": {**spec, "default": {}},
+                                "spec": spec,
                                 "status": status,
                             },
+                            **({} if "default" in spec else {"required": ["spec"]}),
                         }
                     },
                 }

@@ -24,9 +24,12 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from agent_pod.config import KnowledgeSpec
+
 from . import canary, operator_metrics
 from .deletion_cost import COST_ANNOTATION, cost_writes
 from .fleet_reader import FleetReader
+from .knowledge_select import resolve
 from .kube import Kube
 from .plan import CheckInput, CheckMemory, Plan, PodView, Reconciled, StoreDown, Timing, plan_check
 from .render import (
@@ -45,6 +48,7 @@ from .render_canary import (
     TRACK_LABEL,
 )
 from .spec import GROUP, PLURAL, VERSION, RolloutStatus, VoiceAgentSpec, VoiceAgentStatus
+from .spec_knowledge import KB_PLURAL
 from .status import DeploymentView, pod_problem
 
 OBSERVE_INTERVAL = float(os.environ.get("VOICEFLEET_OBSERVE_INTERVAL", "2"))
@@ -64,7 +68,7 @@ class AgentMemo:
     canary: canary.CanaryMemo = dataclasses.field(default_factory=canary.CanaryMemo)
 
 
-def _now() -> str:
+def wall_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -100,6 +104,12 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.index(GROUP, VERSION, PLURAL)
 def voiceagents(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): {"spec": dict(body.spec), "uid": body.meta.uid}}
+
+
+@kopf.index(GROUP, VERSION, KB_PLURAL)
+def knowledgebases(namespace: str | None, name: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
+    """The KnowledgeBases of each namespace with their labels: what spec.knowledge selects from."""
+    return {namespace: (name, dict(labels))}
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -176,6 +186,7 @@ async def reconcile(
     agent_pods: kopf.Index[Any, Any],
     trigger: str,
     logger: logging.Logger | kopf.Logger,
+    knowledgebases: kopf.Index[Any, Any],
     rollout: RolloutStatus | None = None,
 ) -> None:
     state = _memo(memo, namespace, name)
@@ -190,7 +201,8 @@ async def reconcile(
         spec = VoiceAgentSpec.model_validate(spec_body)
         prompt_text = await _prompt_text(kube, namespace, spec)
         owner = Owner(name=name, namespace=namespace, uid=uid)
-        children = render(owner, spec, prompt_text, spec.replicas, memo.fleet.default_url)
+        knowledge = _knowledge(spec, namespace, knowledgebases, logger)
+        children = render(owner, spec, prompt_text, spec.replicas, memo.fleet.default_url, knowledge)
         current = _one(agent_deployments, (namespace, name, "stable"))
         if current is not None and spec.replicas < current.desired:
             await _costs_before_scale_down(memo, namespace, name, spec, agent_pods, logger)
@@ -230,10 +242,26 @@ async def reconcile(
             logger.info(f"configuration changed ({before} -> {children.config_hash}): rolling out")
         state.reconciled = Reconciled(
             applied_hash=children.config_hash,
-            prompt_id=agent_config(owner, spec, prompt_text).prompt_id,
+            prompt_id=agent_config(owner, spec, prompt_text, knowledge).prompt_id,
             desired_hash=children.config_hash,
         )
     operator_metrics.RECONCILES.labels(trigger, "ok").inc()
+
+
+def _knowledge(
+    spec: VoiceAgentSpec,
+    namespace: str,
+    knowledgebases: kopf.Index[Any, Any],
+    logger: logging.Logger | kopf.Logger,
+) -> KnowledgeSpec | None:
+    """spec.knowledge resolved against the namespace's KnowledgeBases (the index knowledge_bases)."""
+    if spec.knowledge is None:
+        return None
+    bases = {name: labels for name, labels in knowledgebases.get(namespace, [])}
+    resolution = resolve(spec.knowledge, namespace, bases)
+    if resolution.missing:  # rendered without them; a base that appears re-renders the agent
+        logger.warning(f"knowledge bases not found in {namespace}: {', '.join(resolution.missing)}")
+    return resolution.knowledge
 
 
 def _held_stable(
@@ -302,6 +330,7 @@ async def spec_changed(
     reason: str,
     agent_deployments: kopf.Index[Any, Any],
     agent_pods: kopf.Index[Any, Any],
+    knowledgebases: kopf.Index[Any, Any],
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
@@ -314,6 +343,7 @@ async def spec_changed(
         memo=memo,
         agent_deployments=agent_deployments,
         agent_pods=agent_pods,
+        knowledgebases=knowledgebases,
         trigger=str(reason),
         logger=logger,
         rollout=_persisted_rollout(status),
@@ -337,6 +367,7 @@ async def prompt_config_map_changed(
     voiceagents: kopf.Index[Any, Any],
     agent_deployments: kopf.Index[Any, Any],
     agent_pods: kopf.Index[Any, Any],
+    knowledgebases: kopf.Index[Any, Any],
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
@@ -356,6 +387,7 @@ async def prompt_config_map_changed(
                 memo=memo,
                 agent_deployments=agent_deployments,
                 agent_pods=agent_pods,
+                knowledgebases=knowledgebases,
                 trigger="prompt",
                 logger=logger,
             )
@@ -413,6 +445,7 @@ async def observe(
     patch: kopf.Patch,
     agent_deployments: kopf.Index[Any, Any],
     agent_pods: kopf.Index[Any, Any],
+    knowledgebases: kopf.Index[Any, Any],
     eval_jobs: kopf.Index[Any, Any],
     eval_messages: kopf.Index[Any, Any],
     logger: kopf.Logger,
@@ -458,7 +491,7 @@ async def observe(
             reconciled=state.reconciled,
             memory=state.check,
             now=time.monotonic(),
-            wall=_now(),
+            wall=wall_now(),
             rollout=rollout_in,
             epoch=time.time(),
         ),
@@ -482,6 +515,7 @@ async def observe(
                 memo=memo,
                 agent_deployments=agent_deployments,
                 agent_pods=agent_pods,
+                knowledgebases=knowledgebases,
                 trigger=trigger,
                 logger=logger,
             )
@@ -509,7 +543,9 @@ async def observe(
                 plan.rollout,
                 measured,
                 canary_view,
-                lambda: _render_desired(memo.kube, owner, model, memo.fleet.default_url),
+                lambda: _render_desired(
+                    memo.kube, owner, model, memo.fleet.default_url, knowledgebases, logger
+                ),
             )
         except Exception as exc:  # the next check decides again from what is there
             operator_metrics.ERRORS.labels("rollout").inc()
@@ -525,9 +561,17 @@ async def observe(
     operator_metrics.OBSERVE_SECONDS.observe(time.perf_counter() - started)
 
 
-async def _render_desired(kube: Kube, owner: Owner, spec: VoiceAgentSpec, default_redis_url: str) -> Children:
+async def _render_desired(
+    kube: Kube,
+    owner: Owner,
+    spec: VoiceAgentSpec,
+    default_redis_url: str,
+    knowledgebases: kopf.Index[Any, Any],
+    logger: logging.Logger | kopf.Logger,
+) -> Children:
     prompt_text = await _prompt_text(kube, owner.namespace, spec)
-    return render(owner, spec, prompt_text, spec.replicas, default_redis_url)
+    knowledge = _knowledge(spec, owner.namespace, knowledgebases, logger)
+    return render(owner, spec, prompt_text, spec.replicas, default_redis_url, knowledge)
 
 
 def _gauges(memo: kopf.Memo, namespace: str, name: str, plan: Plan) -> None:

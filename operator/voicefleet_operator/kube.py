@@ -37,10 +37,11 @@ PATHS = {
     "Service": "/api/v1/namespaces/{namespace}/services/{name}",
     "Pod": "/api/v1/namespaces/{namespace}/pods/{name}",
     "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+    "StatefulSet": "/apis/apps/v1/namespaces/{namespace}/statefulsets/{name}",
     "PodDisruptionBudget": "/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/{name}",
     "Job": "/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
 }
-APPLIED_KINDS = ("ConfigMap", "Service", "Deployment", "PodDisruptionBudget", "Job")
+APPLIED_KINDS = ("ConfigMap", "Service", "Deployment", "StatefulSet", "PodDisruptionBudget", "Job")
 
 
 class Kube:
@@ -129,6 +130,12 @@ class Kube:
         body = {"spec": {"replicas": replicas}}
         query = [("fieldManager", FIELD_MANAGER)]
         await retry_conflicts(lambda: self.request("PATCH", path, body, query, MERGE))
+
+    async def service_get(self, namespace: str, service: str, port: int, path: str) -> dict[str, Any] | None:
+        """GET ``path`` of a Service through the API server's service proxy: works wherever the API
+        server is reachable (an operator outside the cluster too) and needs only services/proxy."""
+        proxy = f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/{path.lstrip('/')}"
+        return await self.request("GET", proxy)
 
     async def scale_agent(self, namespace: str, name: str, replicas: int) -> None:
         """Through the scale subresource, the same door HPA, KEDA and kubectl scale use."""

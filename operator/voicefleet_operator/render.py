@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from agent_pod.config import AgentConfig, SecretKeyRef
+from agent_pod.config import AgentConfig, KnowledgeSpec, SecretKeyRef
 from agent_pod.providers.credentials import DEFAULT_DIR as CREDENTIALS_DIR
 from agent_pod.records.paths import AUDIT_DIR, RECORDINGS_DIR, RECORDS_DIR
 
@@ -100,8 +100,11 @@ def audit_key_secret_name(name: str) -> str:
     return f"{name}-audit-key"
 
 
-def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentConfig:
-    """The pod-facing part of the spec: what every agent pod of this VoiceAgent runs."""
+def agent_config(
+    owner: Owner, spec: VoiceAgentSpec, prompt_text: str, knowledge: KnowledgeSpec | None = None
+) -> AgentConfig:
+    """The pod-facing part of the spec: what every agent pod of this VoiceAgent runs. ``knowledge``:
+    spec.knowledge resolved against the namespace's KnowledgeBases (knowledge_select.resolve)."""
     return AgentConfig(
         agent=owner.name,
         namespace=owner.namespace,
@@ -121,6 +124,7 @@ def agent_config(owner: Owner, spec: VoiceAgentSpec, prompt_text: str) -> AgentC
         audit=spec.audit,
         telephony=spec.telephony,
         recording=spec.recording,
+        knowledge=knowledge,
     )
 
 
@@ -206,9 +210,10 @@ def render(
     prompt_text: str,
     replicas: int,
     default_redis_url: str,
+    knowledge: KnowledgeSpec | None = None,
 ) -> Children:
     """All children of a VoiceAgent. ``replicas`` is decided by the caller (spec or autoscaler)."""
-    config = agent_config(owner, spec, prompt_text)
+    config = agent_config(owner, spec, prompt_text, knowledge)
     config_json = json.dumps(config.dump(), sort_keys=True, indent=1)
     # The hash covers everything the pods see, so any change rolls the Deployment.
     config_hash = hashlib.sha256(

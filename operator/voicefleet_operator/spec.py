@@ -25,6 +25,7 @@ from agent_pod.config import (
     PromptSpec,
     RecordingSpec,
     RedisSpec,
+    ResourceRequirements,
     SecretKeyRef,
     SessionSpec,
     TelephonySpec,
@@ -67,13 +68,6 @@ class AutoscalingSpec(Model):
         le=3600,
         description="Scale down only to the highest recommendation of this window.",
     )
-
-
-class ResourceRequirements(Model):
-    requests: dict[str, int | str] = Field(
-        default_factory=dict, description="Minimum resources (cpu, memory)."
-    )
-    limits: dict[str, int | str] = Field(default_factory=dict, description="Maximum resources (cpu, memory).")
 
 
 class RolloutStep(Model):

@@ -30,7 +30,8 @@ class KnowledgeBaseStatus(Model):
     index_bytes: int = Field(default=0, description="Size of the index on disk.")
     last_sync_time: str = Field(default="", description="Newest sync attempt of any source (RFC 3339).")
     last_success_time: str = Field(
-        default="", description="Oldest of the sources' last successful syncs (RFC 3339): how fresh the base is."
+        default="",
+        description="Oldest of the sources' last successful syncs (RFC 3339): how fresh the base is.",
     )
     stale_sources: list[str] = Field(
         default_factory=list, description="Sources not synced successfully within their maxAgeSeconds."

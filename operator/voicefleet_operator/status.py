@@ -116,7 +116,7 @@ class Observed:
     flow: tuple[bool, str, str] | None = None  # FlowValid (flow_check.py); None: the agent has no flow
 
 
-def _condition(
+def condition(
     previous: dict[str, Condition],
     type_: str,
     status: bool,
@@ -184,12 +184,12 @@ def compute_status(observed: Observed, previous: VoiceAgentStatus, now: str) -> 
     )
 
     conditions = [
-        _condition(prev, "Ready", *ready, gen, now),
-        _condition(prev, "Progressing", *progressing, gen, now),
-        _condition(prev, "Degraded", *degraded, gen, now),
+        condition(prev, "Ready", *ready, gen, now),
+        condition(prev, "Progressing", *progressing, gen, now),
+        condition(prev, "Degraded", *degraded, gen, now),
     ]
     if observed.flow is not None:
-        conditions.append(_condition(prev, FLOW_CONDITION, *observed.flow, gen, now))
+        conditions.append(condition(prev, FLOW_CONDITION, *observed.flow, gen, now))
     return VoiceAgentStatus(
         replicas=d.replicas if d else 0,
         ready_replicas=d.ready if d else 0,

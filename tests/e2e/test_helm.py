@@ -20,6 +20,12 @@ from voicefleet_operator.devcluster import REPO
 pytestmark = pytest.mark.e2e
 
 CHART = REPO / "helm" / "voicefleet"
+KNOWLEDGE_BASE = {
+    "apiVersion": "voicefleet.io/v1alpha1",
+    "kind": "KnowledgeBase",
+    "metadata": {"name": "faq"},
+    "spec": {"sources": [{"name": "faq", "configMap": {"name": "faq-docs"}}]},
+}
 ALL_ON = "alerts.enabled=true,dashboard.enabled=true,metrics.serviceMonitor.enabled=true,example.enabled=true"
 
 
@@ -120,7 +126,10 @@ def test_rbac_is_least_privilege(kwok_cluster: Cluster, release: Release) -> Non
     other = kwok_cluster.create_namespace()  # holds no VoiceAgents of this release
 
     def can(verb: str, resource: str, ns: str) -> bool:
-        out = kwok_cluster.kubectl("auth", "can-i", verb, resource, "-n", ns, "--as", sa, check=False)
+        # "kind/sub" is a subresource (kubectl would read "sub" as an object's name).
+        kind, _, sub = resource.partition("/")
+        args = [kind, *(["--subresource", sub] if sub else [])]
+        out = kwok_cluster.kubectl("auth", "can-i", verb, *args, "-n", ns, "--as", sa, check=False)
         return out.stdout.strip() == "yes"
 
     needed = [
@@ -140,6 +149,10 @@ def test_rbac_is_least_privilege(kwok_cluster: Cluster, release: Release) -> Non
         ("create", "poddisruptionbudgets.policy"),
         ("create", "jobs.batch"),  # eval Jobs against canaries
         ("watch", "jobs.batch"),
+        ("watch", "knowledgebases.voicefleet.io"),
+        ("patch", "knowledgebases.voicefleet.io/status"),
+        ("create", "statefulsets.apps"),  # a KnowledgeBase's server
+        ("get", "services/proxy"),  # its GET /v1/status
     ]
     for verb, resource in needed:
         assert can(verb, resource, release.agents), f"operator cannot {verb} {resource}"
@@ -154,6 +167,8 @@ def test_rbac_is_least_privilege(kwok_cluster: Cluster, release: Release) -> Non
         ("create", "pods/eviction"),
         ("delete", "voiceagents.voicefleet.io"),
         ("delete", "jobs.batch"),
+        ("delete", "statefulsets.apps"),
+        ("create", "pods/proxy"),
     ]:
         assert not can(verb, resource, release.agents), f"operator may {verb} {resource}, more than it needs"
     assert not can("create", "clusterrolebindings", "default")
@@ -200,7 +215,15 @@ def test_operator_works_with_only_the_charts_rbac(
         ns, other = release.agents, kwok_cluster.create_namespace()
         kwok_cluster.apply(agent("elsewhere", replicas=1), other)
         kwok_cluster.apply(agent("rbac-check", replicas=2), ns)
+        kwok_cluster.apply(json.dumps(KNOWLEDGE_BASE), ns)
         ready(kwok_cluster, "rbac-check", ns, 2)
+        # Its children applied and its server asked for its status (no server runs on KWOK: unreachable).
+        wait_for(
+            lambda: "ServerUnreachable" in json.dumps(kwok_cluster.get("kb", "faq", ns).get("status", {})),
+            timeout=60,
+            what="the KnowledgeBase's status",
+        )
+        assert kwok_cluster.exists("statefulset", "kb-faq", ns)
         kwok_cluster.kubectl("scale", "voiceagent/rbac-check", "-n", ns, "--replicas=1")
         ready(kwok_cluster, "rbac-check", ns, 1)
         kwok_cluster.kubectl("delete", "voiceagent", "rbac-check", "-n", ns, "--timeout=60s")

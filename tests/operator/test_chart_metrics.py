@@ -49,7 +49,7 @@ def exported() -> set[str]:
 
 def test_every_metric_the_chart_queries_is_exported() -> None:
     queried = set()
-    for path in [CHART / "templates" / "alerts.yaml", CHART / "dashboards" / "voicefleet.json"]:
+    for path in [CHART / "templates" / "alerts.yaml", *(CHART / "dashboards").glob("*.json")]:
         queried |= set(re.findall(r"\bvoicefleet_[a-z0-9_]+", path.read_text()))
     assert len(queried) >= 15
     assert "voicefleet_transport_playout_missed_ticks_total" in queried

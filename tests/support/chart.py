@@ -25,8 +25,9 @@ def render(*values: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
-def _one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    (doc,) = [d for d in docs if d["kind"] == kind]
+def _one(docs: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, Any]:
+    """The one ``kind`` whose name ends in ``suffix`` (the chart names its objects vf-voicefleet...)."""
+    (doc,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == f"vf-voicefleet{suffix}"]
     return doc
 
 
@@ -43,11 +44,13 @@ def service_monitor() -> dict[str, Any]:
     return _one(render("metrics.serviceMonitor.enabled=true"), "ServiceMonitor")
 
 
-def pod_monitor() -> dict[str, Any]:
-    return _one(render("metrics.serviceMonitor.enabled=true"), "PodMonitor")
+def pod_monitor(suffix: str = "-agents") -> dict[str, Any]:
+    """The agent pods' PodMonitor; suffix "-knowledge": the knowledge servers'."""
+    return _one(render("metrics.serviceMonitor.enabled=true"), "PodMonitor", suffix)
 
 
-def dashboard() -> dict[str, Any]:
-    config_map = _one(render("dashboard.enabled=true"), "ConfigMap")
+def dashboard(suffix: str = "-dashboard") -> dict[str, Any]:
+    """The main board; suffix "-knowledge-dashboard": the KnowledgeBases' board."""
+    config_map = _one(render("dashboard.enabled=true"), "ConfigMap", suffix)
     (text,) = config_map["data"].values()
     return dict(json.loads(text))

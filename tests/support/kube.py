@@ -79,6 +79,7 @@ class OperatorProcess:
         env = {
             "VOICEFLEET_STATUS_MIN_INTERVAL": "1",
             "VOICEFLEET_OBSERVE_INTERVAL": "1",
+            "VOICEFLEET_KB_OBSERVE_INTERVAL": "1",
             "VOICEFLEET_COST_REFRESH_INTERVAL": "5",
             **({"POD_NAME": identity} if identity else {}),
             **self.extra_env,
