@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import wave
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -106,6 +107,49 @@ async def test_barge_in_clears_the_carrier_and_keeps_only_what_was_played(
         history = [m.content for m in session.conversation.messages if m.role == "assistant"]
         assert history[0] == record.played_text
         await call.stop()
+
+
+async def test_the_recording_holds_only_the_agent_audio_the_carrier_played(
+    pod_factory: PodFactory,
+    ulaw_fixtures: dict[str, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VOICEFLEET_RECORDINGS_DIR", str(tmp_path))
+    # The agent stops at the barge-in decision (no pause while the caller is judged), so the carrier
+    # still holds ~300 ms it has not played: the clear drops them.
+    config = phone_config(
+        "tell me a story",
+        recording={"enabled": True, "sampleRate": 8000},
+        pipeline={"bargeIn": {"resumeFalseInterruptions": False}},
+    )
+    pod = await pod_factory(config)
+    async with aiohttp.ClientSession() as http:
+        call = await answered_call(http, pod, "twilio", playout_ms=300)
+        await call.speak(ulaw_fixtures["story"], silence_after_ms=500)
+        await async_wait_for(lambda: _async(call.played_ms >= 1500), timeout=10, what="story playing")
+        live = live_session(pod)[0]
+        await call.speak(ulaw_fixtures["stop"], silence_after_ms=400)
+        await async_wait_for(lambda: _async(bool(call.clears)), timeout=5, what="clear")
+        await async_wait_for(lambda: _async(bool(live.session.turn_records)), timeout=5, what="turn record")
+        await call.stop()
+        await async_wait_for(lambda: _async(live.finished.is_set()), timeout=5, what="call ended")
+    record = live.session.turn_records[0]
+    info = live.session.recording_info
+    assert record.interrupted and info is not None
+    assert record.audio_start_ms is not None and record.audio_end_ms is not None
+    # The carrier dropped ~300 ms at the clear: neither the record's span nor the right channel has them.
+    assert call.received_ms - record.played_ms >= 200
+    assert abs((record.audio_end_ms - record.audio_start_ms) - record.played_ms) <= 20
+    with wave.open(info.location) as w:
+        audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    # The interrupted turn's voice on the right channel, up to the next turn's (the caller's "stop stop"
+    # is answered too).
+    later = [r.audio_start_ms for r in live.session.turn_records[1:] if r.audio_start_ms is not None]
+    right = audio[: (min(later, default=len(audio) // 8)) * 8, 1].astype(np.int32)
+    voiced = np.flatnonzero(np.abs(right) > 1000)
+    assert voiced.size
+    assert abs(voiced[-1] / 8 - record.audio_end_ms) <= 30
 
 
 @pytest.mark.parametrize("carrier", CARRIERS)
