@@ -1446,6 +1446,13 @@ class AuditSpec(Model):
         description="Also keep each turn's unredacted text, encrypted (AES-GCM) with a key derived from the "
         "signing key: readable only with that key (voicefleet audit export --raw).",
     )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="A call's logs are deleted once none of them was written for this many days. Unset: "
+        "kept (audit trails often outlive recordings: set it apart from recording.retentionDays).",
+    )
 
 
 class RecordingS3Spec(Model):

@@ -27,6 +27,7 @@ from .pipeline.recorder import PipelineRecorder
 from .providers.registry import build_providers
 from .records import storage as recordings
 from .records.call_audits import CallAudits
+from .records.retention import sweep_forever
 from .sessions.api import add_session_service, session_routes
 from .sessions.directory import PodIdentity, SessionDirectory
 from .sessions.factory import build_directory, build_gate
@@ -106,7 +107,7 @@ class Pod:
         self.webrtc: WebRTCTransport | None = None
         self.audio_socket: AudioSocketServer | None = None
         self.recordings: recordings.RecordingStore | None = None
-        self._sweep: asyncio.Task[None] | None = None
+        self._sweeps: list[asyncio.Task[None]] = []  # retention: recordings, audit logs
         self._runners: list[web.AppRunner] = []
         self.grpc_port = 0
         self.http_port = 0
@@ -151,6 +152,11 @@ class Pod:
         gate = self.gate = build_gate(config, directory, settings.credentials_dir)
         self.tool_platform = pod_platform(directory, config)
         await self._start_recordings()
+        audits = CallAudits.build(config, settings.audit_dir, settings.audit_key_file, settings.pod_name)
+        if audits is not None and config.audit.retention_days is not None:
+            self._sweeps.append(
+                asyncio.create_task(sweep_forever(audits.sweep, "audit log"), name="audit-retention")
+            )
         self.hub = SessionHub(
             config=config,
             providers=providers,
@@ -160,7 +166,7 @@ class Pod:
             pod_name=settings.pod_name,
             recorder=PipelineRecorder(self.revision_tally),
             tool_platform=self.tool_platform,
-            audits=CallAudits.build(config, settings.audit_dir, settings.audit_key_file, settings.pod_name),
+            audits=audits,
             recordings=self.recordings,
         )
         cors = CorsPolicy(config.auth.cors)
@@ -272,7 +278,9 @@ class Pod:
             log.exception("recordings disabled: the store could not start")
             return
         self.recordings = store
-        self._sweep = asyncio.create_task(recordings.sweep_forever(store), name="recording-retention")
+        self._sweeps.append(
+            asyncio.create_task(sweep_forever(store.sweep, "recording"), name="recording-retention")
+        )
 
     async def stop(self) -> None:
         if self.webrtc is not None:
@@ -281,9 +289,9 @@ class Pod:
             await self.audio_socket.aclose()
         if self.hub is not None:
             await self.hub.aclose()
+        for sweep in self._sweeps:
+            sweep.cancel()
         if self.recordings is not None:  # after the sessions: their recordings are finished
-            if self._sweep is not None:
-                self._sweep.cancel()
             await self.recordings.aclose()
         if self.tool_platform is not None:
             await self.tool_platform.mcp.aclose()
