@@ -614,6 +614,11 @@ class TelephonySpec(Model):
         description="Secret key holding the Vonage signature secret; set, webhooks without a valid signed "
         "Authorization JWT are refused with 403.",
     )
+    plivo_auth_token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the Plivo auth token; set, webhooks without a valid "
+        "X-Plivo-Signature-V3 (and its nonce) are refused with 403.",
+    )
     public_url: str = Field(
         default="",
         max_length=2048,

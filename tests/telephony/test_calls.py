@@ -24,6 +24,7 @@ from tests.support.carrier import (
     FakeCarrierCall,
     call_webhook,
     parse_answer,
+    plivo_v3_headers,
     telnyx_headers,
     vonage_headers,
 )
@@ -230,6 +231,35 @@ async def test_twilio_webhook_signatures(
         assert status == 403 and "X-Twilio-Signature" in body
         status, _ = await call_webhook(http, pod.http_url, "twilio")
         assert status == 403
+
+
+async def test_plivo_webhook_signatures(
+    pod_factory: PodFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "plivo").mkdir()
+    (tmp_path / "plivo" / "token").write_text("MAtoken\n")
+    monkeypatch.setenv("VOICEFLEET_CREDENTIALS_DIR", str(tmp_path))
+    pod = await pod_factory(
+        phone_config(telephony={"plivoAuthTokenSecretRef": {"name": "plivo", "key": "token"}})
+    )
+    url = f"{pod.http_url}/v1/telephony/plivo/voice"
+    form = {"CallSid": "CA1", "From": "+15550100", "To": "+15550199"}
+    good = plivo_v3_headers("MAtoken", url, form, "1234")
+    async with aiohttp.ClientSession() as http:
+        status, body = await call_webhook(http, pod.http_url, "plivo", auth_token="MAtoken")
+        assert status == 200 and "<Stream" in body
+        # A main account's and a subaccount's signature, comma-separated: one match is enough.
+        both = {**good, "X-Plivo-Signature-V3": "c29tZW9uZSBlbHNl," + good["X-Plivo-Signature-V3"]}
+        status, _ = await call_webhook(http, pod.http_url, "plivo", headers=both)
+        assert status == 200
+        other_nonce = {**good, "X-Plivo-Signature-V3-Nonce": "5678"}
+        no_nonce = {"X-Plivo-Signature-V3": good["X-Plivo-Signature-V3"]}
+        for headers in (plivo_v3_headers("wrong", url, form, "1234"), other_nonce, no_nonce, {}):
+            status, body = await call_webhook(http, pod.http_url, "plivo", headers=headers)
+            assert status == 403 and "X-Plivo-Signature-V3" in body
+        # Another carrier's path is not checked with Plivo's token.
+        status, _ = await call_webhook(http, pod.http_url, "twilio")
+        assert status == 200
 
 
 async def test_real_speech_survives_the_phone_line(
