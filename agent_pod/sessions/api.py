@@ -40,7 +40,6 @@ from .refusals import grpc_refusal, http_error, http_refusal
 
 log = logging.getLogger("voicefleet.sessions.api")
 
-MAX_BODY_BYTES = 64 * 1024
 Metadata = dict[str, str]
 
 
@@ -78,11 +77,7 @@ def _check_metadata(metadata: Metadata) -> None:
 
 
 async def _json_body(request: web.Request, model: type[BaseModel]) -> Any:
-    if request.content_length and request.content_length > MAX_BODY_BYTES:
-        raise AdmissionError("invalid_argument", f"request body is larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.read()
-    if len(raw) > MAX_BODY_BYTES:
-        raise AdmissionError("invalid_argument", f"request body is larger than {MAX_BODY_BYTES} bytes")
+    raw = await request.read()  # already read and bounded by the pod's body guard (http_guard.py: 413)
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
