@@ -169,10 +169,17 @@ class Pod:
             audits=audits,
             recordings=self.recordings,
         )
+        if transport.audio_socket.enabled:
+            # A reconnecting PBX finds its call by UUID for as long as the directory keeps it resumable.
+            keep = (self._tuning or DirectoryTuning()).resume_window_seconds
+            credential = read_credential(transport.audio_socket, settings.credentials_dir)
+            self.audio_socket = AudioSocketServer(self.hub, transport.audio_socket, keep, credential)
         cors = CorsPolicy(config.auth.cors)
         transfers = TransferService(self.hub, gate)
+        memory = caller_memory(config.memory.persistence, directory)
+        join = self.audio_socket.join_key if self.audio_socket is not None else None
         routes: list[web.RouteDef] = [
-            *session_routes(directory, gate, cors, caller_memory(config.memory.persistence, directory)),
+            *session_routes(directory, gate, cors, memory, join),
             *transfers.routes(cors),
             web.post("/drain", self._begin_drain),
         ]
@@ -203,11 +210,7 @@ class Pod:
                 slow_reader_seconds=self._slow_reader_seconds,
             )
             self.grpc_port = await self.grpc.start(bind, self.ports.grpc)
-        if transport.audio_socket.enabled:
-            # A reconnecting PBX finds its call by UUID for as long as the directory keeps it resumable.
-            keep = (self._tuning or DirectoryTuning()).resume_window_seconds
-            credential = read_credential(transport.audio_socket, settings.credentials_dir)
-            self.audio_socket = AudioSocketServer(self.hub, transport.audio_socket, keep, credential)
+        if self.audio_socket is not None:
             await self.audio_socket.start(bind, self.ports.audio_socket)
         identity.grpc_address, identity.http_url = self.grpc_address, self.http_url
         await self.directory.start()

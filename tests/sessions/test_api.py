@@ -93,6 +93,7 @@ async def test_http_errors_are_json_with_clear_messages(api) -> None:
             (f"{url}/v1/sessions", {"json": {"metadata": {"k": 5}}}, 400, "metadata"),
             (f"{url}/v1/sessions", {"json": {"unknown": 1}}, 400, "unknown"),
             (f"{url}/v1/sessions", {"data": b"x" * 70_000}, 413, "larger"),
+            (f"{url}/v1/sessions", {"json": {"audioSocket": True}}, 400, "AudioSocket"),
             (resume, {"json": {}}, 401, "resume token is required"),
             (resume, {"json": {"resumeToken": "v1.1.forged"}}, 401, "malformed"),
             (resume, {"json": {"resumeToken": "v1.1." + "A" * 43}}, 401, "does not match"),
