@@ -623,6 +623,11 @@ class TelephonySpec(Model):
         description="Secret key holding the Vonage signature secret; set, webhooks without a valid signed "
         "Authorization JWT are refused with 403.",
     )
+    plivo_auth_token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding the Plivo auth token; set, webhooks without a valid "
+        "X-Plivo-Signature-V3 (and its nonce) are refused with 403.",
+    )
     public_url: str = Field(
         default="",
         max_length=2048,
@@ -1454,6 +1459,13 @@ class AuditSpec(Model):
         default=False,
         description="Also keep each turn's unredacted text, encrypted (AES-GCM) with a key derived from the "
         "signing key: readable only with that key (voicefleet audit export --raw).",
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="A call's logs are deleted once none of them was written for this many days. Unset: "
+        "kept (audit trails often outlive recordings: set it apart from recording.retentionDays).",
     )
 
 

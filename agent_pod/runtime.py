@@ -27,6 +27,7 @@ from .pipeline.recorder import PipelineRecorder
 from .providers.registry import build_providers
 from .records import storage as recordings
 from .records.call_audits import CallAudits
+from .records.retention import sweep_forever
 from .sessions.api import add_session_service, session_routes
 from .sessions.directory import PodIdentity, SessionDirectory
 from .sessions.factory import build_directory, build_gate
@@ -106,7 +107,7 @@ class Pod:
         self.webrtc: WebRTCTransport | None = None
         self.audio_socket: AudioSocketServer | None = None
         self.recordings: recordings.RecordingStore | None = None
-        self._sweep: asyncio.Task[None] | None = None
+        self._sweeps: list[asyncio.Task[None]] = []  # retention: recordings, audit logs
         self._runners: list[web.AppRunner] = []
         self.grpc_port = 0
         self.http_port = 0
@@ -151,6 +152,11 @@ class Pod:
         gate = self.gate = build_gate(config, directory, settings.credentials_dir)
         self.tool_platform = pod_platform(directory, config)
         await self._start_recordings()
+        audits = CallAudits.build(config, settings.audit_dir, settings.audit_key_file, settings.pod_name)
+        if audits is not None and config.audit.retention_days is not None:
+            self._sweeps.append(
+                asyncio.create_task(sweep_forever(audits.sweep, "audit log"), name="audit-retention")
+            )
         self.hub = SessionHub(
             config=config,
             providers=providers,
@@ -160,13 +166,20 @@ class Pod:
             pod_name=settings.pod_name,
             recorder=PipelineRecorder(self.revision_tally),
             tool_platform=self.tool_platform,
-            audits=CallAudits.build(config, settings.audit_dir, settings.audit_key_file, settings.pod_name),
+            audits=audits,
             recordings=self.recordings,
         )
+        if transport.audio_socket.enabled:
+            # A reconnecting PBX finds its call by UUID for as long as the directory keeps it resumable.
+            keep = (self._tuning or DirectoryTuning()).resume_window_seconds
+            credential = read_credential(transport.audio_socket, settings.credentials_dir)
+            self.audio_socket = AudioSocketServer(self.hub, transport.audio_socket, keep, credential)
         cors = CorsPolicy(config.auth.cors)
         transfers = TransferService(self.hub, gate)
+        memory = caller_memory(config.memory.persistence, directory)
+        join = self.audio_socket.join_key if self.audio_socket is not None else None
         routes: list[web.RouteDef] = [
-            *session_routes(directory, gate, cors, caller_memory(config.memory.persistence, directory)),
+            *session_routes(directory, gate, cors, memory, join),
             *transfers.routes(cors),
             web.post("/drain", self._begin_drain),
         ]
@@ -197,11 +210,7 @@ class Pod:
                 slow_reader_seconds=self._slow_reader_seconds,
             )
             self.grpc_port = await self.grpc.start(bind, self.ports.grpc)
-        if transport.audio_socket.enabled:
-            # A reconnecting PBX finds its call by UUID for as long as the directory keeps it resumable.
-            keep = (self._tuning or DirectoryTuning()).resume_window_seconds
-            credential = read_credential(transport.audio_socket, settings.credentials_dir)
-            self.audio_socket = AudioSocketServer(self.hub, transport.audio_socket, keep, credential)
+        if self.audio_socket is not None:
             await self.audio_socket.start(bind, self.ports.audio_socket)
         identity.grpc_address, identity.http_url = self.grpc_address, self.http_url
         await self.directory.start()
@@ -272,7 +281,9 @@ class Pod:
             log.exception("recordings disabled: the store could not start")
             return
         self.recordings = store
-        self._sweep = asyncio.create_task(recordings.sweep_forever(store), name="recording-retention")
+        self._sweeps.append(
+            asyncio.create_task(sweep_forever(store.sweep, "recording"), name="recording-retention")
+        )
 
     async def stop(self) -> None:
         if self.webrtc is not None:
@@ -281,9 +292,9 @@ class Pod:
             await self.audio_socket.aclose()
         if self.hub is not None:
             await self.hub.aclose()
+        for sweep in self._sweeps:
+            sweep.cancel()
         if self.recordings is not None:  # after the sessions: their recordings are finished
-            if self._sweep is not None:
-                self._sweep.cancel()
             await self.recordings.aclose()
         if self.tool_platform is not None:
             await self.tool_platform.mcp.aclose()

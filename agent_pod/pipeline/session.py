@@ -206,6 +206,9 @@ class AgentSession:
         # before the played text is taken; it clears the caller's buffer and returns how many of the
         # frames pulled so far the caller never heard.
         self.on_interrupt: Callable[[], int] | None = None
+        # Set with on_interrupt: how many of the frames pulled so far the caller has not yet confirmed
+        # played (so could still drop); the recording keeps them back until then.
+        self.unconfirmed_frames: Callable[[], int] | None = None
         # The caller's utterance being heard: its audio until it is accepted as a turn (the newest
         # maxUtteranceSeconds of it while the agent talks on), then its length in windows.
         self._utterance: deque[bytes] | None = None
@@ -337,6 +340,7 @@ class AgentSession:
             try:
                 recording = self._recordings.open(self.session_id)
                 await recording.start()
+                recording.unconfirmed = self._unconfirmed_frames
                 self.recording = recording
             except Exception:  # a broken store or volume must not refuse the call
                 self._log.exception("session %s: recording could not start", self.session_id)
@@ -838,7 +842,7 @@ class AgentSession:
         turn.interrupted = True
         turn.playback.flush()
         if self.on_interrupt is not None:
-            turn.playback.unplay(self.on_interrupt())
+            self._unplay(turn, turn.playback.unplay(self.on_interrupt()))
         self._barge.settle(turn, "interrupted")
         self._recorder.interruption()
         played = turn.playback.played_text()
@@ -851,6 +855,23 @@ class AgentSession:
         )
         if turn.task is not None:
             turn.task.cancel()
+
+    def _unconfirmed_frames(self) -> int:
+        return self.unconfirmed_frames() if self.unconfirmed_frames is not None else 0
+
+    def _unplay(self, turn: AgentTurn, frames: int) -> None:
+        """The caller never heard the turn's newest ``frames``: out of the recording's agent channel too,
+        and the turn's span there ends where its played audio does."""
+        if self.recording is None or not frames:
+            return
+        cut = self.recording.unplay_agent(frames)
+        span = self._audio_spans.get(turn.turn_id)
+        if cut is None or span is None:
+            return
+        if cut <= span[0]:
+            del self._audio_spans[turn.turn_id]  # none of it was heard
+        else:
+            span[1] = min(span[1], cut)
 
     def _finish_turn(self, turn: AgentTurn) -> AgentText:
         """Record the turn in the history exactly once, with only the played text; returns the final

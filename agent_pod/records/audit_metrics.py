@@ -22,3 +22,7 @@ AUDIT_REDACTIONS_TOTAL = Counter(
     "PII spans replaced in stored audit text, by kind (card, phone, email).",
     ["kind"],
 )
+AUDIT_RETENTION_DELETED_TOTAL = Counter(
+    "voicefleet_audit_retention_deleted_total",
+    "Calls whose audit logs the retention sweep deleted (audit.retentionDays).",
+)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
+
+from .retention import sweep_audit_directory
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -38,6 +41,10 @@ class AuditStore(Protocol):
 
     def logs(self, call_id: str) -> list[str]:
         """The call's logs (``<call_id>/<leg>``), oldest first."""
+        ...
+
+    def expire(self, now: datetime, retention_days: int) -> list[str]:
+        """Delete the calls none of whose logs was written for ``retention_days``; their ids."""
         ...
 
 
@@ -81,3 +88,6 @@ class DirectoryAuditStore:
         folder = self.root / check_name(call_id)
         legs = sorted(p.name.removesuffix(".audit.jsonl") for p in folder.glob("*.audit.jsonl"))
         return [f"{call_id}/{leg}" for leg in legs]
+
+    def expire(self, now: datetime, retention_days: int) -> list[str]:
+        return sweep_audit_directory(self.root, now, retention_days)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +42,13 @@ class CallAudits:
         if signer is None:
             log.warning("audit logs are not signed: no VOICEFLEET_AUDIT_KEY_FILE (raw text is not kept)")
         return cls(config, DirectoryAuditStore(directory), signer, pod_name)
+
+    async def sweep(self, now: datetime | None = None) -> list[str]:
+        """Delete the calls whose logs are older than audit.retentionDays (unset: none); their ids."""
+        days = self.config.audit.retention_days
+        if days is None:
+            return []
+        return await asyncio.to_thread(self.store.expire, now or datetime.now(UTC), days)
 
     def attach(self, live: LiveSession) -> CallAudit:
         """Open the call leg's log with its call_started entry, and log each of the session's turns."""

@@ -8,7 +8,10 @@ on disk is a valid WAV up to its last flush whatever happens to the process afte
 included (the page cache survives the process; a node losing power is not covered: no fsync).
 
 A flush writes up to ``HOLDBACK`` before now, so caller audio delayed by the network still lands
-where it belongs; the rest waits for the next flush. ``finish`` writes everything, closes the file
+where it belongs; the rest waits for the next flush. A phone carrier buffers agent audio and may drop
+what it has not played at a barge-in (``clear``): the agent frames it has not yet confirmed played
+(``unconfirmed``) are kept back from the file, up to ``MAX_AGENT_HOLD_SECONDS``, so ``unplay_agent``
+can still turn the ones it dropped into silence. ``finish`` writes everything, closes the file
 and returns its location and SHA-256.
 """
 
@@ -22,7 +25,7 @@ import wave
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel
@@ -38,6 +41,9 @@ FRAME_MS = 20
 HOLDBACK_SECONDS = 0.25  # longer than any jitter the placer absorbs
 WINDOW_SECONDS = 0.2  # the placer's anchor window (see alignment.py)
 DISCONTINUITY_SECONDS = 0.08  # a later arrival than this is a gap, not jitter
+# Agent audio a carrier has not confirmed played is kept back from the file at most this long (its
+# marks may never come: the recording must still reach the disk). The carrier's own queue is 2 s.
+MAX_AGENT_HOLD_SECONDS = 2.0
 LEFT, RIGHT = 0, 1
 
 # One pool for every call of the pod: a flush is short (a second of audio), calls await their own
@@ -53,6 +59,18 @@ class RecordingInfo(BaseModel):
     duration_ms: int
     bytes: int
     sample_rate: int
+
+
+class _Chunk(NamedTuple):
+    """Audio noted on the loop: ``start`` on the call's clock (recording samples), ``nominal`` its length
+    there; ``voiced`` for an agent frame (not the silence of a tick without one)."""
+
+    channel: int
+    start: int
+    pcm: bytes
+    rate: int
+    nominal: int
+    voiced: bool
 
 
 class Segment(BaseModel):
@@ -117,11 +135,11 @@ class _Writer:
         self.channels = (_Channel(rate), _Channel(rate))
         self._file_end = 0
 
-    def flush(self, chunks: list[tuple[int, int, bytes, int, int]], upto: int | None) -> Segment | None:
+    def flush(self, chunks: list[_Chunk], upto: int | None) -> Segment | None:
         """Append the chunks' audio up to frame ``upto`` (None: all of it); returns the bytes appended."""
         started = time.perf_counter()
-        for channel, start, pcm, rate, nominal in chunks:
-            self.channels[channel].add(self.written, start, pcm, rate, nominal)
+        for chunk in chunks:
+            self.channels[chunk.channel].add(self.written, chunk.start, chunk.pcm, chunk.rate, chunk.nominal)
         if upto is None:
             upto = max(c.end(self.written) for c in self.channels)
         n = max(0, upto - self.written)
@@ -148,6 +166,14 @@ class _Writer:
         return digest.hexdigest()
 
 
+def _split_held(chunks: list[_Chunk], held: int | None) -> tuple[list[_Chunk], list[_Chunk]]:
+    """(what a flush may take, the agent audio from ``held`` on that stays behind)."""
+    if held is None:
+        return chunks, []
+    kept = [c for c in chunks if c.channel == RIGHT and c.start >= held]
+    return [c for c in chunks if c.channel != RIGHT or c.start < held], kept
+
+
 class CallRecording:
     """One call's recording. ``on_segment`` is called on the loop with each flushed segment (uploads)."""
 
@@ -170,7 +196,10 @@ class CallRecording:
         self._t0 = clock()
         window, gap = int(WINDOW_SECONDS * self.rate), int(DISCONTINUITY_SECONDS * self.rate)
         self._placers = (ArrivalPlacer(window, gap), ArrivalPlacer(window, gap))
-        self._chunks: list[tuple[int, int, bytes, int, int]] = []
+        self._chunks: list[_Chunk] = []
+        # How many of the newest agent frames the caller's carrier has not confirmed played (set by the
+        # session from its transport); those are kept back so a barge-in can still take them out.
+        self.unconfirmed: Callable[[], int] = lambda: 0
         self._writer: _Writer | None = None
         self._segments = 0
         self._flusher: asyncio.Task[None] | None = None
@@ -204,26 +233,63 @@ class CallRecording:
         if not self._open():
             return None
         pcm = frame if frame is not None else bytes(rate * FRAME_MS // 1000 * 2)
-        start = self._add(RIGHT, pcm, rate, self.now() + self.rate * FRAME_MS // 1000)
+        start = self._add(RIGHT, pcm, rate, self.now() + self.rate * FRAME_MS // 1000, frame is not None)
         return self.ms(start) if frame is not None else None
+
+    def unplay_agent(self, frames: int) -> int | None:
+        """The newest ``frames`` agent frames were never played (a carrier dropped them at a barge-in):
+        they become silence. Returns where the first of them starts (ms), None if none was left to take
+        back (those older than ``MAX_AGENT_HOLD_SECONDS`` may already be in the file)."""
+        first: int | None = None
+        for i in range(len(self._chunks) - 1, -1, -1):
+            if frames <= 0:
+                break
+            chunk = self._chunks[i]
+            if chunk.channel == RIGHT and chunk.voiced:
+                self._chunks[i] = chunk._replace(pcm=bytes(len(chunk.pcm)), voiced=False)
+                first = chunk.start
+                frames -= 1
+        return None if first is None else self.ms(first)
 
     def _open(self) -> bool:
         return self._writer is not None and not self.failed and not self._finishing
 
-    def _add(self, channel: int, pcm: bytes, rate: int, end_at: int) -> int:
+    def _add(self, channel: int, pcm: bytes, rate: int, end_at: int, voiced: bool = False) -> int:
         nominal = len(pcm) // 2 * self.rate // rate
         start = self._placers[channel].place(end_at, nominal)
-        self._chunks.append((channel, start, pcm, rate, nominal))
+        self._chunks.append(_Chunk(channel, start, pcm, rate, nominal, voiced))
         return start
+
+    def _held_from(self) -> int | None:
+        """Where the agent audio the carrier may still drop starts (None: nothing held)."""
+        pending = self.unconfirmed()
+        if pending <= 0:
+            return None
+        held: int | None = None
+        for chunk in reversed(self._chunks):
+            if chunk.channel == RIGHT and chunk.voiced:
+                held = chunk.start
+                pending -= 1
+                if pending == 0:
+                    break
+        if held is None:
+            return None
+        return max(held, self.now() - int(MAX_AGENT_HOLD_SECONDS * self.rate))
 
     async def flush(self, final: bool = False) -> None:
         async with self._flushing:
             if self._writer is None:
                 return
-            chunks, self._chunks = self._chunks, []
             upto: int | None = None
-            if not final:
+            if final:
+                chunks, self._chunks = self._chunks, []
+            else:
                 upto = max(0, self.now() - int(HOLDBACK_SECONDS * self.rate))
+                held = self._held_from()
+                if held is not None:
+                    upto = min(upto, held)
+                # Agent audio from the held point on stays here, where unplay_agent can still reach it.
+                chunks, self._chunks = _split_held(self._chunks, held)
                 for placer in self._placers:
                     placer.skip_to(upto)  # what arrives later goes after the written part
             loop = asyncio.get_running_loop()

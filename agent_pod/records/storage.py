@@ -347,23 +347,8 @@ def make_client(spec: RecordingSpec) -> Minio:
     )
 
 
-SWEEP_SECONDS = 3600.0
-
-
 def recordings_dir() -> Path:
     return Path(os.environ.get("VOICEFLEET_RECORDINGS_DIR", RECORDINGS_DIR))
-
-
-async def sweep_forever(store: RecordingStore, every: float = SWEEP_SECONDS) -> None:
-    """The retention sweep, at start and then every ``every`` seconds; a failed sweep waits for the next."""
-    while True:
-        try:
-            gone = await store.sweep()
-            if gone:
-                log.info("recording retention deleted %d recordings", len(gone))
-        except Exception:
-            log.exception("recording retention sweep failed")
-        await asyncio.sleep(every)
 
 
 def build_store(spec: RecordingSpec, agent: str, directory: Path) -> RecordingStore:

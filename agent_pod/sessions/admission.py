@@ -61,6 +61,7 @@ class StreamAdmission:
         resume_token: str | None,
         prompt_id: str,
         migration_token: str | None = None,
+        roaming: bool = False,
     ) -> Admission:
         if self.placement.registry.draining:
             raise AdmissionError(
@@ -91,7 +92,8 @@ class StreamAdmission:
             raise AdmissionError("unauthenticated", "resume token is not the one issued for this session")
         try:
             self.store.require()
-            result = await self._claim(session_id, th, prompt_id, migration_hash, new or owned is not None)
+            may_create = new or owned is not None
+            result = await self._claim(session_id, th, prompt_id, migration_hash, may_create, roaming)
         except StoreBusy:
             raise busy() from None
         except StoreDown:
@@ -157,7 +159,7 @@ class StreamAdmission:
         )
 
     async def _claim(
-        self, session_id: str, th: str, prompt_id: str, migration_hash: str, may_create: bool
+        self, session_id: str, th: str, prompt_id: str, migration_hash: str, may_create: bool, roaming: bool
     ) -> list[Any]:
         """The CLAIM step; asked again with the owner's keys when the pin names another pod."""
         store, keys, tuning, me = self.store, self.store.keys, self.store.tuning, self.identity.name
@@ -179,6 +181,7 @@ class StreamAdmission:
                         migration_hash,
                         guess,
                         "1" if may_create else "0",
+                        "1" if roaming else "0",
                     ],
                 )
             )

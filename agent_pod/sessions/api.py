@@ -1,6 +1,6 @@
 """The session API every pod serves: HTTP/JSON (aiohttp routes) and gRPC SessionService.
 
-    POST /v1/sessions                      {"metadata": {...}}       -> 201 grant
+    POST /v1/sessions                      {"metadata": {...}, "audioSocket": false} -> 201 grant
     POST /v1/sessions/{session_id}/resume  {"resumeToken": "..."}    -> 200 grant
     POST /v1/keys                          {"ttlSeconds": 300}       -> 201 short-lived browser key
     POST /v1/sessions/{session_id}/transfer {"target": ...}        -> 202 (agent_pod/transfer/api.py)
@@ -11,7 +11,10 @@ The caller's credential (API key or JWT) travels as ``Authorization: Bearer <cre
 Without required auth, a resume may still send its resume token as the Bearer value.
 
 A grant names the owning pod's gRPC address and WebRTC URL plus the resume token: the credential
-that opens the session's media. Errors are JSON ``{"error": {"code", "message"}}`` with the statuses
+that opens the session's media. With ``"audioSocket": true`` (an agent with transport.audioSocket) it
+also carries ``audioSocketUuid``: the UUID a PBX dials with AudioSocket to join this session.
+
+Errors are JSON ``{"error": {"code", "message"}}`` with the statuses
 of sessions/refusals.py: 400 bad input, 401 no/unknown/expired credential or token, 403 a credential
 without the scope or of another tenant, 404 an ended session, 429 a tenant over its quota and 503
 no room or Redis down (both with ``Retry-After``). gRPC gets the matching status codes, with a
@@ -21,6 +24,7 @@ no room or Redis down (both with ``Retry-After``). gRPC gets the matching status
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -40,12 +44,17 @@ from .refusals import grpc_refusal, http_error, http_refusal
 
 log = logging.getLogger("voicefleet.sessions.api")
 
-MAX_BODY_BYTES = 64 * 1024
 Metadata = dict[str, str]
 
 
 class CreateBody(Model):
     metadata: Metadata = Field(default_factory=dict, max_length=32)
+    # The session is to be joined by a PBX over AudioSocket: the grant carries the UUID to dial.
+    audio_socket: bool = False
+
+
+# Binds a created session to the AudioSocket UUID that joins it (telephony/audiosocket.py).
+AudioSocketJoin = Callable[[Grant], Awaitable[uuid.UUID]]
 
 
 class ResumeBody(Model):
@@ -78,11 +87,7 @@ def _check_metadata(metadata: Metadata) -> None:
 
 
 async def _json_body(request: web.Request, model: type[BaseModel]) -> Any:
-    if request.content_length and request.content_length > MAX_BODY_BYTES:
-        raise AdmissionError("invalid_argument", f"request body is larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.read()
-    if len(raw) > MAX_BODY_BYTES:
-        raise AdmissionError("invalid_argument", f"request body is larger than {MAX_BODY_BYTES} bytes")
+    raw = await request.read()  # already read and bounded by the pod's body guard (http_guard.py: 413)
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
@@ -121,13 +126,22 @@ def refusing(handler: Callable[[web.Request], Awaitable[web.Response]]) -> Handl
 
 
 def session_routes(
-    directory: SessionAllocator, gate: SessionGate, cors: CorsPolicy, memory: CallerMemory | None = None
+    directory: SessionAllocator,
+    gate: SessionGate,
+    cors: CorsPolicy,
+    memory: CallerMemory | None = None,
+    audio_socket: AudioSocketJoin | None = None,
 ) -> list[web.RouteDef]:
     async def create_session(request: web.Request) -> web.Response:
         create: CreateBody = await _json_body(request, CreateBody)
         _check_metadata(create.metadata)
+        if create.audio_socket and audio_socket is None:
+            raise AdmissionError("invalid_argument", "this agent takes no AudioSocket calls")
         grant = await gate.create(_bearer(request), directory, create.metadata)
-        return web.json_response(grant.dump(), status=201)
+        body = grant.dump()
+        if create.audio_socket and audio_socket is not None:
+            body["audioSocketUuid"] = str(await audio_socket(grant))
+        return web.json_response(body, status=201)
 
     async def resume_session(request: web.Request) -> web.Response:
         body: ResumeBody = await _json_body(request, ResumeBody)

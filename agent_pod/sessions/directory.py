@@ -125,6 +125,11 @@ class CallKey(Model):
     resume_token: str
 
 
+def audiosocket_call_key(call: uuid.UUID) -> str:
+    """The fleet's name for the call an AudioSocket UUID names."""
+    return f"audiosocket:{call}"
+
+
 class MigrationTicket(Model):
     """Where a moving call goes, and the one-time token its caller follows with."""
 
@@ -179,9 +184,12 @@ class SessionDirectory(Protocol):
         resume_token: str | None,
         prompt_id: str,
         migration_token: str | None = None,
+        roaming: bool = False,
     ) -> Admission:
         """Admit a stream on this pod, or raise AdmissionError. An empty session_id starts a new session;
-        ``migration_token`` (instead of the resume token) follows a call another pod moves here."""
+        ``migration_token`` (instead of the resume token) follows a call another pod moves here;
+        ``roaming``: the caller cannot be sent to another pod (AudioSocket), so a session no stream
+        holds comes here even while the pod that holds it is alive."""
         ...
 
     async def snapshot(self, conversation: Conversation) -> None:
@@ -385,6 +393,7 @@ class LocalDirectory:
         resume_token: str | None,
         prompt_id: str,
         migration_token: str | None = None,
+        roaming: bool = False,  # one pod: every session is here
     ) -> Admission:
         if migration_token:
             raise AdmissionError("unauthenticated", "this pod serves alone: no call is moving here")

@@ -162,8 +162,9 @@ class RedisDirectory:
         resume_token: str | None,
         prompt_id: str,
         migration_token: str | None = None,
+        roaming: bool = False,
     ) -> Admission:
-        return await self.admission.admit(session_id, resume_token, prompt_id, migration_token)
+        return await self.admission.admit(session_id, resume_token, prompt_id, migration_token, roaming)
 
     async def snapshot(self, conversation: Conversation) -> None:
         await self.snapshots.snapshot(conversation)

@@ -134,7 +134,9 @@ return {'full', '', total, n}
 # prompt_id, capacity, revision, migration_hash ('' unless the caller follows a migration with its
 # one-time token; the token is spent here), guessed owner, may_create ('1': a brand-new session, or
 # one this pod still holds, whose pin Redis may have lost; else a missing pin means the call ended or
-# expired, and its resume token opens nothing any more).
+# expired, and its resume token opens nothing any more), roaming ('1': the caller cannot be sent to
+# another pod, an AudioSocket PBX: a call no stream holds, reserved or detached, comes to this pod even
+# while its pod is alive; a live one is still refused).
 # -> {'ok', previous_owner, previous_state, snapshot, moving_from, token_hash, frozen_ms}
 #  | {'unauthenticated', owner} | {'wrong_pod', owner, owner_grpc_address} | {'full', owner}
 #  | {'retry', owner} (the pin names another pod than guessed: ask again with its keys) | {'ended'}
@@ -162,7 +164,8 @@ if owner and owner ~= me and owner ~= ARGV[11] then
 end
 if owner and owner ~= me and ARGV[10] == '' then
   local other = redis.call('HMGET', KEYS[4], 'state', 'heartbeat_ms', 'grpc_address')
-  if other[1] == 'ready' and now - tonumber(other[2]) <= stale then
+  local idle = pin[3] == 'reserved' or pin[3] == 'detached'
+  if other[1] == 'ready' and now - tonumber(other[2]) <= stale and not (ARGV[13] == '1' and idle) then
     return {'wrong_pod', owner, other[3] or ''}
   end
 end

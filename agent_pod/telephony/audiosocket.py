@@ -31,7 +31,7 @@ from ..audio.pcm import BYTES_PER_SAMPLE, InvalidAudio
 from ..config import AudioSocketSpec
 from ..pipeline.events import ErrorEvent, SessionEvent
 from ..pipeline.input_limits import InputRefused
-from ..sessions.directory import RESUMABLE_OUTCOMES, AdmissionError, CallKey
+from ..sessions.directory import RESUMABLE_OUTCOMES, AdmissionError, CallKey, Grant, audiosocket_call_key
 from ..transports import transport_metrics
 from ..transports.audio_budget import AudioBudget, Verdict
 from ..transports.hub import LiveSession, SessionHub
@@ -49,6 +49,10 @@ MAX_KNOWN_CALLS = 10_000
 CLOSE_WAIT_SECONDS = 10.0
 # Refused frames logged per connection; the rest are only counted (a peer must not flood the log).
 MAX_LOGGED_REFUSALS = 20
+# A redial that reaches another pod while the call is still live on its pod (the PBX redialled before
+# that pod saw the old connection close): ask again for this long, until that pod lets the call go.
+TAKEOVER_WAIT_SECONDS = 3.0
+TAKEOVER_RETRY_SECONDS = 0.1
 
 
 @dataclass
@@ -223,7 +227,7 @@ class AudioSocketServer:
                 task.cancel()
             resumable = live.end_reason == "disconnected" or live.end_reason in RESUMABLE_OUTCOMES
             if self.keys.detach(call, live, resumable, time.monotonic()):
-                await self.hub.directory.forget_call_key(_fleet_key(call))
+                await self.hub.directory.forget_call_key(audiosocket_call_key(call))
             log.info(
                 "audiosocket call ended",
                 extra={
@@ -239,7 +243,9 @@ class AudioSocketServer:
         does not know may name a call another pod served (the PBX reconnected elsewhere, or that pod
         died): the fleet remembers it in the session store."""
         known = self.keys.get(call, time.monotonic())
-        if known is None and (remembered := await self.hub.directory.recall_call_key(_fleet_key(call))):
+        if known is None and (
+            remembered := await self.hub.directory.recall_call_key(audiosocket_call_key(call))
+        ):
             known = _Known(remembered.session_id, remembered.resume_token, None, None)
         if known is not None and known.live is not None and not known.live.finished.is_set():
             # The same call on a new connection: the old one is gone even if its socket has not said so.
@@ -250,18 +256,11 @@ class AudioSocketServer:
             self._refuse(sink, call, "unknown call UUID and newCalls is off", peer)
             return None
         try:
-            live = await self.hub.open(
-                transport=TRANSPORT,
-                session_id=known.session_id if known else None,
-                resume_token=known.resume_token if known else None,
-                output_sample_rate=wire.SAMPLE_RATE,
-                sink=sink,
-                credential=None if known else self.credential,
-            )
+            live = await self._open(known, sink)
         except AdmissionError as exc:
             if known is not None and exc.code == "not_found":
                 self.keys.forget(call)
-                await self.hub.directory.forget_call_key(_fleet_key(call))
+                await self.hub.directory.forget_call_key(audiosocket_call_key(call))
             self._refuse(sink, call, f"{exc.code}: {exc}", peer)
             return None
         token = known.resume_token if known else live.resume_token
@@ -270,13 +269,46 @@ class AudioSocketServer:
         # Remembered for the whole call and its resume window after: a reconnect may reach any pod.
         ttl = self.hub.config.session.max_duration_seconds + self.keys.keep_seconds
         await self.hub.directory.remember_call_key(
-            _fleet_key(call), CallKey(session_id=live.id, resume_token=token), ttl
+            audiosocket_call_key(call), CallKey(session_id=live.id, resume_token=token), ttl
         )
         log.info(
             "audiosocket call admitted",
             extra={"call_uuid": str(call), "session_id": live.id, "resumed": live.resumed, "peer": peer},
         )
         return live
+
+    async def _open(self, known: _Known | None, sink: AudioSocketSink) -> LiveSession:
+        """Open the call here. A PBX cannot be sent to another pod, so the call comes here wherever it
+        was (roaming): a call its pod no longer streams (the old connection closed) is taken over at
+        once; one still live there is asked for again until that pod lets it go, up to
+        TAKEOVER_WAIT_SECONDS (then wrong_pod)."""
+        deadline = time.monotonic() + TAKEOVER_WAIT_SECONDS
+        while True:
+            try:
+                return await self.hub.open(
+                    transport=TRANSPORT,
+                    session_id=known.session_id if known else None,
+                    resume_token=known.resume_token if known else None,
+                    output_sample_rate=wire.SAMPLE_RATE,
+                    sink=sink,
+                    credential=None if known else self.credential,
+                    roaming=True,
+                )
+            except AdmissionError as exc:
+                if exc.code != "wrong_pod" or time.monotonic() >= deadline or sink.writer.is_closing():
+                    raise
+            await asyncio.sleep(TAKEOVER_RETRY_SECONDS)
+
+    async def join_key(self, grant: Grant) -> uuid.UUID:
+        """The AudioSocket UUID of a session created through the session API (``audioSocket: true``):
+        the session id read as a UUID. Remembered with the session's resume token, here and in the
+        fleet, for the token's lifetime, so a PBX that dials it into any pod joins that session."""
+        call = uuid.UUID(hex=grant.session_id)
+        ttl = max(1.0, grant.token_expires_unix - time.time())
+        self.keys.put(call, _Known(grant.session_id, grant.resume_token, None, time.monotonic() + ttl))
+        key = CallKey(session_id=grant.session_id, resume_token=grant.resume_token)
+        await self.hub.directory.remember_call_key(audiosocket_call_key(call), key, ttl)
+        return call
 
     def _refuse(self, sink: AudioSocketSink, call: uuid.UUID, why: str, peer: str) -> None:
         log.warning("audiosocket call refused: %s", why, extra={"call_uuid": str(call), "peer": peer})
@@ -359,10 +391,6 @@ async def _first_frame(
         got = first.reason if isinstance(first, wire.Refused) else f"kind 0x{first.kind:02x}"
         raise wire.ProtocolError("no_uuid", f"the first frame must be the call's UUID (16 bytes), got {got}")
     return wire.call_uuid(first), rest
-
-
-def _fleet_key(call: uuid.UUID) -> str:
-    return f"audiosocket:{call}"
 
 
 def _give_up(writer: asyncio.StreamWriter, reason: str, message: str, peer: str) -> None:

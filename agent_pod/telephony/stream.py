@@ -183,6 +183,7 @@ class CarrierStream:
             await self._close(CLOSE_TRY_AGAIN if retry else CLOSE_POLICY, f"{exc.code}: {exc}")
             return False
         self.live.session.on_interrupt = self._barge_in
+        self.live.session.unconfirmed_frames = lambda: self.ledger.unacknowledged
         log.info(
             "carrier stream started",
             extra={"session_id": self.live.id, "carrier": self.carrier, "resumed": self.live.resumed},

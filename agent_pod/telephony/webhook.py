@@ -9,8 +9,9 @@ media stream to the chosen pod, carrying the session id and resume token:
 - Plivo: XML ``<Stream bidirectional="true">`` whose URL carries them as its query.
 - Vonage: an NCCO ``connect`` to a ``websocket`` endpoint (L16 16 kHz) with them as ``headers``.
 
-Where the carrier signs its requests and the key is configured (Twilio's auth token, Telnyx's public key,
-Vonage's signature secret: signatures.py), a request without a valid signature is refused with 403.
+Where the carrier signs its requests and the key is configured (Twilio's and Plivo's auth tokens, Telnyx's
+public key, Vonage's signature secret: signatures.py), a request without a valid signature is refused
+with 403.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ..sessions.directory import AdmissionError, Grant, SessionAllocator
 from ..sessions.gate import SessionGate
 from ..sessions.refusals import http_error, http_refusal
 from .carriers import Carrier
-from .signatures import telnyx_valid, twilio_valid, vonage_valid
+from .signatures import plivo_v3_valid, telnyx_valid, twilio_valid, vonage_valid
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +118,18 @@ class Webhooks:
         """Why the request's signature is refused; None when it is valid or the carrier's key is not set
         (docs/telephony.md: never so in production)."""
         spec, headers = self.spec, request.headers
+        # Twilio and Plivo sign the URL they called: behind a proxy, the configured public one.
+        url = spec.public_url.rstrip("/") + request.path_qs if spec.public_url else str(request.url)
         if carrier == "twilio" and spec.twilio_auth_token_secret_ref is not None:
             token = resolve_credential(spec.twilio_auth_token_secret_ref, "TWILIO_AUTH_TOKEN")
-            url = spec.public_url.rstrip("/") + request.path_qs if spec.public_url else str(request.url)
             if token is None or not twilio_valid(token, url, params, headers.get("X-Twilio-Signature", "")):
                 return "X-Twilio-Signature does not match"
+        if carrier == "plivo" and spec.plivo_auth_token_secret_ref is not None:
+            token = resolve_credential(spec.plivo_auth_token_secret_ref, "PLIVO_AUTH_TOKEN")
+            nonce = headers.get("X-Plivo-Signature-V3-Nonce", "")
+            signature = headers.get("X-Plivo-Signature-V3", "")
+            if token is None or not plivo_v3_valid(token, url, params, nonce, signature):
+                return "X-Plivo-Signature-V3 does not match"
         if carrier == "telnyx" and spec.telnyx_public_key_secret_ref is not None:
             key = resolve_credential(spec.telnyx_public_key_secret_ref, "TELNYX_PUBLIC_KEY")
             timestamp = headers.get("telnyx-timestamp", "")

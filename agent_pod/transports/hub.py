@@ -182,6 +182,7 @@ class SessionHub:
         migration_token: str | None = None,
         accepts_migration: bool = False,
         credential: str | None = None,
+        roaming: bool = False,
     ) -> LiveSession:
         """Admit a caller and start its session, or raise AdmissionError. A new session (no
         ``session_id``) needs the ``credential`` a create needs; an existing one its resume token, or
@@ -190,7 +191,7 @@ class SessionHub:
         try:
             if self.draining:
                 raise AdmissionError("unavailable", DRAINING_MESSAGE, retry_after_seconds=1.0)
-            admission = await self._admit(session_id, resume_token, migration_token, credential)
+            admission = await self._admit(session_id, resume_token, migration_token, credential, roaming)
         except AdmissionError as exc:
             transport_metrics.ADMISSIONS_REFUSED_TOTAL.labels(transport, exc.code).inc()
             raise
@@ -239,12 +240,13 @@ class SessionHub:
         resume_token: str | None,
         migration_token: str | None,
         credential: str | None,
+        roaming: bool,
     ) -> Admission:
         """The directory's admission, counted against the session's tenant."""
         new = not session_id and not migration_token
         principal = await self.gate.new_stream(credential) if new else None
         admission = await self.directory.admit(
-            session_id or None, resume_token or None, self.config.prompt_id, migration_token or None
+            session_id or None, resume_token or None, self.config.prompt_id, migration_token or None, roaming
         )
         try:
             await self.gate.stream_admitted(admission.session_id, principal)

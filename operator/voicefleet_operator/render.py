@@ -156,6 +156,7 @@ def credential_refs(spec: VoiceAgentSpec) -> list[SecretKeyRef]:
         t.twilio_auth_token_secret_ref,
         t.telnyx_public_key_secret_ref,
         t.vonage_signature_secret_ref,
+        t.plivo_auth_token_secret_ref,
     ):
         if ref is not None:
             refs[(ref.name, ref.key)] = ref

@@ -13,8 +13,9 @@ def test_the_carriers_keys_and_the_webhooks_api_key_are_mounted() -> None:
                 "enabled": True,
                 "credentialSecretRef": {"name": "phone", "key": "api-key"},
                 "twilioAuthTokenSecretRef": {"name": "twilio", "key": "token"},
+                "plivoAuthTokenSecretRef": {"name": "plivo", "key": "token"},
             }
         }
     )
     refs = {(r.name, r.key) for r in credential_refs(spec)}
-    assert {("phone", "api-key"), ("twilio", "token")} <= refs
+    assert {("phone", "api-key"), ("twilio", "token"), ("plivo", "token")} <= refs

@@ -14,6 +14,7 @@ from agent_pod.sessions.api import add_session_service, session_routes
 from agent_pod.sessions.factory import build_gate
 from agent_pod.sessions.redis_directory import RedisDirectory
 from agent_pod.transports.cors import CorsPolicy
+from agent_pod.transports.http_guard import HttpLimits, body_guard
 from tests.support.redis import RedisServer
 from voicefleet.v1 import session_pb2, session_pb2_grpc
 
@@ -29,7 +30,8 @@ async def api(
     fleet = Fleet(redis_server.url)
     front = await fleet.add("front")
     await fleet.add("back")
-    app = web.Application()
+    limits = HttpLimits()  # the pod's own body guard bounds the API's bodies (as build_app sets it up)
+    app = web.Application(client_max_size=limits.max_body_bytes, middlewares=[body_guard(limits)])
     gate = build_gate(AgentConfig(), front)
     app.add_routes(session_routes(front, gate, CorsPolicy(CorsSpec())))
     runner = web.AppRunner(app)
@@ -90,7 +92,8 @@ async def test_http_errors_are_json_with_clear_messages(api) -> None:
             (f"{url}/v1/sessions", {"data": b"{not json"}, 400, "invalid request"),
             (f"{url}/v1/sessions", {"json": {"metadata": {"k": 5}}}, 400, "metadata"),
             (f"{url}/v1/sessions", {"json": {"unknown": 1}}, 400, "unknown"),
-            (f"{url}/v1/sessions", {"data": b"x" * 70_000}, 400, "larger"),
+            (f"{url}/v1/sessions", {"data": b"x" * 70_000}, 413, "larger"),
+            (f"{url}/v1/sessions", {"json": {"audioSocket": True}}, 400, "AudioSocket"),
             (resume, {"json": {}}, 401, "resume token is required"),
             (resume, {"json": {"resumeToken": "v1.1.forged"}}, 401, "malformed"),
             (resume, {"json": {"resumeToken": "v1.1." + "A" * 43}}, 401, "does not match"),

@@ -40,6 +40,14 @@ def twilio_sign(token: str, url: str, params: dict[str, str]) -> str:
     return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
 
 
+def plivo_v3_headers(token: str, url: str, form: dict[str, str], nonce: str) -> dict[str, str]:
+    """Plivo's V3 signature headers for a POST of ``form`` to ``url`` (no query), written from Plivo's
+    SDK (independently of the pod's code): HMAC-SHA256 of "url?{sorted name+value}.{nonce}"."""
+    payload = url + "?" + "".join(f"{key}{form[key]}" for key in sorted(form)) + "." + nonce
+    digest = hmac.new(token.encode(), payload.encode(), hashlib.sha256).digest()
+    return {"X-Plivo-Signature-V3": base64.b64encode(digest).decode(), "X-Plivo-Signature-V3-Nonce": nonce}
+
+
 @dataclass
 class Answer:
     """What the webhook told the carrier: where to stream, and the parameters to send."""
@@ -57,11 +65,14 @@ async def call_webhook(
     call_id: str = "CA1",
     headers: dict[str, str] | None = None,
 ) -> tuple[int, str]:
-    """POST the incoming-call webhook as the carrier would (Twilio: signed when ``auth_token`` is given)."""
+    """POST the incoming-call webhook as the carrier would (Twilio, Plivo: signed when ``auth_token`` is
+    given)."""
     form = {"CallSid": call_id, "From": "+15550100", "To": "+15550199"}
     url = f"{base_url}/v1/telephony/{carrier}/voice"
     sent = dict(headers or {})
-    if auth_token:
+    if auth_token and carrier == "plivo":
+        sent.update(plivo_v3_headers(auth_token, url, form, nonce="05429567804466091622"))
+    elif auth_token:
         sent["X-Twilio-Signature"] = twilio_sign(auth_token, url, form)
     async with http.post(url, data=form, headers=sent) as response:
         return response.status, await response.text()

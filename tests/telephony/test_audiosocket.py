@@ -9,10 +9,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
 from agent_pod.runtime import Pod
+from agent_pod.sessions.redis_directory import RedisDirectory
 from agent_pod.sessions.tuning import DirectoryTuning
 from agent_pod.settings import PodSettings
 from agent_pod.telephony import audiosocket_wire as wire
@@ -230,3 +232,110 @@ async def test_an_interrupted_answer_played_exactly_what_was_sent(pod: Pod, redi
             assert records[0].played_text and len(records[0].played_text) < len(records[0].sent_to_tts)
     finally:
         await story_pod.stop()
+
+
+@pytest.fixture
+async def two_pods(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[tuple[Pod, Pod]]:
+    """Two live pods of one agent on one Redis (a fast heartbeat: the old pod learns a call moved)."""
+    tuning = DirectoryTuning(heartbeat_seconds=0.2, stale_seconds=1.0)
+    pods = [
+        await start_pod(redis_server, tmp_path, "asock-roam", pod_name=f"asock-roam-{n}", tuning=tuning)
+        for n in "ab"
+    ]
+    try:
+        yield pods[0], pods[1]
+    finally:
+        for pod in pods:
+            await pod.stop()
+
+
+async def answered_call(pod: Pod, call: uuid.UUID) -> tuple[FakePbx, LiveSession]:
+    phone = await pbx(pod, call).connect()
+    await phone.stream(speech("hello there"))
+    await phone.quiet_answer(since=0)
+    live = live_call(pod, call)
+    assert live is not None
+    return phone, live
+
+
+async def test_a_redial_to_another_pod_takes_the_call_over_while_its_pod_is_alive(
+    two_pods: tuple[Pod, Pod],
+) -> None:
+    first_pod, second_pod = two_pods
+    call = uuid.uuid4()
+    phone, first = await answered_call(first_pod, call)
+    await phone.drop()  # the PBX's connection failed; it redials, and lands on the other pod
+    await phone.wait(lambda: first.finished.is_set(), 10, "the first pod to notice the drop")
+    again = await pbx(second_pod, call).connect()
+    try:
+        second = await admitted(second_pod, again)
+        assert second.id == first.id and second.resumed and second.restored_turns == 1
+        again.dtmf("7#")
+        await again.quiet_answer(since=0)
+        assert second.session.conversation.turns == 2
+        # The first pod lets the call go (its heartbeat sees the pin on the other pod): a redial back
+        # there is refused while the call is live here, never served twice.
+        directory = first_pod.directory
+        assert isinstance(directory, RedisDirectory)
+        await again.wait(lambda: first.id not in directory.local.owned, 10, "the first pod to let go")
+        back = await pbx(first_pod, call).connect()
+        await back.wait(lambda: back.closed.is_set(), 10, "the first pod to refuse")
+        assert back.error_codes == [wire.ErrorCode.REFUSED] and not second.finished.is_set()
+    finally:
+        await again.drop()
+
+
+async def test_a_redial_to_another_pod_before_the_old_connection_closed_waits_for_it(
+    two_pods: tuple[Pod, Pod],
+) -> None:
+    first_pod, second_pod = two_pods
+    call = uuid.uuid4()
+    old, first = await answered_call(first_pod, call)
+    new = await pbx(second_pod, call).connect()  # the old connection is still open: asked again
+    try:
+        await old.drop()
+        second = await admitted(second_pod, new)
+        assert second.id == first.id and second.resumed and first.finished.is_set()
+    finally:
+        await new.drop()
+
+
+async def test_a_redial_elsewhere_while_the_old_connection_stays_up_is_refused(
+    two_pods: tuple[Pod, Pod],
+) -> None:
+    first_pod, second_pod = two_pods
+    call = uuid.uuid4()
+    old, first = await answered_call(first_pod, call)
+    try:
+        other = await pbx(second_pod, call).connect()
+        await other.wait(lambda: other.closed.is_set(), 10, "the refusal after the takeover wait")
+        assert other.error_codes == [wire.ErrorCode.REFUSED]  # wrong_pod: never live on two pods
+        assert not first.finished.is_set() and live_call(second_pod, call) is None
+    finally:
+        await old.drop()
+
+
+async def test_a_session_created_for_audiosocket_is_joined_by_its_uuid(
+    two_pods: tuple[Pod, Pod],
+) -> None:
+    first_pod, second_pod = two_pods
+    async with aiohttp.ClientSession() as http:
+        body = {"metadata": {"crm": "ticket-42"}, "audioSocket": True}
+        async with http.post(f"{first_pod.http_url}/v1/sessions", json=body) as response:
+            assert response.status == 201
+            grant = await response.json()
+        async with http.post(f"{first_pod.http_url}/v1/sessions", json={}) as response:
+            plain = await response.json()
+    call = uuid.UUID(grant["audioSocketUuid"])
+    assert call.hex == grant["sessionId"]
+    for pod in (second_pod, first_pod):  # any pod: the fleet remembers the UUID
+        async with pbx(pod, call) as phone:
+            live = await admitted(pod, phone)
+            assert live.id == grant["sessionId"]
+            assert live.session.conversation.metadata == {"crm": "ticket-42"}
+            await phone.drop()
+            await phone.wait(live.finished.is_set, 10, "the drop")
+    # A session created without it is not joinable by its id: that UUID is a new call.
+    async with pbx(first_pod, uuid.UUID(hex=plain["sessionId"])) as phone:
+        live = await admitted(first_pod, phone)
+        assert live.id != plain["sessionId"]

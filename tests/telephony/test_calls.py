@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import wave
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -23,6 +24,7 @@ from tests.support.carrier import (
     FakeCarrierCall,
     call_webhook,
     parse_answer,
+    plivo_v3_headers,
     telnyx_headers,
     vonage_headers,
 )
@@ -108,6 +110,49 @@ async def test_barge_in_clears_the_carrier_and_keeps_only_what_was_played(
         await call.stop()
 
 
+async def test_the_recording_holds_only_the_agent_audio_the_carrier_played(
+    pod_factory: PodFactory,
+    ulaw_fixtures: dict[str, bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VOICEFLEET_RECORDINGS_DIR", str(tmp_path))
+    # The agent stops at the barge-in decision (no pause while the caller is judged), so the carrier
+    # still holds ~300 ms it has not played: the clear drops them.
+    config = phone_config(
+        "tell me a story",
+        recording={"enabled": True, "sampleRate": 8000},
+        pipeline={"bargeIn": {"resumeFalseInterruptions": False}},
+    )
+    pod = await pod_factory(config)
+    async with aiohttp.ClientSession() as http:
+        call = await answered_call(http, pod, "twilio", playout_ms=300)
+        await call.speak(ulaw_fixtures["story"], silence_after_ms=500)
+        await async_wait_for(lambda: _async(call.played_ms >= 1500), timeout=10, what="story playing")
+        live = live_session(pod)[0]
+        await call.speak(ulaw_fixtures["stop"], silence_after_ms=400)
+        await async_wait_for(lambda: _async(bool(call.clears)), timeout=5, what="clear")
+        await async_wait_for(lambda: _async(bool(live.session.turn_records)), timeout=5, what="turn record")
+        await call.stop()
+        await async_wait_for(lambda: _async(live.finished.is_set()), timeout=5, what="call ended")
+    record = live.session.turn_records[0]
+    info = live.session.recording_info
+    assert record.interrupted and info is not None
+    assert record.audio_start_ms is not None and record.audio_end_ms is not None
+    # The carrier dropped ~300 ms at the clear: neither the record's span nor the right channel has them.
+    assert call.received_ms - record.played_ms >= 200
+    assert abs((record.audio_end_ms - record.audio_start_ms) - record.played_ms) <= 20
+    with wave.open(info.location) as w:
+        audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    # The interrupted turn's voice on the right channel, up to the next turn's (the caller's "stop stop"
+    # is answered too).
+    later = [r.audio_start_ms for r in live.session.turn_records[1:] if r.audio_start_ms is not None]
+    right = audio[: (min(later, default=len(audio) // 8)) * 8, 1].astype(np.int32)
+    voiced = np.flatnonzero(np.abs(right) > 1000)
+    assert voiced.size
+    assert abs(voiced[-1] / 8 - record.audio_end_ms) <= 30
+
+
 @pytest.mark.parametrize("carrier", CARRIERS)
 async def test_dtmf_reaches_the_pipeline(carrier: str, pod_factory: PodFactory) -> None:
     pod = await pod_factory(phone_config())
@@ -186,6 +231,35 @@ async def test_twilio_webhook_signatures(
         assert status == 403 and "X-Twilio-Signature" in body
         status, _ = await call_webhook(http, pod.http_url, "twilio")
         assert status == 403
+
+
+async def test_plivo_webhook_signatures(
+    pod_factory: PodFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "plivo").mkdir()
+    (tmp_path / "plivo" / "token").write_text("MAtoken\n")
+    monkeypatch.setenv("VOICEFLEET_CREDENTIALS_DIR", str(tmp_path))
+    pod = await pod_factory(
+        phone_config(telephony={"plivoAuthTokenSecretRef": {"name": "plivo", "key": "token"}})
+    )
+    url = f"{pod.http_url}/v1/telephony/plivo/voice"
+    form = {"CallSid": "CA1", "From": "+15550100", "To": "+15550199"}
+    good = plivo_v3_headers("MAtoken", url, form, "1234")
+    async with aiohttp.ClientSession() as http:
+        status, body = await call_webhook(http, pod.http_url, "plivo", auth_token="MAtoken")
+        assert status == 200 and "<Stream" in body
+        # A main account's and a subaccount's signature, comma-separated: one match is enough.
+        both = {**good, "X-Plivo-Signature-V3": "c29tZW9uZSBlbHNl," + good["X-Plivo-Signature-V3"]}
+        status, _ = await call_webhook(http, pod.http_url, "plivo", headers=both)
+        assert status == 200
+        other_nonce = {**good, "X-Plivo-Signature-V3-Nonce": "5678"}
+        no_nonce = {"X-Plivo-Signature-V3": good["X-Plivo-Signature-V3"]}
+        for headers in (plivo_v3_headers("wrong", url, form, "1234"), other_nonce, no_nonce, {}):
+            status, body = await call_webhook(http, pod.http_url, "plivo", headers=headers)
+            assert status == 403 and "X-Plivo-Signature-V3" in body
+        # Another carrier's path is not checked with Plivo's token.
+        status, _ = await call_webhook(http, pod.http_url, "twilio")
+        assert status == 200
 
 
 async def test_real_speech_survives_the_phone_line(

@@ -23,7 +23,7 @@ from agent_pod.telephony.carriers import (
     codec_for,
 )
 from agent_pod.telephony.marks import MarkLedger
-from agent_pod.telephony.signatures import twilio_signature
+from agent_pod.telephony.signatures import plivo_v3_signature, plivo_v3_valid, twilio_signature
 from agent_pod.telephony.webhook import instructions, stream_url
 from tests.support.carrier import parse_answer, twilio_sign
 
@@ -161,6 +161,31 @@ def test_stream_url_template_and_twilio_signature() -> None:
     url = "https://example.com/v1/telephony/twilio/voice"
     assert twilio_signature("tok", url, params) == twilio_sign("tok", url, params)
     assert twilio_signature("tok", url, params) != twilio_signature("tok", url + "?x=1", params)
+
+
+# Known answers computed with Plivo's own SDK (plivo 4.63.0, plivo.utils.signature_v3: get_signature_v3 of
+# construct_post_url), auth token "MAtoken123", nonce "12345678901234567890".
+PLIVO_URL = "https://voice.example.com/v1/telephony/plivo/voice"
+PLIVO_CALL = {"CallUUID": "c0ffee", "From": "+15550100", "To": "+15550199", "Direction": "inbound"}
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "expected"),
+    [
+        (PLIVO_URL, PLIVO_CALL, "I7/EeXeJ50Ns6T5UV+GkEYVIdlFZkSykgt6xMdAox98="),
+        (
+            PLIVO_URL + "?b=2&a=1&a=0",
+            {"CallUUID": "c0ffee", "From": "+15550100"},
+            "gDVO2I1XSgjL+Q9/sFG8WxgcxZO3s5H9PTgV2pLcWic=",
+        ),
+        (PLIVO_URL + "?x=1", {}, "ZbIq2z6ouiv2DqF8+tpJWdtGARzACGpSKR1zQhG0i+I="),
+        (PLIVO_URL, {}, "oBmmEtXUfI6XP2TD3MUAT4K6wKJ4rcHawyvCAs43hj8="),
+    ],
+)
+def test_plivo_v3_signature_matches_plivos_sdk(url: str, params: dict[str, str], expected: str) -> None:
+    assert plivo_v3_signature("MAtoken123", url, params, "12345678901234567890") == expected
+    assert plivo_v3_valid("MAtoken123", url, params, "12345678901234567890", f"x,{expected}")
+    assert not plivo_v3_valid("MAtoken123", url, params, "12345678901234567891", expected)
 
 
 def test_unplay_takes_back_the_newest_frames() -> None:
