@@ -7,6 +7,9 @@ import re
 from prometheus_client import REGISTRY
 
 import agent_pod.flows.metrics
+import agent_pod.knowledge.ingest_metrics
+import agent_pod.knowledge.retrieval_metrics
+import agent_pod.knowledge.server_metrics
 import agent_pod.pipeline_metrics
 import agent_pod.sessions.session_metrics
 import agent_pod.transports.transport_metrics
@@ -27,6 +30,9 @@ def metrics() -> dict[str, str]:
     assert (
         agent_pod.pipeline_metrics
         and agent_pod.flows.metrics
+        and agent_pod.knowledge.ingest_metrics
+        and agent_pod.knowledge.retrieval_metrics
+        and agent_pod.knowledge.server_metrics
         and agent_pod.sessions.session_metrics
         and agent_pod.transports.transport_metrics
     )
