@@ -254,7 +254,7 @@ class ComplianceSpec(Model):
     )
     retranscribe: Literal["needed", "always"] = Field(
         default="needed",
-        description="When to re-transcribe a turn's audio openly (~20x the alignment's CPU) for its record's "
+        description="When to re-transcribe a turn's audio openly (~7x the check's CPU) for its record's "
         "retranscript and divergence: needed = only turns the aligner cannot check and flagged turns (a "
         "diagnostic); always = every audited turn.",
     )

@@ -9,7 +9,7 @@ recorded words to the audio, and the words that do not fit are the record's
 ``python -m bench.divergence`` (docs/compliance.md).
 
 Where the check cannot decide, the audio is re-transcribed openly
-(pocketsphinx's general English model, ~20x the alignment's CPU):
+(pocketsphinx's general English model, ~7x the check's CPU):
 ``retranscript`` and its word error rate ``divergence``. That score alone is
 noise on synthetic speech (WER 0.4-0.9 on honest turns), so it decides the
 flag only for text the aligner cannot pronounce (digits, words missing from
