@@ -252,6 +252,12 @@ class ComplianceSpec(Model):
         "voicefleet_transcript_divergence_flagged_total). The open re-transcriber is rough, so 0.5 "
         "flags gross mismatches only.",
     )
+    retranscribe: Literal["needed", "always"] = Field(
+        default="needed",
+        description="When to re-transcribe a turn's audio openly (~7x the check's CPU) for its record's "
+        "retranscript and divergence: needed = only turns the aligner cannot check and flagged turns (a "
+        "diagnostic); always = every audited turn.",
+    )
 
 
 class ToolSpeechSpec(Model):

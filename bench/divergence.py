@@ -4,13 +4,14 @@ Each turn is a record's played text and the audio that was played. Honest: espea
 recorded text. Tampered: it speaks something else: one word replaced, one word dropped, one word
 added, or a different sentence. Voices and speeds vary, and each clip is played clean, with pink
 noise (15 dB SNR), and through the phone path (8 kHz mu-law and back). Every turn goes through the
-pod's check (forced alignment against the played text, ``agent_pod/pipeline/alignment.py``).
+pod's check (forced alignment against the played text, pauses judged against a free phone loop,
+``agent_pod/pipeline/alignment.py``).
 
 The margins are calibrated on the training sentences (the even-numbered ones): the grid point with
 the most tampered turns caught among those flagging at most 1% of the honest ones. The table is
 of the test sentences (the odd-numbered ones) only, with those floors. CPU is the check's own
-(process time per second of audio). For comparison, the old check (open re-transcription, WER > 0.5)
-runs on a sample of the test turns (it costs ~20x the alignment).
+(process time per second of audio, phone loop included). For comparison, the old check (open
+re-transcription, WER > 0.5) runs on a sample of the test turns (it costs ~8x the check).
 
     python -m bench.divergence [--sentences 40] [--wer-stride 6] [--json PATH]
 """
@@ -29,7 +30,15 @@ import soxr
 
 from agent_pod.pipeline.alignment import Alignment, Floors, check
 from agent_pod.pipeline.compliance import word_error_rate
-from agent_pod.providers.sphinx import align, make_aligner, make_decoder, pronounceable, transcribe, words_of
+from agent_pod.providers.sphinx import (
+    align,
+    make_aligner,
+    make_decoder,
+    phone_loop,
+    pronounceable,
+    transcribe,
+    words_of,
+)
 from bench.overlap_clips import _cached, pink
 from bench.report import percentile, print_records, write_json
 from tests.support.audio import espeak_utterance
@@ -85,8 +94,7 @@ SPEEDS = (150, 190)
 VARIANTS = ("clean", "noise", "phone")
 KINDS = ("honest", "replaced", "dropped", "added", "different")
 GRID_WORD = (-20.0, -25.0, -30.0, -35.0, -40.0, -50.0, -60.0, -80.0, -100.0)
-GRID_SILENCE = (-40.0, -25.0, -15.0, -10.0, -5.0, 0.0, 5.0, 10.0)
-GRID_SILENCE_FRAMES = (10, 15, 25, 40, 80)
+GRID_PAUSE = (-300.0, -400.0, -500.0, -600.0, -700.0, -800.0, -1000.0, -1200.0, -1500.0, -2000.0)
 TARGET_FALSE_FLAGS = 0.01
 
 
@@ -101,6 +109,7 @@ class Turn:
     spoken: str  # what the audio says
     audio: bytes = b""
     memo: dict[tuple[str, ...], Alignment | None] = field(default_factory=dict)
+    free: list[float] = field(default_factory=list)  # the phone loop's score per frame
     cpu_s: float = 0.0
 
 
@@ -168,7 +177,7 @@ def _aligner(decoder: Any, turn: Turn) -> Any:
 
 
 def _verdicts(decoder: Any, data: list[Turn], floors: Floors) -> list[tuple[Turn, list[str]]]:
-    return [(t, check(words_of(t.record), _aligner(decoder, t), floors)[0]) for t in data]
+    return [(t, check(words_of(t.record), _aligner(decoder, t), t.free, floors)[0]) for t in data]
 
 
 def _rates(verdicts: list[tuple[Turn, list[str]]]) -> tuple[float, float]:
@@ -181,8 +190,8 @@ def calibrate(decoder: Any, train: list[Turn]) -> Floors:
     """The grid point with the most catches among those within the false-flag target (or, when none
     is, with the fewest false flags above it)."""
     best: tuple[float, float, Floors] | None = None
-    for word, silence, frames in itertools.product(GRID_WORD, GRID_SILENCE, GRID_SILENCE_FRAMES):
-        floors = Floors(word, silence, frames)
+    for word, pause in itertools.product(GRID_WORD, GRID_PAUSE):
+        floors = Floors(word, pause)
         false_flags, caught = _rates(_verdicts(decoder, train, floors))
         key = (-max(false_flags - TARGET_FALSE_FLAGS, 0.0), caught)
         if best is None or key > (best[0], best[1]):
@@ -209,13 +218,13 @@ def open_wer_rates(test: list[Turn], stride: int) -> dict[str, Any]:
 
 
 def tradeoff(decoder: Any, test: list[Turn]) -> list[dict[str, Any]]:
-    """False flags against catches on the test turns as the word margin moves (silence as calibrated):
-    what the check can do at all, not a tuning."""
+    """False flags against catches on the test turns as the word margin moves (no pause rule): what the
+    word rule can do at all, not a tuning."""
     return [
         dict(
             zip(
                 ("word margin", "false flags %", "caught %"),
-                (w, *(100 * r for r in _rates(_verdicts(decoder, test, Floors(w, -100.0, 10**6))))),
+                (w, *(100 * r for r in _rates(_verdicts(decoder, test, Floors(w, -1e12))))),
                 strict=True,
             )
         )
@@ -229,7 +238,8 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     assert all(pronounceable(decoder, words_of(t.record)) for t in data)
     for turn in data:  # the first pass of each turn, timed as the pod runs it (no memo yet)
         start = time.process_time()
-        check(words_of(turn.record), _aligner(decoder, turn), Floors())
+        turn.free = phone_loop(decoder, turn.audio)
+        check(words_of(turn.record), _aligner(decoder, turn), turn.free, Floors())
         turn.cpu_s = time.process_time() - start
     floors = calibrate(decoder, [t for t in data if t.split == "train"])
     test = [t for t in data if t.split == "test"]
@@ -257,7 +267,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     ]
     per_second = [t.cpu_s / (len(t.audio) / 2 / RATE) * 1000 for t in test]
     return {
-        "floors": {"word": floors.word, "silence": floors.silence, "silence_frames": floors.silence_frames},
+        "floors": {"word": floors.word, "pause": floors.pause},
         "train_turns": len(data) - len(test),
         "test_turns": len(test),
         "false_flag_rate": false_flags,

@@ -8,18 +8,22 @@ recorded words to the audio, and the words that do not fit are the record's
 ``PipelineRecorder``, and a log line). Measured on espeak-ng speech with
 ``python -m bench.divergence`` (docs/compliance.md).
 
-The audio is also re-transcribed openly (pocketsphinx's general English
-model) as a diagnostic: ``retranscript`` and its word error rate
-``divergence``. That score alone is noise on synthetic speech (WER 0.4-0.9 on
-honest turns), so it decides the flag only for text the aligner cannot
-pronounce (digits, words missing from the dictionary: ``method="wer"``,
-against ``threshold``). Audits of a busy pod queue up; past ``MAX_BACKLOG``
-pending audits new ones are skipped (and say so in the record).
+Where the check cannot decide, the audio is re-transcribed openly
+(pocketsphinx's general English model, ~7x the check's CPU):
+``retranscript`` and its word error rate ``divergence``. That score alone is
+noise on synthetic speech (WER 0.4-0.9 on honest turns), so it decides the
+flag only for text the aligner cannot pronounce (digits, words missing from
+the dictionary: ``method="wer"``, against ``threshold``); for flagged turns it
+is a diagnostic, and other turns go without it unless
+``spec.pipeline.compliance.retranscribe`` is ``always``. Audits of a busy pod
+queue up; past ``MAX_BACKLOG`` pending audits new ones are skipped (and say so
+in the record).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +37,7 @@ from ..providers.sphinx import (
     align,
     make_aligner,
     make_decoder,
+    phone_loop,
     pronounceable,
     transcribe,
     words_of,
@@ -58,6 +63,7 @@ class TurnRecord(BaseModel):
     played_text: str
     played_ms: int
     interrupted: bool
+    # The open re-transcription (method "wer", flagged turns, or retranscribe "always"; else None).
     retranscript: str | None = None
     divergence: float | None = None  # word error rate of retranscript against played_text
     flagged: bool = False
@@ -91,28 +97,37 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 
 
 class Finding(NamedTuple):
-    retranscript: str
+    retranscript: str | None
     method: Literal["align", "wer"]
     divergent_words: list[str]
 
 
-def examine(pcm: bytes, rate: int, played_text: str, floors: Floors = FLOORS) -> Finding:
-    """The open re-transcription of the audio, and the words of ``played_text`` it does not say
-    (blocking, seconds of CPU for long turns: runs in the audit thread)."""
-    decoder = getattr(_local, "decoder", None)
-    if decoder is None:
-        decoder = _local.decoder = make_decoder()
-        _local.aligner = make_aligner()
-    aligner = _local.aligner
+def examine(
+    pcm: bytes, rate: int, played_text: str, floors: Floors = FLOORS, *, retranscribe: bool = False
+) -> Finding:
+    """The words of ``played_text`` the audio does not say, and the open re-transcription when the
+    alignment cannot decide, found divergent words, or ``retranscribe`` asks for it (blocking, seconds
+    of CPU for long turns: runs in the audit thread)."""
+    aligner = getattr(_local, "aligner", None)
+    if aligner is None:
+        aligner = _local.aligner = make_aligner()
     resampler = StreamResampler(rate, SAMPLE_RATE)
     audio = resampler.process(pcm) + resampler.flush()
-    retranscript = transcribe(decoder, audio)
     words = words_of(played_text)
     # Digits are spoken but have no dictionary spelling here: such text is left to the WER.
     if not words or any(c.isdigit() for c in played_text) or not pronounceable(aligner, words):
-        return Finding(retranscript, "wer", [])
-    divergent, _ = check(words, lambda w: align(aligner, w, audio), floors)
-    return Finding(retranscript, "align", divergent)
+        return Finding(_retranscribe(audio), "wer", [])
+    free = phone_loop(aligner, audio)
+    divergent, _ = check(words, lambda w: align(aligner, w, audio), free, floors)
+    return Finding(_retranscribe(audio) if divergent or retranscribe else None, "align", divergent)
+
+
+def _retranscribe(audio: bytes) -> str:
+    # The general LM's decoder (~90 MB) is loaded by the first turn that needs it.
+    decoder = getattr(_local, "decoder", None)
+    if decoder is None:
+        decoder = _local.decoder = make_decoder()
+    return transcribe(decoder, audio)
 
 
 class Auditor:
@@ -122,15 +137,17 @@ class Auditor:
         enabled: bool,
         session_id: str,
         threshold: float = 0.5,
+        retranscribe_always: bool = False,
         recorder: PipelineRecorder | None = None,
     ) -> None:
         self.enabled = enabled
         self.session_id = session_id
         self.threshold = threshold
+        self.retranscribe_always = retranscribe_always
         self.recorder = recorder or PipelineRecorder()
 
     async def audit(self, record: TurnRecord, pcm: bytes, rate: int) -> None:
-        """Fill in the record's re-transcription and divergence (runs the decoder in the audit thread)."""
+        """Fill in the record's divergent words, flag and any re-transcription (in the audit thread)."""
         global _backlog
         if not pcm:
             record.audit = "skipped"
@@ -144,22 +161,27 @@ class Auditor:
         _backlog += 1
         try:
             finding = await asyncio.get_running_loop().run_in_executor(
-                _executor, examine, pcm, rate, record.played_text
+                _executor,
+                functools.partial(examine, retranscribe=self.retranscribe_always),
+                pcm,
+                rate,
+                record.played_text,
             )
         except Exception:
             record.audit = "failed"
-            log.exception("session %s turn %s: re-transcription failed", self.session_id, record.turn_id)
+            log.exception("session %s turn %s: compliance check failed", self.session_id, record.turn_id)
             return
         finally:
             _backlog -= 1
         record.retranscript = finding.retranscript
-        record.divergence = word_error_rate(record.played_text, finding.retranscript)
+        if finding.retranscript is not None:
+            record.divergence = word_error_rate(record.played_text, finding.retranscript)
         record.method = finding.method
         record.divergent_words = finding.divergent_words
         if finding.method == "align":
             record.flagged = bool(finding.divergent_words)
-        else:
-            record.flagged = record.divergence > self.threshold
+        else:  # method "wer" always re-transcribes
+            record.flagged = record.divergence is not None and record.divergence > self.threshold
         record.audit = "done"
         self.recorder.turn_audited(record.flagged)
         if record.flagged:

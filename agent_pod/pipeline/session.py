@@ -180,6 +180,7 @@ class AgentSession:
             enabled=pipeline.compliance.audit and primary_stt != "synthetic",
             session_id=session_id,
             threshold=pipeline.compliance.divergence_threshold,
+            retranscribe_always=pipeline.compliance.retranscribe == "always",
             recorder=self._recorder,
         )
         self.turn_records: list[TurnRecord] = []

@@ -105,11 +105,15 @@ def transcribe(decoder: Decoder, pcm: bytes) -> str:
     return hyp.hypstr if hyp is not None else ""
 
 
+PHONE_LOOP = "phones"
+
+
 def make_aligner() -> Decoder:
     """A decoder for forced alignment (``align``): no LM, the whole dictionary, and beams wide enough
     that the one path through the given words is never pruned away (with the default beams whole
-    honest espeak-ng sentences found no path: the right one was dropped mid-utterance)."""
-    return Decoder(
+    honest espeak-ng sentences found no path: the right one was dropped mid-utterance). It also has
+    a free phone loop (``phone_loop``): the reference a pause's fit is judged against."""
+    decoder = Decoder(
         samprate=SAMPLE_RATE,
         lm=None,
         bestpath=False,
@@ -118,6 +122,9 @@ def make_aligner() -> Decoder:
         wbeam=1e-80,
         loglevel="FATAL",
     )
+    # No phone LM: any phone may follow any other, so the loop fits whatever was said.
+    decoder.add_allphone_file(PHONE_LOOP, None)
+    return decoder
 
 
 def pronounceable(decoder: Decoder, words: list[str]) -> bool:
@@ -125,38 +132,59 @@ def pronounceable(decoder: Decoder, words: list[str]) -> bool:
     return all(decoder.lookup_word(w) is not None for w in words)
 
 
-def align(decoder: Decoder, words: list[str], pcm: bytes) -> list[tuple[str, int, int]] | None:
-    """Forced alignment of 16 kHz PCM16 to ``words`` with a ``make_aligner`` decoder: (word, frames,
-    acoustic score) per aligned word, with the silences and fillers put between them ("<sil>",
-    "(NULL)"); None when no path through the words fits the audio.
-
-    One pass of a grammar of just these words in order (the decoder puts optional silences between
-    them). Scores are in the decoder's log units (base 1.0001), each frame's relative to the best-scoring
-    senone of that 10 ms frame. Blocking: call from a worker thread.
-    """
-    # One-LSB dither, the same for every call: band-limited audio from the phone path, silent above
-    # 4 kHz, otherwise breaks the 16 kHz model (15 of 128 honest phone-path turns found no path, 1 with it).
+def _dithered(pcm: bytes) -> bytes:
+    """One-LSB dither, the same for every call: band-limited audio from the phone path, silent above
+    4 kHz, otherwise breaks the 16 kHz model (15 of 128 honest phone-path turns found no path, 1 with it)."""
     samples = np.frombuffer(pcm, dtype="<i2")
     noise = np.random.default_rng(0).integers(-1, 2, len(samples))
-    pcm = np.clip(samples + noise, -32768, 32767).astype("<i2").tobytes()
+    return np.clip(samples + noise, -32768, 32767).astype("<i2").tobytes()
+
+
+def _log_score(ascore: float) -> int:
+    """Segment.ascore is the score turned into a probability; back to log units (0 underflowed: worst)."""
+    return round(math.log(ascore) / _LOG_BASE) if ascore > 0 else -(10**9)
+
+
+def _decode(decoder: Decoder, search: str, pcm: bytes) -> bool:
+    decoder.activate_search(search)
+    decoder.start_utt()
+    decoder.process_raw(_dithered(pcm), full_utt=True)
+    decoder.end_utt()
+    return decoder.hyp() is not None
+
+
+def align(decoder: Decoder, words: list[str], pcm: bytes) -> list[tuple[str, int, int, int]] | None:
+    """Forced alignment of 16 kHz PCM16 to ``words`` with a ``make_aligner`` decoder: (word, first
+    frame, frames, acoustic score) per aligned word, with the silences and fillers put between them
+    ("<sil>", "(NULL)"); None when no path through the words fits the audio.
+
+    One pass of a grammar of just these words in order (the decoder puts optional silences between
+    them). Frames are 10 ms; scores are in the decoder's log units (base 1.0001), each frame's relative
+    to the best-scoring senone of that frame. Blocking: call from a worker thread.
+    """
     try:
         decoder.add_jsgf_string(
             "align", f"#JSGF V1.0;\ngrammar align;\npublic <words> = {' '.join(words)} ;\n"
         )
-        decoder.activate_search("align")
-        decoder.start_utt()
-        decoder.process_raw(pcm, full_utt=True)
-        decoder.end_utt()
-        if decoder.hyp() is None:
+        if not _decode(decoder, "align", pcm):
             return None
-        # Segment.ascore is the score turned into a probability; back to log units (0 underflowed: worst).
         return [
-            (
-                _VARIANT.sub("", s.word),
-                s.end_frame - s.start_frame + 1,
-                round(math.log(s.ascore) / _LOG_BASE) if s.ascore > 0 else -(10**9),
-            )
+            (_VARIANT.sub("", s.word), s.start_frame, s.end_frame - s.start_frame + 1, _log_score(s.ascore))
             for s in decoder.seg()
         ]
     except (RuntimeError, ValueError):  # no path; a word the grammar parser refuses
         return None
+
+
+def phone_loop(decoder: Decoder, pcm: bytes) -> list[float]:
+    """The acoustic score of each 10 ms frame of 16 kHz PCM16 under the best free phone sequence (a
+    ``make_aligner`` decoder), in ``align``'s units: what the frames fit when
+    nothing says which words they are. Each phone's score is spread evenly over its frames. Blocking."""
+    if not _decode(decoder, PHONE_LOOP, pcm):
+        return []
+    segments = list(decoder.seg())
+    scores = [0.0] * (max((s.end_frame for s in segments), default=-1) + 1)
+    for s in segments:
+        frames = s.end_frame - s.start_frame + 1
+        scores[s.start_frame : s.end_frame + 1] = [_log_score(s.ascore) / frames] * frames
+    return scores

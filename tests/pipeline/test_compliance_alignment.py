@@ -8,24 +8,46 @@ from agent_pod.pipeline.compliance import examine
 from agent_pod.providers.sphinx import words_of
 from tests.support.audio import espeak_utterance
 
-FLOORS = Floors(word=-30.0, silence=0.0, silence_frames=15)
+FLOORS = Floors(word=-30.0, pause=-500.0)
 SAID = "your table for two is booked for eight tonight"
 
 
+def _timed(segments: list[tuple[str, int, int]]) -> Alignment:
+    """(word, frames, score) laid end to end from frame 0."""
+    out: Alignment = []
+    for name, frames, score in segments:
+        out.append((name, sum(f for _, _, f, _ in out), frames, score))
+    return out
+
+
 def test_a_word_far_below_the_turns_typical_word_is_divergent():
-    alignment: Alignment = [("your", 16, -16 * 20), ("table", 39, -39 * 30), ("six", 12, -12 * 95)]
-    alignment += [("is", 15, -15 * 25), ("<sil>", 6, -6 * 90), ("tonight", 49, -49 * 32)]
-    # Typical (median) word: -30 per frame; "six" is 65 below it; the 6-frame pause is too short to count.
-    assert divergent_in(alignment, FLOORS) == ["six"]
-    assert divergent_in(alignment, Floors(word=-70.0)) == []
+    alignment = _timed(
+        [
+            ("your", 16, -16 * 20),
+            ("table", 39, -39 * 30),
+            ("six", 12, -12 * 95),
+            ("is", 15, -15 * 25),
+            ("<sil>", 6, -6 * 90),
+            ("tonight", 49, -49 * 32),
+        ]
+    )
+    # Words are judged against the turn's typical word, not the free phones (which fit them all better).
+    free = [0.0] * 82 + [-90.0] * 6 + [0.0] * 49
+    # Typical (median) word: -30 per frame; "six" is 65 below it; the pause fits like its free phones.
+    assert divergent_in(alignment, free, FLOORS) == ["six"]
+    assert divergent_in(alignment, free, Floors(word=-70.0)) == []
 
 
-def test_a_long_poorly_fitting_silence_is_speech_the_record_lacks():
-    alignment: Alignment = [("booked", 24, -24 * 25), ("<sil>", 63, -63 * 41), ("tonight", 49, -49 * 35)]
-    alignment += [("(NULL)", 1, 0), ("<sil>", 35, -35 * 7)]
-    assert divergent_in(alignment, FLOORS) == ["+<after booked>"]
-    # The trailing silence fits like silence: not speech.
-    assert divergent_in(alignment[:1] + alignment[2:], FLOORS) == []
+def test_a_pause_fitting_far_worse_than_free_phones_is_speech_the_record_lacks():
+    alignment = _timed([("booked", 24, -24 * 25), ("<sil>", 63, -63 * 41), ("tonight", 49, -49 * 35)])
+    alignment += [("(NULL)", 136, 1, 0), ("<sil>", 137, 35, -35 * 7)]
+    free = [-25.0] * 24 + [-30.0] * 63 + [-35.0] * 49 + [-7.0] * 36
+    # The 63-frame pause fits 11 per frame (693 in all) worse than the free phones: speech there.
+    assert divergent_in(alignment, free, FLOORS) == ["+<after booked>"]
+    assert divergent_in(alignment, free, Floors(pause=-700.0)) == []
+    # Where the free phones fit the pause no better, it is a pause (the trailing one is silence too).
+    quiet = free[:24] + [-41.0] * 63 + free[87:]
+    assert divergent_in(alignment, quiet, FLOORS) == []
 
 
 def test_no_alignment_names_the_word_whose_removal_fits():
@@ -34,11 +56,12 @@ def test_no_alignment_names_the_word_whose_removal_fits():
     def aligner(ws: list[str]) -> Alignment | None:
         if "six" in ws:
             return None
-        return [(w, 20, -20 * 30) for w in ws]
+        return _timed([(w, 20, -20 * 30) for w in ws])
 
-    assert check(words, aligner, FLOORS) == (["six"], [(w, 20, -600) for w in words if w != "six"])
+    free = [-30.0] * 100
+    assert check(words, aligner, free, FLOORS) == (["six"], aligner(["your", "table", "for", "tonight"]))
     # Nothing fits even with one word left out: every word is divergent.
-    assert check(words, lambda ws: None, FLOORS) == (words, None)
+    assert check(words, lambda ws: None, free, FLOORS) == (words, None)
 
 
 def test_honest_espeak_turns_are_not_flagged():

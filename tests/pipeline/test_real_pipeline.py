@@ -37,10 +37,11 @@ async def test_spoken_question_gets_a_spoken_answer(vad):
         await h.session.wait_audits()
         [record] = h.session.turn_records
         assert record.sent_to_tts == record.played_text == "You said: what is the weather like."
-        assert record.audit == "done" and record.retranscript
-        # The forced alignment against the played text finds every word in the audio.
+        assert record.audit == "done"
+        # The forced alignment against the played text finds every word in the audio; the open
+        # re-transcription is only made where needed (retranscribe "needed", the default).
         assert record.method == "align" and record.divergent_words == [] and not record.flagged
-        assert record.divergence is not None  # the open re-transcription's WER, a diagnostic
+        assert record.retranscript is None and record.divergence is None
 
 
 async def test_two_spoken_turns_in_a_row():
@@ -74,7 +75,7 @@ async def test_divergent_record_is_flagged():
         interrupted=False,
     )
     await auditor.audit(honest, audio, OUT_RATE)
-    assert honest.audit == "done" and not honest.flagged and honest.divergence == 0.0
+    assert honest.audit == "done" and not honest.flagged and honest.retranscript is None
     assert honest.method == "align" and honest.divergent_words == []
 
     lying = TurnRecord(
@@ -86,6 +87,8 @@ async def test_divergent_record_is_flagged():
     )
     await auditor.audit(lying, audio, OUT_RATE)
     assert lying.flagged and lying.method == "align" and {"pizzas", "confirmed"} <= set(lying.divergent_words)
+    # A flagged turn is re-transcribed openly as a diagnostic: what the audio said instead.
+    assert lying.retranscript and lying.divergence is not None and lying.divergence > 0.5
     after = REGISTRY.get_sample_value("voicefleet_transcript_divergence_flagged_total")
     assert after == before + 1
 
@@ -108,6 +111,20 @@ async def test_divergent_record_is_flagged():
     assert silent.audit == "skipped" and not silent.flagged
     # The revision's counters (canary analysis) saw the two audits and the one flag; a skip is no audit.
     assert tally.take() == {"audited_turns": 2, "divergence_flags": 1}
+
+
+async def test_retranscribe_always_gives_every_turn_its_open_transcript():
+    config = make_config(vad="webrtc", stt="pocketsphinx", tts="espeak", vocabulary=VOCABULARY)
+    compliance = ComplianceSpec(retranscribe="always")
+    pipeline = config.pipeline.model_copy(update={"compliance": compliance})
+    async with Harness(config.model_copy(update={"pipeline": pipeline})) as h:
+        await h.play_caller(silence(300) + espeak_utterance("hello"))
+        await h.until(lambda: [e for e in h.of_type("user_transcript") if e.final], what="final transcript")
+        await h.drain_agent()
+        await h.session.wait_audits()
+        [record] = h.session.turn_records
+        assert record.audit == "done" and record.method == "align" and not record.flagged
+        assert record.retranscript and record.divergence is not None
 
 
 async def test_audit_can_be_turned_off():
