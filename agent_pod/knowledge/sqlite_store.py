@@ -9,7 +9,6 @@ final rows) in one read transaction, so a chunk tombstoned or expired a moment a
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -22,6 +21,7 @@ import sqlean as sqlite3
 
 from .fusion import reciprocal_rank_fusion
 from .models import Chunk, Document, Hit
+from .query_terms import fts5_match
 from .store import Compaction, SourceCounts
 from .vector_index import VectorIndex
 
@@ -62,15 +62,6 @@ CREATE TABLE IF NOT EXISTS tombstones (
 );
 CREATE INDEX IF NOT EXISTS tombstones_doc ON tombstones (doc_id);
 """
-
-MAX_QUERY_TERMS = 64
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def fts_query(text: str) -> str:
-    """An FTS5 MATCH expression from free text: any of its words, each quoted (no operator injection)."""
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))[:MAX_QUERY_TERMS]
-    return " OR ".join(f'"{w}"' for w in words)
 
 
 def _placeholders(n: int) -> str:
@@ -409,7 +400,7 @@ def _filters(allowed: list[str] | None, expired: set[str]) -> tuple[str, list[st
 
 
 def _keyword(conn: Any, query: str, limit: int, allowed: list[str] | None, expired: set[str]) -> list[int]:
-    match = fts_query(query)
+    match = fts5_match(query)
     if not match:
         return []
     where, params = _filters(allowed, expired)

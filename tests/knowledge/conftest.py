@@ -11,9 +11,15 @@ from agent_pod.knowledge.sqlite_store import SqliteStore
 from agent_pod.knowledge.store import Store
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "pgvector"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened = SqliteStore(tmp_path / "store" / "index.sqlite")
+    opened: Store
+    if request.param == "sqlite":
+        opened = SqliteStore(tmp_path / "store" / "index.sqlite")
+    else:
+        from agent_pod.knowledge.pgvector_store import PgvectorStore  # psycopg: only where pgvector runs
+
+        opened = PgvectorStore(request.getfixturevalue("postgres_dsn"))
     try:
         yield opened
     finally:

@@ -6,15 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agent_pod.knowledge.sqlite_store import SqliteStore, fts_query
+from agent_pod.knowledge.sqlite_store import SqliteStore
 
 from .docs import document, unit
-
-
-def test_fts_query_quotes_each_word_once() -> None:
-    assert fts_query('Price "list" AND NEAR(x*) price') == '"price" OR "list" OR "and" OR "near" OR "x"'
-    assert fts_query("¿ñandú?") == '"ñandú"'
-    assert fts_query(" *() ") == ""
 
 
 def test_compaction_shrinks_the_file_after_deletes_and_skips_when_little_is_free(tmp_path: Path) -> None:
