@@ -279,16 +279,23 @@ class SqliteStore:
             fused = reciprocal_rank_fusion(
                 by_vector, by_keyword, rrf_k, limit=len(by_vector) + len(by_keyword)
             )
-            # The final rows, filtered again in this read: the index may run a moment ahead or behind
-            rows = _live_rows(conn, [f.key for f in fused], allowed, expired)
-        hits = []
-        for f in fused:
-            row = rows.get(f.key)
-            if row is None:
-                continue
-            hits.append(Hit(**row, score=f.score, vector_rank=f.vector_rank, keyword_rank=f.keyword_rank))
-            if len(hits) == k:
-                break
+            hits: list[Hit] = []
+            # The final rows, filtered again in this read (the index may run a moment ahead or behind): the
+            # best 2k, and more only when some of them are gone
+            for start in range(0, len(fused), 2 * k):
+                batch = fused[start : start + 2 * k]
+                rows = _live_rows(conn, [f.key for f in batch], allowed, expired)
+                for f in batch:
+                    if f.key in rows and len(hits) < k:
+                        hit = Hit(
+                            **rows[f.key],
+                            score=f.score,
+                            vector_rank=f.vector_rank,
+                            keyword_rank=f.keyword_rank,
+                        )
+                        hits.append(hit)
+                if len(hits) == k:
+                    break
         return hits
 
     def _current_index(self, conn: Any, generation: int) -> VectorIndex | None:
