@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS {chunks} (
     doc_id text NOT NULL REFERENCES {documents} ON DELETE CASCADE,
     source text NOT NULL, partition text NOT NULL, ordinal integer NOT NULL, text text NOT NULL,
     start integer NOT NULL, "end" integer NOT NULL,
-    tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
+    tsv tsvector GENERATED ALWAYS AS (to_tsvector({config}, text)) STORED
 );
 CREATE INDEX IF NOT EXISTS {chunks_doc} ON {chunks} (doc_id);
 CREATE INDEX IF NOT EXISTS {chunks_tsv} ON {chunks} USING gin (tsv);
@@ -82,7 +82,7 @@ class PgvectorStore:
                 "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"voicefleet-kb-{self.prefix}",)
             )
             self._writer.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            self._writer.execute(sql.SQL(SCHEMA).format(**self.t))
+            self._writer.execute(sql.SQL(SCHEMA).format(**self.t, config=sql.Literal(TEXT_CONFIG)))
 
     def _q(self, text: str, **extra: sql.Composable) -> sql.Composed:
         return sql.SQL(text).format(**self.t, **extra)
