@@ -4,6 +4,7 @@ pytest_plugins: list[str] = [
     "tests.support.kube",
     "tests.support.redis",
     "tests.support.redis_ha",
+    "tests.support.postgres",
     "tests.support.wire",
     "tests.support.pod",
     "tests.support.node",

@@ -22,10 +22,11 @@ def reciprocal_rank_fusion(vector: list[int], keyword: list[int], rrf_k: int, li
     smaller key, so the order is deterministic."""
     vector_ranks = {key: rank for rank, key in enumerate(vector, start=1)}
     keyword_ranks = {key: rank for rank, key in enumerate(keyword, start=1)}
-    fused = []
+    unranked = len(vector) + len(keyword) + 1  # worse than any rank, for the tie-break
+    order = []
     for key in vector_ranks.keys() | keyword_ranks.keys():
         v, w = vector_ranks.get(key), keyword_ranks.get(key)
-        score = sum(1.0 / (rrf_k + rank) for rank in (v, w) if rank is not None)
-        fused.append(Fused(key, score, v, w))
-    fused.sort(key=lambda f: (-f.score, min(r for r in (f.vector_rank, f.keyword_rank) if r), f.key))
-    return fused[:limit]
+        score = (1.0 / (rrf_k + v) if v else 0.0) + (1.0 / (rrf_k + w) if w else 0.0)
+        order.append((-score, min(v or unranked, w or unranked), key, Fused(key, score, v, w)))
+    order.sort(key=lambda entry: entry[:3])
+    return [entry[3] for entry in order[:limit]]

@@ -9,11 +9,11 @@ final rows) in one read transaction, so a chunk tombstoned or expired a moment a
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ import sqlean as sqlite3
 
 from .fusion import reciprocal_rank_fusion
 from .models import Chunk, Document, Hit
+from .query_terms import fts5_match
 from .store import Compaction, SourceCounts
 from .vector_index import VectorIndex
 
@@ -62,15 +63,6 @@ CREATE TABLE IF NOT EXISTS tombstones (
 );
 CREATE INDEX IF NOT EXISTS tombstones_doc ON tombstones (doc_id);
 """
-
-MAX_QUERY_TERMS = 64
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def fts_query(text: str) -> str:
-    """An FTS5 MATCH expression from free text: any of its words, each quoted (no operator injection)."""
-    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))[:MAX_QUERY_TERMS]
-    return " OR ".join(f'"{w}"' for w in words)
 
 
 def _placeholders(n: int) -> str:
@@ -116,27 +108,26 @@ class SqliteStore:
             conn.execute("COMMIT")
 
     @contextmanager
-    def _write(self) -> Iterator[tuple[Any, int]]:
-        """One write transaction that bumps the generation; yields (connection, generation before)."""
+    def _write(self) -> Iterator[_Write]:
+        """One write transaction that bumps the generation. After the commit, still under the write lock (so
+        a search never takes the index for one a foreign writer left behind), the write's changes go to
+        the in-memory index, if it was current before the write; a stale one is rebuilt by the next search."""
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                before = _generation(conn)
-                yield conn, before
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(before + 1),))
+                write = _Write(conn, _generation(conn))
+                yield write
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(write.before + 1),))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-
-    def _index_after_write(self, before: int) -> VectorIndex | None:
-        """The index to apply a committed write's change to: only one that was current before it (a stale
-        one is rebuilt by the next search instead)."""
-        index = self._index
-        if index is None or index.generation != before:
-            return None
-        return index
+            index = self._index
+            if index is not None and index.generation == write.before:
+                for change in write.index_changes:
+                    change(index)
+                index.set_generation(write.before + 1)
 
     # -- the Store protocol --
 
@@ -145,10 +136,9 @@ class SqliteStore:
             return _active_model(conn)
 
     def activate_model(self, model: str) -> None:
-        with self._write() as (conn, _):
-            conn.execute("DELETE FROM vectors WHERE model != ?", (model,))
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('active_model', ?)", (model,))
-        with self._index_lock:
+        with self._write() as write:
+            write.conn.execute("DELETE FROM vectors WHERE model != ?", (model,))
+            write.conn.execute("INSERT OR REPLACE INTO meta VALUES ('active_model', ?)", (model,))
             self._index = None  # rebuilt from the new model's vectors by the next search
         log.info("knowledge store model activated", extra={"model": model})
 
@@ -161,7 +151,8 @@ class SqliteStore:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape[0] != len(chunks):
             raise ValueError(f"{len(chunks)} chunks but {vectors.shape[0]} vectors")
-        with self._write() as (conn, before):
+        with self._write() as write:
+            conn = write.conn
             active = _active_model(conn)
             if active is None:
                 conn.execute("INSERT INTO meta VALUES ('active_model', ?)", (model,))
@@ -180,18 +171,16 @@ class SqliteStore:
                 )
                 ids.append(int(cursor.lastrowid))
                 conn.execute("INSERT INTO vectors VALUES (?, ?, ?)", (ids[-1], model, vector.tobytes()))
-        index = self._index_after_write(before)
-        if index is not None:
-            index.remove(removed)
+            write.index_changes.append(lambda index: index.remove(removed))
             if model == active:
-                index.add(ids, doc.partition, doc.source, vectors)
-            index.set_generation(before + 1)
+                write.index_changes.append(lambda index: index.add(ids, doc.partition, doc.source, vectors))
 
     def tombstone(self, source: str, doc_ids: Iterable[str]) -> int:
         now = time.time()
         removed: list[int] = []
         count = 0
-        with self._write() as (conn, before):
+        with self._write() as write:
+            conn = write.conn
             for doc_id in doc_ids:
                 row = conn.execute(
                     "SELECT 1 FROM documents WHERE doc_id = ? AND source = ?", (doc_id, source)
@@ -203,10 +192,7 @@ class SqliteStore:
                     "INSERT INTO tombstones (doc_id, source, at) VALUES (?, ?, ?)", (doc_id, source, now)
                 )
                 count += 1
-        index = self._index_after_write(before)
-        if index is not None:
-            index.remove(removed)
-            index.set_generation(before + 1)
+            write.index_changes.append(lambda index: index.remove(removed))
         return count
 
     def tombstones(self, source: str) -> list[tuple[str, float]]:
@@ -216,11 +202,8 @@ class SqliteStore:
             return [(str(d), float(a)) for d, a in rows.fetchall()]
 
     def set_source_expiry(self, source: str, expires_at: float | None) -> None:
-        with self._write() as (conn, before):
-            conn.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (source, expires_at))
-        index = self._index_after_write(before)
-        if index is not None:
-            index.set_generation(before + 1)  # expiry is read per search, not kept in the index
+        with self._write() as write:  # read per search, not kept in the index
+            write.conn.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (source, expires_at))
 
     def chunks_without_vectors(self, model: str, limit: int) -> list[tuple[str, str]]:
         with self._read() as conn:
@@ -236,7 +219,8 @@ class SqliteStore:
         if vectors.shape[0] != len(chunk_ids):
             raise ValueError(f"{len(chunk_ids)} chunks but {vectors.shape[0]} vectors")
         added: list[tuple[int, str, str, np.ndarray]] = []
-        with self._write() as (conn, before):
+        with self._write() as write:
+            conn = write.conn
             active = _active_model(conn)
             for chunk_id, vector in zip(chunk_ids, vectors, strict=True):
                 row = conn.execute(
@@ -248,12 +232,13 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", (row[0], model, vector.tobytes())
                 )
                 added.append((int(row[0]), str(row[1]), str(row[2]), vector))
-        index = self._index_after_write(before)
-        if index is not None:
+
+            def add_rows(index: VectorIndex) -> None:
+                for key, partition, source, row_vector in added:
+                    index.add([key], partition, source, row_vector[None, :])
+
             if model == active:
-                for key, partition, source, vector in added:
-                    index.add([key], partition, source, vector[None, :])
-            index.set_generation(before + 1)
+                write.index_changes.append(add_rows)
 
     def search(
         self,
@@ -288,31 +273,39 @@ class SqliteStore:
             fused = reciprocal_rank_fusion(
                 by_vector, by_keyword, rrf_k, limit=len(by_vector) + len(by_keyword)
             )
-            # The final rows, filtered again in this read: the index may run a moment ahead or behind
-            rows = _live_rows(conn, [f.key for f in fused], allowed, expired)
-        hits = []
-        for f in fused:
-            row = rows.get(f.key)
-            if row is None:
-                continue
-            hits.append(Hit(**row, score=f.score, vector_rank=f.vector_rank, keyword_rank=f.keyword_rank))
-            if len(hits) == k:
-                break
+            hits: list[Hit] = []
+            # The final rows, filtered again in this read (the index may run a moment ahead or behind): the
+            # best 2k, and more only when some of them are gone
+            for start in range(0, len(fused), 2 * k):
+                batch = fused[start : start + 2 * k]
+                rows = _live_rows(conn, [f.key for f in batch], allowed, expired)
+                for f in batch:
+                    if f.key in rows and len(hits) < k:
+                        hit = Hit(
+                            **rows[f.key],
+                            score=f.score,
+                            vector_rank=f.vector_rank,
+                            keyword_rank=f.keyword_rank,
+                        )
+                        hits.append(hit)
+                if len(hits) == k:
+                    break
         return hits
 
     def _current_index(self, conn: Any, generation: int) -> VectorIndex | None:
         """The in-memory index, (re)built from this read's snapshot when missing or behind a writer that is
         not this process's (whose changes it applies itself right after committing)."""
+        model = _active_model(conn)
         index = self._index
-        if index is not None and (index.generation >= generation or self._write_lock.locked()):
+        if model is None:
+            return None
+        current = index is not None and index.model == model
+        if index is not None and current and (index.generation >= generation or self._write_lock.locked()):
             return index
         with self._index_lock:
             index = self._index
-            if index is not None and index.generation >= generation:
+            if index is not None and index.model == model and index.generation >= generation:
                 return index
-            model = _active_model(conn)
-            if model is None:
-                return None
             self._index = _load_index(conn, model, generation)
             return self._index
 
@@ -366,6 +359,13 @@ class SqliteStore:
             self._writer.close()
 
 
+@dataclass
+class _Write:
+    conn: Any
+    before: int  # the generation before this write
+    index_changes: list[Callable[[VectorIndex], None]] = field(default_factory=list)
+
+
 def _generation(conn: Any) -> int:
     return int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
 
@@ -409,7 +409,7 @@ def _filters(allowed: list[str] | None, expired: set[str]) -> tuple[str, list[st
 
 
 def _keyword(conn: Any, query: str, limit: int, allowed: list[str] | None, expired: set[str]) -> list[int]:
-    match = fts_query(query)
+    match = fts5_match(query)
     if not match:
         return []
     where, params = _filters(allowed, expired)

@@ -30,6 +30,12 @@ def sign_bits(vectors: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(packed).view(np.uint64)
 
 
+def _dot(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Row scores in this thread: numpy's BLAS (OpenBLAS) spreads a GEMV of a few thousand rows over its
+    threads, and on a busy 2-core machine they wait on each other (8 ms for 4000 x 256, 0.2 ms here)."""
+    return np.einsum("ij,j->i", rows, query)
+
+
 def top_positions(
     vectors: np.ndarray, bits: np.ndarray, mask: np.ndarray, query: np.ndarray, limit: int
 ) -> np.ndarray:
@@ -41,7 +47,7 @@ def top_positions(
     if allowed <= pool:
         candidates = np.flatnonzero(mask)
     elif len(mask) <= EXACT_ROWS:
-        scores = vectors @ query
+        scores = _dot(vectors, query)
         scores[~mask] = -np.inf
         candidates = np.argpartition(-scores, min(limit, allowed) - 1)[: min(limit, allowed)]
         return candidates[np.argsort(-scores[candidates], kind="stable")]
@@ -49,7 +55,7 @@ def top_positions(
         distance = np.bitwise_count(bits ^ sign_bits(query[None, :])[0]).sum(axis=1, dtype=np.uint16)
         distance[~mask] = np.iinfo(np.uint16).max
         candidates = np.argpartition(distance, pool - 1)[:pool]
-    scores = vectors[candidates] @ query
+    scores = _dot(vectors[candidates], query)
     best = np.argsort(-scores, kind="stable")[:limit]
     return candidates[best]
 

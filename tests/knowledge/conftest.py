@@ -14,9 +14,15 @@ from tests.knowledge.doc_server import DocServer
 from tests.support.s3 import s3_bucket, s3_server  # noqa: F401 - fixtures of this directory
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "pgvector"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened = SqliteStore(tmp_path / "store" / "index.sqlite")
+    opened: Store
+    if request.param == "sqlite":
+        opened = SqliteStore(tmp_path / "store" / "index.sqlite")
+    else:
+        from agent_pod.knowledge.pgvector_store import PgvectorStore  # psycopg: only where pgvector runs
+
+        opened = PgvectorStore(request.getfixturevalue("postgres_dsn"))
     try:
         yield opened
     finally:

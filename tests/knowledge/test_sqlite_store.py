@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from agent_pod.knowledge.sqlite_store import SqliteStore, fts_query
+from agent_pod.knowledge.sqlite_store import SqliteStore
 
 from .docs import document, unit
-
-
-def test_fts_query_quotes_each_word_once() -> None:
-    assert fts_query('Price "list" AND NEAR(x*) price') == '"price" OR "list" OR "and" OR "near" OR "x"'
-    assert fts_query("¿ñandú?") == '"ñandú"'
-    assert fts_query(" *() ") == ""
 
 
 def test_compaction_shrinks_the_file_after_deletes_and_skips_when_little_is_free(tmp_path: Path) -> None:
@@ -78,3 +74,30 @@ def test_a_write_from_another_connection_is_seen_by_the_next_search(tmp_path: Pa
     hits = serving.search("x", vectors[1], k=1, partitions=None, mode="vector", candidates=5, rrf_k=60, now=0)
     assert [h.chunk_id for h in hits] == ["b#0"]
     serving.close()
+
+
+def test_the_store_s_own_writes_update_the_loaded_vector_index_without_a_reload(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = np.random.default_rng(4)
+    store = SqliteStore(tmp_path / "kb.sqlite")
+    doc, chunks = document("first", ["first"])
+    store.upsert(doc, chunks, "m1", unit(rng, 1))
+    caplog.set_level(logging.INFO, logger="agent_pod.knowledge.sqlite_store")
+
+    def nearest(vector: np.ndarray) -> str:
+        hits = store.search("x", vector, k=1, partitions=None, mode="vector", candidates=5, rrf_k=60, now=0)
+        return hits[0].doc_id
+
+    nearest(unit(rng, 1)[0])
+    for i in range(10):
+        vectors = unit(rng, 2)
+        doc, chunks = document(f"d{i}", ["a", "b"])
+        store.upsert(doc, chunks, "m1", vectors)
+        assert nearest(vectors[1]) == f"d{i}"
+        store.tombstone("docs", [f"d{i}"])
+        assert nearest(vectors[1]) != f"d{i}"
+
+    loads = [r for r in caplog.records if r.getMessage() == "knowledge vector index loaded"]
+    assert len(loads) == 1
+    store.close()

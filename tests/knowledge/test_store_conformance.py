@@ -242,7 +242,7 @@ def test_searches_during_writes_never_see_a_removed_document(store: Store) -> No
     final = {
         h.doc_id
         for h in store.search(
-            "policy", query, k=50, partitions=None, mode="hybrid", candidates=50, rrf_k=60, now=NOW
+            "policy", query, k=100, partitions=None, mode="hybrid", candidates=100, rrf_k=60, now=NOW
         )
     }
     assert final == {f"d{i}" for i in range(1, 60, 2)}

@@ -3,7 +3,8 @@
 Endpoints (under /v1): chat/completions (SSE chunks with text and tool-call deltas
 split over several chunks, or one JSON answer), audio/speech (streamed PCM16 from
 espeak-ng), audio/transcriptions (multipart WAV in; scripted text or pocketsphinx;
-SSE deltas with ``stream=true``). Bearer auth is checked. Replies are scripted per
+SSE deltas with ``stream=true``), embeddings (bag-of-words vectors: texts sharing words are near;
+float or base64). Bearer auth is checked. Replies are scripted per
 test (``script_chat``: a queue), per prompt version (``script_prompt``: rules for conversations
 whose system prompt holds a marker), else a deterministic echo. Run standalone with
 ``python -m tests.wire.openai_server --port N``; script it then over /_control.
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import io
 import json
 import re
@@ -23,6 +26,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 from pydantic import BaseModel, Field
 
@@ -31,6 +35,8 @@ from .speech import Recognizer, espeak_pcm
 
 DEFAULT_KEY = "sk-test-local"
 SPEECH_RATE = 24000  # OpenAI's response_format=pcm is 24 kHz PCM16 mono
+EMBEDDING_DIMENSIONS = 64  # when a request names none
+MAX_EMBEDDING_INPUTS = 2048  # the real API's limit per request
 
 
 class ScriptedToolCall(BaseModel):
@@ -208,6 +214,16 @@ def _system_text(messages: list[dict[str, Any]]) -> str:
     return " ".join(str(m.get("content") or "") for m in messages if m.get("role") in {"system", "developer"})
 
 
+def bag_of_words_embedding(text: str, dimensions: int) -> np.ndarray:
+    """A unit vector: the sum of one fixed random vector per word, so texts sharing words are near."""
+    total = np.zeros(dimensions, dtype=np.float64)
+    for word in re.findall(r"\w+", text.lower()):
+        seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:8], "little")
+        total += np.random.default_rng(seed).standard_normal(dimensions)
+    norm = np.linalg.norm(total)
+    return (total / norm if norm else total).astype(np.float32)
+
+
 def _sse(objects: list[dict[str, Any]]) -> Iterator[bytes]:
     for obj in objects:
         yield f"data: {json.dumps(obj)}\n\n".encode()
@@ -255,6 +271,7 @@ class OpenAIServer(WireServer):
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/audio/speech", self._speech)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/_control/chat", self._control_chat)
         app.router.add_post("/_control/transcripts", self._control_transcripts)
         app.router.add_post("/_control/prompts", self._control_prompts)
@@ -338,6 +355,31 @@ class OpenAIServer(WireServer):
         events.append({"type": "transcript.text.done", "text": text})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         return await self.stream(request, response, (f"data: {json.dumps(e)}\n\n".encode() for e in events))
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        authorized = self._authorized(request)
+        body = await request.json()
+        self.record(request, authorized, body=body)
+        if (refusal := await self._gatekeep(request, authorized)) is not None:
+            return refusal
+        texts = [body["input"]] if isinstance(body.get("input"), str) else body.get("input")
+        if not body.get("model"):
+            return _error(400, "you must provide a model parameter")
+        if not isinstance(texts, list) or not texts or len(texts) > MAX_EMBEDDING_INPUTS:
+            return _error(400, f"input must be a string or a list of 1 to {MAX_EMBEDDING_INPUTS} strings")
+        if not all(isinstance(t, str) and t for t in texts):
+            return _error(400, "'$.input' is invalid: every input must be a non-empty string")
+        dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+        data = []
+        for i, text in enumerate(texts):
+            vector = bag_of_words_embedding(text, dimensions)
+            encoded: Any = vector.tolist()
+            if body.get("encoding_format") == "base64":
+                encoded = base64.b64encode(vector.astype("<f4").tobytes()).decode()
+            data.append({"object": "embedding", "index": i, "embedding": encoded})
+        tokens = sum(len(t.split()) for t in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return web.json_response({"object": "list", "data": data, "model": body["model"], "usage": usage})
 
     async def _control_chat(self, request: web.Request) -> web.Response:
         replies = [ChatReply.model_validate(r) for r in await request.json()]
