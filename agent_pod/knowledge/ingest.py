@@ -14,12 +14,12 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
 from . import ingest_metrics as m
 from .chunking import chunk_document
+from .embedder import Embedder
 from .models import Chunk, Document, SourceError, SourceStatus
 from .sources import fetch
 from .sources.fetched import Fetched, Validator
@@ -30,14 +30,6 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 MAX_ERRORS = 20  # SourceStatus.errors' bound
-
-
-class Embedder(Protocol):
-    @property
-    def model(self) -> str: ...
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """Unit-norm float32 rows, one per text. Blocking."""
 
 
 def dedupe(
@@ -185,7 +177,7 @@ class Ingestor:
         """Chunk, embed (in batches) and upsert ``documents``, a batch of chunks at a time."""
         if not documents:
             return
-        model = self.embedder.model
+        model = self.embedder.model_id
         if await asyncio.to_thread(self.store.active_model) is None:
             await asyncio.to_thread(self.store.activate_model, model)  # a new store searches this model
         pending: list[tuple[Document, list[Chunk]]] = []
@@ -216,14 +208,14 @@ class Ingestor:
             started = time.perf_counter()
             parts.append(np.asarray(await asyncio.to_thread(self.embedder.embed, batch), dtype=np.float32))
             m.EMBED_SECONDS.labels(self.kb).observe(time.perf_counter() - started)
-            m.CHUNKS_EMBEDDED_TOTAL.labels(self.kb, self.embedder.model).inc(len(batch))
+            m.CHUNKS_EMBEDDED_TOTAL.labels(self.kb, self.embedder.model_id).inc(len(batch))
         return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
     async def reembed(self, batch: int = 256) -> int:
         """Embed every chunk with the embedder's model when the store searches another one, ``batch``
         chunks at a time (searches keep using the old vectors meanwhile), then switch the store over.
         How many chunks it embedded; 0 when the store already searches this model."""
-        model = self.embedder.model
+        model = self.embedder.model_id
         active = await asyncio.to_thread(self.store.active_model)
         if active == model:
             return 0

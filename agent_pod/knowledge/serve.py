@@ -47,10 +47,10 @@ def store_opener(spec: StoreSpec, kb: str, store_dir: Path, secrets_dir: Path) -
 
 def build_server(config: KnowledgeBaseConfig, mounts: Mounts, pod_name: str) -> KnowledgeServer:
     """The server of ``config`` with its pod layout under ``mounts`` (the pod's paths, or a local root)."""
-    from .embedder import make_embedder
+    from .embedder import embedder_from_spec
     from .ingest import Ingestor
 
-    embedder = make_embedder(config.spec.embedding, mounts.secrets)
+    embedder = embedder_from_spec(config.spec.embedding, mounts.secrets)
     store_dir = mounts.root / paths.STORE.relative_to(paths.ROOT)
     return KnowledgeServer(
         config,

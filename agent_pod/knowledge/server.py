@@ -27,8 +27,9 @@ from pydantic import ValidationError
 from ..sessions.refusals import http_error
 from ..transports.http_guard import HttpLimits, body_guard
 from . import server_metrics as m
+from .embedder import Embedder
 from .freshness import ingests, sync_outcome
-from .ingest import Embedder, Ingestor, is_stale
+from .ingest import Ingestor, is_stale
 from .models import (
     KnowledgeStatus,
     SearchRequest,
@@ -84,7 +85,7 @@ class KnowledgeServer:
         self.clock = clock
         self.started_at = clock()
         self.sources = {s.name: _Source(s, SourceStatus(name=s.name)) for s in config.spec.sources}
-        self.status = KnowledgeStatus(ready=False, embedding_model=embedder.model)
+        self.status = KnowledgeStatus(ready=False, embedding_model=embedder.model_id)
         self._lock = asyncio.Lock()  # ingestion and compaction, one at a time
         self._tasks: list[asyncio.Task[None]] = []
         for name in self.sources:  # read at every scrape
@@ -126,8 +127,8 @@ class KnowledgeServer:
         store = self.store
         assert store is not None and self.ingestor is not None
         active = await asyncio.to_thread(store.active_model)
-        if active is not None and active != self.embedder.model:
-            log.info("knowledge base %s: re-embedding %s -> %s", self.kb, active, self.embedder.model)
+        if active is not None and active != self.embedder.model_id:
+            log.info("knowledge base %s: re-embedding %s -> %s", self.kb, active, self.embedder.model_id)
             async with self._lock:
                 await self.ingestor.reembed()
         async with asyncio.TaskGroup() as group:
@@ -210,7 +211,7 @@ class KnowledgeServer:
                 "chunks": sum(c for _, c in counts.values()),
                 "index_bytes": size,
                 "generation": generation,
-                "embedding_model": active or self.embedder.model,
+                "embedding_model": active or self.embedder.model_id,
                 "sources": [s.status for s in self.sources.values()],
             }
         )

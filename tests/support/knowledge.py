@@ -9,9 +9,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from agent_pod.knowledge import paths
+from agent_pod.knowledge.embedder import WordLlamaEmbedder
 from agent_pod.knowledge.ingest import Ingestor
 from agent_pod.knowledge.server import KnowledgeServer
 from agent_pod.knowledge.sources.mounts import Mounts
@@ -23,23 +22,10 @@ from tests.support.wait import async_wait_for
 SOURCE = "docs"
 
 
-class WordllamaEmbedder:
-    """The offline default model (its weights ship in the wheel), loaded with no download."""
-
-    model = DEFAULT_EMBEDDING_MODEL
-
-    def __init__(self) -> None:
-        import wordllama
-
-        self._wl = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self._wl.embed(texts, norm=True), dtype=np.float32)
-
-
 @functools.cache
-def embedder() -> WordllamaEmbedder:
-    return WordllamaEmbedder()
+def embedder() -> WordLlamaEmbedder:
+    """The offline default model, loaded once per test process."""
+    return WordLlamaEmbedder(DEFAULT_EMBEDDING_MODEL)
 
 
 def write_docs(root: Path, docs: dict[str, str | None]) -> None:
