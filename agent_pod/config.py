@@ -1555,14 +1555,15 @@ class KnowledgeRetrieval(Model):
         default="",
         max_length=63,
         description="Call metadata key whose value is the partition searched (tenant, region) besides the "
-        "shared one; empty: every partition.",
+        "shared one; a call without it searches the shared partition only; empty: every partition.",
     )
     base_label_from_metadata: str = Field(
         default="",
         max_length=316,
         pattern=r"^(" + LABEL_KEY_PATTERN[1:-1] + r")?$",
         description="A label key: of the selected bases, a call searches those whose label <key> equals "
-        "the call's metadata value under the same key; empty: every selected base.",
+        "the call's metadata value under the same key, and those without the label (shared bases); empty: "
+        "every selected base.",
     )
     mode: Literal["tool", "context", "both"] = Field(
         default="tool",
