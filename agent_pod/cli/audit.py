@@ -227,6 +227,8 @@ def _line(entry: Entry, data: dict[str, object]) -> str:
         lines.append(f"    heard: {entry.retranscript}  ({wer}{', FLAGGED' if entry.flagged else ''})")
     for tool in entry.tools:
         lines.append(f"    tool {tool.name}({tool.arguments}) -> {tool.outcome}")
+    if entry.knowledge_docs:
+        lines.append(f"    grounded in: {', '.join(entry.knowledge_docs)}")
     if isinstance(data.get("raw"), dict):
         lines.append(f"    raw: {json.dumps(data['raw'], ensure_ascii=False)}")
     return "\n".join(lines)

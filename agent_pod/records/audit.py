@@ -136,6 +136,7 @@ class CallAudit:
             audio_start_ms=record.audio_start_ms,
             audio_end_ms=record.audio_end_ms,
             tools=tools,
+            knowledge_docs=record.knowledge_docs,
             redactions=counts,
             raw=raw,
         )

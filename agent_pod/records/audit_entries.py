@@ -82,6 +82,9 @@ class TurnEntry(_Entry):
     audio_start_ms: int | None = None
     audio_end_ms: int | None = None
     tools: list[ToolCallEntry] = Field(default_factory=list)
+    knowledge_docs: list[str] = Field(
+        default_factory=list, description="Knowledge base documents the answer was grounded in."
+    )
     redactions: dict[str, int] = Field(default_factory=dict, description="PII kind -> how many redacted.")
     raw: str | None = Field(default=None, description="Encrypted unredacted text (keepRawText).")
 

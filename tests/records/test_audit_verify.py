@@ -90,6 +90,7 @@ async def write_call(
             audit="done",
             audio_start_ms=1200,
             audio_end_ms=3600,
+            knowledge_docs=["billing/cards.md"],
         ),
         tools,
         conv,
@@ -248,12 +249,14 @@ async def test_export_prints_offsets_and_raw_text_only_with_the_key(tmp_path, ca
     assert "[00:01.200 - 00:03.600] agent: Charging [card ending 1111] now." in text
     assert "heard: charging for one one one now  (WER 0.40)" in text
     assert 'tool charge({"card":"[card ending 1111]","amount":"12.50"}) -> succeeded' in text
+    assert "grounded in: billing/cards.md" in text
     assert "[00:05.000 - 00:05.800] agent: Call us on  [interrupted]" in text
     assert "4111 1111" not in text
     assert main(["audit", "export", CALL, "--dir", str(audit_dir), "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
     assert [e["type"] for e in entries] == ["call_started", "turn", "turn", "call_ended"]
     assert entries[1]["redactions"] == {"card": 3} and entries[1]["raw"]  # sealed, unreadable here
+    assert entries[1]["knowledge_docs"] == ["billing/cards.md"] and entries[2]["knowledge_docs"] == []
     assert "4111" not in json.dumps(entries)
     assert main(["audit", "export", CALL, "--dir", str(audit_dir), "--json", "--raw", "--key", str(key)]) == 0
     raw = json.loads(capsys.readouterr().out)[1]["raw"]
