@@ -4,7 +4,7 @@ image carries no numpy or embedding model)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -248,6 +248,19 @@ class KnowledgeBaseSpec(Model):
     resources: ResourceRequirements = Field(
         default_factory=lambda: ResourceRequirements(requests={"cpu": "100m", "memory": "256Mi"}),
         description="Resources of the knowledge server container.",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the knowledge server pods require."
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="Pod affinity rules (core/v1 Affinity).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Pod tolerations (core/v1 Toleration).",
+        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
     )
 
 

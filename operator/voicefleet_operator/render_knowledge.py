@@ -221,6 +221,20 @@ def _pod_template(owner: Owner, spec: KnowledgeBaseSpec, image: str, config_hash
     resources = {k: v for k, v in spec.resources.dump().items() if v}
     if resources:
         container["resources"] = resources
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        # fsGroup: the store claim's files are writable by the server's user.
+        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "fsGroup": RUN_AS},
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,  # the server never calls the Kubernetes API
+    }
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = spec.node_selector
+    if spec.affinity:
+        pod_spec["affinity"] = spec.affinity
+    if spec.tolerations:
+        pod_spec["tolerations"] = spec.tolerations
     return {
         "metadata": {
             "labels": labels(owner.name),
@@ -230,12 +244,5 @@ def _pod_template(owner: Owner, spec: KnowledgeBaseSpec, image: str, config_hash
                 "prometheus.io/port": str(paths.METRICS_PORT),
             },
         },
-        "spec": {
-            "containers": [container],
-            "volumes": volumes,
-            # fsGroup: the store claim's files are writable by the server's user.
-            "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "fsGroup": RUN_AS},
-            "enableServiceLinks": False,
-            "automountServiceAccountToken": False,  # the server never calls the Kubernetes API
-        },
+        "spec": pod_spec,
     }

@@ -79,6 +79,21 @@ def test_the_server_runs_the_agent_image_with_probes_ports_and_no_root() -> None
     assert ports == {"http": 8080, "metrics": 9090}
 
 
+def test_the_pods_are_placed_as_the_spec_says() -> None:
+    assert (
+        "nodeSelector" not in render_knowledge(OWNER, spec(), IMAGE).stateful_set["spec"]["template"]["spec"]
+    )
+    toleration = {"key": "voicefleet.io/node", "operator": "Exists", "effect": "NoSchedule"}
+    affinity = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
+    placed = spec(nodeSelector={"disk": "ssd"}, tolerations=[toleration], affinity=affinity)
+    pod = render_knowledge(OWNER, placed, IMAGE).stateful_set["spec"]["template"]["spec"]
+    assert (pod["nodeSelector"], pod["tolerations"], pod["affinity"]) == (
+        {"disk": "ssd"},
+        [toleration],
+        affinity,
+    )
+
+
 def test_sqlite_store_is_a_claim_of_its_size_and_ephemeral_or_pgvector_an_empty_dir() -> None:
     sts = render_knowledge(OWNER, spec(store={"sqlite": {"size": "5Gi", "storageClassName": "fast"}}), IMAGE)
     (claim,) = sts.stateful_set["spec"]["volumeClaimTemplates"]
