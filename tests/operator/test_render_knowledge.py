@@ -84,7 +84,7 @@ def test_the_pods_are_placed_as_the_spec_says() -> None:
         "nodeSelector" not in render_knowledge(OWNER, spec(), IMAGE).stateful_set["spec"]["template"]["spec"]
     )
     toleration = {"key": "voicefleet.io/node", "operator": "Exists", "effect": "NoSchedule"}
-    affinity = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
+    affinity: dict[str, Any] = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}}
     placed = spec(nodeSelector={"disk": "ssd"}, tolerations=[toleration], affinity=affinity)
     pod = render_knowledge(OWNER, placed, IMAGE).stateful_set["spec"]["template"]["spec"]
     assert (pod["nodeSelector"], pod["tolerations"], pod["affinity"]) == (
