@@ -30,6 +30,7 @@ KB_OBSERVE_INTERVAL = float(os.environ.get("VOICEFLEET_KB_OBSERVE_INTERVAL", "10
 # The knowledge server runs the agent image: the chart sets the same image its agents default to.
 AGENT_IMAGE = os.environ.get("VOICEFLEET_AGENT_IMAGE", DEFAULT_IMAGE)
 STATUS_TIMEOUT_SECONDS = 5.0
+SYNC_ANNOTATION = "voicefleet.io/sync-requested"
 
 
 @kopf.on.startup()
@@ -127,7 +128,7 @@ async def read_server_status(kube: Kube, namespace: str, name: str) -> tuple[Kno
     """GET /v1/status of the base's Service; (None, why) when it cannot be read."""
     try:
         body = await asyncio.wait_for(
-            kube.service_get(namespace, paths.resource_name(name), paths.HTTP_PORT, "/v1/status"),
+            kube.service_request("GET", namespace, paths.resource_name(name), paths.HTTP_PORT, "/v1/status"),
             STATUS_TIMEOUT_SECONDS,
         )
         return KnowledgeStatus.model_validate(body), ""
@@ -135,6 +136,28 @@ async def read_server_status(kube: Kube, namespace: str, name: str) -> tuple[Kno
         return None, f"the knowledge server's status is malformed: {exc.errors()[0]['msg']}"
     except Exception as exc:  # no ready pod yet (503 from the proxy), a timeout, ...
         return None, f"GET /v1/status failed: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+@kopf.on.field(GROUP, VERSION, KB_PLURAL, field=("metadata", "annotations", SYNC_ANNOTATION))
+async def knowledge_sync_requested(
+    name: str, namespace: str | None, new: Any, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    """A backfill: ``kubectl annotate kb NAME voicefleet.io/sync-requested=$(date +%s) --overwrite``
+    makes the knowledge server sync every source now (POST /v1/sync), retried until it is delivered."""
+    if namespace is None or not new:
+        return
+    kube: Kube = memo.kube
+    try:
+        await asyncio.wait_for(
+            kube.service_request(
+                "POST", namespace, paths.resource_name(name), paths.HTTP_PORT, "/v1/sync", {"sources": None}
+            ),
+            STATUS_TIMEOUT_SECONDS,
+        )
+    except Exception as exc:  # no ready server yet, a timeout: kopf retries the handler
+        why = f"sync request not delivered: {type(exc).__name__}: {exc}"[:300]
+        raise kopf.TemporaryError(why, delay=5) from exc
+    kopf.info(body, reason="SyncRequested", message=f"every source syncs now (request {new})")
 
 
 @kopf.timer(GROUP, VERSION, KB_PLURAL, interval=KB_OBSERVE_INTERVAL, initial_delay=1.0)

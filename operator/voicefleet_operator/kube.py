@@ -131,11 +131,13 @@ class Kube:
         query = [("fieldManager", FIELD_MANAGER)]
         await retry_conflicts(lambda: self.request("PATCH", path, body, query, MERGE))
 
-    async def service_get(self, namespace: str, service: str, port: int, path: str) -> dict[str, Any] | None:
-        """GET ``path`` of a Service through the API server's service proxy: works wherever the API
-        server is reachable (an operator outside the cluster too) and needs only services/proxy."""
+    async def service_request(
+        self, method: str, namespace: str, service: str, port: int, path: str, body: Any = None
+    ) -> dict[str, Any] | None:
+        """``method`` ``path`` of a Service through the API server's service proxy: works wherever the
+        API server is reachable (an operator outside the cluster too) and needs only services/proxy."""
         proxy = f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/{path.lstrip('/')}"
-        return await self.request("GET", proxy)
+        return await self.request(method, proxy, body)
 
     async def scale_agent(self, namespace: str, name: str, replicas: int) -> None:
         """Through the scale subresource, the same door HPA, KEDA and kubectl scale use."""

@@ -153,6 +153,7 @@ def test_rbac_is_least_privilege(kwok_cluster: Cluster, release: Release) -> Non
         ("patch", "knowledgebases.voicefleet.io/status"),
         ("create", "statefulsets.apps"),  # a KnowledgeBase's server
         ("get", "services/proxy"),  # its GET /v1/status
+        ("create", "services/proxy"),  # its POST /v1/sync (a backfill by annotation)
     ]
     for verb, resource in needed:
         assert can(verb, resource, release.agents), f"operator cannot {verb} {resource}"

@@ -1,7 +1,8 @@
 """A knowledge base on the real node: the operator runs its knowledge server from the agent image, the
 server ingests a ConfigMap mounted by the kubelet, the operator copies the server's status into the
 KnowledgeBase (through the API server's service proxy), and an agent pod's call retrieves from it by the
-base's Service name. Removing a document from the ConfigMap removes it from the index.
+base's Service name. Removing a document from the ConfigMap removes it from the index; an annotation
+requests a backfill.
 """
 
 from __future__ import annotations
@@ -118,3 +119,25 @@ async def test_a_call_retrieves_from_a_base_the_operator_runs_and_a_removed_arti
 
     # The kubelet refreshes a ConfigMap volume within about a minute; the server syncs every 10 s.
     await async_wait_for(shrunk, timeout=240, interval=2, what="the removed article gone from the base")
+
+    # A backfill on request: the operator posts /v1/sync to the server through the service proxy.
+    knowledge.cluster.kubectl(
+        "annotate", "kb", BASE, "-n", knowledge.namespace, "voicefleet.io/sync-requested=1", "--overwrite"
+    )
+
+    def sync_requested() -> str | None:
+        events = knowledge.cluster.kubectl(
+            "get",
+            "events",
+            "-n",
+            knowledge.namespace,
+            "--field-selector",
+            "reason=SyncRequested",
+            "-o",
+            "name",
+        ).stdout
+        return events or None
+
+    await asyncio.to_thread(
+        wait_for, sync_requested, timeout=60, interval=1, what="the sync request delivered"
+    )
