@@ -65,6 +65,9 @@ CREATE INDEX IF NOT EXISTS tombstones_doc ON tombstones (doc_id);
 """
 
 
+KEYWORD_POOL = 4  # keyword candidates ranked before the filters, per one wanted
+
+
 def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
@@ -409,10 +412,32 @@ def _filters(allowed: list[str] | None, expired: set[str]) -> tuple[str, list[st
 
 
 def _keyword(conn: Any, query: str, limit: int, allowed: list[str] | None, expired: set[str]) -> list[int]:
+    """BM25's best ``limit`` chunks that pass the filters. First the best few times ``limit`` of the whole
+    index, filtered (BM25 alone is ~2 ms cheaper than ranked through a join at 100k chunks); when too few
+    of those pass, the filters go into the ranking query itself, so filtered chunks never crowd out k."""
     match = fts5_match(query)
     if not match:
         return []
+    pool = KEYWORD_POOL * limit
+    best = [
+        int(i)
+        for (i,) in conn.execute(
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
+            (match, pool if allowed is not None or expired else limit),
+        ).fetchall()
+    ]
+    if allowed is None and not expired:
+        return best
     where, params = _filters(allowed, expired)
+    passing = {
+        int(i)
+        for (i,) in conn.execute(
+            f"SELECT c.id FROM chunks c WHERE c.id IN ({_placeholders(len(best))}){where}", (*best, *params)
+        ).fetchall()
+    }
+    kept = [i for i in best if i in passing]
+    if len(kept) >= limit or len(best) < pool:
+        return kept[:limit]
     rows = conn.execute(
         "SELECT c.id FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
         f"WHERE chunks_fts MATCH ?{where} ORDER BY f.rank LIMIT ?",
