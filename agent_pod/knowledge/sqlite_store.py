@@ -53,9 +53,10 @@ CREATE TRIGGER IF NOT EXISTS chunks_fts_delete AFTER DELETE ON chunks BEGIN
     INSERT INTO chunks_fts (chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
     DELETE FROM vectors WHERE chunk = old.id;
 END;
+-- A rowid table: WITHOUT ROWID would keep these 1 KB rows in its index pages at 4.7 KB each
 CREATE TABLE IF NOT EXISTS vectors (
     chunk INTEGER NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (chunk, model)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, expires_at REAL);
 -- Every removal from a source is kept: which document, and when (audit)
 CREATE TABLE IF NOT EXISTS tombstones (
@@ -63,6 +64,9 @@ CREATE TABLE IF NOT EXISTS tombstones (
 );
 CREATE INDEX IF NOT EXISTS tombstones_doc ON tombstones (doc_id);
 """
+
+
+KEYWORD_POOL = 4  # keyword candidates ranked before the filters, per one wanted
 
 
 def _placeholders(n: int) -> str:
@@ -409,10 +413,32 @@ def _filters(allowed: list[str] | None, expired: set[str]) -> tuple[str, list[st
 
 
 def _keyword(conn: Any, query: str, limit: int, allowed: list[str] | None, expired: set[str]) -> list[int]:
+    """BM25's best ``limit`` chunks that pass the filters. First the best few times ``limit`` of the whole
+    index, filtered (BM25 alone is ~2 ms cheaper than ranked through a join at 100k chunks); when too few
+    of those pass, the filters go into the ranking query itself, so filtered chunks never crowd out k."""
     match = fts5_match(query)
     if not match:
         return []
+    pool = KEYWORD_POOL * limit
+    best = [
+        int(i)
+        for (i,) in conn.execute(
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
+            (match, pool if allowed is not None or expired else limit),
+        ).fetchall()
+    ]
+    if allowed is None and not expired:
+        return best
     where, params = _filters(allowed, expired)
+    passing = {
+        int(i)
+        for (i,) in conn.execute(
+            f"SELECT c.id FROM chunks c WHERE c.id IN ({_placeholders(len(best))}){where}", (*best, *params)
+        ).fetchall()
+    }
+    kept = [i for i in best if i in passing]
+    if len(kept) >= limit or len(best) < pool:
+        return kept[:limit]
     rows = conn.execute(
         "SELECT c.id FROM chunks_fts f JOIN chunks c ON c.id = f.rowid "
         f"WHERE chunks_fts MATCH ?{where} ORDER BY f.rank LIMIT ?",

@@ -11,8 +11,13 @@ def test_words_are_lower_cased_once_each_and_bounded() -> None:
     assert len(query_words(" ".join(f"w{i}" for i in range(200)))) == MAX_QUERY_TERMS
 
 
+def test_stopwords_are_dropped_unless_they_are_the_whole_query() -> None:
+    assert query_words("What is the price of a call to the US?") == ["price", "call", "us"]
+    assert query_words("To be or not to be") == ["to", "be", "or", "not"]
+
+
 def test_fts5_match_quotes_each_word() -> None:
-    assert fts5_match('Price "list" AND NEAR(x*) price') == '"price" OR "list" OR "and" OR "near" OR "x"'
+    assert fts5_match('Price "list" AND NEAR(x*) price') == '"price" OR "list" OR "near" OR "x"'
     assert fts5_match(" *() ") == ""
 
 

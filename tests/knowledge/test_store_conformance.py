@@ -247,3 +247,31 @@ def test_searches_during_writes_never_see_a_removed_document(store: Store) -> No
     }
     assert final == {f"d{i}" for i in range(1, 60, 2)}
     assert store.counts()["docs"].model_dump() == {"documents": 30, "chunks": 60}
+
+
+def test_a_filtered_keyword_search_returns_k_even_when_filtered_chunks_rank_first(store: Store) -> None:
+    rng = np.random.default_rng(11)
+    for d in range(5):  # 500 chunks that BM25 ranks above every other: the word, three times, in short text
+        doc, chunks = document(
+            f"big{d}", [f"tariff tariff tariff {d} {i}" for i in range(100)], partition="big"
+        )
+        store.upsert(doc, chunks, "m1", unit(rng, 100))
+    expired, expired_chunks = document("old", [f"tariff tariff {i}" for i in range(50)], source="old")
+    store.upsert(expired, expired_chunks, "m1", unit(rng, 50))
+    store.set_source_expiry("old", NOW - 1)
+    small, small_chunks = document(
+        "small",
+        [f"the {i} tariff is listed in a long paragraph of other words" for i in range(6)],
+        partition="small",
+    )
+    store.upsert(small, small_chunks, "m1", unit(rng, 6))
+
+    hits = store.search(
+        "tariff", None, k=5, partitions=["small"], mode="keyword", candidates=5, rrf_k=60, now=NOW
+    )
+
+    assert len(hits) == 5 and {h.doc_id for h in hits} == {"small"}
+    everywhere = store.search(
+        "tariff", None, k=5, partitions=None, mode="keyword", candidates=5, rrf_k=60, now=NOW
+    )
+    assert {h.partition for h in everywhere} == {"big"}
