@@ -27,7 +27,7 @@ import yaml
 from agent_pod.knowledge.embedder import WordLlamaEmbedder
 from agent_pod.knowledge.ingest import Ingestor
 from agent_pod.knowledge.sources.mounts import Mounts
-from agent_pod.knowledge.spec import DEFAULT_EMBEDDING_MODEL, SourceSpec
+from agent_pod.knowledge.spec import DEFAULT_EMBEDDING_MODEL, SearchSpec, SourceSpec
 from agent_pod.knowledge.store import Store
 from bench.knowledge_store import CHUNKS_PER_DOCUMENT, corpus, fill, open_store, sentences, vocabulary
 from bench.report import print_records, write_json
@@ -35,7 +35,13 @@ from bench.report import print_records, write_json
 CORPUS = Path(__file__).parent / "data" / "knowledge_corpus.yaml"
 SOURCE = "help"
 Mode = Literal["hybrid", "vector", "keyword"]
-MODES: tuple[Mode, ...] = ("hybrid", "vector", "keyword")
+# (label, mode, keyword weight): the default hybrid, hybrid with both rankings weighted alike, one ranking.
+MODES: tuple[tuple[str, Mode, float], ...] = (
+    ("hybrid", "hybrid", SearchSpec().keyword_weight),
+    ("hybrid, equal weights", "hybrid", 1.0),
+    ("vector", "vector", 1.0),
+    ("keyword", "keyword", 1.0),
+)
 
 
 def load_corpus() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
@@ -65,14 +71,26 @@ def ingest(store: Store, embedder: WordLlamaEmbedder, root: Path) -> tuple[int, 
 
 
 def recall(
-    store: Store, embedder: WordLlamaEmbedder, questions: list[dict[str, str]], mode: Mode
+    store: Store,
+    embedder: WordLlamaEmbedder,
+    questions: list[dict[str, str]],
+    mode: Mode,
+    keyword_weight: float,
 ) -> tuple[float, float]:
     """recall@1 and recall@5 of the questions' articles."""
     first = top5 = 0
     for question in questions:
         vector = embedder.embed([question["q"]])[0] if mode != "keyword" else None
         hits = store.search(
-            question["q"], vector, k=5, partitions=None, mode=mode, candidates=50, rrf_k=60, now=time.time()
+            question["q"],
+            vector,
+            k=5,
+            partitions=None,
+            mode=mode,
+            candidates=50,
+            rrf_k=60,
+            keyword_weight=keyword_weight,
+            now=time.time(),
         )
         docs = [Path(hit.doc_id).stem for hit in hits]
         first += bool(docs) and docs[0] == question["doc"]
@@ -92,13 +110,13 @@ def quality(stores: list[str], distractors: list[int]) -> list[dict[str, Any]]:
                 root = Path(tmp)
                 write_articles(Mounts(root=root).files_dir(SOURCE, claim=False), articles)
                 ingest(store, embedder, root)
-                for mode in MODES:
-                    at1, at5 = recall(store, embedder, questions, mode)
+                for label, mode, weight in MODES:
+                    at1, at5 = recall(store, embedder, questions, mode, weight)
                     rows.append(
                         {
                             "store": kind,
                             "distractor chunks": extra,
-                            "mode": mode,
+                            "mode": label,
                             "questions": len(questions),
                             "recall@1": at1,
                             "recall@5": at5,

@@ -27,7 +27,7 @@ import numpy as np
 
 from agent_pod.knowledge.embedder import WordLlamaEmbedder
 from agent_pod.knowledge.models import Chunk, Document
-from agent_pod.knowledge.spec import DEFAULT_EMBEDDING_MODEL
+from agent_pod.knowledge.spec import DEFAULT_EMBEDDING_MODEL, SearchSpec
 from agent_pod.knowledge.sqlite_store import SqliteStore
 from agent_pod.knowledge.store import Store
 from bench.report import percentile, print_records, write_json
@@ -128,7 +128,15 @@ def measure(
         t0 = time.perf_counter()
         vector = embedder.embed([query])[0]
         hits = store.search(
-            query, vector, k=5, partitions=partitions, mode="hybrid", candidates=50, rrf_k=60, now=time.time()
+            query,
+            vector,
+            k=5,
+            partitions=partitions,
+            mode="hybrid",
+            candidates=50,
+            rrf_k=60,
+            keyword_weight=SearchSpec().keyword_weight,
+            now=time.time(),
         )
         took.append((time.perf_counter() - t0) * 1000)
         if len(hits) != 5:

@@ -16,9 +16,12 @@ class Fused:
     keyword_rank: int | None
 
 
-def reciprocal_rank_fusion(vector: list[int], keyword: list[int], rrf_k: int, limit: int) -> list[Fused]:
+def reciprocal_rank_fusion(
+    vector: list[int], keyword: list[int], rrf_k: int, limit: int, keyword_weight: float = 1.0
+) -> list[Fused]:
     """The ``limit`` best keys of both rankings (each best first, keys unique within one; one may be empty:
-    a single-mode search, scored alike), best first. Ties go to the key ranked best anywhere, then to the
+    a single-mode search, scored alike), best first; the keyword ranking counts ``keyword_weight`` times
+    the vector ranking. Ties go to the key ranked best anywhere, then to the
     smaller key, so the order is deterministic."""
     vector_ranks = {key: rank for rank, key in enumerate(vector, start=1)}
     keyword_ranks = {key: rank for rank, key in enumerate(keyword, start=1)}
@@ -26,7 +29,7 @@ def reciprocal_rank_fusion(vector: list[int], keyword: list[int], rrf_k: int, li
     order = []
     for key in vector_ranks.keys() | keyword_ranks.keys():
         v, w = vector_ranks.get(key), keyword_ranks.get(key)
-        score = (1.0 / (rrf_k + v) if v else 0.0) + (1.0 / (rrf_k + w) if w else 0.0)
+        score = (1.0 / (rrf_k + v) if v else 0.0) + (keyword_weight / (rrf_k + w) if w else 0.0)
         order.append((-score, min(v or unranked, w or unranked), key, Fused(key, score, v, w)))
     order.sort(key=lambda entry: entry[:3])
     return [entry[3] for entry in order[:limit]]

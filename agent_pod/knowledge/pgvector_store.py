@@ -301,6 +301,7 @@ class PgvectorStore:
         mode: Literal["hybrid", "vector", "keyword"],
         candidates: int,
         rrf_k: int,
+        keyword_weight: float = 1.0,
         now: float,
     ) -> list[Hit]:
         allowed = None if partitions is None else sorted({"", *partitions})
@@ -309,7 +310,9 @@ class PgvectorStore:
             if mode != "keyword" and vector is not None:
                 by_vector = self._by_vector(conn, vector, candidates, allowed, now)
             by_keyword = self._by_keyword(conn, query, candidates, allowed, now) if mode != "vector" else []
-            fused = reciprocal_rank_fusion(by_vector, by_keyword, rrf_k, limit=k)
+            fused = reciprocal_rank_fusion(
+                by_vector, by_keyword, rrf_k, limit=k, keyword_weight=keyword_weight
+            )
             if not fused:
                 return []
             rows = conn.execute(
@@ -356,7 +359,8 @@ class PgvectorStore:
         dim = len(vector)
         # iterative scans: the HNSW scan goes on past rows the filter drops until it has enough
         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(40, limit))))
+        # a candidate list twice the rows wanted: at ef_search = limit the graph walk misses some of them
+        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(100, 2 * limit))))
         where, params = self._filters("v", allowed, now)
         rows = conn.execute(
             self._q(

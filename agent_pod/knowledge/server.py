@@ -274,6 +274,7 @@ class KnowledgeServer:
             mode=mode,
             candidates=max(spec.candidates, request.k),
             rrf_k=spec.rrf_k,
+            keyword_weight=spec.keyword_weight,
             now=self.clock(),
         )
         stale = {n for n, s in self.sources.items() if s.status.stale}  # onStale serve: flagged

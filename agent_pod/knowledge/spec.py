@@ -196,6 +196,13 @@ class SearchSpec(Model):
         default="hybrid", description="hybrid: keyword (BM25) and vector results fused by reciprocal rank."
     )
     rrf_k: int = Field(default=60, ge=1, le=1000, description="Reciprocal rank fusion constant.")
+    keyword_weight: float = Field(
+        default=0.5,
+        ge=0,
+        le=10,
+        description="Weight of the keyword ranking in the fusion, the vector ranking's being 1: keywords "
+        "decide exact names and numbers, meaning decides the rest.",
+    )
     candidates: int = Field(
         default=50, ge=5, le=1000, description="Results taken from each of keyword and vector before fusion."
     )

@@ -254,6 +254,7 @@ class SqliteStore:
         mode: Literal["hybrid", "vector", "keyword"],
         candidates: int,
         rrf_k: int,
+        keyword_weight: float = 1.0,
         now: float,
     ) -> list[Hit]:
         allowed = None if partitions is None else sorted({"", *partitions})
@@ -275,7 +276,11 @@ class SqliteStore:
                     )
             by_keyword = _keyword(conn, query, candidates, allowed, expired) if mode != "vector" else []
             fused = reciprocal_rank_fusion(
-                by_vector, by_keyword, rrf_k, limit=len(by_vector) + len(by_keyword)
+                by_vector,
+                by_keyword,
+                rrf_k,
+                limit=len(by_vector) + len(by_keyword),
+                keyword_weight=keyword_weight,
             )
             hits: list[Hit] = []
             # The final rows, filtered again in this read (the index may run a moment ahead or behind): the

@@ -70,6 +70,7 @@ class Store(Protocol):
         mode: Literal["hybrid", "vector", "keyword"],
         candidates: int,
         rrf_k: int,
+        keyword_weight: float = 1.0,
         now: float,
     ) -> list[Hit]:
         """The best ``k`` chunks. ``partitions``: those plus the shared one ("") are searched; None: all.

@@ -30,3 +30,12 @@ def test_one_empty_ranking_keeps_the_other_in_order() -> None:
     ]
     assert fused[0].score == pytest.approx(0.5)
     assert reciprocal_rank_fusion([], [], rrf_k=60, limit=5) == []
+
+
+def test_a_lighter_keyword_ranking_lets_the_vector_ranking_decide() -> None:
+    # Each ranking puts a different key first: equal weights tie (broken by key), a lighter keyword
+    # ranking hands the lead to the vector's first.
+    assert [f.key for f in reciprocal_rank_fusion([2, 1], [1, 2], rrf_k=60, limit=2)] == [1, 2]
+    lighter = reciprocal_rank_fusion([2, 1], [1, 2], rrf_k=60, limit=2, keyword_weight=0.5)
+    assert [f.key for f in lighter] == [2, 1]
+    assert lighter[0].score == 1 / 61 + 0.5 / 62
