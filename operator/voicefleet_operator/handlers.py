@@ -142,7 +142,7 @@ def eval_messages(
     return {(namespace, job): message} if job and message is not None else {}
 
 
-@kopf.index("", "v1", "pods", labels=CHILD_LABELS)
+@kopf.index("", "v1", "pods", labels={**CHILD_LABELS, AGENT_LABEL: kopf.PRESENT})  # not knowledge servers
 def agent_pods(
     namespace: str | None,
     name: str,

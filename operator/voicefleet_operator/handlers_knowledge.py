@@ -30,7 +30,8 @@ KB_OBSERVE_INTERVAL = float(os.environ.get("VOICEFLEET_KB_OBSERVE_INTERVAL", "10
 # The knowledge server runs the agent image: the chart sets the same image its agents default to.
 AGENT_IMAGE = os.environ.get("VOICEFLEET_AGENT_IMAGE", DEFAULT_IMAGE)
 STATUS_TIMEOUT_SECONDS = 5.0
-SYNC_ANNOTATION = "voicefleet.io/sync-requested"
+# Not under voicefleet.io/: kopf leaves its own storage prefix's annotations out of the diffs it reacts to.
+SYNC_ANNOTATION = "knowledge.voicefleet.io/sync-requested"
 
 
 @kopf.on.startup()
@@ -142,7 +143,7 @@ async def read_server_status(kube: Kube, namespace: str, name: str) -> tuple[Kno
 async def knowledge_sync_requested(
     name: str, namespace: str | None, new: Any, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
-    """A backfill: ``kubectl annotate kb NAME voicefleet.io/sync-requested=$(date +%s) --overwrite``
+    """A backfill: ``kubectl annotate kb NAME knowledge.voicefleet.io/sync-requested=$(date +%s) --overwrite``
     makes the knowledge server sync every source now (POST /v1/sync), retried until it is delivered."""
     if namespace is None or not new:
         return

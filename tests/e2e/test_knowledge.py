@@ -144,3 +144,10 @@ def test_the_operator_renders_a_base_and_agents_selecting_it_by_label_get_its_ur
     wait_for(lambda: ready_reason() == "ServerUnreachable", timeout=60, what="the KnowledgeBase status")
     row = kwok_cluster.kubectl("get", "kb", "prices", "-n", ns).stdout.split("\n")[0].split()
     assert row == ["NAME", "READY", "DOCUMENTS", "CHUNKS", "LAST", "SYNC", "STALE", "AGE"]
+
+    # A backfill request: the operator's handler fires and, with no server to answer, keeps retrying.
+    kwok_cluster.kubectl("annotate", "kb", "prices", "knowledge.voicefleet.io/sync-requested=1", "-n", ns)
+    wait_for(
+        lambda: "sync request not delivered" in operator.log.read_text(), timeout=60, what="the sync handler"
+    )
+    assert "Indexer 'agent_pods' failed" not in operator.log.read_text()  # a knowledge server is no agent pod

@@ -122,7 +122,13 @@ async def test_a_call_retrieves_from_a_base_the_operator_runs_and_a_removed_arti
 
     # A backfill on request: the operator posts /v1/sync to the server through the service proxy.
     knowledge.cluster.kubectl(
-        "annotate", "kb", BASE, "-n", knowledge.namespace, "voicefleet.io/sync-requested=1", "--overwrite"
+        "annotate",
+        "kb",
+        BASE,
+        "-n",
+        knowledge.namespace,
+        "knowledge.voicefleet.io/sync-requested=1",
+        "--overwrite",
     )
 
     def sync_requested() -> str | None:
