@@ -7,6 +7,8 @@ hybrid, k=5, 50 candidates a ranking, half of them filtered to a partition. Late
 per query, in the calling thread (what the knowledge server's worker thread does). PostgreSQL is the
 tests' loopback server (fsync off: insert numbers are an upper bound for a durable server).
 
+Then half the documents are removed and the store is compacted (VACUUM): seconds and bytes before/after.
+
     python -m bench.knowledge_store [--sizes 10000,100000] [--stores sqlite,pgvector] [--queries 500]
                                     [--json PATH]
 """
@@ -144,10 +146,28 @@ def measure(
     return took
 
 
-def run(sizes: list[int], stores: list[str], n_queries: int) -> list[dict[str, Any]]:
+def compaction(store: Store, kind: str, chunks: int) -> dict[str, Any]:
+    """Half the documents (one of the two sources) removed, then the store compacted."""
+    gone = [doc for doc in store.document_hashes("source-1")]
+    started = time.perf_counter()
+    store.tombstone("source-1", gone)
+    removed = time.perf_counter() - started
+    result = store.compact(0.0)
+    return {
+        "store": kind,
+        "chunks": chunks,
+        "documents removed": len(gone),
+        "remove s": removed,
+        "compaction s": result.seconds,
+        "MB before": result.bytes_before / 1e6,
+        "MB after": result.bytes_after / 1e6,
+    }
+
+
+def run(sizes: list[int], stores: list[str], n_queries: int) -> dict[str, list[dict[str, Any]]]:
     embedder = WordLlamaEmbedder(DEFAULT_EMBEDDING_MODEL)
     words = vocabulary()
-    rows = []
+    rows, compactions = [], []
     for kind in stores:
         rng = np.random.default_rng(1)
         with open_store(kind) as store:
@@ -170,7 +190,8 @@ def run(sizes: list[int], stores: list[str], n_queries: int) -> list[dict[str, A
                         "index MB": store.index_bytes() / 1e6,
                     }
                 )
-    return rows
+            compactions.append(compaction(store, kind, have))
+    return {"search": rows, "compaction": compactions}
 
 
 def main() -> None:
@@ -180,9 +201,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500, help="queries per store and size")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args()
-    rows = run([int(s) for s in args.sizes.split(",")], args.stores.split(","), args.queries)
-    print_records(rows)
-    write_json(args.json, rows)
+    result = run([int(s) for s in args.sizes.split(",")], args.stores.split(","), args.queries)
+    print_records(result["search"])
+    print()
+    print_records(result["compaction"])
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":
