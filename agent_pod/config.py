@@ -29,6 +29,31 @@ class Model(BaseModel):
         return self.model_dump(by_alias=True, mode="json")
 
 
+class Placement(Model):
+    """Where a workload's pods may run: the scheduling fields of core/v1 PodSpec."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods require.")
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="Pod affinity rules (core/v1 Affinity).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Pod tolerations (core/v1 Toleration).",
+        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+    )
+
+    def pod_fields(self) -> dict[str, Any]:
+        """The PodSpec fields that are set."""
+        fields = {
+            "nodeSelector": self.node_selector,
+            "affinity": self.affinity,
+            "tolerations": self.tolerations,
+        }
+        return {k: v for k, v in fields.items() if v}
+
+
 class SecretKeyRef(Model):
     """A key of a Secret in the VoiceAgent's namespace."""
 

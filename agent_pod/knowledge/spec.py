@@ -4,11 +4,11 @@ image carries no numpy or embedding model)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from ..config import Model, ResourceRequirements, SecretKeyRef
+from ..config import Model, Placement, ResourceRequirements, SecretKeyRef
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DEFAULT_EMBEDDING_MODEL = "l2_supercat_256"
@@ -222,7 +222,7 @@ class MaintenanceSpec(Model):
     )
 
 
-class KnowledgeBaseSpec(Model):
+class KnowledgeBaseSpec(Placement):
     """Desired state of a knowledge base: its sources, model, store and search."""
 
     model_config = ConfigDict(
@@ -255,19 +255,6 @@ class KnowledgeBaseSpec(Model):
     resources: ResourceRequirements = Field(
         default_factory=lambda: ResourceRequirements(requests={"cpu": "100m", "memory": "256Mi"}),
         description="Resources of the knowledge server container.",
-    )
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Node labels the knowledge server pods require."
-    )
-    affinity: dict[str, Any] | None = Field(
-        default=None,
-        description="Pod affinity rules (core/v1 Affinity).",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-    tolerations: list[dict[str, Any]] = Field(
-        default_factory=list,
-        description="Pod tolerations (core/v1 Toleration).",
-        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
     )
 
 

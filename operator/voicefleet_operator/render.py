@@ -393,12 +393,7 @@ def _pod_template(
     }
     if records is not None and "persistentVolumeClaim" in records:
         pod_spec["securityContext"]["fsGroup"] = 10001  # the claim's files, writable by the agent's user
-    if spec.node_selector:
-        pod_spec["nodeSelector"] = spec.node_selector
-    if spec.affinity:
-        pod_spec["affinity"] = spec.affinity
-    if spec.tolerations:
-        pod_spec["tolerations"] = spec.tolerations
+    pod_spec.update(spec.pod_fields())
     return {
         "metadata": {
             "labels": pod_labels(owner.name, spec, config_hash),

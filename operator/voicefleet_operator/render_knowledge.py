@@ -228,13 +228,8 @@ def _pod_template(owner: Owner, spec: KnowledgeBaseSpec, image: str, config_hash
         "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "fsGroup": RUN_AS},
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,  # the server never calls the Kubernetes API
+        **spec.pod_fields(),
     }
-    if spec.node_selector:
-        pod_spec["nodeSelector"] = spec.node_selector
-    if spec.affinity:
-        pod_spec["affinity"] = spec.affinity
-    if spec.tolerations:
-        pod_spec["tolerations"] = spec.tolerations
     return {
         "metadata": {
             "labels": labels(owner.name),

@@ -6,7 +6,7 @@ API server and the operator validate against the same definition.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -22,6 +22,7 @@ from agent_pod.config import (
     MemorySpec,
     Model,
     PipelineSpec,
+    Placement,
     PromptSpec,
     RecordingSpec,
     RedisSpec,
@@ -252,7 +253,7 @@ class RolloutSpec(Model):
         return self
 
 
-class VoiceAgentSpec(Model):
+class VoiceAgentSpec(Placement):
     """Desired state of a fleet of voice agent pods."""
 
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [FLOW_TOOLS_RULE]})
@@ -268,17 +269,6 @@ class VoiceAgentSpec(Model):
     )
     resources: ResourceRequirements = Field(
         default_factory=ResourceRequirements, description="Resources of the agent container."
-    )
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods require.")
-    affinity: dict[str, Any] | None = Field(
-        default=None,
-        description="Pod affinity rules (core/v1 Affinity).",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-    tolerations: list[dict[str, Any]] = Field(
-        default_factory=list,
-        description="Pod tolerations (core/v1 Toleration).",
-        json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
     )
     pipeline: PipelineSpec = Field(default_factory=PipelineSpec, description="The audio pipeline.")
     prompt: PromptSpec = Field(

@@ -51,7 +51,13 @@ def test_audit_on_mounts_the_generated_key_and_the_records_dir(monkeypatch) -> N
     )
     # The policy reaches the pods' config.
     audit = json.loads(children.config_map["data"]["agent.json"])["audit"]
-    assert audit == {"enabled": True, "signingKeySecretRef": None, "redact": ["card"], "keepRawText": True}
+    assert audit == {
+        "enabled": True,
+        "signingKeySecretRef": None,
+        "redact": ["card"],
+        "keepRawText": True,
+        "retentionDays": None,
+    }
 
 
 def test_a_named_key_is_mounted_instead_and_the_generated_one_loads() -> None:
