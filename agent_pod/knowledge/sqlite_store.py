@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from .store import Compaction, SourceCounts
 from .vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
+
+_SCANS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="kb-vector-scan")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -266,15 +269,21 @@ class SqliteStore:
                     "SELECT source FROM sources WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
                 ).fetchall()
             }
-            by_vector: list[int] = []
+            scan: Future[list[int]] | None = None
             if mode != "keyword" and vector is not None:
                 index = self._current_index(conn, generation)
                 if index is not None:
-                    snapshot = index.snapshot()
-                    by_vector = snapshot.search(
-                        vector, candidates, None if allowed is None else set(allowed), expired
+                    # The vector scan (numpy) and the keyword ranking (SQLite) both release the GIL: the
+                    # scan runs beside the query instead of after it.
+                    scan = _SCANS.submit(
+                        index.snapshot().search,
+                        vector,
+                        candidates,
+                        None if allowed is None else set(allowed),
+                        expired,
                     )
             by_keyword = _keyword(conn, query, candidates, allowed, expired) if mode != "vector" else []
+            by_vector = scan.result() if scan is not None else []
             fused = reciprocal_rank_fusion(
                 by_vector,
                 by_keyword,
