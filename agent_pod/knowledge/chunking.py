@@ -142,7 +142,9 @@ def windows_of(text: str, span: Span, max_chars: int, overlap: int) -> list[Span
     start = span.start
     while span.end - start > max_chars:
         end = start + max_chars
-        cut = last_whitespace(text, start + max_chars // 2, end)
+        # a cut past the previous window's end, or the window would not move forward
+        floor = max(start + max_chars // 2, windows[-1].end + 1 if windows else start)
+        cut = last_whitespace(text, floor, end)
         window = Span(start, cut if cut is not None else end, span.heading)
         windows.append(window)
         start = overlap_start(text, window, overlap)

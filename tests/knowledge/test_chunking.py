@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agent_pod.knowledge.chunking import chunk_document, effective_overlap, spans
@@ -39,6 +39,10 @@ SPECS = st.builds(
 
 @settings(max_examples=400, deadline=None)
 @given(texts(), SPECS)
+@example(  # a whitespace cut right at the previous window's end once made a window that did not move
+    "price\n\n" + " ".join(["supercalifragilistic" * 8] * 2) + " \n# Title\n",
+    ChunkingSpec(strategy="paragraph", max_chars=160, overlap_chars=80),
+)
 def test_chunks_cover_the_text_within_max_chars_and_overlap(text: str, spec: ChunkingSpec) -> None:
     chunks = chunk_document("src/doc", text, spec)
     covered = [False] * len(text)
