@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from . import paths
+from .sources.mounts import read_secret
 from .spec import EmbeddingSpec
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ def embedder_from_spec(spec: EmbeddingSpec, secrets: Path = Path(paths.SECRETS))
     if spec.provider == "wordllama":
         return WordLlamaEmbedder(spec.model, spec.dimensions, spec.batch_size)
     ref = spec.credentials_secret_ref
-    api_key = (secrets / ref.name / ref.key).read_text().strip() if ref else ""
+    api_key = read_secret(secrets, ref.name, ref.key) if ref else ""
     return OpenAIEmbedder(
         spec.model,
         api_key=api_key or "none",  # a local endpoint may want none; the SDK insists on one

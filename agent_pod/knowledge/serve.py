@@ -12,22 +12,13 @@ from pathlib import Path
 from ..transports.http import build_metrics_app, serve
 from . import paths
 from .server import KnowledgeServer
-from .sources.mounts import Mounts
+from .sources.mounts import Mounts, read_secret
 from .spec import KnowledgeBaseConfig, StoreSpec
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 SQLITE_FILE = "kb.sqlite"
-
-
-def read_secret(secrets_dir: Path, name: str, key: str) -> str:
-    """A mounted Secret's key (paths.secret_file); raises with the path when it is missing."""
-    path = secrets_dir / name / key
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise RuntimeError(f"secret {name}/{key} is not mounted at {path}: {exc}") from exc
 
 
 def store_opener(spec: StoreSpec, kb: str, store_dir: Path, secrets_dir: Path) -> Store:

@@ -24,3 +24,12 @@ class Mounts:
 
     def secret_file(self, secret: str, key: str) -> Path:
         return self.secrets / paths.secret_file(secret, key).relative_to(paths.SECRETS)
+
+
+def read_secret(secrets_dir: Path, name: str, key: str) -> str:
+    """A mounted Secret's key (paths.secret_file); raises with the path when it is missing."""
+    path = secrets_dir / name / key
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise RuntimeError(f"secret {name}/{key} is not mounted at {path}: {exc}") from exc
