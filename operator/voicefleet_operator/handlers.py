@@ -374,10 +374,37 @@ async def prompt_config_map_changed(
     """A prompt ConfigMap changed: re-render the agents that use it (the hash rolls their pods)."""
     if namespace is None or type not in ("MODIFIED", "ADDED", "DELETED"):
         return
-    for agent in prompt_refs.get((namespace, name), []):
-        known = _one(voiceagents, (namespace, agent))
-        if known is None:
-            continue
+    agents = [
+        (agent, known)
+        for agent in prompt_refs.get((namespace, name), [])
+        if (known := _one(voiceagents, (namespace, agent))) is not None
+    ]
+    await rerender_agents(
+        namespace,
+        agents,
+        trigger="prompt",
+        memo=memo,
+        agent_deployments=agent_deployments,
+        agent_pods=agent_pods,
+        knowledgebases=knowledgebases,
+        logger=logger,
+    )
+
+
+async def rerender_agents(
+    namespace: str,
+    agents: list[tuple[str, dict[str, Any]]],
+    *,
+    trigger: str,
+    memo: kopf.Memo,
+    agent_deployments: kopf.Index[Any, Any],
+    agent_pods: kopf.Index[Any, Any],
+    knowledgebases: kopf.Index[Any, Any],
+    logger: kopf.Logger,
+) -> None:
+    """Render ``agents`` (name, indexed body) again after something they use changed; an agent that cannot be
+    rendered now is left to its timer, which repairs drift, and the others still are."""
+    for agent, known in agents:
         try:
             await reconcile(
                 name=agent,
@@ -388,11 +415,11 @@ async def prompt_config_map_changed(
                 agent_deployments=agent_deployments,
                 agent_pods=agent_pods,
                 knowledgebases=knowledgebases,
-                trigger="prompt",
+                trigger=trigger,
                 logger=logger,
             )
-        except kopf.TemporaryError as exc:  # the timer retries via drift repair
-            logger.warning(f"prompt change of {agent} not applied yet: {exc}")
+        except (kopf.TemporaryError, kopf.PermanentError) as exc:
+            logger.warning(f"{trigger} change not applied to {agent} yet: {exc}")
 
 
 # --- deletion: the agent's Redis keys ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from agent_pod.knowledge.models import KnowledgeStatus
 from agent_pod.knowledge.spec import KnowledgeBaseSpec
 
 from . import operator_metrics
-from .handlers import reconcile, wall_now
+from .handlers import rerender_agents, wall_now
 from .knowledge_status import KnowledgeObserved, decide_knowledge
 from .kube import Kube
 from .render import Owner
@@ -102,27 +102,23 @@ async def knowledge_base_seen(
     if (namespace, name) in seen and seen[(namespace, name)] == now:
         return  # a status write or the operator's own annotations: what agents select from is the same
     seen[(namespace, name)] = now
-    for (agent_namespace, agent), known in voiceagents.items():
-        if agent_namespace != namespace:
-            continue
-        entry = next(iter(known), None)
-        if entry is None or not entry["spec"].get("knowledge"):
-            continue
-        try:
-            await reconcile(
-                name=agent,
-                namespace=namespace,
-                uid=entry["uid"],
-                spec_body=entry["spec"],
-                memo=memo,
-                agent_deployments=agent_deployments,
-                agent_pods=agent_pods,
-                knowledgebases=knowledgebases,
-                trigger="knowledge",
-                logger=logger,
-            )
-        except (kopf.TemporaryError, kopf.PermanentError) as exc:  # the agent's timer repairs drift
-            logger.warning(f"knowledge change not applied to {agent} yet: {exc}")
+    agents = [
+        (agent, entry)
+        for (agent_namespace, agent), known in voiceagents.items()
+        if agent_namespace == namespace
+        and (entry := next(iter(known), None)) is not None
+        and entry["spec"].get("knowledge")
+    ]
+    await rerender_agents(
+        namespace,
+        agents,
+        trigger="knowledge",
+        memo=memo,
+        agent_deployments=agent_deployments,
+        agent_pods=agent_pods,
+        knowledgebases=knowledgebases,
+        logger=logger,
+    )
 
 
 async def read_server_status(kube: Kube, namespace: str, name: str) -> tuple[KnowledgeStatus | None, str]:

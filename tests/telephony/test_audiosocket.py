@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -249,36 +250,46 @@ async def two_pods(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[t
             await pod.stop()
 
 
-async def answered_call(pod: Pod, call: uuid.UUID) -> tuple[FakePbx, LiveSession]:
-    phone = await pbx(pod, call).connect()
-    await phone.stream(speech("hello there"))
-    await phone.quiet_answer(since=0)
-    live = live_call(pod, call)
-    assert live is not None
-    return phone, live
+@dataclass
+class Roaming:
+    """A call answered on the first of two pods; the PBX may redial it to the second."""
+
+    first_pod: Pod
+    second_pod: Pod
+    call: uuid.UUID
+    phone: FakePbx  # the first connection
+    first: LiveSession  # the call as the first pod has it
 
 
-async def test_a_redial_to_another_pod_takes_the_call_over_while_its_pod_is_alive(
-    two_pods: tuple[Pod, Pod],
-) -> None:
+@pytest.fixture
+async def answered(two_pods: tuple[Pod, Pod]) -> Roaming:
     first_pod, second_pod = two_pods
     call = uuid.uuid4()
-    phone, first = await answered_call(first_pod, call)
-    await phone.drop()  # the PBX's connection failed; it redials, and lands on the other pod
-    await phone.wait(lambda: first.finished.is_set(), 10, "the first pod to notice the drop")
-    again = await pbx(second_pod, call).connect()
+    phone = await pbx(first_pod, call).connect()
+    await phone.stream(speech("hello there"))
+    await phone.quiet_answer(since=0)
+    first = live_call(first_pod, call)
+    assert first is not None
+    return Roaming(first_pod, second_pod, call, phone, first)
+
+
+async def test_a_redial_to_another_pod_takes_the_call_over_while_its_pod_is_alive(answered: Roaming) -> None:
+    first = answered.first
+    await answered.phone.drop()  # the PBX's connection failed; it redials, and lands on the other pod
+    await answered.phone.wait(lambda: first.finished.is_set(), 10, "the first pod to notice the drop")
+    again = await pbx(answered.second_pod, answered.call).connect()
     try:
-        second = await admitted(second_pod, again)
+        second = await admitted(answered.second_pod, again)
         assert second.id == first.id and second.resumed and second.restored_turns == 1
         again.dtmf("7#")
         await again.quiet_answer(since=0)
         assert second.session.conversation.turns == 2
         # The first pod lets the call go (its heartbeat sees the pin on the other pod): a redial back
         # there is refused while the call is live here, never served twice.
-        directory = first_pod.directory
+        directory = answered.first_pod.directory
         assert isinstance(directory, RedisDirectory)
         await again.wait(lambda: first.id not in directory.local.owned, 10, "the first pod to let go")
-        back = await pbx(first_pod, call).connect()
+        back = await pbx(answered.first_pod, answered.call).connect()
         await back.wait(lambda: back.closed.is_set(), 10, "the first pod to refuse")
         assert back.error_codes == [wire.ErrorCode.REFUSED] and not second.finished.is_set()
     finally:
@@ -286,33 +297,25 @@ async def test_a_redial_to_another_pod_takes_the_call_over_while_its_pod_is_aliv
 
 
 async def test_a_redial_to_another_pod_before_the_old_connection_closed_waits_for_it(
-    two_pods: tuple[Pod, Pod],
+    answered: Roaming,
 ) -> None:
-    first_pod, second_pod = two_pods
-    call = uuid.uuid4()
-    old, first = await answered_call(first_pod, call)
-    new = await pbx(second_pod, call).connect()  # the old connection is still open: asked again
+    new = await pbx(answered.second_pod, answered.call).connect()  # the old one is still open: asked again
     try:
-        await old.drop()
-        second = await admitted(second_pod, new)
-        assert second.id == first.id and second.resumed and first.finished.is_set()
+        await answered.phone.drop()
+        second = await admitted(answered.second_pod, new)
+        assert second.id == answered.first.id and second.resumed and answered.first.finished.is_set()
     finally:
         await new.drop()
 
 
-async def test_a_redial_elsewhere_while_the_old_connection_stays_up_is_refused(
-    two_pods: tuple[Pod, Pod],
-) -> None:
-    first_pod, second_pod = two_pods
-    call = uuid.uuid4()
-    old, first = await answered_call(first_pod, call)
+async def test_a_redial_elsewhere_while_the_old_connection_stays_up_is_refused(answered: Roaming) -> None:
     try:
-        other = await pbx(second_pod, call).connect()
+        other = await pbx(answered.second_pod, answered.call).connect()
         await other.wait(lambda: other.closed.is_set(), 10, "the refusal after the takeover wait")
         assert other.error_codes == [wire.ErrorCode.REFUSED]  # wrong_pod: never live on two pods
-        assert not first.finished.is_set() and live_call(second_pod, call) is None
+        assert not answered.first.finished.is_set() and live_call(answered.second_pod, answered.call) is None
     finally:
-        await old.drop()
+        await answered.phone.drop()
 
 
 async def test_a_session_created_for_audiosocket_is_joined_by_its_uuid(
