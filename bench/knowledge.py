@@ -88,7 +88,7 @@ def recall(
             partitions=None,
             mode=mode,
             candidates=50,
-            rrf_k=60,
+            rrf_k=SearchSpec().rrf_k,
             keyword_weight=keyword_weight,
             now=time.time(),
         )

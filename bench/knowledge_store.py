@@ -136,7 +136,7 @@ def measure(
             partitions=partitions,
             mode="hybrid",
             candidates=50,
-            rrf_k=60,
+            rrf_k=SearchSpec().rrf_k,
             keyword_weight=SearchSpec().keyword_weight,
             now=time.time(),
         )

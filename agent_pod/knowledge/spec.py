@@ -195,7 +195,15 @@ class SearchSpec(Model):
     mode: Literal["hybrid", "vector", "keyword"] = Field(
         default="hybrid", description="hybrid: keyword (BM25) and vector results fused by reciprocal rank."
     )
-    rrf_k: int = Field(default=60, ge=1, le=1000, description="Reciprocal rank fusion constant.")
+    # 10, not the customary 60: a smaller constant lets each ranking's top decide. Among 10k distractor
+    # chunks holding the questions' own words, hybrid recall@5 of the fixture corpus is 0.93 at 10 and 0.88
+    # at 60, on both halves of its questions (bench.knowledge), and no lower on the corpus alone.
+    rrf_k: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Reciprocal rank fusion constant: score = sum of weight / (rrfK + rank).",
+    )
     keyword_weight: float = Field(
         default=0.5,
         ge=0,
