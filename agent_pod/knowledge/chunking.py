@@ -47,6 +47,18 @@ def chunk_document(doc_id: str, text: str, spec: ChunkingSpec) -> list[Chunk]:
     ]
 
 
+def embedding_text(title: str, heading: str, text: str) -> str:
+    """What a chunk is embedded as: its text under its heading path (or, without one, its document's
+    title), so a chunk deep in a section still carries what the section is about. Nothing is added when
+    the text's first line already names it (a section's first chunk starts with its heading line)."""
+    context = heading or title
+    last = context.rsplit(" > ", 1)[-1].strip()
+    first_line = text.split("\n", 1)[0]
+    if not last or last.lower() in first_line.lower():
+        return text
+    return f"{context}\n\n{text}"
+
+
 def spans(text: str, spec: ChunkingSpec) -> list[Span]:
     """The chunks of ``text`` under ``spec`` as offset spans."""
     overlap = effective_overlap(spec)
@@ -142,8 +154,11 @@ def windows_of(text: str, span: Span, max_chars: int, overlap: int) -> list[Span
     start = span.start
     while span.end - start > max_chars:
         end = start + max_chars
-        # a cut past the previous window's end, or the window would not move forward
-        floor = max(start + max_chars // 2, windows[-1].end + 1 if windows else start)
+        # a cut past the previous window's end and the whitespace after it, or the window, trimmed, would
+        # not move forward
+        floor = max(
+            start + max_chars // 2, next_word(text, windows[-1].end, span.end) + 1 if windows else start
+        )
         cut = last_whitespace(text, floor, end)
         window = Span(start, cut if cut is not None else end, span.heading)
         windows.append(window)
@@ -161,6 +176,13 @@ def overlap_start(text: str, previous: Span, overlap: int) -> int:
     if match is not None and start > 0 and not text[start - 1].isspace():
         start = match.end()
     return min(start, previous.end)
+
+
+def next_word(text: str, lo: int, hi: int) -> int:
+    """The offset of the first non-whitespace character in ``text[lo:hi]`` (``hi`` when none)."""
+    while lo < hi and text[lo].isspace():
+        lo += 1
+    return lo
 
 
 def last_whitespace(text: str, lo: int, hi: int) -> int | None:

@@ -8,7 +8,7 @@ import itertools
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from agent_pod.knowledge.chunking import chunk_document, effective_overlap, spans
+from agent_pod.knowledge.chunking import chunk_document, effective_overlap, embedding_text, spans
 from agent_pod.knowledge.spec import ChunkingSpec
 
 WORDS = st.sampled_from(
@@ -42,6 +42,16 @@ SPECS = st.builds(
 @example(  # a whitespace cut right at the previous window's end once made a window that did not move
     "price\n\n" + " ".join(["supercalifragilistic" * 8] * 2) + " \n# Title\n",
     ChunkingSpec(strategy="paragraph", max_chars=160, overlap_chars=80),
+)
+@example(  # ... and a cut in the whitespace right after it, one whose trimmed end did not move
+    "price list "
+    + "price " * 9
+    + "\n# Title\n"
+    + "price " * 8
+    + " \n \n"
+    + "supercalifragilistic" * 8
+    + " \n",
+    ChunkingSpec(strategy="fixed", max_chars=118, overlap_chars=56),
 )
 def test_chunks_cover_the_text_within_max_chars_and_overlap(text: str, spec: ChunkingSpec) -> None:
     chunks = chunk_document("src/doc", text, spec)
@@ -127,3 +137,14 @@ def test_a_long_markdown_section_is_split_and_every_piece_keeps_the_heading() ->
 def test_blank_text_has_no_chunks() -> None:
     for strategy in ("paragraph", "sentence", "markdown", "fixed"):
         assert chunk_document("d", " \n\n\t ", ChunkingSpec(strategy=strategy)) == []
+
+
+def test_a_chunk_is_embedded_under_its_heading_path_unless_its_first_line_names_it() -> None:
+    later = "Calls cost 2 euros a minute."
+    assert embedding_text("Travel", "Travel > Roaming in Japan", later) == (
+        "Travel > Roaming in Japan\n\nCalls cost 2 euros a minute."
+    )
+    first = "## Roaming in Japan\n\nOur partner covers the islands."
+    assert embedding_text("Travel", "Travel > Roaming in Japan", first) == first
+    assert embedding_text("Price list", "", later) == f"Price list\n\n{later}"  # no heading: the title
+    assert embedding_text("", "", later) == later
