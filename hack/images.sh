@@ -63,6 +63,9 @@ APT_OPTS=(
 # RUN steps share the host's network: buildah must never set up a CNI bridge here. Where runc
 # cannot run, BUILDAH_ISOLATION=chroot needs nothing beyond chroot and bind mounts.
 RUN_OPTS=(--network host --isolation "${BUILDAH_ISOLATION:-oci}")
+# The OCI runtime of RUN steps: the node's runc (hack/node-binaries.sh builds it, cached). Debian's
+# buildah only recommends a runtime, and without one every RUN fails with "exec: no command".
+export BUILDAH_RUNTIME=${BUILDAH_RUNTIME:-$(hack/node-binaries.sh)/runc}
 # A host behind a TLS-inspecting proxy trusts its CA only in its own bundle: lend that bundle to
 # the RUN steps (pip) read-only while they run; the image keeps Debian's.
 HOST_CA=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}

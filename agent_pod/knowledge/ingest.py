@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ingest_metrics as m
-from .chunking import chunk_document
+from .chunking import chunk_document, embedding_text
 from .embedder import Embedder
 from .models import Chunk, Document, SourceError, SourceStatus
 from .sources import fetch
@@ -192,7 +192,9 @@ class Ingestor:
     async def _write(
         self, source: SourceSpec, pending: list[tuple[Document, list[Chunk]]], model: str
     ) -> None:
-        vectors = await self._embed([c.text for _, chunks in pending for c in chunks])
+        vectors = await self._embed(
+            [embedding_text(doc.title, c.heading, c.text) for doc, chunks in pending for c in chunks]
+        )
         offset = 0
         for doc, chunks in pending:
             rows = vectors[offset : offset + len(chunks)]

@@ -46,6 +46,7 @@ class Hit(Model):
     partition: str
     uri: str
     title: str
+    heading: str = Field(default="", description="The chunk's heading path (markdown), ' > '-joined.")
     text: str
     score: float = Field(description="Fused score (higher is better).")
     vector_rank: int | None = None

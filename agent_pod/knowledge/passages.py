@@ -18,6 +18,7 @@ def tool_result(hits: list[Hit], missing: list[str]) -> str:
     result: dict[str, object] = {
         "passages": [
             {"docId": h.doc_id, "title": h.title, "text": h.text, "score": round(h.score, 4)}
+            | ({"section": h.heading} if h.heading else {})  # what the text is about may only be here
             | ({"stale": True} if h.stale else {})
             for h in hits
         ]
@@ -36,8 +37,9 @@ def context_block(hits: list[Hit], max_chars: int) -> tuple[str, list[str]]:
     size = len(CONTEXT_HEADER)
     docs: list[str] = []
     for hit in hits:
+        section = f' section="{hit.heading}"' if hit.heading else ""
         stale = " stale" if hit.stale else ""
-        part = f'<passage doc="{hit.doc_id}" title="{hit.title}"{stale}>\n{hit.text}\n</passage>'
+        part = f'<passage doc="{hit.doc_id}" title="{hit.title}"{section}{stale}>\n{hit.text}\n</passage>'
         if size + 1 + len(part) > max_chars:
             continue
         parts.append(part)

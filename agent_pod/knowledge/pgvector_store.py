@@ -22,10 +22,11 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from .chunking import embedding_text
 from .fusion import reciprocal_rank_fusion
 from .models import Chunk, Document, Hit
 from .query_terms import tsquery
-from .store import Compaction, SourceCounts
+from .store import HIT_FIELDS, Compaction, SourceCounts
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,10 @@ CREATE TABLE IF NOT EXISTS {chunks} (
     id bigserial PRIMARY KEY, chunk_id text NOT NULL UNIQUE,
     doc_id text NOT NULL REFERENCES {documents} ON DELETE CASCADE,
     source text NOT NULL, partition text NOT NULL, ordinal integer NOT NULL, text text NOT NULL,
-    start integer NOT NULL, "end" integer NOT NULL,
+    start integer NOT NULL, "end" integer NOT NULL, heading text NOT NULL DEFAULT '',
     tsv tsvector GENERATED ALWAYS AS (to_tsvector({config}, text)) STORED
 );
+ALTER TABLE {chunks} ADD COLUMN IF NOT EXISTS heading text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS {chunks_doc} ON {chunks} (doc_id);
 CREATE INDEX IF NOT EXISTS {chunks_tsv} ON {chunks} USING gin (tsv);
 -- partition and source copied from the chunk: the HNSW scan filters on them without a join
@@ -189,10 +191,11 @@ class PgvectorStore:
                 return
             ids = conn.execute(
                 self._q(
-                    'INSERT INTO {chunks} (chunk_id, doc_id, source, partition, ordinal, text, start, "end") '
-                    "SELECT c, %s, %s, %s, o, t, s, e "
-                    "FROM unnest(%s::text[], %s::int[], %s::text[], %s::int[], %s::int[]) "
-                    "AS u(c, o, t, s, e) RETURNING id"
+                    "INSERT INTO {chunks} "
+                    '(chunk_id, doc_id, source, partition, ordinal, text, start, "end", heading) '
+                    "SELECT c, %s, %s, %s, o, t, s, e, h "
+                    "FROM unnest(%s::text[], %s::int[], %s::text[], %s::int[], %s::int[], %s::text[]) "
+                    "AS u(c, o, t, s, e, h) RETURNING id"
                 ),
                 (
                     doc.doc_id,
@@ -203,6 +206,7 @@ class PgvectorStore:
                     [c.text for c in chunks],
                     [c.start for c in chunks],
                     [c.end for c in chunks],
+                    [c.heading for c in chunks],
                 ),
             ).fetchall()
             self._insert_vectors(conn, [int(i) for (i,) in ids], model, doc.partition, doc.source, vectors)
@@ -261,12 +265,13 @@ class PgvectorStore:
         with self._read() as conn:
             rows = conn.execute(
                 self._q(
-                    "SELECT chunk_id, text FROM {chunks} c WHERE NOT EXISTS "
+                    "SELECT c.chunk_id, d.title, c.heading, c.text FROM {chunks} c "
+                    "JOIN {documents} d ON d.doc_id = c.doc_id WHERE NOT EXISTS "
                     "(SELECT 1 FROM {vectors} v WHERE v.chunk = c.id AND v.model = %s) ORDER BY c.id LIMIT %s"
                 ),
                 (model, limit),
             ).fetchall()
-            return [(str(c), str(t)) for c, t in rows]
+            return [(str(c), embedding_text(ti, h, t)) for c, ti, h, t in rows]
 
     def put_vectors(self, model: str, chunk_ids: list[str], vectors: np.ndarray) -> None:
         if vectors.shape[0] != len(chunk_ids):
@@ -317,13 +322,13 @@ class PgvectorStore:
                 return []
             rows = conn.execute(
                 self._q(
-                    "SELECT c.id, c.doc_id, c.chunk_id, c.source, c.partition, d.uri, d.title, c.text "
+                    "SELECT c.id, c.doc_id, c.chunk_id, c.source, c.partition, d.uri, d.title, c.heading, "
+                    "c.text "
                     "FROM {chunks} c JOIN {documents} d ON d.doc_id = c.doc_id WHERE c.id = ANY(%s)"
                 ),
                 ([f.key for f in fused],),
             ).fetchall()
-        fields = ("doc_id", "chunk_id", "source", "partition", "uri", "title", "text")
-        by_id = {int(r[0]): dict(zip(fields, r[1:], strict=True)) for r in rows}
+        by_id = {int(r[0]): dict(zip(HIT_FIELDS, r[1:], strict=True)) for r in rows}
         return [
             Hit(**by_id[f.key], score=f.score, vector_rank=f.vector_rank, keyword_rank=f.keyword_rank)
             for f in fused

@@ -21,10 +21,11 @@ from typing import Any, Literal
 import numpy as np
 import sqlean as sqlite3
 
+from .chunking import embedding_text
 from .fusion import reciprocal_rank_fusion
 from .models import Chunk, Document, Hit
 from .query_terms import fts5_match
-from .store import Compaction, SourceCounts
+from .store import HIT_FIELDS, Compaction, SourceCounts
 from .vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ CREATE INDEX IF NOT EXISTS documents_source ON documents (source);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL,
     source TEXT NOT NULL, partition TEXT NOT NULL, ordinal INTEGER NOT NULL, text TEXT NOT NULL,
-    start INTEGER NOT NULL, "end" INTEGER NOT NULL
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL, heading TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks (doc_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5 (
@@ -88,6 +89,7 @@ class SqliteStore:
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.executescript(SCHEMA)
+        _migrate(self._writer)
         self._index: VectorIndex | None = None
 
     def _connect(self) -> Any:
@@ -172,8 +174,9 @@ class SqliteStore:
             ids = []
             for chunk, vector in zip(chunks, vectors, strict=True):
                 cursor = conn.execute(
-                    'INSERT INTO chunks (chunk_id, doc_id, source, partition, ordinal, text, start, "end") '
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO chunks "
+                    '(chunk_id, doc_id, source, partition, ordinal, text, start, "end", heading) '
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     _chunk_row(doc, chunk),
                 )
                 ids.append(int(cursor.lastrowid))
@@ -215,11 +218,12 @@ class SqliteStore:
     def chunks_without_vectors(self, model: str, limit: int) -> list[tuple[str, str]]:
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT chunk_id, text FROM chunks c WHERE NOT EXISTS "
+                "SELECT c.chunk_id, d.title, c.heading, c.text FROM chunks c "
+                "JOIN documents d ON d.doc_id = c.doc_id WHERE NOT EXISTS "
                 "(SELECT 1 FROM vectors v WHERE v.chunk = c.id AND v.model = ?) ORDER BY c.id LIMIT ?",
                 (model, limit),
             )
-            return [(str(c), str(t)) for c, t in rows.fetchall()]
+            return [(str(c), embedding_text(ti, h, t)) for c, ti, h, t in rows.fetchall()]
 
     def put_vectors(self, model: str, chunk_ids: list[str], vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -403,7 +407,15 @@ def _chunk_row(doc: Document, chunk: Chunk) -> tuple[Any, ...]:
         chunk.text,
         chunk.start,
         chunk.end,
+        chunk.heading,
     )
+
+
+def _migrate(conn: Any) -> None:
+    """Columns added since a store file was made (SQLite has no ADD COLUMN IF NOT EXISTS)."""
+    columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(chunks)").fetchall()}
+    if "heading" not in columns:
+        conn.execute("ALTER TABLE chunks ADD COLUMN heading TEXT NOT NULL DEFAULT ''")
 
 
 def _delete_document(conn: Any, doc_id: str) -> list[int]:
@@ -468,13 +480,12 @@ def _live_rows(
         return {}
     where, params = _filters(allowed, expired)
     rows = conn.execute(
-        "SELECT c.id, c.doc_id, c.chunk_id, c.source, c.partition, d.uri, d.title, c.text "
+        "SELECT c.id, c.doc_id, c.chunk_id, c.source, c.partition, d.uri, d.title, c.heading, c.text "
         "FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
         f"WHERE c.id IN ({_placeholders(len(keys))}){where}",
         (*keys, *params),
     )
-    fields = ("doc_id", "chunk_id", "source", "partition", "uri", "title", "text")
-    return {int(r[0]): dict(zip(fields, r[1:], strict=True)) for r in rows.fetchall()}
+    return {int(r[0]): dict(zip(HIT_FIELDS, r[1:], strict=True)) for r in rows.fetchall()}
 
 
 def _load_index(conn: Any, model: str, generation: int) -> VectorIndex:

@@ -16,6 +16,9 @@ from pydantic import Field
 from ..config import Model
 from .models import Chunk, Document, Hit
 
+# The stored fields of a Hit, in the order the stores select them
+HIT_FIELDS = ("doc_id", "chunk_id", "source", "partition", "uri", "title", "heading", "text")
+
 
 class Compaction(Model):
     """One maintenance run: what it freed and how long it took."""
@@ -55,7 +58,8 @@ class Store(Protocol):
         """After ``expires_at`` (Unix time) none of the source's documents is served (None: never expires)."""
 
     def chunks_without_vectors(self, model: str, limit: int) -> list[tuple[str, str]]:
-        """(chunk_id, text) of chunks with no vector of ``model`` yet: a re-embed works through them."""
+        """(chunk_id, text to embed: chunking.embedding_text) of chunks with no vector of ``model`` yet: a
+        re-embed works through them."""
 
     def put_vectors(self, model: str, chunk_ids: list[str], vectors: np.ndarray) -> None:
         """Store vectors of ``model`` for existing chunks (a re-embed)."""

@@ -261,6 +261,44 @@ async def test_a_model_change_re_embeds_while_the_old_vectors_serve(store: Store
     assert await ingestor.reembed() == 0
 
 
+# Each country's prices are a section's second chunk: only its heading says which country it is about.
+ROAMING = "# Travel\n\n" + "\n\n".join(
+    f"## Roaming in {country}\n\nOur partner networks cover the whole country, the islands included, on "
+    "every band your phone supports, and calls connect at the first attempt.\n\n"
+    f"A data day pass of one gigabyte is {price} euros, calls are {minute} euros a minute and every text "
+    "message costs fifty cents."
+    for country, price, minute in (("Japan", 12, 2), ("Canada", 9, 1), ("Brazil", 7, 3), ("Kenya", 5, 4))
+)
+
+
+async def test_a_chunk_deep_in_a_section_is_found_by_its_heading(store: Store, tmp_path: Path) -> None:
+    mounts = Mounts(root=tmp_path)
+    write(mounts.files_dir("docs", claim=True), {"travel.md": ROAMING})
+    source = files_source(chunking={"strategy": "markdown", "maxChars": 200, "overlapChars": 0})
+    embedder = Wordllama()
+    await Ingestor("kb-heading", store, embedder, mounts=mounts).sync(source, NOW)
+    question = "what does a data day pass cost in Japan"
+
+    def best() -> tuple[str, str]:
+        hit = store.search(
+            question,
+            embedder.embed([question])[0],
+            k=1,
+            partitions=None,
+            mode="vector",
+            candidates=50,
+            rrf_k=60,
+            now=NOW,
+        )[0]
+        return hit.heading, hit.text
+
+    assert best() == ("Travel > Roaming in Japan", ROAMING.split("\n\n")[3])
+    # a re-embed (another model) embeds the stored chunks under their headings too
+    embedder = Wordllama(model="l2_supercat_256/64", dims=64)
+    assert await Ingestor("kb-heading", store, embedder, mounts=mounts).reembed() > 0
+    assert best() == ("Travel > Roaming in Japan", ROAMING.split("\n\n")[3])
+
+
 async def test_http_304_keeps_the_document_and_an_unreachable_server_deletes_nothing(
     store: Store, doc_server: DocServer, tmp_path: Path
 ) -> None:

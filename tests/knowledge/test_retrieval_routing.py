@@ -84,3 +84,12 @@ def test_sync_outcome_and_the_ingesting_replica() -> None:
     assert sync_outcome(ok.model_copy(update={"errors": [err]}), 5) == "partial"
     assert sync_outcome(ok.model_copy(update={"last_success": 1}), 5) == "failed"
     assert ingests("kb-x-0", 3) and not ingests("kb-x-1", 3) and ingests("anything", 1)
+
+
+def test_passages_name_their_section_where_the_text_may_not() -> None:
+    deep = hit("travel", 0.9, text="A day pass is 12 euros.").model_copy(update={"heading": "Travel > Japan"})
+    block, _ = context_block([deep, hit("faq", 0.5)], 1000)
+    assert '<passage doc="travel" title="travel" section="Travel > Japan">' in block
+    assert '<passage doc="faq" title="faq">' in block
+    passages = json.loads(tool_result([deep, hit("faq", 0.5)], []))["passages"]
+    assert passages[0]["section"] == "Travel > Japan" and "section" not in passages[1]

@@ -152,7 +152,8 @@ def test_re_embedding_switches_the_searched_model_when_activated(store: Store) -
     store.upsert(doc, chunks, "m1", old)
 
     pending = store.chunks_without_vectors("m2", limit=3)
-    assert [c for c, _ in pending] == ["kb#0", "kb#1", "kb#2"] and pending[0][1] == "chunk 0"
+    assert [c for c, _ in pending] == ["kb#0", "kb#1", "kb#2"]
+    assert pending[0][1] == f"{doc.title}\n\nchunk 0"  # what is embedded: the text under its title
     new = unit(rng, 4, dim=DIM * 2)  # another model, another size
     store.put_vectors("m2", [c for c, _ in pending], new[:3])
     assert [c for c, _ in store.chunks_without_vectors("m2", limit=10)] == ["kb#3"]
