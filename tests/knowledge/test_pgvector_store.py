@@ -71,7 +71,8 @@ def test_a_filtered_hnsw_scan_returns_k_where_a_plain_scan_returns_fewer(postgre
 def test_a_filtered_keyword_ranking_reads_k_rows_in_order_from_the_rum_index(postgres_dsn: str) -> None:
     prefer_indexes(postgres_dsn)
     store = PgvectorStore(postgres_dsn)
-    assert store.keyword_index == "rum" and keyword_indexes(postgres_dsn) == {"kb_chunks_rum"}
+    assert store.keyword_index == "rum", "postgresql-15-rum is not installed (hack/bootstrap.sh)"
+    assert keyword_indexes(postgres_dsn) == {"kb_chunks_rum"}
     rng = np.random.default_rng(3)
     for d in range(4):  # 400 chunks ranked above the others (the word three times in short text): "big"
         doc, chunks = document(
