@@ -409,10 +409,10 @@ class PgvectorStore:
         if not words:
             return []
         where, params = self._filters("c", allowed, now)
-        query = ranking_query(self.keyword_index).format(
+        ranking = ranking_query(self.keyword_index).format(
             **self.t, config=sql.Literal(TEXT_CONFIG), where=where
         )
-        rows = conn.execute(query, (words, *params, words, limit)).fetchall()
+        rows = conn.execute(ranking, (words, *params, words, limit)).fetchall()
         return [int(i) for (i,) in rows]
 
     def counts(self) -> dict[str, SourceCounts]:

@@ -23,8 +23,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     else:
         from agent_pod.knowledge.pgvector_store import PgvectorStore  # psycopg: only where pgvector runs
 
-        keyword_index = "gin" if request.param == "pgvector-gin" else "auto"
-        opened = PgvectorStore(request.getfixturevalue("postgres_dsn"), keyword_index=keyword_index)
+        dsn = request.getfixturevalue("postgres_dsn")
+        opened = PgvectorStore(dsn, keyword_index="gin" if request.param == "pgvector-gin" else "auto")
     try:
         yield opened
     finally:
