@@ -5,12 +5,13 @@ partitions and the shared one) are embedded with the default model (wordllama l2
 upserted document by document; then sequential queries (random 6-word sentences) are embedded and searched:
 hybrid, k=5, 50 candidates a ranking, half of them filtered to a partition. Latency is embed + search,
 per query, in the calling thread (what the knowledge server's worker thread does). PostgreSQL is the
-tests' loopback server (fsync off: insert numbers are an upper bound for a durable server).
+tests' loopback server (fsync off: insert numbers are an upper bound for a durable server); "pgvector" ranks
+keywords on a RUM index when the server has the extension, "pgvector-gin" on GIN as a server without it.
 
 Then half the documents are removed and the store is compacted (VACUUM): seconds and bytes before/after.
 
-    python -m bench.knowledge_store [--sizes 10000,100000] [--stores sqlite,pgvector] [--queries 500]
-                                    [--json PATH]
+    python -m bench.knowledge_store [--sizes 10000,100000] [--stores sqlite,pgvector,pgvector-gin]
+                                    [--queries 500] [--json PATH]
 """
 
 from __future__ import annotations
@@ -38,23 +39,24 @@ CHUNKS_PER_DOCUMENT = 10
 PARTITIONS = ["", "eu", "us", "apac", "latam"]
 
 
-def vocabulary() -> list[str]:
-    """Plain lower-case words the model knows: its tokenizer's whole-word pieces (in the wheel)."""
+def vocabulary() -> np.ndarray:
+    """Plain lower-case words the model knows: its tokenizer's whole-word pieces (in the wheel). An array:
+    rng.choice copies a list into one on every call (minutes for a 100k-chunk corpus), same draws."""
     import wordllama
 
     config = Path(wordllama.__file__).parent / "tokenizers" / "l2_supercat_tokenizer_config.json"
     pieces = json.loads(config.read_text())["model"]["vocab"]
     words = {p[1:] for p in pieces if p.startswith("▁") and p[1:].isascii() and p[1:].isalpha()}
-    return sorted(w for w in words if w.islower() and 3 <= len(w) <= 10)
+    return np.array(sorted(w for w in words if w.islower() and 3 <= len(w) <= 10))
 
 
-def sentences(rng: np.random.Generator, words: list[str], n: int, low: int, high: int) -> list[str]:
+def sentences(rng: np.random.Generator, words: np.ndarray, n: int, low: int, high: int) -> list[str]:
     lengths = rng.integers(low, high + 1, size=n)
     return [" ".join(rng.choice(words, size=int(k))) for k in lengths]
 
 
 def corpus(
-    rng: np.random.Generator, words: list[str], first_doc: int, chunks: int
+    rng: np.random.Generator, words: np.ndarray, first_doc: int, chunks: int
 ) -> Iterator[tuple[Document, list[Chunk]]]:
     for d in range(first_doc, first_doc + chunks // CHUNKS_PER_DOCUMENT):
         texts = sentences(rng, words, CHUNKS_PER_DOCUMENT, 20, 40)
@@ -96,7 +98,9 @@ def open_store(kind: str) -> Iterator[Store]:
     server = PostgresServer()
     server.start()
     try:
-        pg = PgvectorStore(server.create_database())
+        pg = PgvectorStore(
+            server.create_database(), keyword_index="gin" if kind == "pgvector-gin" else "auto"
+        )
         try:
             yield pg
         finally:

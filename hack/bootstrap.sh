@@ -2,8 +2,8 @@
 # Sets up a fresh Debian machine for voicefleet, idempotently:
 #   Debian packages (redis-server, redis-sentinel, espeak-ng, chromium, libopus0, prometheus (with
 #   promtool) for the alert and dashboard tests, and for the real node runc,
-#   the CNI plugins, iptables, buildah, mmdebstrap, and PostgreSQL 15 with its server headers for
-#   the knowledge store's pgvector tests), a virtualenv in .venv with the project
+#   the CNI plugins, iptables, buildah, mmdebstrap, and PostgreSQL 15 with its server headers and the
+#   RUM extension for the knowledge store's pgvector tests), a virtualenv in .venv with the project
 #   installed editable (this generates the gRPC stubs), the Kubernetes binaries and the real
 #   node's containerd and CoreDNS and the recording tests' S3 server (versitygw) built once from
 #   the Go module proxy, pgvector built from its source (hack/pgvector.sh), and the container
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(redis-server espeak-ng chromium sox fonts-liberation libopus0 prometheus redis-sentinel
   containernetworking-plugins iptables conntrack buildah mmdebstrap uidmap gcc libc6-dev libseccomp-dev pkg-config
-  postgresql-15 postgresql-server-dev-15 make)
+  postgresql-15 postgresql-server-dev-15 postgresql-15-rum make)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,6 +1,7 @@
 """The knowledge store on PostgreSQL + pgvector (0.8): for bases that outgrow one file or serve from several
-replicas. Documents, chunks (with a generated tsvector, GIN-indexed, for keyword ranking) and the vectors
-of each embedding model, the active model's under a partial HNSW index (inner product on unit vectors).
+replicas. Documents, chunks (with a generated tsvector under a RUM or GIN index for keyword ranking:
+pg_keyword.py) and the vectors of each embedding model, the active model's under a partial HNSW index
+(inner product on unit vectors).
 
 A search is one read-only REPEATABLE READ transaction (generation, both rankings, final rows: one
 snapshot), so a chunk tombstoned or expired a moment ago is never returned. Filtered vector queries use
@@ -25,6 +26,7 @@ from psycopg import sql
 from .chunking import embedding_text
 from .fusion import reciprocal_rank_fusion
 from .models import Chunk, Document, Hit
+from .pg_keyword import INDEX_DDL, OTHER_INDEX, KeywordIndexSetting, choose, ranking_query
 from .query_terms import tsquery
 from .store import HIT_FIELDS, Compaction, SourceCounts
 
@@ -48,7 +50,6 @@ CREATE TABLE IF NOT EXISTS {chunks} (
 );
 ALTER TABLE {chunks} ADD COLUMN IF NOT EXISTS heading text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS {chunks_doc} ON {chunks} (doc_id);
-CREATE INDEX IF NOT EXISTS {chunks_tsv} ON {chunks} USING gin (tsv);
 -- partition and source copied from the chunk: the HNSW scan filters on them without a join
 CREATE TABLE IF NOT EXISTS {vectors} (
     chunk bigint NOT NULL REFERENCES {chunks} ON DELETE CASCADE, model text NOT NULL,
@@ -61,7 +62,7 @@ CREATE TABLE IF NOT EXISTS {tombstones} (
 CREATE INDEX IF NOT EXISTS {tombstones_doc} ON {tombstones} (doc_id);
 """
 TABLES = ("meta", "documents", "chunks", "vectors", "sources", "tombstones")
-INDEXES = ("documents_source", "chunks_doc", "chunks_tsv", "tombstones_doc")
+INDEXES = ("documents_source", "chunks_doc", "chunks_tsv", "chunks_rum", "tombstones_doc")
 
 
 def vector_literal(vector: np.ndarray) -> str:
@@ -69,7 +70,9 @@ def vector_literal(vector: np.ndarray) -> str:
 
 
 class PgvectorStore:
-    def __init__(self, dsn: str, table_prefix: str = "kb") -> None:
+    def __init__(
+        self, dsn: str, table_prefix: str = "kb", keyword_index: KeywordIndexSetting = "auto"
+    ) -> None:
         self.dsn = dsn
         self.prefix = table_prefix
         self.t = {name: sql.Identifier(f"{table_prefix}_{name}") for name in TABLES + INDEXES}
@@ -85,6 +88,29 @@ class PgvectorStore:
             )
             self._writer.execute("CREATE EXTENSION IF NOT EXISTS vector")
             self._writer.execute(sql.SQL(SCHEMA).format(**self.t, config=sql.Literal(TEXT_CONFIG)))
+            self.keyword_index = choose(keyword_index, keyword_index == "auto" and self._create_rum())
+            self._writer.execute(self._q(INDEX_DDL[self.keyword_index]))
+            self._writer.execute(
+                self._q("DROP INDEX IF EXISTS {name}", name=self.t[OTHER_INDEX[self.keyword_index]])
+            )
+        log.info(
+            "knowledge store keyword index: %s",
+            self.keyword_index,
+            extra={"table_prefix": self.prefix, "keyword_index": self.keyword_index},
+        )
+
+    def _create_rum(self) -> bool:
+        """Whether the RUM extension is (now) in the database; a server without it, or a role that may
+        not create it, leaves the schema's transaction usable (a savepoint)."""
+        try:
+            with self._writer.transaction():
+                self._writer.execute("CREATE EXTENSION IF NOT EXISTS rum")
+        except (psycopg.errors.UndefinedFile, psycopg.errors.InsufficientPrivilege) as exc:
+            log.info(
+                "knowledge store: no RUM extension (%s): keyword ranking on GIN", exc.diag.message_primary
+            )
+            return False
+        return True
 
     def _q(self, text: str, **extra: sql.Composable) -> sql.Composed:
         return sql.SQL(text).format(**self.t, **extra)
@@ -388,15 +414,10 @@ class PgvectorStore:
         if not words:
             return []
         where, params = self._filters("c", allowed, now)
-        rows = conn.execute(
-            self._q(
-                "SELECT c.id FROM {chunks} c, to_tsquery({config}, %s) q WHERE c.tsv @@ q AND {where} "
-                "ORDER BY ts_rank_cd(c.tsv, q) DESC, c.id LIMIT %s",
-                config=sql.Literal(TEXT_CONFIG),
-                where=where,
-            ),
-            (words, *params, limit),
-        ).fetchall()
+        ranking = ranking_query(self.keyword_index).format(
+            **self.t, config=sql.Literal(TEXT_CONFIG), where=where
+        )
+        rows = conn.execute(ranking, (words, *params, words, limit)).fetchall()
         return [int(i) for (i,) in rows]
 
     def counts(self) -> dict[str, SourceCounts]:

@@ -14,7 +14,8 @@ from tests.knowledge.doc_server import DocServer
 from tests.support.s3 import s3_bucket, s3_server  # noqa: F401 - fixtures of this directory
 
 
-@pytest.fixture(params=["sqlite", "pgvector"])
+# pgvector-gin: the keyword ranking of a PostgreSQL without the RUM extension (pg_keyword.py)
+@pytest.fixture(params=["sqlite", "pgvector", "pgvector-gin"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     opened: Store
     if request.param == "sqlite":
@@ -22,7 +23,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     else:
         from agent_pod.knowledge.pgvector_store import PgvectorStore  # psycopg: only where pgvector runs
 
-        opened = PgvectorStore(request.getfixturevalue("postgres_dsn"))
+        dsn = request.getfixturevalue("postgres_dsn")
+        opened = PgvectorStore(dsn, keyword_index="gin" if request.param == "pgvector-gin" else "auto")
     try:
         yield opened
     finally:
