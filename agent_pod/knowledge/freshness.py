@@ -1,5 +1,6 @@
-"""The knowledge server's decisions (pure): how a sync went, and which replica ingests (staleness and
-expiry are the ingestor's: ingest.is_stale, ingest.expiry)."""
+"""The knowledge server's decisions (pure): how a sync went, which replica ingests, and from when a
+document counts as fresh (which documents a sync vouches for, and a source's staleness, are the
+ingestor's: ingest.vouched, ingest.is_stale, ingest.withhold_after)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ def sync_outcome(status: SourceStatus, attempt: float) -> SyncOutcome:
     if status.last_success is None or status.last_success < attempt:
         return "failed"
     return "partial" if status.errors else "ok"
+
+
+def fresh_since(max_age_seconds: float, now: float) -> float:
+    """A document last vouched for before this time is past its source's maxAgeSeconds: stale, and
+    withheld under onStale withhold (one rule for the status and both stores' searches)."""
+    return now - max_age_seconds
 
 
 def ingests(pod_name: str, replicas: int) -> bool:

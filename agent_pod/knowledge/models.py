@@ -83,7 +83,16 @@ class SourceStatus(Model):
     chunks: int = 0
     last_sync: float | None = Field(default=None, description="Unix time of the last sync attempt.")
     last_success: float | None = Field(default=None, description="Unix time of the last successful sync.")
-    stale: bool = False
+    stale: bool = Field(
+        default=False,
+        description="Not synced successfully within maxAgeSeconds, or some of its documents not vouched for "
+        "within it (stale_documents).",
+    )
+    stale_documents: int = Field(
+        default=0,
+        description="Documents no sync has read, nor the source confirmed unchanged, within maxAgeSeconds "
+        "(refused or unreadable since): withheld under onStale withhold, flagged stale under serve.",
+    )
     errors: list[SourceError] = Field(default_factory=list, max_length=20)
 
 
