@@ -24,6 +24,15 @@ def fresh_since(max_age_seconds: float, now: float) -> float:
     return now - max_age_seconds
 
 
+def past(oldest: float | None, newest: float | None, since: float) -> Literal["none", "some", "all"]:
+    """Which of a source's documents, last vouched for between ``oldest`` and ``newest`` (None: it has
+    none), are past ``since`` (fresh_since): a store withholds all of a source by its name, cheaper than
+    one document at a time."""
+    if oldest is None or newest is None or oldest >= since:
+        return "none"
+    return "all" if newest < since else "some"
+
+
 def ingests(pod_name: str, replicas: int) -> bool:
     """Only the StatefulSet's first pod ingests when several serve (they share a pgvector store)."""
     return replicas == 1 or pod_name.endswith("-0")

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import sqlean as sqlite3
 
-from .freshness import fresh_since
+from .freshness import fresh_since, past
 from .fusion import reciprocal_rank_fusion
 from .models import Chunk, Document, Hit
 from .query_terms import fts5_match
@@ -236,7 +236,8 @@ class SqliteStore:
         ids = json.dumps(list(doc_ids))
         with self._write() as write:
             write.conn.execute(
-                "UPDATE documents SET vouched_at = ? WHERE source = ? AND doc_id IN (SELECT value FROM json_each(?))",
+                "UPDATE documents SET vouched_at = ? "
+                "WHERE source = ? AND doc_id IN (SELECT value FROM json_each(?))",
                 (at, source, ids),
             )
             keys = [
@@ -319,8 +320,7 @@ class SqliteStore:
                 str(source): fresh_since(max_age, now)
                 for source, max_age in conn.execute("SELECT source, max_age FROM withhold").fetchall()
             }
-            # the SQL filter (a lookup per candidate row) only when some document is past its max age
-            withholding = now if any(_any_older(conn, source, since) for source, since in fresh.items()) else None
+            withheld = _withheld(conn, fresh, now)
             scan: Future[list[int]] | None = None
             if mode != "keyword" and vector is not None:
                 index = self._current_index(conn, generation)
@@ -334,7 +334,7 @@ class SqliteStore:
                         None if allowed is None else set(allowed),
                         fresh,
                     )
-            by_keyword = _keyword(conn, query, candidates, allowed, withholding) if mode != "vector" else []
+            by_keyword = _keyword(conn, query, candidates, allowed, withheld) if mode != "vector" else []
             by_vector = scan.result() if scan is not None else []
             fused = reciprocal_rank_fusion(
                 by_vector,
@@ -348,7 +348,7 @@ class SqliteStore:
             # best 2k, and more only when some of them are gone
             for start in range(0, len(fused), 2 * k):
                 batch = fused[start : start + 2 * k]
-                rows = _live_rows(conn, [f.key for f in batch], allowed, withholding)
+                rows = _live_rows(conn, [f.key for f in batch], allowed, withheld)
                 for f in batch:
                     if f.key in rows and len(hits) < k:
                         hit = Hit(
@@ -466,32 +466,57 @@ def _delete_document(conn: Any, doc_id: str) -> list[int]:
     return ids
 
 
-def _any_older(conn: Any, source: str, since: float) -> bool:
-    """Whether some document of the source was last vouched for before ``since`` (an index range)."""
-    row = conn.execute(
-        "SELECT 1 FROM documents WHERE source = ? AND vouched_at < ? LIMIT 1", (source, since)
-    ).fetchone()
-    return row is not None
+@dataclass(frozen=True)
+class _Withheld:
+    """What a search withholds: whole sources (every document past its max age, filtered by name), and,
+    with ``now`` set, documents one by one (some source has only some of its documents past)."""
+
+    sources: tuple[str, ...] = ()
+    now: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.sources) or self.now is not None
 
 
-def _filters(allowed: list[str] | None, withholding: float | None) -> tuple[str, list[Any]]:
-    """SQL conditions on chunks ``c``: an allowed partition; with ``withholding`` (the search's now, when
-    some document is withheld), a document vouched for within its source's max age (fresh_since, in SQL)."""
+def _withheld(conn: Any, fresh: dict[str, float], now: float) -> _Withheld:
+    """From each withheld source's oldest and newest vouch (two index lookups): the usual case, no
+    document past its max age, adds no SQL filter at all."""
+    whole, some = [], False
+    for source, since in sorted(fresh.items()):
+        oldest, newest = conn.execute(
+            "SELECT (SELECT min(vouched_at) FROM documents WHERE source = ?), "
+            "(SELECT max(vouched_at) FROM documents WHERE source = ?)",
+            (source, source),
+        ).fetchone()
+        extent = past(oldest, newest, since)
+        if extent == "all":
+            whole.append(source)
+        some = some or extent == "some"
+    return _Withheld(tuple(whole), now if some else None)
+
+
+def _filters(allowed: list[str] | None, withheld: _Withheld) -> tuple[str, list[Any]]:
+    """SQL conditions on chunks ``c``: an allowed partition, not a withheld source, and (when some
+    documents are withheld one by one) a document vouched for within its source's max age (fresh_since,
+    in SQL)."""
     sql = ""
     params: list[Any] = []
     if allowed is not None:
         sql += f" AND c.partition IN ({_placeholders(len(allowed))})"
         params += allowed
-    if withholding is not None:
+    if withheld.sources:
+        sql += f" AND c.source NOT IN ({_placeholders(len(withheld.sources))})"
+        params += withheld.sources
+    if withheld.now is not None:
         sql += (
             " AND NOT EXISTS (SELECT 1 FROM documents d JOIN withhold w ON w.source = d.source "
             "WHERE d.doc_id = c.doc_id AND d.vouched_at < ? - w.max_age)"
         )
-        params.append(withholding)
+        params.append(withheld.now)
     return sql, params
 
 
-def _keyword(conn: Any, query: str, limit: int, allowed: list[str] | None, withholding: float | None) -> list[int]:
+def _keyword(conn: Any, query: str, limit: int, allowed: list[str] | None, withheld: _Withheld) -> list[int]:
     """BM25's best ``limit`` chunks that pass the filters. First the best few times ``limit`` of the whole
     index, filtered (BM25 alone is ~2 ms cheaper than ranked through a join at 100k chunks); when too few
     of those pass, the filters go into the ranking query itself, so filtered chunks never crowd out k."""
@@ -503,12 +528,12 @@ def _keyword(conn: Any, query: str, limit: int, allowed: list[str] | None, withh
         int(i)
         for (i,) in conn.execute(
             "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
-            (match, pool if allowed is not None or withholding is not None else limit),
+            (match, pool if allowed is not None or withheld else limit),
         ).fetchall()
     ]
-    if allowed is None and withholding is None:
+    if allowed is None and not withheld:
         return best
-    where, params = _filters(allowed, withholding)
+    where, params = _filters(allowed, withheld)
     passing = {
         int(i)
         for (i,) in conn.execute(
@@ -527,11 +552,11 @@ def _keyword(conn: Any, query: str, limit: int, allowed: list[str] | None, withh
 
 
 def _live_rows(
-    conn: Any, keys: list[int], allowed: list[str] | None, withholding: float | None
+    conn: Any, keys: list[int], allowed: list[str] | None, withheld: _Withheld
 ) -> dict[int, dict[str, Any]]:
     if not keys:
         return {}
-    where, params = _filters(allowed, withholding)
+    where, params = _filters(allowed, withheld)
     rows = conn.execute(
         "SELECT c.id, c.doc_id, c.chunk_id, c.source, c.partition, d.uri, d.title, c.text "
         "FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
@@ -543,8 +568,8 @@ def _live_rows(
 
 
 def _migrate(conn: Any) -> None:
+    conn.execute("BEGIN IMMEDIATE")  # before looking: another process may be migrating the same file
     columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(documents)").fetchall()}
-    conn.execute("BEGIN IMMEDIATE")
     if "vouched_at" not in columns:
         conn.execute("ALTER TABLE documents ADD COLUMN vouched_at REAL NOT NULL DEFAULT 0")
         conn.execute("UPDATE documents SET vouched_at = fetched_at")

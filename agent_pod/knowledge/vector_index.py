@@ -6,9 +6,9 @@ candidates that is re-ranked by exact float scores (~5 ms for 100k x 256 on 2 co
 is taken; each row keeps when its document was last vouched for, so the freshness mask is one comparison.
 
 Readers take a snapshot (array references) under the lock and score without it; the single writer appends
-rows, clears their ``live`` flag or moves their vouched time forward, and grows or compacts into new arrays, so
-a snapshot never changes under a reader except for rows turning dead or fresher (the store re-reads final
-rows anyway).
+rows, clears their ``live`` flag or moves their vouched time forward, and grows or compacts into new arrays,
+so a snapshot never changes under a reader except for rows turning dead or fresher (the store re-reads
+final rows anyway).
 """
 
 from __future__ import annotations
@@ -142,9 +142,14 @@ class VectorIndex:
         return codes[name]
 
     def add(
-        self, keys: list[int], partition: str, source: str, vectors: np.ndarray, vouched_at: float
+        self,
+        keys: list[int],
+        partition: str,
+        source: str,
+        vectors: np.ndarray,
+        vouched_at: float | np.ndarray,
     ) -> None:
-        """Rows of one document (one partition and source, last vouched for at ``vouched_at``)."""
+        """Rows of one partition and source, last vouched for at ``vouched_at`` (one time, or one per row)."""
         with self._lock:
             self._remove(keys)
             n = len(keys)

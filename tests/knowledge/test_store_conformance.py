@@ -104,8 +104,12 @@ def test_a_document_not_vouched_for_within_max_age_is_never_served_until_vouched
 ) -> None:
     rng = np.random.default_rng(6)
     vectors = unit(rng, 3)
-    old, old_chunks = document("prices", ["Price list: a call costs one euro."], source="prices", fetched_at=NOW - 100)
-    new, new_chunks = document("fees", ["Fee list: a call price is shown."], source="prices", fetched_at=NOW - 10)
+    old, old_chunks = document(
+        "prices", ["Price list: a call costs one euro."], source="prices", fetched_at=NOW - 100
+    )
+    new, new_chunks = document(
+        "fees", ["Fee list: a call price is shown."], source="prices", fetched_at=NOW - 10
+    )
     faq, faq_chunks = document("faq", ["A call to support is free."], source="faq", fetched_at=NOW - 100)
     store.upsert(old, old_chunks, "m1", vectors[:1])
     store.upsert(new, new_chunks, "m1", vectors[1:2])
