@@ -81,6 +81,7 @@ DROP TABLE IF EXISTS sources;
 """
 
 KEYWORD_POOL = 4  # keyword candidates ranked before the filters, per one wanted
+WITHHELD_KEYS = 2000  # chunks of documents withheld one by one, masked by id up to this many
 
 
 def _placeholders(n: int) -> str:
@@ -468,20 +469,22 @@ def _delete_document(conn: Any, doc_id: str) -> list[int]:
 
 @dataclass(frozen=True)
 class _Withheld:
-    """What a search withholds: whole sources (every document past its max age, filtered by name), and,
-    with ``now`` set, documents one by one (some source has only some of its documents past)."""
+    """What a search withholds: whole sources (every document past its max age, filtered by name), and
+    documents one by one where a source has only some past: their chunk ids when few (``keys``), else
+    ``now`` for a per-row SQL condition."""
 
     sources: tuple[str, ...] = ()
+    keys: frozenset[int] = frozenset()
     now: float | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.sources) or self.now is not None
+        return bool(self.sources or self.keys) or self.now is not None
 
 
 def _withheld(conn: Any, fresh: dict[str, float], now: float) -> _Withheld:
     """From each withheld source's oldest and newest vouch (two index lookups): the usual case, no
-    document past its max age, adds no SQL filter at all."""
-    whole, some = [], False
+    document past its max age, adds no filter at all."""
+    whole, keys, many = [], set(), False
     for source, since in sorted(fresh.items()):
         oldest, newest = conn.execute(
             "SELECT (SELECT min(vouched_at) FROM documents WHERE source = ?), "
@@ -491,8 +494,17 @@ def _withheld(conn: Any, fresh: dict[str, float], now: float) -> _Withheld:
         extent = past(oldest, newest, since)
         if extent == "all":
             whole.append(source)
-        some = some or extent == "some"
-    return _Withheld(tuple(whole), now if some else None)
+        elif extent == "some" and not many:
+            rows = conn.execute(
+                "SELECT c.id FROM documents d JOIN chunks c ON c.doc_id = d.doc_id "
+                "WHERE d.source = ? AND d.vouched_at < ? LIMIT ?",
+                (source, since, WITHHELD_KEYS + 1),
+            ).fetchall()
+            keys.update(int(k) for (k,) in rows)
+            many = len(keys) > WITHHELD_KEYS
+    if many:
+        return _Withheld(tuple(whole), now=now)
+    return _Withheld(tuple(whole), frozenset(keys))
 
 
 def _filters(allowed: list[str] | None, withheld: _Withheld) -> tuple[str, list[Any]]:
@@ -507,6 +519,9 @@ def _filters(allowed: list[str] | None, withheld: _Withheld) -> tuple[str, list[
     if withheld.sources:
         sql += f" AND c.source NOT IN ({_placeholders(len(withheld.sources))})"
         params += withheld.sources
+    if withheld.keys:
+        sql += f" AND c.id NOT IN ({_placeholders(len(withheld.keys))})"
+        params += sorted(withheld.keys)
     if withheld.now is not None:
         sql += (
             " AND NOT EXISTS (SELECT 1 FROM documents d JOIN withhold w ON w.source = d.source "
@@ -523,16 +538,21 @@ def _keyword(conn: Any, query: str, limit: int, allowed: list[str] | None, withh
     match = fts5_match(query)
     if not match:
         return []
+    if allowed is None and not withheld.sources and withheld.now is None:
+        # at most the few withheld chunks to drop: ranking that many more finds ``limit`` without them
+        best = conn.execute(
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
+            (match, limit + len(withheld.keys)),
+        ).fetchall()
+        return [int(i) for (i,) in best if int(i) not in withheld.keys][:limit]
     pool = KEYWORD_POOL * limit
     best = [
         int(i)
         for (i,) in conn.execute(
             "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
-            (match, pool if allowed is not None or withheld else limit),
+            (match, pool),
         ).fetchall()
     ]
-    if allowed is None and not withheld:
-        return best
     where, params = _filters(allowed, withheld)
     passing = {
         int(i)
