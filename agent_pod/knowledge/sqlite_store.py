@@ -484,7 +484,9 @@ class _Withheld:
 def _withheld(conn: Any, fresh: dict[str, float], now: float) -> _Withheld:
     """From each withheld source's oldest and newest vouch (two index lookups): the usual case, no
     document past its max age, adds no filter at all."""
-    whole, keys, many = [], set(), False
+    whole: list[str] = []
+    keys: set[int] = set()
+    many = False
     for source, since in sorted(fresh.items()):
         oldest, newest = conn.execute(
             "SELECT (SELECT min(vouched_at) FROM documents WHERE source = ?), "

@@ -131,7 +131,7 @@ def test_documents_withheld_one_by_one_never_crowd_out_k(
             mode=mode,
             candidates=5,
             rrf_k=60,
-            now=1000.0,  # type: ignore[arg-type]
+            now=1000.0,
         )
         assert len(hits) == 5 and {h.doc_id for h in hits} == {"new"}, mode
     store.close()
