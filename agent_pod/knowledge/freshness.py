@@ -24,6 +24,14 @@ def fresh_since(max_age_seconds: float, now: float) -> float:
     return now - max_age_seconds
 
 
+def document_stale(max_age_seconds: float | None, vouched_at: float | None, now: float) -> bool:
+    """A document last vouched for at ``vouched_at`` is past its source's maxAgeSeconds (None: no
+    policy, never stale)."""
+    if max_age_seconds is None or vouched_at is None:
+        return False
+    return vouched_at < fresh_since(max_age_seconds, now)
+
+
 def past(oldest: float | None, newest: float | None, since: float) -> Literal["none", "some", "all"]:
     """Which of a source's documents, last vouched for between ``oldest`` and ``newest`` (None: it has
     none), are past ``since`` (fresh_since): a store withholds all of a source by its name, cheaper than

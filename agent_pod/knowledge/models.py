@@ -50,7 +50,13 @@ class Hit(Model):
     score: float = Field(description="Fused score (higher is better).")
     vector_rank: int | None = None
     keyword_rank: int | None = None
-    stale: bool = Field(default=False, description="The source is stale but serves (onStale: serve).")
+    vouched_at: float | None = Field(
+        default=None, description="Unix time its source last vouched for the document (read or confirmed it)."
+    )
+    stale: bool = Field(
+        default=False,
+        description="Not vouched for within its source's maxAgeSeconds, served (onStale: serve).",
+    )
 
 
 class SearchRequest(Model):

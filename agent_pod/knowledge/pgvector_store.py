@@ -365,12 +365,13 @@ class PgvectorStore:
                 return []
             rows = conn.execute(
                 self._q(
-                    "SELECT c.id, c.doc_id, c.chunk_id, c.source, c.partition, d.uri, d.title, c.text "
-                    "FROM {chunks} c JOIN {documents} d ON d.doc_id = c.doc_id WHERE c.id = ANY(%s)"
+                    "SELECT c.id, c.doc_id, c.chunk_id, c.source, c.partition, d.uri, d.title, c.text, "
+                    "d.vouched_at FROM {chunks} c JOIN {documents} d ON d.doc_id = c.doc_id "
+                    "WHERE c.id = ANY(%s)"
                 ),
                 ([f.key for f in fused],),
             ).fetchall()
-        fields = ("doc_id", "chunk_id", "source", "partition", "uri", "title", "text")
+        fields = ("doc_id", "chunk_id", "source", "partition", "uri", "title", "text", "vouched_at")
         by_id = {int(r[0]): dict(zip(fields, r[1:], strict=True)) for r in rows}
         return [
             Hit(**by_id[f.key], score=f.score, vector_rank=f.vector_rank, keyword_rank=f.keyword_rank)

@@ -29,7 +29,7 @@ from ..sessions.refusals import http_error
 from ..transports.http_guard import HttpLimits, body_guard
 from . import server_metrics as m
 from .embedder import Embedder
-from .freshness import ingests, sync_outcome
+from .freshness import document_stale, ingests, sync_outcome
 from .ingest import Ingestor, is_stale, stale_documents
 from .models import (
     KnowledgeStatus,
@@ -270,6 +270,7 @@ class KnowledgeServer:
         assert store is not None
         spec = self.config.spec.search
         started = time.perf_counter()
+        now = self.clock()
         mode = request.mode or spec.mode
         vector = None if mode == "keyword" else self.embedder.embed([request.query])[0]
         hits = store.search(
@@ -281,11 +282,13 @@ class KnowledgeServer:
             candidates=max(spec.candidates, request.k),
             rrf_k=spec.rrf_k,
             keyword_weight=spec.keyword_weight,
-            now=self.clock(),
+            now=now,
         )
-        stale = {n for n, s in self.sources.items() if s.status.stale}  # onStale serve: flagged
-        for hit in hits:
-            hit.stale = hit.source in stale
+        for hit in hits:  # onStale serve: a document past maxAgeSeconds is served, flagged
+            source = self.sources.get(hit.source)
+            hit.stale = source is not None and document_stale(
+                source.spec.max_age_seconds, hit.vouched_at, now
+            )
         took = time.perf_counter() - started
         m.SEARCH_SECONDS.labels(self.kb).observe(took)
         m.SEARCHES_TOTAL.labels(self.kb).inc()

@@ -580,12 +580,12 @@ def _live_rows(
         return {}
     where, params = _filters(allowed, withheld)
     rows = conn.execute(
-        "SELECT c.id, c.doc_id, c.chunk_id, c.source, c.partition, d.uri, d.title, c.text "
+        "SELECT c.id, c.doc_id, c.chunk_id, c.source, c.partition, d.uri, d.title, c.text, d.vouched_at "
         "FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
         f"WHERE c.id IN ({_placeholders(len(keys))}){where}",
         (*keys, *params),
     )
-    fields = ("doc_id", "chunk_id", "source", "partition", "uri", "title", "text")
+    fields = ("doc_id", "chunk_id", "source", "partition", "uri", "title", "text", "vouched_at")
     return {int(r[0]): dict(zip(fields, r[1:], strict=True)) for r in rows.fetchall()}
 
 

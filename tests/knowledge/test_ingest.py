@@ -15,7 +15,7 @@ import numpy as np
 from prometheus_client import REGISTRY
 
 from agent_pod.knowledge.embedder import WordLlamaEmbedder
-from agent_pod.knowledge.freshness import fresh_since, past
+from agent_pod.knowledge.freshness import document_stale, fresh_since, past
 from agent_pod.knowledge.ingest import (
     Ingestor,
     changed,
@@ -82,6 +82,8 @@ def test_a_document_is_fresh_for_max_age_after_its_last_vouch_the_same_boundary_
     # like is_stale's source
     assert fresh_since(600, NOW + 600) == NOW
     assert fresh_since(600, NOW + 600.5) > NOW
+    assert not document_stale(600, NOW, NOW + 600) and document_stale(600, NOW, NOW + 600.5)
+    assert not document_stale(None, NOW, NOW + 10**6)  # no maxAgeSeconds: never stale
 
 
 def test_a_store_withholds_a_whole_source_by_name_only_when_every_document_is_past() -> None:
