@@ -2,9 +2,11 @@
 changed, tombstone what the source no longer has, and re-embed the base when the model changes.
 
 A failed or partial sync changes nothing it cannot vouch for: documents are only tombstoned after a
-complete listing, and a document that could not be read or was refused keeps its indexed version. The
-pure decisions (what is a duplicate, what to tombstone, when a source is stale, when it expires) are the
-small functions at the top, tested directly.
+complete listing, and a document that could not be read or was refused keeps its indexed version, but
+not its freshness: each document is fresh for maxAgeSeconds from the last sync that read it or that the
+source confirmed it unchanged to, whatever happened to the rest of its source. The pure decisions (what
+is a duplicate, what to tombstone, which documents a sync vouches for, when a source is stale, when its
+documents are withheld) are the small functions at the top, tested directly.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from . import ingest_metrics as m
 from .chunking import chunk_document, embedding_text
 from .embedder import Embedder
+from .freshness import fresh_since
 from .models import Chunk, Document, SourceError, SourceStatus
 from .sources import fetch
 from .sources.fetched import Fetched, Validator
@@ -67,20 +70,36 @@ def to_tombstone(indexed: Iterable[str], fetched: Fetched, live: list[Document])
     return set(indexed) - {d.doc_id for d in live} - fetched.kept
 
 
+def vouched(fetched: Fetched, live: list[Document], indexed: dict[str, str]) -> set[str]:
+    """Indexed documents whose indexed version this sync vouches for: read and found unchanged, or
+    confirmed unchanged by the source (conditional fetch). A new or changed document is vouched for by
+    its upsert, once indexed; a refused, unreadable or unlisted one is not vouched for."""
+    read = {d.doc_id for d in live if indexed.get(d.doc_id) == d.content_hash}
+    return read | (fetched.confirmed & indexed.keys())
+
+
 def is_stale(source: SourceSpec, last_success: float | None, since: float, now: float) -> bool:
     """Not synced successfully for longer than maxAgeSeconds; before a first success, counted from
-    ``since`` (the first attempt), so a restart does not make every source stale at once."""
+    ``since`` (the first attempt), so a restart does not make every source stale at once. (Its
+    documents are stale on their own too: stale_documents.)"""
     if source.max_age_seconds is None:
         return False
     return now - (last_success if last_success is not None else since) > source.max_age_seconds
 
 
-def expiry(source: SourceSpec, last_success: float) -> float | None:
-    """When the documents of a source last synced at ``last_success`` stop being served: onStale
-    withhold expires them maxAgeSeconds later; otherwise they never expire."""
+def withhold_after(source: SourceSpec) -> float | None:
+    """How long after its last vouch a document of the source stops being served: maxAgeSeconds with
+    onStale withhold; None (served however old, flagged stale) otherwise."""
     if source.max_age_seconds is None or source.on_stale != "withhold":
         return None
-    return last_success + source.max_age_seconds
+    return float(source.max_age_seconds)
+
+
+def stale_documents(store: Store, source: SourceSpec, now: float) -> int:
+    """Blocking: how many of the source's documents were not vouched for within maxAgeSeconds."""
+    if source.max_age_seconds is None:
+        return 0
+    return store.unvouched_since(source.name, fresh_since(source.max_age_seconds, now))
 
 
 @dataclass
@@ -101,6 +120,7 @@ class Ingestor:
         self.mounts = mounts or Mounts()
         self.batch_size = batch_size
         self._sources: dict[str, _SourceState] = {}
+        self._withholding: set[str] = set()  # sources whose withhold policy the store has from this spec
 
     async def sync(self, source: SourceSpec, now: float) -> SourceStatus:
         """One sync of ``source``; its problems are in the status' errors, never raised."""
@@ -108,6 +128,8 @@ class Ingestor:
         state.last_sync = now
         errors: list[SourceError] = []
         try:
+            if source.name not in self._withholding:
+                await self.withhold(source)
             indexed = await asyncio.to_thread(self.store.document_hashes, source.name)
         except Exception as exc:
             log.exception("knowledge base %s: store unreadable for %s", self.kb, source.name)
@@ -123,13 +145,14 @@ class Ingestor:
         errors.extend(duplicates)
         gone: set[str] = set()
         try:
+            unchanged = vouched(fetched, live, indexed)
+            if unchanged:
+                await asyncio.to_thread(self.store.vouch, source.name, sorted(unchanged), now)
             await self._index(source, changed(live, indexed))
             gone = to_tombstone(indexed, fetched, live)
             if gone:
                 removed = await asyncio.to_thread(self.store.tombstone, source.name, sorted(gone))
                 m.DOCUMENTS_TOMBSTONED_TOTAL.labels(self.kb, source.name).inc(removed)
-            if fetched.complete:
-                await asyncio.to_thread(self.store.set_source_expiry, source.name, expiry(source, now))
         except Exception as exc:  # the embedder or the store failed: what is written stays, retried next
             log.exception("knowledge base %s: indexing %s failed", self.kb, source.name)
             errors.append(SourceError(reason="IndexFailed", message=f"{type(exc).__name__}: {exc}", at=now))
@@ -155,21 +178,28 @@ class Ingestor:
             )
         return await self._status(source, state, errors, now)
 
+    async def withhold(self, source: SourceSpec) -> None:
+        """Give the store the source's withhold policy (searches apply it from then on)."""
+        await asyncio.to_thread(self.store.set_withhold, source.name, withhold_after(source))
+        self._withholding.add(source.name)
+
     async def _status(
         self, source: SourceSpec, state: _SourceState, errors: list[SourceError], now: float
     ) -> SourceStatus:
         try:
             counts = (await asyncio.to_thread(self.store.counts)).get(source.name)
+            old = await asyncio.to_thread(stale_documents, self.store, source, now)
         except Exception:  # the status still reports the sync; the counts come back next time
             log.exception("knowledge base %s: store counts unreadable", self.kb)
-            counts = None
+            counts, old = None, 0
         return SourceStatus(
             name=source.name,
             documents=counts.documents if counts else 0,
             chunks=counts.chunks if counts else 0,
             last_sync=state.last_sync,
             last_success=state.last_success,
-            stale=is_stale(source, state.last_success, state.since, now),
+            stale=is_stale(source, state.last_success, state.since, now) or old > 0,
+            stale_documents=old,
             errors=errors[:MAX_ERRORS],
         )
 

@@ -51,7 +51,13 @@ class Hit(Model):
     score: float = Field(description="Fused score (higher is better).")
     vector_rank: int | None = None
     keyword_rank: int | None = None
-    stale: bool = Field(default=False, description="The source is stale but serves (onStale: serve).")
+    vouched_at: float | None = Field(
+        default=None, description="Unix time its source last vouched for the document (read or confirmed it)."
+    )
+    stale: bool = Field(
+        default=False,
+        description="Not vouched for within its source's maxAgeSeconds, served (onStale: serve).",
+    )
 
 
 class SearchRequest(Model):
@@ -84,7 +90,16 @@ class SourceStatus(Model):
     chunks: int = 0
     last_sync: float | None = Field(default=None, description="Unix time of the last sync attempt.")
     last_success: float | None = Field(default=None, description="Unix time of the last successful sync.")
-    stale: bool = False
+    stale: bool = Field(
+        default=False,
+        description="Not synced successfully within maxAgeSeconds, or some of its documents not vouched for "
+        "within it (stale_documents).",
+    )
+    stale_documents: int = Field(
+        default=0,
+        description="Documents no sync has read, nor the source confirmed unchanged, within maxAgeSeconds "
+        "(refused or unreadable since): withheld under onStale withhold, flagged stale under serve.",
+    )
     errors: list[SourceError] = Field(default_factory=list, max_length=20)
 
 

@@ -4,7 +4,7 @@ pg_keyword.py) and the vectors of each embedding model, the active model's under
 (inner product on unit vectors).
 
 A search is one read-only REPEATABLE READ transaction (generation, both rankings, final rows: one
-snapshot), so a chunk tombstoned or expired a moment ago is never returned. Filtered vector queries use
+snapshot), so a chunk tombstoned or withheld a moment ago is never returned. Filtered vector queries use
 pgvector's iterative index scans, so a filter applied by the scan still yields k rows when k exist.
 Writes lock the generation row: concurrent writers (one per replica at most) serialise on it.
 """
@@ -38,9 +38,9 @@ CREATE TABLE IF NOT EXISTS {meta} (key text PRIMARY KEY, value text NOT NULL);
 INSERT INTO {meta} VALUES ('generation', '0') ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS {documents} (
     doc_id text PRIMARY KEY, source text NOT NULL, partition text NOT NULL, uri text NOT NULL,
-    title text NOT NULL, content_hash text NOT NULL, fetched_at double precision NOT NULL
+    title text NOT NULL, content_hash text NOT NULL, fetched_at double precision NOT NULL,
+    vouched_at double precision NOT NULL
 );
-CREATE INDEX IF NOT EXISTS {documents_source} ON {documents} (source);
 CREATE TABLE IF NOT EXISTS {chunks} (
     id bigserial PRIMARY KEY, chunk_id text NOT NULL UNIQUE,
     doc_id text NOT NULL REFERENCES {documents} ON DELETE CASCADE,
@@ -48,21 +48,33 @@ CREATE TABLE IF NOT EXISTS {chunks} (
     start integer NOT NULL, "end" integer NOT NULL, heading text NOT NULL DEFAULT '',
     tsv tsvector GENERATED ALWAYS AS (to_tsvector({config}, text)) STORED
 );
-ALTER TABLE {chunks} ADD COLUMN IF NOT EXISTS heading text NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS {chunks_doc} ON {chunks} (doc_id);
 -- partition and source copied from the chunk: the HNSW scan filters on them without a join
 CREATE TABLE IF NOT EXISTS {vectors} (
     chunk bigint NOT NULL REFERENCES {chunks} ON DELETE CASCADE, model text NOT NULL,
     partition text NOT NULL, source text NOT NULL, embedding vector NOT NULL, PRIMARY KEY (chunk, model)
 );
-CREATE TABLE IF NOT EXISTS {sources} (source text PRIMARY KEY, expires_at double precision);
+-- Sources whose documents are withheld once not vouched for within max_age seconds (onStale withhold)
+CREATE TABLE IF NOT EXISTS {withhold} (source text PRIMARY KEY, max_age double precision NOT NULL);
 CREATE TABLE IF NOT EXISTS {tombstones} (
     id bigserial PRIMARY KEY, doc_id text NOT NULL, source text NOT NULL, at double precision NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {tombstones_doc} ON {tombstones} (doc_id);
 """
-TABLES = ("meta", "documents", "chunks", "vectors", "sources", "tombstones")
-INDEXES = ("documents_source", "chunks_doc", "chunks_tsv", "chunks_rum", "tombstones_doc")
+# After the schema: stores written before documents had vouched_at get it (from fetched_at, their last
+# vouch), and lose the source-level expiry the per-document freshness replaces; chunks get their heading
+MIGRATIONS = """
+ALTER TABLE {documents} ADD COLUMN IF NOT EXISTS vouched_at double precision;
+UPDATE {documents} SET vouched_at = fetched_at WHERE vouched_at IS NULL;
+ALTER TABLE {documents} ALTER COLUMN vouched_at SET NOT NULL;
+CREATE INDEX IF NOT EXISTS {documents_vouched} ON {documents} (source, vouched_at);
+DROP INDEX IF EXISTS {documents_source};
+DROP TABLE IF EXISTS {sources};
+ALTER TABLE {chunks} ADD COLUMN IF NOT EXISTS heading text NOT NULL DEFAULT '';
+"""
+TABLES = ("meta", "documents", "chunks", "vectors", "withhold", "tombstones")
+INDEXES = ("documents_vouched", "chunks_doc", "chunks_tsv", "chunks_rum", "tombstones_doc")
+RETIRED = ("sources", "documents_source")  # dropped by MIGRATIONS
 
 
 def vector_literal(vector: np.ndarray) -> str:
@@ -75,7 +87,7 @@ class PgvectorStore:
     ) -> None:
         self.dsn = dsn
         self.prefix = table_prefix
-        self.t = {name: sql.Identifier(f"{table_prefix}_{name}") for name in TABLES + INDEXES}
+        self.t = {name: sql.Identifier(f"{table_prefix}_{name}") for name in TABLES + INDEXES + RETIRED}
         self._write_lock = threading.Lock()
         self._readers: list[psycopg.Connection[Any]] = []
         self._readers_lock = threading.Lock()
@@ -88,6 +100,7 @@ class PgvectorStore:
             )
             self._writer.execute("CREATE EXTENSION IF NOT EXISTS vector")
             self._writer.execute(sql.SQL(SCHEMA).format(**self.t, config=sql.Literal(TEXT_CONFIG)))
+            self._writer.execute(sql.SQL(MIGRATIONS).format(**self.t))
             self.keyword_index = choose(keyword_index, keyword_index == "auto" and self._create_rum())
             self._writer.execute(self._q(INDEX_DDL[self.keyword_index]))
             self._writer.execute(
@@ -210,8 +223,20 @@ class PgvectorStore:
                 self._ensure_hnsw(conn, model, int(vectors.shape[1]))
             conn.execute(self._q("DELETE FROM {documents} WHERE doc_id = %s"), (doc.doc_id,))
             conn.execute(
-                self._q("INSERT INTO {documents} VALUES (%s, %s, %s, %s, %s, %s, %s)"),
-                (doc.doc_id, doc.source, doc.partition, doc.uri, doc.title, doc.content_hash, doc.fetched_at),
+                self._q(
+                    "INSERT INTO {documents} (doc_id, source, partition, uri, title, content_hash, "
+                    "fetched_at, vouched_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                ),
+                (
+                    doc.doc_id,
+                    doc.source,
+                    doc.partition,
+                    doc.uri,
+                    doc.title,
+                    doc.content_hash,
+                    doc.fetched_at,
+                    doc.fetched_at,
+                ),
             )
             if not chunks:
                 return
@@ -278,14 +303,33 @@ class PgvectorStore:
             ).fetchall()
             return [(str(d), float(a)) for d, a in rows]
 
-    def set_source_expiry(self, source: str, expires_at: float | None) -> None:
+    def vouch(self, source: str, doc_ids: Iterable[str], at: float) -> None:
         with self._write() as conn:
             conn.execute(
-                self._q(
-                    "INSERT INTO {sources} VALUES (%s, %s) ON CONFLICT (source) DO UPDATE SET expires_at = %s"
-                ),
-                (source, expires_at, expires_at),
+                self._q("UPDATE {documents} SET vouched_at = %s WHERE source = %s AND doc_id = ANY(%s)"),
+                (at, source, list(doc_ids)),
             )
+
+    def set_withhold(self, source: str, max_age: float | None) -> None:
+        with self._write() as conn:
+            if max_age is None:
+                conn.execute(self._q("DELETE FROM {withhold} WHERE source = %s"), (source,))
+            else:
+                conn.execute(
+                    self._q(
+                        "INSERT INTO {withhold} VALUES (%s, %s) "
+                        "ON CONFLICT (source) DO UPDATE SET max_age = excluded.max_age"
+                    ),
+                    (source, max_age),
+                )
+
+    def unvouched_since(self, source: str, since: float) -> int:
+        with self._read() as conn:
+            row = conn.execute(
+                self._q("SELECT count(*) FROM {documents} WHERE source = %s AND vouched_at < %s"),
+                (source, since),
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def chunks_without_vectors(self, model: str, limit: int) -> list[tuple[str, str]]:
         with self._read() as conn:
@@ -337,10 +381,14 @@ class PgvectorStore:
     ) -> list[Hit]:
         allowed = None if partitions is None else sorted({"", *partitions})
         with self._read() as conn:
+            # the freshness filter (a lookup per candidate row) only when some document is withheld
+            withholding = now if self._any_withheld(conn, now) else None
             by_vector: list[int] = []
             if mode != "keyword" and vector is not None:
-                by_vector = self._by_vector(conn, vector, candidates, allowed, now)
-            by_keyword = self._by_keyword(conn, query, candidates, allowed, now) if mode != "vector" else []
+                by_vector = self._by_vector(conn, vector, candidates, allowed, withholding)
+            by_keyword = (
+                self._by_keyword(conn, query, candidates, allowed, withholding) if mode != "vector" else []
+            )
             fused = reciprocal_rank_fusion(
                 by_vector, by_keyword, rrf_k, limit=k, keyword_weight=keyword_weight
             )
@@ -349,8 +397,8 @@ class PgvectorStore:
             rows = conn.execute(
                 self._q(
                     "SELECT c.id, c.doc_id, c.chunk_id, c.source, c.partition, d.uri, d.title, c.heading, "
-                    "c.text "
-                    "FROM {chunks} c JOIN {documents} d ON d.doc_id = c.doc_id WHERE c.id = ANY(%s)"
+                    "c.text, d.vouched_at FROM {chunks} c JOIN {documents} d ON d.doc_id = c.doc_id "
+                    "WHERE c.id = ANY(%s)"
                 ),
                 ([f.key for f in fused],),
             ).fetchall()
@@ -361,16 +409,37 @@ class PgvectorStore:
             if f.key in by_id
         ]
 
-    def _filters(self, alias: str, allowed: list[str] | None, now: float) -> tuple[sql.Composed, list[Any]]:
-        """Conditions on a table with partition and source columns: an allowed partition, a live source."""
-        a = sql.Identifier(alias)
-        parts = [
+    def _any_withheld(self, conn: psycopg.Connection[Any], now: float) -> bool:
+        """Whether some document is past its source's withhold max age (an index range per source)."""
+        row = conn.execute(
             self._q(
-                "NOT EXISTS (SELECT 1 FROM {sources} x WHERE x.source = {a}.source AND x.expires_at <= %s)",
-                a=a,
+                "SELECT EXISTS (SELECT 1 FROM {withhold} w JOIN {documents} d "
+                "ON d.source = w.source AND d.vouched_at < %s - w.max_age)"
+            ),
+            (now,),
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _filters(
+        self, alias: str, key: str, allowed: list[str] | None, withholding: float | None
+    ) -> tuple[sql.Composable, list[Any]]:
+        """Conditions on a table with partition and chunk id (``key``) columns: an allowed partition; with
+        ``withholding`` (the search's now, when some document is withheld), a document vouched for within
+        its source's max age (freshness.fresh_since, in SQL)."""
+        a, k = sql.Identifier(alias), sql.Identifier(key)
+        parts: list[sql.Composable] = [sql.SQL("TRUE")]
+        params: list[Any] = []
+        if withholding is not None:
+            parts.append(
+                self._q(
+                    "NOT EXISTS (SELECT 1 FROM {chunks} x JOIN {documents} d ON d.doc_id = x.doc_id "
+                    "JOIN {withhold} w ON w.source = d.source WHERE x.id = {a}.{k} "
+                    "AND d.vouched_at < %s - w.max_age)",
+                    a=a,
+                    k=k,
+                )
             )
-        ]
-        params: list[Any] = [now]
+            params.append(withholding)
         if allowed is not None:
             parts.append(sql.SQL("{a}.partition = ANY(%s)").format(a=a))
             params.append(allowed)
@@ -382,7 +451,7 @@ class PgvectorStore:
         vector: np.ndarray,
         limit: int,
         allowed: list[str] | None,
-        now: float,
+        withholding: float | None,
     ) -> list[int]:
         model = self._active_model(conn)
         if model is None:
@@ -392,7 +461,7 @@ class PgvectorStore:
         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         # a candidate list twice the rows wanted: at ef_search = limit the graph walk misses some of them
         conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(100, 2 * limit))))
-        where, params = self._filters("v", allowed, now)
+        where, params = self._filters("v", "chunk", allowed, withholding)
         rows = conn.execute(
             self._q(
                 "WITH nearest AS MATERIALIZED ("
@@ -408,12 +477,17 @@ class PgvectorStore:
         return [int(i) for (i,) in rows]
 
     def _by_keyword(
-        self, conn: psycopg.Connection[Any], query: str, limit: int, allowed: list[str] | None, now: float
+        self,
+        conn: psycopg.Connection[Any],
+        query: str,
+        limit: int,
+        allowed: list[str] | None,
+        withholding: float | None,
     ) -> list[int]:
         words = tsquery(query)
         if not words:
             return []
-        where, params = self._filters("c", allowed, now)
+        where, params = self._filters("c", "id", allowed, withholding)
         ranking = ranking_query(self.keyword_index).format(
             **self.t, config=sql.Literal(TEXT_CONFIG), where=where
         )

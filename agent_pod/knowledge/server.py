@@ -2,7 +2,8 @@
 
 It opens the store (an existing index serves at once, before any sync), ingests each source every
 refreshSeconds on the first replica (a failed sync keeps the last good index), checks freshness (a
-source past maxAgeSeconds is Stale; with onStale withhold its documents expire in the store), compacts
+source or document past maxAgeSeconds is Stale; with onStale withhold such documents are withheld by the
+store), compacts
 the store on schedule, and answers the HTTP API (docs/knowledge.md):
 
     POST /v1/search  SearchRequest -> SearchResponse      GET /v1/status -> KnowledgeStatus
@@ -28,8 +29,8 @@ from ..sessions.refusals import http_error
 from ..transports.http_guard import HttpLimits, body_guard
 from . import server_metrics as m
 from .embedder import Embedder
-from .freshness import ingests, sync_outcome
-from .ingest import Ingestor, is_stale
+from .freshness import document_stale, ingests, sync_outcome
+from .ingest import Ingestor, is_stale, stale_documents
 from .models import (
     KnowledgeStatus,
     SearchRequest,
@@ -101,6 +102,9 @@ class KnowledgeServer:
         """Open the store (ready from then on) and start the background loops."""
         self.store = await asyncio.to_thread(self._open_store)
         self.ingestor = self._make_ingestor(self.store)
+        if self.ingests:  # before serving: a store from before per-document freshness has no policy yet
+            for source in self.sources.values():
+                await self.ingestor.withhold(source.spec)
         await self.refresh_status()
         self.status.ready = True
         log.info("knowledge base %s: store open, serving (ingests: %s)", self.kb, self.ingests)
@@ -157,7 +161,7 @@ class KnowledgeServer:
                 status = source.status.model_copy(
                     update={"last_sync": attempt, "errors": [error, *source.status.errors][:20]}
                 )
-        outcome = sync_outcome(status, attempt)  # the ingestor set the expiry of a successful one
+        outcome = sync_outcome(status, attempt)
         source.status = status
         m.SYNC_TOTAL.labels(self.kb, name, outcome).inc()
         log.info(
@@ -189,17 +193,19 @@ class KnowledgeServer:
         if store is None:
             return self.status
 
-        def read() -> tuple[dict[str, tuple[int, int]], int, int, str | None]:
-            counts = {k: (v.documents, v.chunks) for k, v in store.counts().items()}
-            return counts, store.index_bytes(), store.generation(), store.active_model()
-
-        counts, size, generation, active = await asyncio.to_thread(read)
         now = self.clock()
+
+        def read() -> tuple[dict[str, tuple[int, int]], dict[str, int], int, int, str | None]:
+            counts = {k: (v.documents, v.chunks) for k, v in store.counts().items()}
+            old = {name: stale_documents(store, s.spec, now) for name, s in self.sources.items()}
+            return counts, old, store.index_bytes(), store.generation(), store.active_model()
+
+        counts, old, size, generation, active = await asyncio.to_thread(read)
         for name, source in self.sources.items():
             docs, chunks = counts.get(name, (0, 0))
-            stale = is_stale(source.spec, source.status.last_success, self.started_at, now)
+            stale = is_stale(source.spec, source.status.last_success, self.started_at, now) or old[name] > 0
             source.status = source.status.model_copy(
-                update={"documents": docs, "chunks": chunks, "stale": stale}
+                update={"documents": docs, "chunks": chunks, "stale": stale, "stale_documents": old[name]}
             )
             m.DOCUMENTS.labels(self.kb, name).set(docs)
             m.CHUNKS.labels(self.kb, name).set(chunks)
@@ -264,6 +270,7 @@ class KnowledgeServer:
         assert store is not None
         spec = self.config.spec.search
         started = time.perf_counter()
+        now = self.clock()
         mode = request.mode or spec.mode
         vector = None if mode == "keyword" else self.embedder.embed([request.query])[0]
         hits = store.search(
@@ -275,11 +282,13 @@ class KnowledgeServer:
             candidates=max(spec.candidates, request.k),
             rrf_k=spec.rrf_k,
             keyword_weight=spec.keyword_weight,
-            now=self.clock(),
+            now=now,
         )
-        stale = {n for n, s in self.sources.items() if s.status.stale}  # onStale serve: flagged
-        for hit in hits:
-            hit.stale = hit.source in stale
+        for hit in hits:  # onStale serve: a document past maxAgeSeconds is served, flagged
+            source = self.sources.get(hit.source)
+            hit.stale = source is not None and document_stale(
+                source.spec.max_age_seconds, hit.vouched_at, now
+            )
         took = time.perf_counter() - started
         m.SEARCH_SECONDS.labels(self.kb).observe(took)
         m.SEARCHES_TOTAL.labels(self.kb).inc()

@@ -15,7 +15,9 @@ INGESTION_LAG_SECONDS = Gauge(
     ["kb", "source"],
 )
 SOURCE_STALE = Gauge(
-    "voicefleet_kb_source_stale", "1 when the source is older than its maxAgeSeconds.", ["kb", "source"]
+    "voicefleet_kb_source_stale",
+    "1 when the source, or some of its documents, is older than its maxAgeSeconds.",
+    ["kb", "source"],
 )
 SYNC_TOTAL = Counter(
     "voicefleet_kb_sync_total", "Source syncs by outcome (ok, partial, failed).", ["kb", "source", "outcome"]

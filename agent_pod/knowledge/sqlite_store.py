@@ -2,12 +2,14 @@
 the vectors of each embedding model; the active model's vectors are searched in memory (vector_index.py).
 
 One writer thread and any number of reader threads: writes serialise on a lock and one connection, each
-reader thread has its own connection, and a search reads everything (generation, expiry, keyword ranking,
-final rows) in one read transaction, so a chunk tombstoned or expired a moment ago is never returned.
+reader thread has its own connection, and a search reads everything (generation, freshness, keyword
+ranking, final rows) in one read transaction, so a chunk tombstoned or expired a moment ago is never
+returned.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -22,6 +24,7 @@ import numpy as np
 import sqlean as sqlite3
 
 from .chunking import embedding_text
+from .freshness import fresh_since, past
 from .fusion import reciprocal_rank_fusion
 from .models import Chunk, Document, Hit
 from .query_terms import fts5_match
@@ -37,9 +40,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('generation', '0');
 CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT PRIMARY KEY, source TEXT NOT NULL, partition TEXT NOT NULL, uri TEXT NOT NULL,
-    title TEXT NOT NULL, content_hash TEXT NOT NULL, fetched_at REAL NOT NULL
+    title TEXT NOT NULL, content_hash TEXT NOT NULL, fetched_at REAL NOT NULL, vouched_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS documents_source ON documents (source);
 -- AUTOINCREMENT: a deleted chunk's id is never reused, so a stale in-memory vector row cannot name another
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT, chunk_id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL,
@@ -61,7 +63,8 @@ END;
 CREATE TABLE IF NOT EXISTS vectors (
     chunk INTEGER NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (chunk, model)
 );
-CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, expires_at REAL);
+-- Sources whose documents are withheld once not vouched for within max_age seconds (onStale withhold)
+CREATE TABLE IF NOT EXISTS withhold (source TEXT PRIMARY KEY, max_age REAL NOT NULL);
 -- Every removal from a source is kept: which document, and when (audit)
 CREATE TABLE IF NOT EXISTS tombstones (
     id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, source TEXT NOT NULL, at REAL NOT NULL
@@ -70,7 +73,16 @@ CREATE INDEX IF NOT EXISTS tombstones_doc ON tombstones (doc_id);
 """
 
 
+# After the schema: stores written before documents had vouched_at get it (from fetched_at, their last
+# vouch), and lose the source-level expiry the per-document freshness replaces
+MIGRATIONS = """
+CREATE INDEX IF NOT EXISTS documents_vouched ON documents (source, vouched_at);
+DROP INDEX IF EXISTS documents_source;
+DROP TABLE IF EXISTS sources;
+"""
+
 KEYWORD_POOL = 4  # keyword candidates ranked before the filters, per one wanted
+WITHHELD_KEYS = 2000  # chunks of documents withheld one by one, masked by id up to this many
 
 
 def _placeholders(n: int) -> str:
@@ -168,8 +180,18 @@ class SqliteStore:
                 active = model
             removed = _delete_document(conn, doc.doc_id)
             conn.execute(
-                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (doc.doc_id, doc.source, doc.partition, doc.uri, doc.title, doc.content_hash, doc.fetched_at),
+                "INSERT INTO documents (doc_id, source, partition, uri, title, content_hash, fetched_at, "
+                "vouched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    doc.doc_id,
+                    doc.source,
+                    doc.partition,
+                    doc.uri,
+                    doc.title,
+                    doc.content_hash,
+                    doc.fetched_at,
+                    doc.fetched_at,
+                ),
             )
             ids = []
             for chunk, vector in zip(chunks, vectors, strict=True):
@@ -183,7 +205,9 @@ class SqliteStore:
                 conn.execute("INSERT INTO vectors VALUES (?, ?, ?)", (ids[-1], model, vector.tobytes()))
             write.index_changes.append(lambda index: index.remove(removed))
             if model == active:
-                write.index_changes.append(lambda index: index.add(ids, doc.partition, doc.source, vectors))
+                write.index_changes.append(
+                    lambda index: index.add(ids, doc.partition, doc.source, vectors, doc.fetched_at)
+                )
 
     def tombstone(self, source: str, doc_ids: Iterable[str]) -> int:
         now = time.time()
@@ -211,9 +235,36 @@ class SqliteStore:
             rows = conn.execute("SELECT doc_id, at FROM tombstones WHERE source = ? ORDER BY id", (source,))
             return [(str(d), float(a)) for d, a in rows.fetchall()]
 
-    def set_source_expiry(self, source: str, expires_at: float | None) -> None:
+    def vouch(self, source: str, doc_ids: Iterable[str], at: float) -> None:
+        ids = json.dumps(list(doc_ids))
+        with self._write() as write:
+            write.conn.execute(
+                "UPDATE documents SET vouched_at = ? "
+                "WHERE source = ? AND doc_id IN (SELECT value FROM json_each(?))",
+                (at, source, ids),
+            )
+            keys = [
+                int(k)
+                for (k,) in write.conn.execute(
+                    "SELECT id FROM chunks WHERE source = ? AND doc_id IN (SELECT value FROM json_each(?))",
+                    (source, ids),
+                ).fetchall()
+            ]
+            write.index_changes.append(lambda index: index.vouch(keys, at))
+
+    def set_withhold(self, source: str, max_age: float | None) -> None:
         with self._write() as write:  # read per search, not kept in the index
-            write.conn.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (source, expires_at))
+            if max_age is None:
+                write.conn.execute("DELETE FROM withhold WHERE source = ?", (source,))
+            else:
+                write.conn.execute("INSERT OR REPLACE INTO withhold VALUES (?, ?)", (source, max_age))
+
+    def unvouched_since(self, source: str, since: float) -> int:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM documents WHERE source = ? AND vouched_at < ?", (source, since)
+            ).fetchone()
+            return int(row[0])
 
     def chunks_without_vectors(self, model: str, limit: int) -> list[tuple[str, str]]:
         with self._read() as conn:
@@ -229,24 +280,26 @@ class SqliteStore:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape[0] != len(chunk_ids):
             raise ValueError(f"{len(chunk_ids)} chunks but {vectors.shape[0]} vectors")
-        added: list[tuple[int, str, str, np.ndarray]] = []
+        added: list[tuple[int, str, str, float, np.ndarray]] = []
         with self._write() as write:
             conn = write.conn
             active = _active_model(conn)
             for chunk_id, vector in zip(chunk_ids, vectors, strict=True):
                 row = conn.execute(
-                    "SELECT id, partition, source FROM chunks WHERE chunk_id = ?", (chunk_id,)
+                    "SELECT c.id, c.partition, c.source, d.vouched_at FROM chunks c "
+                    "JOIN documents d ON d.doc_id = c.doc_id WHERE c.chunk_id = ?",
+                    (chunk_id,),
                 ).fetchone()
                 if row is None:  # removed since it was listed
                     continue
                 conn.execute(
                     "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", (row[0], model, vector.tobytes())
                 )
-                added.append((int(row[0]), str(row[1]), str(row[2]), vector))
+                added.append((int(row[0]), str(row[1]), str(row[2]), float(row[3]), vector))
 
             def add_rows(index: VectorIndex) -> None:
-                for key, partition, source, row_vector in added:
-                    index.add([key], partition, source, row_vector[None, :])
+                for key, partition, source, vouched_at, row_vector in added:
+                    index.add([key], partition, source, row_vector[None, :], vouched_at)
 
             if model == active:
                 write.index_changes.append(add_rows)
@@ -267,12 +320,11 @@ class SqliteStore:
         allowed = None if partitions is None else sorted({"", *partitions})
         with self._read() as conn:
             generation = _generation(conn)
-            expired = {
-                str(s)
-                for (s,) in conn.execute(
-                    "SELECT source FROM sources WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
-                ).fetchall()
+            fresh = {
+                str(source): fresh_since(max_age, now)
+                for source, max_age in conn.execute("SELECT source, max_age FROM withhold").fetchall()
             }
+            withheld = _withheld(conn, fresh, now)
             scan: Future[list[int]] | None = None
             if mode != "keyword" and vector is not None:
                 index = self._current_index(conn, generation)
@@ -284,9 +336,9 @@ class SqliteStore:
                         vector,
                         candidates,
                         None if allowed is None else set(allowed),
-                        expired,
+                        fresh,
                     )
-            by_keyword = _keyword(conn, query, candidates, allowed, expired) if mode != "vector" else []
+            by_keyword = _keyword(conn, query, candidates, allowed, withheld) if mode != "vector" else []
             by_vector = scan.result() if scan is not None else []
             fused = reciprocal_rank_fusion(
                 by_vector,
@@ -300,7 +352,7 @@ class SqliteStore:
             # best 2k, and more only when some of them are gone
             for start in range(0, len(fused), 2 * k):
                 batch = fused[start : start + 2 * k]
-                rows = _live_rows(conn, [f.key for f in batch], allowed, expired)
+                rows = _live_rows(conn, [f.key for f in batch], allowed, withheld)
                 for f in batch:
                     if f.key in rows and len(hits) < k:
                         hit = Hit(
@@ -411,13 +463,6 @@ def _chunk_row(doc: Document, chunk: Chunk) -> tuple[Any, ...]:
     )
 
 
-def _migrate(conn: Any) -> None:
-    """Columns added since a store file was made (SQLite has no ADD COLUMN IF NOT EXISTS)."""
-    columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(chunks)").fetchall()}
-    if "heading" not in columns:
-        conn.execute("ALTER TABLE chunks ADD COLUMN heading TEXT NOT NULL DEFAULT ''")
-
-
 def _delete_document(conn: Any, doc_id: str) -> list[int]:
     """Deletes a document and its chunks (their FTS rows and vectors go with them: triggers); their ids."""
     ids = [int(i) for (i,) in conn.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,)).fetchall()]
@@ -426,36 +471,95 @@ def _delete_document(conn: Any, doc_id: str) -> list[int]:
     return ids
 
 
-def _filters(allowed: list[str] | None, expired: set[str]) -> tuple[str, list[str]]:
-    """SQL conditions on chunks ``c``: an allowed partition, a source that has not expired."""
-    sql, params = "", []
+@dataclass(frozen=True)
+class _Withheld:
+    """What a search withholds: whole sources (every document past its max age, filtered by name), and
+    documents one by one where a source has only some past: their chunk ids when few (``keys``), else
+    ``now`` for a per-row SQL condition."""
+
+    sources: tuple[str, ...] = ()
+    keys: frozenset[int] = frozenset()
+    now: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.sources or self.keys) or self.now is not None
+
+
+def _withheld(conn: Any, fresh: dict[str, float], now: float) -> _Withheld:
+    """From each withheld source's oldest and newest vouch (two index lookups): the usual case, no
+    document past its max age, adds no filter at all."""
+    whole: list[str] = []
+    keys: set[int] = set()
+    many = False
+    for source, since in sorted(fresh.items()):
+        oldest, newest = conn.execute(
+            "SELECT (SELECT min(vouched_at) FROM documents WHERE source = ?), "
+            "(SELECT max(vouched_at) FROM documents WHERE source = ?)",
+            (source, source),
+        ).fetchone()
+        extent = past(oldest, newest, since)
+        if extent == "all":
+            whole.append(source)
+        elif extent == "some" and not many:
+            rows = conn.execute(
+                "SELECT c.id FROM documents d JOIN chunks c ON c.doc_id = d.doc_id "
+                "WHERE d.source = ? AND d.vouched_at < ? LIMIT ?",
+                (source, since, WITHHELD_KEYS + 1),
+            ).fetchall()
+            keys.update(int(k) for (k,) in rows)
+            many = len(keys) > WITHHELD_KEYS
+    if many:
+        return _Withheld(tuple(whole), now=now)
+    return _Withheld(tuple(whole), frozenset(keys))
+
+
+def _filters(allowed: list[str] | None, withheld: _Withheld) -> tuple[str, list[Any]]:
+    """SQL conditions on chunks ``c``: an allowed partition, not a withheld source, and (when some
+    documents are withheld one by one) a document vouched for within its source's max age (fresh_since,
+    in SQL)."""
+    sql = ""
+    params: list[Any] = []
     if allowed is not None:
         sql += f" AND c.partition IN ({_placeholders(len(allowed))})"
         params += allowed
-    if expired:
-        sql += f" AND c.source NOT IN ({_placeholders(len(expired))})"
-        params += sorted(expired)
+    if withheld.sources:
+        sql += f" AND c.source NOT IN ({_placeholders(len(withheld.sources))})"
+        params += withheld.sources
+    if withheld.keys:
+        sql += f" AND c.id NOT IN ({_placeholders(len(withheld.keys))})"
+        params += sorted(withheld.keys)
+    if withheld.now is not None:
+        sql += (
+            " AND NOT EXISTS (SELECT 1 FROM documents d JOIN withhold w ON w.source = d.source "
+            "WHERE d.doc_id = c.doc_id AND d.vouched_at < ? - w.max_age)"
+        )
+        params.append(withheld.now)
     return sql, params
 
 
-def _keyword(conn: Any, query: str, limit: int, allowed: list[str] | None, expired: set[str]) -> list[int]:
+def _keyword(conn: Any, query: str, limit: int, allowed: list[str] | None, withheld: _Withheld) -> list[int]:
     """BM25's best ``limit`` chunks that pass the filters. First the best few times ``limit`` of the whole
     index, filtered (BM25 alone is ~2 ms cheaper than ranked through a join at 100k chunks); when too few
     of those pass, the filters go into the ranking query itself, so filtered chunks never crowd out k."""
     match = fts5_match(query)
     if not match:
         return []
+    if allowed is None and not withheld.sources and withheld.now is None:
+        # at most the few withheld chunks to drop: ranking that many more finds ``limit`` without them
+        best = conn.execute(
+            "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
+            (match, limit + len(withheld.keys)),
+        ).fetchall()
+        return [int(i) for (i,) in best if int(i) not in withheld.keys][:limit]
     pool = KEYWORD_POOL * limit
     best = [
         int(i)
         for (i,) in conn.execute(
             "SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
-            (match, pool if allowed is not None or expired else limit),
+            (match, pool),
         ).fetchall()
     ]
-    if allowed is None and not expired:
-        return best
-    where, params = _filters(allowed, expired)
+    where, params = _filters(allowed, withheld)
     passing = {
         int(i)
         for (i,) in conn.execute(
@@ -474,13 +578,14 @@ def _keyword(conn: Any, query: str, limit: int, allowed: list[str] | None, expir
 
 
 def _live_rows(
-    conn: Any, keys: list[int], allowed: list[str] | None, expired: set[str]
+    conn: Any, keys: list[int], allowed: list[str] | None, withheld: _Withheld
 ) -> dict[int, dict[str, Any]]:
     if not keys:
         return {}
-    where, params = _filters(allowed, expired)
+    where, params = _filters(allowed, withheld)
     rows = conn.execute(
-        "SELECT c.id, c.doc_id, c.chunk_id, c.source, c.partition, d.uri, d.title, c.heading, c.text "
+        "SELECT c.id, c.doc_id, c.chunk_id, c.source, c.partition, d.uri, d.title, c.heading, c.text, "
+        "d.vouched_at "
         "FROM chunks c JOIN documents d ON d.doc_id = c.doc_id "
         f"WHERE c.id IN ({_placeholders(len(keys))}){where}",
         (*keys, *params),
@@ -488,9 +593,24 @@ def _live_rows(
     return {int(r[0]): dict(zip(HIT_FIELDS, r[1:], strict=True)) for r in rows.fetchall()}
 
 
+def _migrate(conn: Any) -> None:
+    conn.execute("BEGIN IMMEDIATE")  # before looking: another process may be migrating the same file
+    columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(documents)").fetchall()}
+    if "vouched_at" not in columns:
+        conn.execute("ALTER TABLE documents ADD COLUMN vouched_at REAL NOT NULL DEFAULT 0")
+        conn.execute("UPDATE documents SET vouched_at = fetched_at")
+    if "heading" not in {str(r[1]) for r in conn.execute("PRAGMA table_info(chunks)").fetchall()}:
+        conn.execute("ALTER TABLE chunks ADD COLUMN heading TEXT NOT NULL DEFAULT ''")
+    for statement in MIGRATIONS.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("COMMIT")
+
+
 def _load_index(conn: Any, model: str, generation: int) -> VectorIndex:
     rows = conn.execute(
-        "SELECT v.chunk, c.partition, c.source, v.vector FROM vectors v JOIN chunks c ON c.id = v.chunk "
+        "SELECT v.chunk, c.partition, c.source, v.vector, d.vouched_at FROM vectors v "
+        "JOIN chunks c ON c.id = v.chunk JOIN documents d ON d.doc_id = c.doc_id "
         "WHERE v.model = ? ORDER BY c.partition, c.source",
         (model,),
     ).fetchall()
@@ -501,7 +621,8 @@ def _load_index(conn: Any, model: str, generation: int) -> VectorIndex:
         if i == len(rows) or rows[i][1:3] != rows[start][1:3]:
             group = rows[start:i]
             vectors = np.frombuffer(b"".join(r[3] for r in group), dtype=np.float32).reshape(len(group), dim)
-            index.add([int(r[0]) for r in group], str(group[0][1]), str(group[0][2]), vectors)
+            vouched = np.array([r[4] for r in group], dtype=np.float64)
+            index.add([int(r[0]) for r in group], str(group[0][1]), str(group[0][2]), vectors, vouched)
             start = i
     index.set_generation(generation)
     log.info("knowledge vector index loaded", extra={"model": model, "rows": len(rows)})

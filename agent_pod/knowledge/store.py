@@ -17,7 +17,7 @@ from ..config import Model
 from .models import Chunk, Document, Hit
 
 # The stored fields of a Hit, in the order the stores select them
-HIT_FIELDS = ("doc_id", "chunk_id", "source", "partition", "uri", "title", "heading", "text")
+HIT_FIELDS = ("doc_id", "chunk_id", "source", "partition", "uri", "title", "heading", "text", "vouched_at")
 
 
 class Compaction(Model):
@@ -46,7 +46,7 @@ class Store(Protocol):
 
     def upsert(self, doc: Document, chunks: list[Chunk], model: str, vectors: np.ndarray) -> None:
         """Insert or replace a document with its chunks and their vectors (rows of ``vectors``, unit norm,
-        in ``chunks`` order), atomically."""
+        in ``chunks`` order), atomically; it counts as vouched for at its ``fetched_at``."""
 
     def tombstone(self, source: str, doc_ids: Iterable[str]) -> int:
         """Remove documents gone from their source, and their chunks, from search at once; how many."""
@@ -54,8 +54,16 @@ class Store(Protocol):
     def tombstones(self, source: str) -> list[tuple[str, float]]:
         """(doc_id, Unix time) of every removal from the source, oldest first: the audit trail."""
 
-    def set_source_expiry(self, source: str, expires_at: float | None) -> None:
-        """After ``expires_at`` (Unix time) none of the source's documents is served (None: never expires)."""
+    def vouch(self, source: str, doc_ids: Iterable[str], at: float) -> None:
+        """The source vouched for these indexed documents at ``at`` (Unix time): a sync read them unchanged,
+        or the source confirmed them unchanged. Unknown ids are ignored."""
+
+    def set_withhold(self, source: str, max_age: float | None) -> None:
+        """From now on a document of the source last vouched for before a search's ``now`` minus
+        ``max_age`` seconds (freshness.fresh_since) is not served; None: served however old."""
+
+    def unvouched_since(self, source: str, since: float) -> int:
+        """How many of the source's live documents were last vouched for before ``since``."""
 
     def chunks_without_vectors(self, model: str, limit: int) -> list[tuple[str, str]]:
         """(chunk_id, text to embed: chunking.embedding_text) of chunks with no vector of ``model`` yet: a
@@ -78,7 +86,7 @@ class Store(Protocol):
         now: float,
     ) -> list[Hit]:
         """The best ``k`` chunks. ``partitions``: those plus the shared one ("") are searched; None: all.
-        Filters (partition, tombstones, expiry) apply before the top k is taken, never after, so a
+        Filters (partition, tombstones, withheld documents) apply before the top k is taken, never after, so a
         filtered query still returns k results when k exist. ``vector`` None: keyword only."""
 
     def counts(self) -> dict[str, SourceCounts]:

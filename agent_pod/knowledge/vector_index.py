@@ -2,11 +2,13 @@
 
 Exact float scoring for small indexes; past ``EXACT_ROWS`` a binary (sign-bit) Hamming scan picks a pool of
 candidates that is re-ranked by exact float scores (~5 ms for 100k x 256 on 2 cores, where a float GEMV is
-6-20 ms). Filters (partition, expired source, removed row) mask rows before any top-k is taken.
+6-20 ms). Filters (partition, document past its source's max age, removed row) mask rows before any top-k
+is taken; each row keeps when its document was last vouched for, so the freshness mask is one comparison.
 
 Readers take a snapshot (array references) under the lock and score without it; the single writer appends
-rows or clears their ``live`` flag, and grows or compacts into new arrays, so a snapshot never changes under
-a reader except for rows turning dead (which only filters more; the store re-reads final rows anyway).
+rows, clears their ``live`` flag or moves their vouched time forward, and grows or compacts into new arrays,
+so a snapshot never changes under a reader except for rows turning dead or fresher (the store re-reads
+final rows anyway).
 """
 
 from __future__ import annotations
@@ -77,15 +79,17 @@ class Snapshot:
     bits: np.ndarray
     keys: np.ndarray  # the store's row id of each position
     live: np.ndarray
+    vouched: np.ndarray  # Unix time each row's document was last vouched for by its source
     partitions: np.ndarray  # code of each row's partition
     sources: np.ndarray
     partition_codes: dict[str, int]
     source_codes: dict[str, int]
 
     def search(
-        self, query: np.ndarray, limit: int, partitions: set[str] | None, expired_sources: set[str]
+        self, query: np.ndarray, limit: int, partitions: set[str] | None, fresh_since: dict[str, float]
     ) -> list[int]:
-        """Keys of the best rows of the allowed partitions and live sources, best first."""
+        """Keys of the best rows of the allowed partitions, best first; a row of a source in
+        ``fresh_since`` only when its document was vouched for at or after that source's time."""
         mask = self.live.copy()
         if partitions is not None:
             allowed = np.zeros(len(self.partition_codes) + 1, dtype=bool)
@@ -93,12 +97,12 @@ class Snapshot:
                 if name in self.partition_codes:
                     allowed[self.partition_codes[name]] = True
             mask &= allowed[self.partitions]
-        if expired_sources:
-            expired = np.zeros(len(self.source_codes) + 1, dtype=bool)
-            for name in expired_sources:
+        if fresh_since:
+            cutoff = np.full(len(self.source_codes) + 1, -np.inf)
+            for name, since in fresh_since.items():
                 if name in self.source_codes:
-                    expired[self.source_codes[name]] = True
-            mask &= ~expired[self.sources]
+                    cutoff[self.source_codes[name]] = since
+            mask &= self.vouched >= cutoff[self.sources]
         positions = top_positions(self.vectors, self.bits, mask, query.astype(np.float32), limit)
         return [int(k) for k in self.keys[positions]]
 
@@ -122,11 +126,12 @@ class VectorIndex:
         self._bits = np.zeros((capacity, words), dtype=np.uint64)
         self._keys = np.zeros(capacity, dtype=np.int64)
         self._live = np.zeros(capacity, dtype=bool)
+        self._vouched = np.zeros(capacity, dtype=np.float64)
         self._partitions = np.zeros(capacity, dtype=np.int32)
         self._sources = np.zeros(capacity, dtype=np.int32)
 
     def _arrays(self) -> tuple[np.ndarray, ...]:
-        return (self._vectors, self._bits, self._keys, self._partitions, self._sources)
+        return (self._vectors, self._bits, self._keys, self._vouched, self._partitions, self._sources)
 
     def __len__(self) -> int:
         return self._size - self._dead
@@ -136,8 +141,15 @@ class VectorIndex:
             codes[name] = len(codes)
         return codes[name]
 
-    def add(self, keys: list[int], partition: str, source: str, vectors: np.ndarray) -> None:
-        """Rows of one document (one partition and source)."""
+    def add(
+        self,
+        keys: list[int],
+        partition: str,
+        source: str,
+        vectors: np.ndarray,
+        vouched_at: float | np.ndarray,
+    ) -> None:
+        """Rows of one partition and source, last vouched for at ``vouched_at`` (one time, or one per row)."""
         with self._lock:
             self._remove(keys)
             n = len(keys)
@@ -152,6 +164,7 @@ class VectorIndex:
             self._vectors[self._size : end] = vectors
             self._bits[self._size : end] = sign_bits(vectors)
             self._keys[self._size : end] = keys
+            self._vouched[self._size : end] = vouched_at
             self._partitions[self._size : end] = self._code(self._partition_codes, partition)
             self._sources[self._size : end] = self._code(self._source_codes, source)
             self._live[self._size : end] = True
@@ -164,6 +177,14 @@ class VectorIndex:
             self._remove(keys)
             if self._dead > 1024 and self._dead * 2 > self._size:
                 self._regrow(len(self))
+
+    def vouch(self, keys: Iterable[int], at: float) -> None:
+        """The rows' documents were vouched for at ``at``."""
+        with self._lock:
+            for key in keys:
+                position = self._position.get(key)
+                if position is not None:
+                    self._vouched[position] = at
 
     def _remove(self, keys: Iterable[int]) -> None:
         for key in keys:
@@ -196,6 +217,7 @@ class VectorIndex:
                 bits=self._bits[:n],
                 keys=self._keys[:n],
                 live=self._live[:n],
+                vouched=self._vouched[:n],
                 partitions=self._partitions[:n],
                 sources=self._sources[:n],
                 partition_codes=dict(self._partition_codes),

@@ -82,7 +82,7 @@ def decide_knowledge(
             else (False, "NoIndex", "no index is open and searchable yet")
         )
         stale = (
-            (True, "SourcesStale", f"not synced within maxAgeSeconds: {', '.join(status.stale_sources)}")
+            (True, "SourcesStale", f"not synced within maxAgeSeconds: {_stale_summary(server)}")
             if status.stale_sources
             else (False, "Fresh", "every source is within its maxAgeSeconds")
         )
@@ -102,6 +102,15 @@ def decide_knowledge(
         condition(prev, "Degraded", *degraded, gen, now),
     ]
     return KnowledgeDecision(status, tuple(events))
+
+
+def _stale_summary(server: KnowledgeStatus) -> str:
+    """The stale sources, each with how many of its documents are past maxAgeSeconds when some are."""
+    return ", ".join(
+        f"{s.name} ({s.stale_documents} documents)" if s.stale_documents else s.name
+        for s in sorted(server.sources, key=lambda s: s.name)
+        if s.stale
+    )
 
 
 def _events(previous: KnowledgeBaseStatus, status: KnowledgeBaseStatus) -> list[Event]:

@@ -1,7 +1,8 @@
 """Ingestion into the real SQLite store with the real offline embedder (wordllama): unchanged documents
 are not re-embedded, removed ones are tombstoned only after a complete listing, bad input is reported and
-loses nothing, a model change re-embeds while the old vectors serve, and withheld sources expire. The pure
-decisions are tested directly first."""
+loses nothing, a model change re-embeds while the old vectors serve, and a document no sync vouched for
+within maxAgeSeconds is stale (and withheld under onStale withhold) on its own. The pure decisions are
+tested directly first."""
 
 from __future__ import annotations
 
@@ -14,7 +15,16 @@ import numpy as np
 from prometheus_client import REGISTRY
 
 from agent_pod.knowledge.embedder import WordLlamaEmbedder
-from agent_pod.knowledge.ingest import Ingestor, changed, dedupe, expiry, is_stale, to_tombstone
+from agent_pod.knowledge.freshness import document_stale, fresh_since, past
+from agent_pod.knowledge.ingest import (
+    Ingestor,
+    changed,
+    dedupe,
+    is_stale,
+    to_tombstone,
+    vouched,
+    withhold_after,
+)
 from agent_pod.knowledge.models import Document
 from agent_pod.knowledge.sources.fetched import Fetched, document
 from agent_pod.knowledge.sources.mounts import Mounts
@@ -56,15 +66,50 @@ def test_tombstones_need_a_complete_listing_and_spare_kept_documents() -> None:
     assert to_tombstone(indexed, listing, listing.documents) == set()
 
 
-def test_staleness_and_expiry_follow_max_age_and_on_stale() -> None:
+def test_staleness_and_withholding_follow_max_age_and_on_stale() -> None:
     spec = SourceSpec.model_validate({"name": "s", "configMap": {"name": "c"}, "maxAgeSeconds": 600})
     assert not is_stale(spec, NOW, NOW, NOW + 600) and is_stale(spec, NOW, NOW, NOW + 601)
     assert not is_stale(spec, None, NOW, NOW + 300)  # before a first success: counted from the start
     assert is_stale(spec, None, NOW, NOW + 601)
-    assert expiry(spec, NOW) == NOW + 600
-    assert expiry(spec.model_copy(update={"on_stale": "serve"}), NOW) is None
+    assert withhold_after(spec) == 600
+    assert withhold_after(spec.model_copy(update={"on_stale": "serve"})) is None
     unbounded = spec.model_copy(update={"max_age_seconds": None})
-    assert expiry(unbounded, NOW) is None and not is_stale(unbounded, None, 0, NOW)
+    assert withhold_after(unbounded) is None and not is_stale(unbounded, None, 0, NOW)
+
+
+def test_a_document_is_fresh_for_max_age_after_its_last_vouch_the_same_boundary_as_a_source() -> None:
+    # a document is stale when vouched for before fresh_since: exactly maxAgeSeconds ago is still fresh,
+    # like is_stale's source
+    assert fresh_since(600, NOW + 600) == NOW
+    assert fresh_since(600, NOW + 600.5) > NOW
+    assert not document_stale(600, NOW, NOW + 600) and document_stale(600, NOW, NOW + 600.5)
+    assert not document_stale(None, NOW, NOW + 10**6)  # no maxAgeSeconds: never stale
+
+
+def test_a_store_withholds_a_whole_source_by_name_only_when_every_document_is_past() -> None:
+    since = NOW
+    assert past(None, None, since) == "none"  # no documents
+    assert past(NOW, NOW + 10, since) == "none"  # the oldest vouched for right at the limit
+    assert past(NOW - 1, NOW + 10, since) == "some"
+    assert past(NOW - 10, NOW - 1, since) == "all"
+
+
+def test_a_sync_vouches_for_what_it_read_unchanged_or_the_source_confirmed_unchanged() -> None:
+    same, edited, new = doc("same", "one"), doc("edited", "two, edited"), doc("new", "three")
+    indexed = {
+        "docs/same": same.content_hash,
+        "docs/edited": "old",
+        "docs/refused": "h1",
+        "docs/unreadable": "h2",
+        "docs/confirmed": "h3",
+        "docs/unlisted": "h4",
+    }
+    fetched = Fetched(documents=[same, edited, new])
+    fetched.confirm("docs/confirmed")
+    fetched.confirm("docs/never-indexed")
+    fetched.kept |= {"docs/refused", "docs/unreadable"}  # as refuse() and unreadable() keep them
+    # the edited and new ones are vouched for by their upsert, once indexed; the rest not at all
+    assert vouched(fetched, [same, edited, new], indexed) == {"docs/same", "docs/confirmed"}
 
 
 # -- syncing into the real store
@@ -225,7 +270,9 @@ async def test_an_embedder_failure_fails_the_sync_and_the_next_one_catches_up(
     assert ok.documents == 3 and ok.last_success == NOW + 10
 
 
-async def test_withheld_sources_expire_max_age_after_their_last_success(store: Store, tmp_path: Path) -> None:
+async def test_a_source_that_stops_answering_is_withheld_max_age_after_its_last_success(
+    store: Store, tmp_path: Path
+) -> None:
     mounts = Mounts(root=tmp_path)
     base = mounts.files_dir("docs", claim=True)
     write(base, FAQ)
@@ -234,9 +281,11 @@ async def test_withheld_sources_expire_max_age_after_their_last_success(store: S
     source = files_source(maxAgeSeconds=600)  # onStale: withhold
     await ingestor.sync(source, NOW)
     shutil.rmtree(base)
-    await ingestor.sync(source, NOW + 500)  # fails: the expiry stays that of the last success
+    await ingestor.sync(source, NOW + 500)  # fails: no document is vouched for
     assert search(store, embedder, "ski pass price", now=NOW + 599)
     assert search(store, embedder, "ski pass price", now=NOW + 601) == []
+    status = await ingestor.sync(source, NOW + 601)
+    assert status.stale and status.stale_documents == 3
 
 
 async def test_a_model_change_re_embeds_while_the_old_vectors_serve(store: Store, tmp_path: Path) -> None:
@@ -316,3 +365,53 @@ async def test_http_304_keeps_the_document_and_an_unreachable_server_deletes_not
     assert [e.reason for e in down.errors] == ["Unreachable"]
     assert (down.documents, down.last_success) == (1, NOW + 60)
     assert search(store, embedder, "season pass price", now=NOW + 120) == [f"web/{doc_server.origin}/prices"]
+
+
+async def test_a_refused_update_serves_the_old_version_until_max_age_then_withholds_only_that_document(
+    store: Store, tmp_path: Path
+) -> None:
+    mounts = Mounts(root=tmp_path)
+    base = mounts.files_dir("docs", claim=True)
+    write(base, FAQ)
+    embedder = Wordllama()
+    ingestor = Ingestor("kb-docfresh", store, embedder, mounts=mounts)
+    source = files_source(maxAgeSeconds=600)  # onStale: withhold
+    await ingestor.sync(source, NOW)
+
+    (base / "hours.md").write_bytes(b"\x00\x01binary now" * 10)  # its update is refused (NotText)
+    os.utime(base / "hours.md", ns=(1, 1))
+    refused = await ingestor.sync(source, NOW + 300)
+    assert [e.reason for e in refused.errors] == ["NotText"] and refused.last_success == NOW + 300
+    assert not refused.stale and refused.stale_documents == 0
+    assert search(store, embedder, "when do the lifts open", now=NOW + 300)[0] == "docs/hours.md"
+
+    # past maxAge: the source keeps answering, the others are confirmed unchanged, hours.md is not
+    later = await ingestor.sync(source, NOW + 660)
+    assert later.last_success == NOW + 660 and (later.stale, later.stale_documents) == (True, 1)
+    assert "docs/hours.md" not in search(store, embedder, "when do the lifts open", now=NOW + 660)
+    assert search(store, embedder, "ski pass price", now=NOW + 660)[0] == "docs/ski.md"
+    assert "docs/refunds.md" in search(store, embedder, "refund of unused passes", now=NOW + 660)
+    assert len(store.document_hashes("docs")) == 3  # withheld, not lost
+
+    write(base, {"hours.md": FAQ["hours.md"].replace("five", "six")})  # fixed at the source
+    good = await ingestor.sync(source, NOW + 700)
+    assert (good.errors, good.stale, good.stale_documents) == ([], False, 0)
+    assert search(store, embedder, "when do the lifts open", now=NOW + 700)[0] == "docs/hours.md"
+
+
+async def test_with_on_stale_serve_a_document_past_max_age_serves_and_its_source_reports_stale(
+    store: Store, tmp_path: Path
+) -> None:
+    mounts = Mounts(root=tmp_path)
+    base = mounts.files_dir("docs", claim=True)
+    write(base, FAQ)
+    embedder = Wordllama()
+    ingestor = Ingestor("kb-docserve", store, embedder, mounts=mounts)
+    source = files_source(maxAgeSeconds=600, onStale="serve")
+    await ingestor.sync(source, NOW)
+    with (base / "ski.md").open("r+b") as f:
+        f.truncate(20 * 1024 * 1024)  # grown past maxDocumentBytes (sparse): refused as TooLarge
+    status = await ingestor.sync(source, NOW + 700)
+    assert [e.reason for e in status.errors] == ["TooLarge"]
+    assert (status.stale, status.stale_documents) == (True, 1)
+    assert search(store, embedder, "ski pass price", now=NOW + 700)[0] == "docs/ski.md"

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client import REGISTRY
 
 from agent_pod.knowledge.models import KnowledgeStatus, SearchResponse
@@ -99,3 +100,27 @@ async def test_compaction_is_measured(tmp_path: Path) -> None:
         assert server.status.last_compaction is not None
         assert sample("voicefleet_kb_compaction_seconds_count", kb="comp") == 1
         assert sample("voicefleet_kb_last_compaction_timestamp_seconds", kb="comp") > 0
+
+
+@pytest.mark.parametrize("on_stale", ["serve", "withhold"])
+async def test_documents_past_max_age_are_flagged_or_withheld_and_counted(
+    tmp_path: Path, on_stale: str
+) -> None:
+    name = f"old-{on_stale}"
+    async with (
+        knowledge_server(tmp_path, DOCS, name=name, maxAgeSeconds=600, onStale=on_stale) as (server, url),
+        aiohttp.ClientSession() as http,
+    ):
+        query = {"query": "how much is the premium plan?", "k": 2}
+        _, fresh = await search(http, url, query)
+        assert fresh["hits"] and not any(h.get("stale") for h in fresh["hits"])
+        later = server.clock() + 700
+        server.clock = lambda: later  # no sync vouched for the documents since
+        _, old = await search(http, url, query)
+        if on_stale == "serve":
+            assert old["hits"] and all(h["stale"] for h in old["hits"]), old
+        else:
+            assert old["hits"] == []
+        kb = await server.refresh_status()
+        assert (kb.sources[0].stale, kb.sources[0].stale_documents) == (True, 3)
+        assert sample("voicefleet_kb_source_stale", kb=name, source=SOURCE) == 1

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent_pod.knowledge import sqlite_store
 from agent_pod.knowledge.sqlite_store import SqliteStore
 
-from .docs import document, unit
+from .docs import document, near, unit
 
 
 def test_compaction_shrinks_the_file_after_deletes_and_skips_when_little_is_free(tmp_path: Path) -> None:
@@ -100,4 +101,37 @@ def test_the_store_s_own_writes_update_the_loaded_vector_index_without_a_reload(
 
     loads = [r for r in caplog.records if r.getMessage() == "knowledge vector index loaded"]
     assert len(loads) == 1
+    store.close()
+
+
+@pytest.mark.parametrize("by_id", [True, False], ids=["chunk-ids", "per-row-sql"])
+def test_documents_withheld_one_by_one_never_crowd_out_k(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by_id: bool
+) -> None:
+    """Few withheld chunks are masked by id; past WITHHELD_KEYS the per-row SQL condition does it."""
+    if not by_id:
+        monkeypatch.setattr(sqlite_store, "WITHHELD_KEYS", 10)
+    store = SqliteStore(tmp_path / "kb.sqlite")
+    rng = np.random.default_rng(2)
+    query = unit(rng, 1)[0]
+    # 60 chunks that rank first both ways, of a document not vouched for within the max age
+    old, old_chunks = document("old", [f"tariff tariff tariff {i}" for i in range(60)], fetched_at=0.0)
+    store.upsert(old, old_chunks, "m1", near(query, rng, 60, spread=0.05))
+    fresh, fresh_chunks = document(
+        "new", [f"the {i} tariff in longer words" for i in range(8)], fetched_at=950.0
+    )
+    store.upsert(fresh, fresh_chunks, "m1", near(-query, rng, 8, spread=0.5))
+    store.set_withhold("docs", 100.0)
+    for mode in ("keyword", "vector", "hybrid"):
+        hits = store.search(
+            "tariff",
+            query,
+            k=5,
+            partitions=None,
+            mode=mode,
+            candidates=5,
+            rrf_k=60,
+            now=1000.0,
+        )
+        assert len(hits) == 5 and {h.doc_id for h in hits} == {"new"}, mode
     store.close()

@@ -99,24 +99,42 @@ def test_tombstoned_documents_are_never_served_and_the_removal_is_recorded(store
     assert abs(store.tombstones("docs")[0][1] - time.time()) < 60
 
 
-def test_an_expired_source_is_never_served_until_it_is_fresh_again(store: Store) -> None:
+def test_a_document_not_vouched_for_within_max_age_is_never_served_until_vouched_for_again(
+    store: Store,
+) -> None:
     rng = np.random.default_rng(6)
-    vectors = unit(rng, 2)
-    prices, prices_chunks = document("prices", ["Price list: a call costs one euro."], source="prices")
-    faq, faq_chunks = document("faq", ["A call to support is free."], source="faq")
-    store.upsert(prices, prices_chunks, "m1", vectors[:1])
-    store.upsert(faq, faq_chunks, "m1", vectors[1:])
-
-    store.set_source_expiry("prices", NOW - 1)
-    assert search(store, "call costs price", vectors[0]) == ["faq#0"]
-    assert search(store, "call costs price", vectors[0], mode="vector") == ["faq#0"]
-    assert search(store, "price", None, mode="keyword") == []
-    assert store.search(
-        "price", None, k=5, partitions=None, mode="keyword", candidates=50, rrf_k=60, now=NOW - 2
+    vectors = unit(rng, 3)
+    old, old_chunks = document(
+        "prices", ["Price list: a call costs one euro."], source="prices", fetched_at=NOW - 100
     )
+    new, new_chunks = document(
+        "fees", ["Fee list: a call price is shown."], source="prices", fetched_at=NOW - 10
+    )
+    faq, faq_chunks = document("faq", ["A call to support is free."], source="faq", fetched_at=NOW - 100)
+    store.upsert(old, old_chunks, "m1", vectors[:1])
+    store.upsert(new, new_chunks, "m1", vectors[1:2])
+    store.upsert(faq, faq_chunks, "m1", vectors[2:])
+    assert store.unvouched_since("prices", NOW - 50) == 1 and store.unvouched_since("faq", NOW - 50) == 1
 
-    store.set_source_expiry("prices", None)
-    assert search(store, "price", None, mode="keyword") == ["prices#0"]
+    store.set_withhold("prices", 50)  # the old price list is 100 s old: withheld; faq has no policy
+    assert set(search(store, "call costs price", vectors[0])) == {"fees#0", "faq#0"}
+    assert set(search(store, "call costs price", vectors[0], mode="vector")) == {"fees#0", "faq#0"}
+    assert search(store, "price list", None, mode="keyword") == ["fees#0"]
+    at = store.search(
+        "price list", None, k=5, partitions=None, mode="keyword", candidates=50, rrf_k=60, now=NOW - 60
+    )
+    assert {h.doc_id for h in at} == {"prices", "fees"}  # 40 s old then: served
+
+    store.vouch("prices", ["prices", "not-indexed"], NOW - 5)  # a sync read it unchanged
+    assert store.unvouched_since("prices", NOW - 50) == 0
+    assert set(search(store, "price list", None, mode="keyword")) == {"prices#0", "fees#0"}
+    assert search(store, "x", vectors[0], mode="vector", k=1) == ["prices#0"]
+
+    store.set_withhold("prices", None)
+    store.vouch("faq", ["faq"], 0.0)  # another source's vouch moves only its own documents
+    store.vouch("prices", ["prices"], 0.0)
+    assert store.unvouched_since("prices", NOW - 50) == 1
+    assert search(store, "x", vectors[0], mode="vector", k=1) == ["prices#0"]  # no policy: served
 
 
 def test_a_partition_filter_returns_k_even_when_another_partition_dominates(store: Store) -> None:
@@ -189,7 +207,9 @@ def test_every_committed_change_bumps_the_generation_and_reads_do_not(store: Sto
     bumped()
     store.activate_model("m2")
     bumped()
-    store.set_source_expiry("docs", NOW)
+    store.set_withhold("docs", 60.0)
+    bumped()
+    store.vouch("docs", ["g"], NOW)
     bumped()
     store.tombstone("docs", ["g"])
     bumped()
@@ -259,7 +279,7 @@ def test_a_filtered_keyword_search_returns_k_even_when_filtered_chunks_rank_firs
         store.upsert(doc, chunks, "m1", unit(rng, 100))
     expired, expired_chunks = document("old", [f"tariff tariff {i}" for i in range(50)], source="old")
     store.upsert(expired, expired_chunks, "m1", unit(rng, 50))
-    store.set_source_expiry("old", NOW - 1)
+    store.set_withhold("old", 60.0)  # its chunks were vouched for at 1.0: withheld
     small, small_chunks = document(
         "small",
         [f"the {i} tariff is listed in a long paragraph of other words" for i in range(6)],

@@ -27,13 +27,13 @@ def test_the_binary_scan_finds_the_exact_top_k_of_a_large_index() -> None:
     rng = np.random.default_rng(1)
     vectors = clustered(rng, 2 * EXACT_ROWS, 256)
     index = VectorIndex("m")
-    index.add(list(range(len(vectors))), "", "s", vectors)
+    index.add(list(range(len(vectors))), "", "s", vectors, 0.0)
     snapshot = index.snapshot()
     found = total = 0
     queries = np.stack([near(vectors[i], rng, 1, spread=0.3)[0] for i in rng.choice(len(vectors), 50)])
     for q in queries:
         exact = set(np.argsort(-(vectors @ q))[:5].tolist())
-        found += len(exact & set(snapshot.search(q, 5, None, set())))
+        found += len(exact & set(snapshot.search(q, 5, None, {})))
         total += 5
     assert found / total >= 0.95
 
@@ -43,27 +43,34 @@ def test_filters_apply_before_the_top_k_in_a_large_index() -> None:
     query = unit(rng, 1, 128)[0]
     index = VectorIndex("m")
     n = EXACT_ROWS + 5000
-    index.add(list(range(n)), "big", "s1", near(query, rng, n, spread=0.1))
-    index.add([n + i for i in range(7)], "small", "s2", near(-query, rng, 7, spread=0.5))
-    index.add([n + 7 + i for i in range(7)], "small", "s3", near(-query, rng, 7, spread=0.5))
+    index.add(list(range(n)), "big", "s1", near(query, rng, n, spread=0.1), 0.0)
+    index.add([n + i for i in range(7)], "small", "s2", near(-query, rng, 7, spread=0.5), 100.0)
+    index.add([n + 7 + i for i in range(7)], "small", "s3", near(-query, rng, 7, spread=0.5), 100.0)
+    index.add([n + 14], "small", "s3", near(-query, rng, 1, spread=0.5), 200.0)
     snapshot = index.snapshot()
 
-    assert sorted(snapshot.search(query, 10, {"small"}, {"s3"})) == [n + i for i in range(7)]
-    assert all(k < n for k in snapshot.search(query, 10, None, set()))
-    assert snapshot.search(query, 10, {"nowhere"}, set()) == []
+    fresh = {"s3": 150.0, "s2": 100.0}  # s3's first document is older than its source allows
+    assert sorted(snapshot.search(query, 10, {"small"}, fresh)) == [*(n + i for i in range(7)), n + 14]
+    index.vouch([n + 7, n + 8], 160.0)  # the document's rows vouched for again
+    assert {n + 7, n + 8} <= set(snapshot.search(query, 20, {"small"}, fresh))
+    assert snapshot.search(query, 10, None, {"s1": 1.0}) and all(
+        k >= n for k in snapshot.search(query, 10, None, {"s1": 1.0})
+    )
+    assert all(k < n for k in snapshot.search(query, 10, None, {}))
+    assert snapshot.search(query, 10, {"nowhere"}, {}) == []
 
 
 def test_removed_and_replaced_rows_and_a_snapshot_taken_before() -> None:
     rng = np.random.default_rng(3)
     vectors = unit(rng, 3000, 32)
     index = VectorIndex("m")
-    index.add(list(range(3000)), "", "s", vectors)
+    index.add(list(range(3000)), "", "s", vectors, 0.0)
     before = index.snapshot()
     index.remove(range(2000))  # more than half dead: packed into new arrays
-    index.add([2500], "", "s", vectors[:1])  # key 2500 now carries row 0's vector
+    index.add([2500], "", "s", vectors[:1], 0.0)  # key 2500 now carries row 0's vector
     after = index.snapshot()
 
     assert len(index) == 1000
-    assert after.search(vectors[0], 1, None, set()) == [2500]
-    assert after.search(vectors[5], 1, None, set()) != [5]
-    assert before.search(vectors[2700], 1, None, set()) == [2700]  # an old snapshot still answers
+    assert after.search(vectors[0], 1, None, {}) == [2500]
+    assert after.search(vectors[5], 1, None, {}) != [5]
+    assert before.search(vectors[2700], 1, None, {}) == [2700]  # an old snapshot still answers

@@ -77,6 +77,8 @@ def test_a_stale_source_is_named_with_one_event_per_transition() -> None:
     assert again.events == ()
     stale = next(c for c in again.status.conditions if c.type == "Stale")
     assert stale.last_transition_time == T0  # unchanged condition keeps its transition time
+    some = decide(report(FAQ, {**PRICES, "stale": True, "staleDocuments": 2}), again.status, T1)
+    assert "prices (2 documents)" in next(c.message for c in some.status.conditions if c.type == "Stale")
     fresh = decide(report(FAQ, PRICES), again.status, T1)
     assert [(e.reason, e.warning) for e in fresh.events] == [("SourceFresh", False)]
     assert conds(fresh.status)["Stale"] == ("False", "Fresh")

@@ -33,6 +33,8 @@ class Fetched:
     # Doc ids the source still has but that were not read: unchanged (conditional fetch), refused or
     # unreadable this time. Their indexed versions stay.
     kept: set[str] = field(default_factory=set)
+    # The kept ones the source confirmed unchanged (conditional fetch): vouched for like a read document.
+    confirmed: set[str] = field(default_factory=set)
     errors: list[SourceError] = field(default_factory=list)
     # The source was listed and read in full, so an indexed document missing from it is gone from the
     # source. False after any failure to list or read: then nothing is tombstoned.
@@ -41,6 +43,11 @@ class Fetched:
 
     def error(self, reason: str, message: str, now: float, document: str = "") -> None:
         self.errors.append(SourceError(reason=reason, message=message, document=document, at=now))
+
+    def confirm(self, doc_id: str) -> None:
+        """A document the source says is unchanged since it was read: kept, and vouched for."""
+        self.kept.add(doc_id)
+        self.confirmed.add(doc_id)
 
     def refuse(self, doc_id: str, refused: Refused, now: float) -> None:
         self.kept.add(doc_id)

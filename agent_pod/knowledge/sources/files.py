@@ -39,7 +39,7 @@ def fetch_files(
             stat = path.stat()
             validator = Validator(etag=f"{stat.st_size}:{stat.st_mtime_ns}")
             if validators.get(doc_id) == validator:
-                fetched.kept.add(doc_id)
+                fetched.confirm(doc_id)
                 continue
             text, title = extract(read_file(path, source.max_document_bytes), key)
         except Refused as refused:

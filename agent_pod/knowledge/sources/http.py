@@ -62,7 +62,7 @@ async def fetch_http(
             session.get(spec.url, headers=headers) as response,
         ):
             if response.status == 304:
-                fetched.kept.add(doc_id)
+                fetched.confirm(doc_id)
                 return fetched
             if response.status != 200:
                 reason = _STATUS_REASONS.get(response.status, "Unreachable")

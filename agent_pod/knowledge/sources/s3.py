@@ -80,7 +80,7 @@ async def fetch_s3(
         doc_id = f"{source.name}/{key}"
         validator = Validator(etag=obj.etag or "")
         if validator.etag and validators.get(doc_id) == validator:
-            fetched.kept.add(doc_id)
+            fetched.confirm(doc_id)
             continue
         try:
             if obj.size is not None and obj.size > limit:
