@@ -65,6 +65,10 @@ class CallKnowledge:
         self.spec = spec
         self.tools = [tool_spec(spec)] if spec is not None and spec.mode in ("tool", "both") else []
         self.context = spec is not None and spec.mode in ("context", "both")
+        # Exported at 0 from the call's start, so that a rate() counts a pod's first (empty) retrieval too.
+        for mode in (["tool"] if self.tools else []) + (["context"] if self.context else []):
+            RETRIEVAL_SECONDS.labels(mode=mode)
+            RETRIEVAL_EMPTY_TOTAL.labels(mode=mode)
         self._client = KnowledgeClient()
 
     def offers(self, name: str) -> bool:

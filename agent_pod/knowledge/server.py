@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import get_args
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -29,7 +30,7 @@ from ..sessions.refusals import http_error
 from ..transports.http_guard import HttpLimits, body_guard
 from . import server_metrics as m
 from .embedder import Embedder
-from .freshness import document_stale, ingests, sync_outcome
+from .freshness import SyncOutcome, document_stale, ingests, sync_outcome
 from .ingest import Ingestor, is_stale, stale_documents
 from .models import (
     KnowledgeStatus,
@@ -91,6 +92,19 @@ class KnowledgeServer:
         self._tasks: list[asyncio.Task[None]] = []
         for name in self.sources:  # read at every scrape
             m.INGESTION_LAG_SECONDS.labels(self.kb, name).set_function(functools.partial(self.lag, name))
+        # Every series exported at 0 from the start: a rate() or increase() then counts the first search,
+        # the first compaction and the first failed sync too (a series born at 1 shows no increase).
+        for metric in (
+            m.SEARCH_SECONDS,
+            m.SEARCHES_TOTAL,
+            m.SEARCH_EMPTY_TOTAL,
+            m.COMPACTION_SECONDS,
+            m.COMPACTION_FREED_BYTES_TOTAL,
+        ):
+            metric.labels(self.kb)
+        for name in self.sources:
+            for outcome in get_args(SyncOutcome):
+                m.SYNC_TOTAL.labels(self.kb, name, outcome)
 
     def lag(self, name: str) -> float:
         """Seconds since the source's last successful sync (since the server's start before one)."""

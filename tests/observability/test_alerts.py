@@ -15,7 +15,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from tests.support.chart import alert_names, rule_groups
+from tests.support.chart import alert_names, render, rule_groups
 
 CASES = Path(__file__).parent / "alert_tests"
 
@@ -82,3 +82,14 @@ def test_pods_export_the_outcomes_alerts_count_from_zero() -> None:
     ]:
         for value in values:
             assert REGISTRY.get_sample_value(name, {label: value}) is not None, (name, value)
+
+
+def test_extra_rule_labels_go_on_the_rule_only() -> None:
+    """alerts.labels (what a Prometheus' ruleSelector matches) label the PrometheusRule; its groups are the
+    same, each once."""
+    docs = render("alerts.enabled=true", "alerts.labels.release=kps")
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    assert rule["spec"]["groups"] == rule_groups()["groups"]
+    names = [g["name"] for g in rule["spec"]["groups"]]
+    assert len(names) == len(set(names)) and "voicefleet.knowledge" in names

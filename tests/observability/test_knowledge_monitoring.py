@@ -8,11 +8,18 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from prometheus_client import REGISTRY
 
-from agent_pod.knowledge.spec import KnowledgeBaseSpec
+from agent_pod.config import KnowledgeSpec
+from agent_pod.knowledge.call import CallKnowledge
+from agent_pod.knowledge.ingest import Ingestor
+from agent_pod.knowledge.server import KnowledgeServer
+from agent_pod.knowledge.spec import KnowledgeBaseConfig, KnowledgeBaseSpec
+from agent_pod.knowledge.sqlite_store import SqliteStore
 from tests.observability.test_alerts import promtool
 from tests.observability.test_dashboard import dashboard_queries
 from tests.support.chart import dashboard, pod_monitor, rule_groups
+from tests.support.knowledge import embedder
 from voicefleet_operator.render import Owner
 from voicefleet_operator.render_knowledge import render_knowledge
 
@@ -81,3 +88,27 @@ def test_every_board_query_is_valid_promql(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"groups": [{"name": "board", "rules": rules}]}))
     out = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_what_the_board_and_alerts_rate_is_exported_at_zero_from_the_start(tmp_path: Path) -> None:
+    """A rate() or increase() sees nothing of a series born at 1: a base's first compaction, empty search
+    or failed sync, and a call's first retrieval, count only when the series were there before."""
+    config = KnowledgeBaseConfig.model_validate(
+        {"name": "zeroes", "spec": {"sources": [{"name": "faq", "configMap": {"name": "faq"}}]}}
+    )
+    KnowledgeServer(
+        config,
+        lambda: SqliteStore(tmp_path / "kb.sqlite"),
+        embedder(),
+        lambda store: Ingestor("zeroes", store, embedder()),
+    )
+    for name in ("search_seconds_count", "searches_total", "search_empty_total", "compaction_seconds_count",
+                 "compaction_freed_bytes_total"):  # fmt: skip
+        assert REGISTRY.get_sample_value(f"voicefleet_kb_{name}", {"kb": "zeroes"}) == 0, name
+    for outcome in ("ok", "partial", "failed"):
+        labels = {"kb": "zeroes", "source": "faq", "outcome": outcome}
+        assert REGISTRY.get_sample_value("voicefleet_kb_sync_total", labels) == 0, outcome
+    CallKnowledge(KnowledgeSpec.model_validate({"bases": [], "mode": "both"}))
+    for mode in ("tool", "context"):
+        assert REGISTRY.get_sample_value("voicefleet_retrieval_seconds_count", {"mode": mode}) is not None
+        assert REGISTRY.get_sample_value("voicefleet_retrieval_empty_total", {"mode": mode}) is not None
