@@ -79,8 +79,9 @@ def knowledge_image(images: dict[str, Path]) -> str:
 
 
 def project_images(images: dict[str, Path]) -> set[str]:
-    """The images the repository's Dockerfile builds."""
-    return {project_image(images), operator_image(images), knowledge_image(images)}
+    """The images a fleet's first call needs (the agent's and the operator's), which bench.node_fleet
+    imports as part of its cold start; the knowledge image is not among them."""
+    return {project_image(images), operator_image(images)}
 
 
 def chart_values(images: dict[str, Path]) -> dict[str, Any]:
