@@ -35,8 +35,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-echo "[bootstrap] pip install -e .[operator,agent,test]" >&2
-.venv/bin/python -m pip install -q -e '.[operator,agent,test]'
+echo "[bootstrap] pip install -e .[operator,agent,knowledge,test]" >&2
+.venv/bin/python -m pip install -q -e '.[operator,agent,knowledge,test]'
 
 echo "[bootstrap] Kubernetes test binaries" >&2
 hack/kube-binaries.sh >/dev/null

@@ -7,6 +7,7 @@
 #   voicefleet.local/redis:7-debian              Debian's redis-server, for the chart's in-cluster Redis
 #   ghcr.io/voicefleet/voicefleet:<appVersion>   the repo's Dockerfile, target agent (agent pods)
 #   ghcr.io/voicefleet/voicefleet-operator:<appVersion>   the same Dockerfile, target operator
+#   ghcr.io/voicefleet/voicefleet-knowledge:<appVersion>  the same Dockerfile, target knowledge
 # A tarball's name holds a hash of its image's inputs, so a second run with the same inputs
 # does nothing. Prints "NAME PATH" per image on stdout; logs go to stderr.
 # Reaches only the Debian mirror and PyPI: nothing is pulled from a container registry.
@@ -27,6 +28,7 @@ APP_VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' helm/vo
 BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
 APP_IMAGE=ghcr.io/voicefleet/voicefleet:$APP_VERSION
 OPERATOR_IMAGE=ghcr.io/voicefleet/voicefleet-operator:$APP_VERSION
+KNOWLEDGE_IMAGE=ghcr.io/voicefleet/voicefleet-knowledge:$APP_VERSION
 REDIS_IMAGE=voicefleet.local/redis:7-debian
 PAUSE_IMAGE=registry.k8s.io/pause:3.10
 
@@ -201,12 +203,14 @@ build_target() {  # target name smoke-script: build the Dockerfile's target, tes
 }
 
 # The agent image: its entry point, the generated stubs, the heavy native imports and espeak-ng;
-# and none of the operator's packages.
+# and none of the operator's packages, nor the knowledge server's stores and embedding model.
 build_app() {
   build_target agent "$APP_IMAGE" '
     voicefleet --help >/dev/null
     python -c "import agent_pod.cli.call, agent_pod.runtime, voicefleet.v1, aiortc, pocketsphinx, onnxruntime"
-    for m in kopf kubernetes; do if python -c "import $m" 2>/dev/null; then echo "$m in the agent image"; exit 1; fi; done
+    for m in kopf kubernetes wordllama sqlean psycopg; do
+      if python -c "import $m" 2>/dev/null; then echo "$m in the agent image"; exit 1; fi
+    done
     espeak-ng --stdout "ok" 2>/dev/null | head -c 4 | grep -q RIFF'
 }
 
@@ -217,6 +221,17 @@ build_operator() {
     python -c "import voicefleet_operator.handlers, voicefleet_operator.leader"
     for m in aiortc av numpy onnxruntime grpc; do
       if python -c "import $m" 2>/dev/null; then echo "$m in the operator image"; exit 1; fi
+    done'
+}
+
+# The knowledge servers' image: its command, the stores and the embedding model; and none of the
+# audio stack, gRPC or the operator's packages.
+build_knowledge() {
+  build_target knowledge "$KNOWLEDGE_IMAGE" '
+    voicefleet knowledge serve --help >/dev/null
+    python -c "import agent_pod.knowledge.serve, agent_pod.knowledge.sqlite_store, agent_pod.knowledge.pgvector_store, wordllama"
+    for m in aiortc av onnxruntime pocketsphinx soxr grpc kopf kubernetes; do
+      if python -c "import $m" 2>/dev/null; then echo "$m in the knowledge image"; exit 1; fi
     done'
 }
 
@@ -248,7 +263,7 @@ image "$PAUSE_IMAGE" "$PAUSE_HASH" build_pause
 REDIS_HASH=$({ recipe build_redis; echo "${REDIS_PACKAGES[*]}"; } | digest)
 image "$REDIS_IMAGE" "$REDIS_HASH" build_redis
 
-# Both targets hash the same inputs (the context, the Dockerfile) plus their own recipe and name.
+# The targets hash the same inputs (the context, the Dockerfile) plus their own recipe and name.
 app_hash() {  # build-function image-name
   {
     recipe build_target "$1" context_files; echo "$BASE_HASH $2"
@@ -258,7 +273,9 @@ app_hash() {  # build-function image-name
 }
 APP_HASH=$(app_hash build_app "$APP_IMAGE")
 OPERATOR_HASH=$(app_hash build_operator "$OPERATOR_IMAGE")
-if { [ ! -f "$(tarball "$APP_IMAGE" "$APP_HASH")" ] || [ ! -f "$(tarball "$OPERATOR_IMAGE" "$OPERATOR_HASH")" ]; } &&
+KNOWLEDGE_HASH=$(app_hash build_knowledge "$KNOWLEDGE_IMAGE")
+if { [ ! -f "$(tarball "$APP_IMAGE" "$APP_HASH")" ] || [ ! -f "$(tarball "$OPERATOR_IMAGE" "$OPERATOR_HASH")" ] ||
+  [ ! -f "$(tarball "$KNOWLEDGE_IMAGE" "$KNOWLEDGE_HASH")" ]; } &&
   [[ " ${BUILT[*]} " != *" $BASE_IMAGE "* ]]; then
   # Build on exactly the cached base, whatever buildah's storage holds under that name now.
   log "loading $BASE_IMAGE from its tarball"
@@ -268,3 +285,4 @@ if { [ ! -f "$(tarball "$APP_IMAGE" "$APP_HASH")" ] || [ ! -f "$(tarball "$OPERA
 fi
 image "$APP_IMAGE" "$APP_HASH" build_app
 image "$OPERATOR_IMAGE" "$OPERATOR_HASH" build_operator
+image "$KNOWLEDGE_IMAGE" "$KNOWLEDGE_HASH" build_knowledge

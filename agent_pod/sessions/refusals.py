@@ -4,35 +4,39 @@ The session API, WebRTC signaling and the gRPC stream all answer with this mappi
 means the same status everywhere, Retry-After is rounded the same way (up, at least 1 s) and
 every HTTP error body has one shape: ``{"error": {"code", "message", "retryAfterSeconds"?}}``.
 An unknown code is a bug: it maps to 500 / INTERNAL rather than to a status a client would retry.
+The gRPC column names the status (``grpc.StatusCode[name]``): grpcio is imported only to abort an
+RPC, so the knowledge server, which answers HTTP only, runs without it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import grpc
 from aiohttp import web
 
 from .directory import AdmissionError
 
+if TYPE_CHECKING:
+    import grpc
+
 
 class Status(NamedTuple):
     http: int
-    grpc: grpc.StatusCode
+    grpc: str  # a grpc.StatusCode's name
 
 
 STATUSES: dict[str, Status] = {
-    "invalid_argument": Status(400, grpc.StatusCode.INVALID_ARGUMENT),
-    "unauthenticated": Status(401, grpc.StatusCode.UNAUTHENTICATED),
-    "permission_denied": Status(403, grpc.StatusCode.PERMISSION_DENIED),
-    "not_found": Status(404, grpc.StatusCode.NOT_FOUND),
-    "request_timeout": Status(408, grpc.StatusCode.DEADLINE_EXCEEDED),
-    "wrong_pod": Status(409, grpc.StatusCode.FAILED_PRECONDITION),
-    "too_large": Status(413, grpc.StatusCode.INVALID_ARGUMENT),
-    "resource_exhausted": Status(429, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    "unavailable": Status(503, grpc.StatusCode.UNAVAILABLE),
-    "internal": Status(500, grpc.StatusCode.INTERNAL),
+    "invalid_argument": Status(400, "INVALID_ARGUMENT"),
+    "unauthenticated": Status(401, "UNAUTHENTICATED"),
+    "permission_denied": Status(403, "PERMISSION_DENIED"),
+    "not_found": Status(404, "NOT_FOUND"),
+    "request_timeout": Status(408, "DEADLINE_EXCEEDED"),
+    "wrong_pod": Status(409, "FAILED_PRECONDITION"),
+    "too_large": Status(413, "INVALID_ARGUMENT"),
+    "resource_exhausted": Status(429, "RESOURCE_EXHAUSTED"),
+    "unavailable": Status(503, "UNAVAILABLE"),
+    "internal": Status(500, "INTERNAL"),
 }
 UNKNOWN = STATUSES["internal"]
 
@@ -87,4 +91,7 @@ def grpc_trailers(exc: AdmissionError) -> tuple[tuple[str, str], ...]:
 
 async def grpc_refusal(context: grpc.aio.ServicerContext[Any, Any], exc: AdmissionError) -> None:
     """Abort the RPC with the status for ``exc`` (raises, as ``context.abort`` does)."""
-    await context.abort(status_of(exc.code).grpc, exc.message, trailing_metadata=grpc_trailers(exc))
+    import grpc  # only where an RPC is refused: the knowledge server has no grpcio
+
+    status = grpc.StatusCode[status_of(exc.code).grpc]
+    await context.abort(status, exc.message, trailing_metadata=grpc_trailers(exc))

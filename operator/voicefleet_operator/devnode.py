@@ -73,8 +73,14 @@ def operator_image(images: dict[str, Path]) -> str:
     return next(name for name in images if name.split(":")[0].endswith("/voicefleet-operator"))
 
 
+def knowledge_image(images: dict[str, Path]) -> str:
+    """The knowledge servers' image: the repository's Dockerfile, target `knowledge`."""
+    return next(name for name in images if name.split(":")[0].endswith("/voicefleet-knowledge"))
+
+
 def project_images(images: dict[str, Path]) -> set[str]:
-    """Both images the repository's Dockerfile builds."""
+    """The images a fleet's first call needs (the agent's and the operator's), which bench.node_fleet
+    imports as part of its cold start; the knowledge image is not among them."""
     return {project_image(images), operator_image(images)}
 
 
@@ -83,10 +89,12 @@ def chart_values(images: dict[str, Path]) -> dict[str, Any]:
     redis = next(name for name in images if "redis" in name)
     repository, _, tag = project_image(images).rpartition(":")
     operator_repository, _, operator_tag = operator_image(images).rpartition(":")
+    knowledge_repository, _, knowledge_tag = knowledge_image(images).rpartition(":")
     placement = pod_placement()
     return {
         "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
         "operator": {"image": {"repository": operator_repository, "tag": operator_tag}, **placement},
+        "knowledge": {"image": {"repository": knowledge_repository, "tag": knowledge_tag}},
         "redis": {"image": redis, **placement},
         "example": {**placement},
     }

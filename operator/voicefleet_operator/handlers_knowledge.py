@@ -23,12 +23,12 @@ from .knowledge_status import KnowledgeObserved, decide_knowledge
 from .kube import Kube
 from .render import Owner
 from .render_knowledge import render_knowledge
-from .spec import DEFAULT_IMAGE, GROUP, VERSION
-from .spec_knowledge import KB_PLURAL, KnowledgeBaseStatus
+from .spec import GROUP, VERSION
+from .spec_knowledge import DEFAULT_KNOWLEDGE_IMAGE, KB_PLURAL, KnowledgeBaseStatus
 
 KB_OBSERVE_INTERVAL = float(os.environ.get("VOICEFLEET_KB_OBSERVE_INTERVAL", "10"))
-# The knowledge server runs the agent image: the chart sets the same image its agents default to.
-AGENT_IMAGE = os.environ.get("VOICEFLEET_AGENT_IMAGE", DEFAULT_IMAGE)
+# The knowledge server's image (the Dockerfile's target `knowledge`); the chart sets it.
+KNOWLEDGE_IMAGE = os.environ.get("VOICEFLEET_KNOWLEDGE_IMAGE", DEFAULT_KNOWLEDGE_IMAGE)
 STATUS_TIMEOUT_SECONDS = 5.0
 # Not under voicefleet.io/: kopf leaves its own storage prefix's annotations out of the diffs it reacts to.
 SYNC_ANNOTATION = "knowledge.voicefleet.io/sync-requested"
@@ -56,7 +56,7 @@ async def knowledge_spec_changed(
     started = time.perf_counter()
     try:
         model = KnowledgeBaseSpec.model_validate(dict(spec))
-        children = render_knowledge(Owner(name=name, namespace=namespace, uid=uid), model, AGENT_IMAGE)
+        children = render_knowledge(Owner(name=name, namespace=namespace, uid=uid), model, KNOWLEDGE_IMAGE)
         kube: Kube = memo.kube
         for obj in children.all():
             await kube.apply(obj)

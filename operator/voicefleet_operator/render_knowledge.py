@@ -1,5 +1,5 @@
 """What a KnowledgeBase becomes: a ConfigMap with its spec, a StatefulSet running the knowledge server
-(the agent image, `voicefleet knowledge serve`) and a Service. Pure, like render.py: the same spec
+(the knowledge image, `voicefleet knowledge serve`) and a Service. Pure, like render.py: the same spec
 renders the same objects, which the reconciler applies with server-side apply."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .spec_knowledge import KB_KIND
 KB_LABEL = "voicefleet.io/knowledgebase"
 COMPONENT = "knowledge-server"
 CONFIG_KEY = paths.CONFIG_FILE.name
-RUN_AS = 10001  # the agent image's user, as for agent pods
+RUN_AS = 10001  # the knowledge image's user (the Dockerfile's), as for agent pods
 S3_KEYS = ("accessKeyId", "secretAccessKey")  # S3Source.credentials_secret_ref names a whole Secret
 
 
@@ -89,7 +89,7 @@ def secret_keys(spec: KnowledgeBaseSpec) -> dict[str, list[str]]:
 
 
 def render_knowledge(owner: Owner, spec: KnowledgeBaseSpec, image: str) -> KnowledgeChildren:
-    """All children of a KnowledgeBase; ``image`` is the agent image (the operator's setting)."""
+    """All children of a KnowledgeBase; ``image`` is the knowledge image (the operator's setting)."""
     config_json = json.dumps(
         {"name": owner.name, "namespace": owner.namespace, "spec": spec.dump()}, sort_keys=True, indent=1
     )

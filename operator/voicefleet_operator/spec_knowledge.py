@@ -12,6 +12,8 @@ from .spec import Condition
 
 KB_KIND = "KnowledgeBase"
 KB_PLURAL = "knowledgebases"
+# The Dockerfile's knowledge target, tagged as the chart's appVersion; the chart sets the operator's.
+DEFAULT_KNOWLEDGE_IMAGE = "ghcr.io/voicefleet/voicefleet-knowledge:0.1.0"
 MAX_STATUS_ERRORS = 10  # the status is no log: the newest errors, the rest in Events and metrics
 
 

@@ -1,6 +1,7 @@
-"""A knowledge base on the real node: the operator runs its knowledge server from the agent image, the
-server ingests a ConfigMap mounted by the kubelet, the operator copies the server's status into the
-KnowledgeBase (through the API server's service proxy), and an agent pod's call retrieves from it by the
+"""A knowledge base on the real node: the operator runs its knowledge server from the knowledge image
+(the Dockerfile's target `knowledge`, without the audio stack), the server ingests a ConfigMap mounted by
+the kubelet, the operator copies the server's status into the KnowledgeBase (through the API server's
+service proxy), and an agent pod's call (the agent image, without the stores) retrieves from it by the
 base's Service name. Removing a document from the ConfigMap removes it from the index; an annotation
 requests a backfill.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +19,8 @@ import yaml
 from agent_pod.client.grpc_client import GrpcCaller
 from tests.support.node import Release
 from tests.support.wait import async_wait_for, wait_for
-from voicefleet_operator.devnode import pod_placement
+from voicefleet_operator.devnode import knowledge_image, pod_placement
+from voicefleet_operator.render_knowledge import selector_labels
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +96,7 @@ def knowledge(fleet_release: Release) -> Iterator[Release]:
 
 @pytest.mark.timeout(600)
 async def test_a_call_retrieves_from_a_base_the_operator_runs_and_a_removed_article_leaves_it(
-    knowledge: Release,
+    knowledge: Release, node_images: dict[str, Path]
 ) -> None:
     status = await asyncio.to_thread(
         wait_for, lambda: base_with(knowledge, 3), timeout=300, interval=2, what="the base ingested"
@@ -102,6 +105,8 @@ async def test_a_call_retrieves_from_a_base_the_operator_runs_and_a_removed_arti
     assert status["lastSuccessTime"] and not status["staleSources"] and not status["errors"]
     listed = knowledge.cluster.kubectl("get", "kb", BASE, "-n", knowledge.namespace).stdout
     assert "DOCUMENTS" in listed.splitlines()[0] and " 3 " in listed.splitlines()[1], listed
+    servers = knowledge.ready_pods(",".join(f"{k}={v}" for k, v in selector_labels(BASE).items()))
+    assert [c["image"] for p in servers for c in p["spec"]["containers"]] == [knowledge_image(node_images)]
 
     agent = await asyncio.to_thread(knowledge.wait_agent_serving, AGENT, 1)
     assert agent["metadata"]["name"] == AGENT

@@ -11,7 +11,7 @@ from voicefleet_operator.render import HASH_ANNOTATION, Owner
 from voicefleet_operator.render_knowledge import render_knowledge, secret_keys
 
 OWNER = Owner(name="prices", namespace="shop", uid="uid-kb")
-IMAGE = "registry.local/voicefleet:test"
+IMAGE = "registry.local/voicefleet-knowledge:test"
 
 
 def spec(**extra: Any) -> KnowledgeBaseSpec:
@@ -60,7 +60,7 @@ def test_config_map_holds_name_namespace_and_spec_mounted_at_the_config_file() -
     assert mount["subPath"] == paths.CONFIG_FILE.name and mount["readOnly"]
 
 
-def test_the_server_runs_the_agent_image_with_probes_ports_and_no_root() -> None:
+def test_the_server_runs_the_knowledge_image_with_probes_ports_and_no_root() -> None:
     kids = render_knowledge(OWNER, spec(), IMAGE)
     c = container(kids.stateful_set)
     assert c["image"] == IMAGE and c["command"] == ["voicefleet", "knowledge", "serve"]

@@ -33,7 +33,8 @@ from agent_pod.sessions.refusals import (
     ],
 )
 def test_each_code_has_one_status_on_both_protocols(code: str, http: int, rpc: grpc.StatusCode) -> None:
-    assert status_of(code) == (http, rpc)
+    assert status_of(code) == (http, rpc.name)
+    assert grpc.StatusCode[status_of(code).grpc] is rpc
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,10 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .Values.operator.image.repository (default .Chart.AppVersion .Values.operator.image.tag) -}}
 {{- end -}}
 
+{{- define "voicefleet.knowledgeImage" -}}
+{{- printf "%s:%s" .Values.knowledge.image.repository (default .Chart.AppVersion .Values.knowledge.image.tag) -}}
+{{- end -}}
+
 {{- define "voicefleet.redisUrl" -}}
 {{- if .Values.redis.enabled -}}
 {{- printf "redis://%s-redis.%s.svc:6379/0" (include "voicefleet.fullname" .) .Release.Namespace -}}
