@@ -160,6 +160,20 @@ def search(store: Store, embedder: Wordllama, query: str, now: float = NOW) -> l
     return [h.doc_id for h in hits]
 
 
+async def faq_synced(
+    store: Store, tmp_path: Path, kb: str, **source_extra: object
+) -> tuple[Path, Wordllama, Ingestor, SourceSpec]:
+    """The FAQ in a files source, synced once at NOW: its directory, embedder, ingestor and source."""
+    mounts = Mounts(root=tmp_path)
+    base = mounts.files_dir("docs", claim=True)
+    write(base, FAQ)
+    embedder = Wordllama()
+    ingestor = Ingestor(kb, store, embedder, mounts=mounts)
+    source = files_source(**source_extra)
+    await ingestor.sync(source, NOW)
+    return base, embedder, ingestor, source
+
+
 FAQ = {
     "ski.md": "# Ski passes\n\nA day pass costs 40 euros. Children ride free under six.",
     "hours.md": "# Opening hours\n\nThe lifts run from nine in the morning to five in the afternoon.",
@@ -273,13 +287,9 @@ async def test_an_embedder_failure_fails_the_sync_and_the_next_one_catches_up(
 async def test_a_source_that_stops_answering_is_withheld_max_age_after_its_last_success(
     store: Store, tmp_path: Path
 ) -> None:
-    mounts = Mounts(root=tmp_path)
-    base = mounts.files_dir("docs", claim=True)
-    write(base, FAQ)
-    embedder = Wordllama()
-    ingestor = Ingestor("kb-stale", store, embedder, mounts=mounts)
-    source = files_source(maxAgeSeconds=600)  # onStale: withhold
-    await ingestor.sync(source, NOW)
+    base, embedder, ingestor, source = await faq_synced(
+        store, tmp_path, "kb-stale", maxAgeSeconds=600
+    )  # onStale: withhold
     shutil.rmtree(base)
     await ingestor.sync(source, NOW + 500)  # fails: no document is vouched for
     assert search(store, embedder, "ski pass price", now=NOW + 599)
@@ -370,13 +380,9 @@ async def test_http_304_keeps_the_document_and_an_unreachable_server_deletes_not
 async def test_a_refused_update_serves_the_old_version_until_max_age_then_withholds_only_that_document(
     store: Store, tmp_path: Path
 ) -> None:
-    mounts = Mounts(root=tmp_path)
-    base = mounts.files_dir("docs", claim=True)
-    write(base, FAQ)
-    embedder = Wordllama()
-    ingestor = Ingestor("kb-docfresh", store, embedder, mounts=mounts)
-    source = files_source(maxAgeSeconds=600)  # onStale: withhold
-    await ingestor.sync(source, NOW)
+    base, embedder, ingestor, source = await faq_synced(
+        store, tmp_path, "kb-docfresh", maxAgeSeconds=600
+    )  # onStale: withhold
 
     (base / "hours.md").write_bytes(b"\x00\x01binary now" * 10)  # its update is refused (NotText)
     os.utime(base / "hours.md", ns=(1, 1))
@@ -402,13 +408,9 @@ async def test_a_refused_update_serves_the_old_version_until_max_age_then_withho
 async def test_with_on_stale_serve_a_document_past_max_age_serves_and_its_source_reports_stale(
     store: Store, tmp_path: Path
 ) -> None:
-    mounts = Mounts(root=tmp_path)
-    base = mounts.files_dir("docs", claim=True)
-    write(base, FAQ)
-    embedder = Wordllama()
-    ingestor = Ingestor("kb-docserve", store, embedder, mounts=mounts)
-    source = files_source(maxAgeSeconds=600, onStale="serve")
-    await ingestor.sync(source, NOW)
+    base, embedder, ingestor, source = await faq_synced(
+        store, tmp_path, "kb-docserve", maxAgeSeconds=600, onStale="serve"
+    )
     with (base / "ski.md").open("r+b") as f:
         f.truncate(20 * 1024 * 1024)  # grown past maxDocumentBytes (sparse): refused as TooLarge
     status = await ingestor.sync(source, NOW + 700)

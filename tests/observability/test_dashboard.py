@@ -226,6 +226,25 @@ async def has_data(prometheus: PrometheusServer, expr: str) -> list[dict[str, An
     return result if result and all(math.isfinite(float(r["value"][1])) for r in result) else None
 
 
+async def wait_for_every_query(
+    prometheus: PrometheusServer, queries: list[tuple[str, str]], variables: dict[str, str], timeout: float
+) -> None:
+    """Until every (panel title, expression) returns finite data; the failure names those that did not."""
+    empty: dict[str, list[str]] = {}
+
+    async def all_answer() -> bool:
+        empty.clear()
+        for title, expr in queries:
+            if await has_data(prometheus, substitute(expr, variables)) is None:
+                empty.setdefault(title, []).append(expr)
+        return not empty
+
+    try:
+        await async_wait_for(all_answer, timeout=timeout, interval=1.0, what="every dashboard query")
+    except AssertionError as exc:
+        raise AssertionError(f"dashboard queries without data: {empty}") from exc
+
+
 async def test_every_dashboard_query_returns_data(stack: Stack) -> None:
     prometheus, (old, new) = stack.prometheus, stack.pods
     board = dashboard()
@@ -258,19 +277,7 @@ async def test_every_dashboard_query_returns_data(stack: Stack) -> None:
         )
 
         variables = {"namespace": stack.namespace}
-        empty: dict[str, list[str]] = {}
-
-        async def all_answer() -> bool:
-            empty.clear()
-            for title, expr in queries:
-                if await has_data(prometheus, substitute(expr, variables)) is None:
-                    empty.setdefault(title, []).append(expr)
-            return not empty
-
-        try:
-            await async_wait_for(all_answer, timeout=60, interval=1.0, what="every dashboard query")
-        except AssertionError as exc:
-            raise AssertionError(f"dashboard queries without data: {empty}") from exc
+        await wait_for_every_query(prometheus, queries, variables, timeout=60)
 
         # The Revisions row shows each revision as its own line.
         (turn_errors,) = [expr for title, expr in queries if title == "Turn error rate by revision"]

@@ -29,7 +29,13 @@ from agent_pod.client.grpc_client import GrpcCaller
 from agent_pod.knowledge import paths
 from agent_pod.knowledge.spec import KnowledgeBaseConfig
 from tests.knowledge.test_server import DOCS
-from tests.observability.test_dashboard import all_scraped, dashboard_queries, has_data, substitute
+from tests.observability.test_dashboard import (
+    all_scraped,
+    dashboard_queries,
+    has_data,
+    substitute,
+    wait_for_every_query,
+)
 from tests.support.chart import dashboard, pod_monitor, rule_groups
 from tests.support.net import free_port
 from tests.support.pod import REPO, PodProcess, synthetic_config
@@ -244,20 +250,8 @@ async def test_every_knowledge_dashboard_query_returns_data(stack: Stack) -> Non
     assert "49 euros" not in await asked_for_prices(stack.pod, "us")
 
     variables = {"namespace": NAMESPACE}
-    empty: dict[str, list[str]] = {}
-
-    async def all_answer() -> bool:
-        empty.clear()
-        for title, expr in queries:
-            if await has_data(prometheus, substitute(expr, variables)) is None:
-                empty.setdefault(title, []).append(expr)
-        return not empty
-
-    try:
-        # The compaction runs a minute after the server started.
-        await async_wait_for(all_answer, timeout=120, interval=1.0, what="every knowledge dashboard query")
-    except AssertionError as exc:
-        raise AssertionError(f"knowledge dashboard queries without data: {empty}") from exc
+    # The compaction runs a minute after the server started.
+    await wait_for_every_query(prometheus, queries, variables, timeout=120)
 
     # The agent's empty retrieval shows: half of its retrievals found nothing.
     (agent_empty,) = [e for t, e in queries if t == "Empty results" and "voicefleet_retrieval_empty" in e]
