@@ -80,7 +80,10 @@ class BrowserKey(Model):
     tenant: str
 
 
-def _check_metadata(metadata: Metadata) -> None:
+def check_metadata(metadata: Metadata) -> None:
+    """A session's metadata within bounds (CreateSession, or StartSession of an unplaced session)."""
+    if len(metadata) > 32:
+        raise AdmissionError("invalid_argument", "at most 32 metadata entries")
     for key, value in metadata.items():
         if not key or len(key) > 128 or len(value) > 1024:
             raise AdmissionError("invalid_argument", "metadata keys must be 1-128 chars, values at most 1024")
@@ -134,7 +137,7 @@ def session_routes(
 ) -> list[web.RouteDef]:
     async def create_session(request: web.Request) -> web.Response:
         create: CreateBody = await _json_body(request, CreateBody)
-        _check_metadata(create.metadata)
+        check_metadata(create.metadata)
         if create.audio_socket and audio_socket is None:
             raise AdmissionError("invalid_argument", "this agent takes no AudioSocket calls")
         grant = await gate.create(_bearer(request), directory, create.metadata)
@@ -212,9 +215,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     ) -> session_pb2.SessionGrant:
         try:
             metadata = dict(request.metadata)
-            if len(metadata) > 32:
-                raise AdmissionError("invalid_argument", "at most 32 metadata entries")
-            _check_metadata(metadata)
+            check_metadata(metadata)
             return grant_message(await self.gate.create(grpc_bearer(context), self.directory, metadata))
         except AdmissionError as exc:
             await grpc_refusal(context, exc)

@@ -20,7 +20,7 @@ from voicefleet.v1 import agent_pb2, agent_pb2_grpc
 from ..audio.pcm import BYTES_PER_SAMPLE, InvalidAudio
 from ..pipeline.events import SessionEvent
 from ..pipeline.input_limits import InputRefused
-from ..sessions.api import grpc_bearer
+from ..sessions.api import check_metadata, grpc_bearer
 from ..sessions.directory import AdmissionError
 from ..sessions.refusals import grpc_refusal
 from . import transport_metrics
@@ -144,6 +144,10 @@ class VoiceAgentService(agent_pb2_grpc.VoiceAgentServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"StartSession.{name}: {problem}")
         sink = GrpcSink(slow_reader_seconds=self.slow_reader_seconds)
         try:
+            # An unplaced session's metadata (routing, tenant, CRM ids) comes with its first message; a
+            # placed one has CreateSession's
+            metadata = dict(start.metadata) if not start.session_id and not start.migration_token else {}
+            check_metadata(metadata)
             live = await self.hub.open(
                 transport="grpc",
                 session_id=start.session_id,
@@ -153,6 +157,7 @@ class VoiceAgentService(agent_pb2_grpc.VoiceAgentServicer):
                 migration_token=start.migration_token,
                 accepts_migration=start.accepts_migration,
                 credential=grpc_bearer(context),
+                metadata=metadata,
             )
         except AdmissionError as exc:
             await grpc_refusal(context, exc)

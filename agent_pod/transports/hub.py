@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ..config import AgentConfig
 from ..context.persistence import caller_memory
+from ..conversation import Conversation
 from ..pipeline.events import SessionEnded, SessionEvent
 from ..pipeline.recorder import PipelineRecorder
 from ..pipeline.session import AgentSession
@@ -183,15 +184,19 @@ class SessionHub:
         accepts_migration: bool = False,
         credential: str | None = None,
         roaming: bool = False,
+        metadata: dict[str, str] | None = None,
     ) -> LiveSession:
         """Admit a caller and start its session, or raise AdmissionError. A new session (no
         ``session_id``) needs the ``credential`` a create needs; an existing one its resume token, or
         with ``migration_token`` the caller follows a call another pod moves here: its input is heard
-        once the old pod's is replayed."""
+        once the old pod's is replayed. ``metadata``: a new session's (an existing one keeps its own)."""
         try:
             if self.draining:
                 raise AdmissionError("unavailable", DRAINING_MESSAGE, retry_after_seconds=1.0)
             admission = await self._admit(session_id, resume_token, migration_token, credential, roaming)
+            if metadata and admission.conversation is None:  # a new session: its metadata is the caller's
+                conversation = Conversation(session_id=admission.session_id, prompt_id="", metadata=metadata)
+                admission = admission.model_copy(update={"conversation": conversation})
         except AdmissionError as exc:
             transport_metrics.ADMISSIONS_REFUSED_TOTAL.labels(transport, exc.code).inc()
             raise

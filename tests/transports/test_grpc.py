@@ -92,6 +92,18 @@ async def test_stream_must_start_with_a_valid_start_session(pod_factory):
     )
     err = await _converse_status(pod.grpc_address, [agent_pb2.ClientEvent(start=start)])
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    start = agent_pb2.StartSession(input_format=fmt(sample_rate_hz=16000), metadata={"k": "v" * 1025})
+    err = await _converse_status(pod.grpc_address, [agent_pb2.ClientEvent(start=start)])
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "metadata" in err.details()
+
+
+async def test_an_unplaced_sessions_metadata_comes_with_its_start(pod_factory):
+    pod = await pod_factory(synthetic_config(transcript="hello there"))
+    async with GrpcCaller(pod.grpc_address, sample_rate=16000, metadata={"region": "eu"}) as call:
+        live = pod.hub.find(call.recorder.events[0][2]["session_id"])
+        # what routing (knowledge bases, partitions) and the records read
+        assert live is not None and live.session.conversation.metadata == {"region": "eu"}
+        await call.end()
 
 
 async def test_health_and_reflection_are_served(pod_factory):
