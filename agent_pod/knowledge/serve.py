@@ -29,7 +29,9 @@ def store_opener(spec: StoreSpec, kb: str, store_dir: Path, secrets_dir: Path) -
         assert spec.pgvector is not None  # the spec's validation requires it
         ref = spec.pgvector.dsn_secret_ref
         dsn = read_secret(secrets_dir, ref.name, ref.key)
-        return PgvectorStore(dsn, f"{spec.pgvector.table_prefix}_{kb.replace('-', '_')}")
+        return PgvectorStore(
+            dsn, f"{spec.pgvector.table_prefix}_{kb.replace('-', '_')}", spec.pgvector.keyword_index
+        )
     from .sqlite_store import SqliteStore
 
     store_dir.mkdir(parents=True, exist_ok=True)

@@ -169,6 +169,11 @@ class PgvectorStoreSpec(Model):
     table_prefix: str = Field(
         default="kb", pattern=r"^[a-z][a-z0-9_]{0,30}$", description="Prefix of this base's tables."
     )
+    keyword_index: Literal["auto", "gin"] = Field(
+        default="auto",
+        description="auto: a RUM index when the database has or may create the rum extension (top-k keyword "
+        "ranking read from the index), else GIN; gin: GIN always (RUM's inserts cost about twice GIN's).",
+    )
 
 
 class StoreSpec(Model):

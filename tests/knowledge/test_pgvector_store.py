@@ -7,11 +7,14 @@ scan or sort) make it take them for a small one."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import numpy as np
 import psycopg
 
 from agent_pod.knowledge.pgvector_store import PgvectorStore, vector_literal
+from agent_pod.knowledge.serve import store_opener
+from agent_pod.knowledge.spec import StoreSpec
 
 from .docs import DIM, document, near, unit
 
@@ -38,12 +41,11 @@ def prefer_indexes(dsn: str) -> None:
             conn.execute(f"ALTER DATABASE {database} SET {setting} = off")
 
 
-def keyword_indexes(dsn: str) -> set[str]:
+def keyword_indexes(dsn: str, prefix: str = "kb") -> set[str]:
+    table = f"{prefix}_chunks"
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT indexname FROM pg_indexes WHERE tablename = 'kb_chunks' AND indexname LIKE 'kb_chunks_%'"
-        )
-        return {str(name) for (name,) in rows} - {"kb_chunks_doc", "kb_chunks_pkey", "kb_chunks_chunk_id_key"}
+        rows = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = %s", (table,))
+        return {str(name) for (name,) in rows} - {f"{table}_doc", f"{table}_pkey", f"{table}_chunk_id_key"}
 
 
 def test_a_filtered_hnsw_scan_returns_k_where_a_plain_scan_returns_fewer(postgres_dsn: str) -> None:
@@ -133,3 +135,16 @@ def test_switching_the_keyword_index_keeps_one_and_the_same_hits(postgres_dsn: s
     assert store.keyword_index == "rum" and keyword_indexes(postgres_dsn) == {"kb_chunks_rum"}
     assert keyword_hits(store) == on_gin == ["faq#0", "faq#2"]
     store.close()
+
+
+def test_a_base_can_keep_its_keywords_on_gin(postgres_dsn: str, tmp_path: Path) -> None:
+    (tmp_path / "pg").mkdir()
+    (tmp_path / "pg" / "dsn").write_text(postgres_dsn)
+    pgvector = {"dsnSecretRef": {"name": "pg", "key": "dsn"}, "keywordIndex": "gin"}
+    spec = StoreSpec.model_validate({"type": "pgvector", "pgvector": pgvector})
+    store = store_opener(spec, "prices", tmp_path / "store", tmp_path)
+    try:
+        assert isinstance(store, PgvectorStore) and store.keyword_index == "gin"
+        assert keyword_indexes(postgres_dsn, "kb_prices") == {"kb_prices_chunks_tsv"}
+    finally:
+        store.close()

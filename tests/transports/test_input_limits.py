@@ -225,6 +225,8 @@ async def test_a_long_conversation_keeps_its_newest_turns_and_resumes_with_them(
     session_id, token = first.session_id, first.recorder.summary.resume_token
     first.drop()
     await first.close()
+    # The pod frees the session once it sees the stream gone; a resume before that is refused (retry later)
+    await wait_until(lambda: pod.hub.live_sessions == 0, 10, "the dropped stream released")
 
     async with GrpcCaller(pod.grpc_address, session_id=session_id, resume_token=token or "") as again:
         started = again.recorder.events[0][2]
