@@ -10,6 +10,7 @@ import functools
 import os
 import shutil
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from prometheus_client import REGISTRY
@@ -25,7 +26,7 @@ from agent_pod.knowledge.ingest import (
     vouched,
     withhold_after,
 )
-from agent_pod.knowledge.models import Document
+from agent_pod.knowledge.models import Document, Hit
 from agent_pod.knowledge.sources.fetched import Fetched, document
 from agent_pod.knowledge.sources.mounts import Mounts
 from agent_pod.knowledge.spec import DEFAULT_EMBEDDING_MODEL, SourceSpec
@@ -33,6 +34,7 @@ from agent_pod.knowledge.store import Store
 from tests.knowledge.doc_server import DocServer, Page
 
 NOW = 1_800_000_000.0
+SearchMode = Literal["hybrid", "vector", "keyword"]
 
 
 def doc(key: str, text: str) -> Document:
@@ -146,18 +148,15 @@ def files_source(**extra: object) -> SourceSpec:
     )
 
 
+def found(
+    store: Store, embedder: Wordllama, query: str, now: float = NOW, k: int = 5, mode: SearchMode = "hybrid"
+) -> list[Hit]:
+    vector = embedder.embed([query])[0]
+    return store.search(query, vector, k=k, partitions=None, mode=mode, candidates=50, rrf_k=60, now=now)
+
+
 def search(store: Store, embedder: Wordllama, query: str, now: float = NOW) -> list[str]:
-    hits = store.search(
-        query,
-        embedder.embed([query])[0],
-        k=5,
-        partitions=None,
-        mode="hybrid",
-        candidates=50,
-        rrf_k=60,
-        now=now,
-    )
-    return [h.doc_id for h in hits]
+    return [h.doc_id for h in found(store, embedder, query, now)]
 
 
 async def faq_synced(
@@ -339,16 +338,7 @@ async def test_a_chunk_deep_in_a_section_is_found_by_its_heading(store: Store, t
     question = "what does a data day pass cost in Japan"
 
     def best() -> tuple[str, str]:
-        hit = store.search(
-            question,
-            embedder.embed([question])[0],
-            k=1,
-            partitions=None,
-            mode="vector",
-            candidates=50,
-            rrf_k=60,
-            now=NOW,
-        )[0]
+        hit = found(store, embedder, question, k=1, mode="vector")[0]
         return hit.heading, hit.text
 
     assert best() == ("Travel > Roaming in Japan", ROAMING.split("\n\n")[3])
