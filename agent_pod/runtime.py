@@ -23,6 +23,7 @@ from . import pipeline_metrics
 from .config import AgentConfig
 from .context.persistence import caller_memory
 from .gc_pauses import PauseMeter, freeze_startup_heap
+from .knowledge.call import export_retrieval_series
 from .pipeline.recorder import PipelineRecorder
 from .providers.registry import build_providers
 from .records import storage as recordings
@@ -141,6 +142,7 @@ class Pod:
     async def start(self) -> None:
         settings, config, transport = self.settings, self.config, self.config.transport
         providers = build_providers(config.pipeline)
+        export_retrieval_series(config.knowledge)
         await self.clock.start()
         bind = settings.bind_host
         # The HTTP and gRPC ports are bound before the directory starts, so it announces real addresses.

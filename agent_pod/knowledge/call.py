@@ -58,6 +58,16 @@ def ground(turn: AgentTurn, docs: list[str]) -> None:
             turn.knowledge_docs.append(doc)
 
 
+def export_retrieval_series(spec: KnowledgeSpec | None) -> None:
+    """The retrieval series of the modes ``spec`` uses, at 0: exported from the pod's start, so that a
+    rate() counts its first (empty) retrieval too."""
+    if spec is None:
+        return
+    for mode in {"tool": ["tool"], "context": ["context"], "both": ["tool", "context"]}[spec.mode]:
+        RETRIEVAL_SECONDS.labels(mode=mode)
+        RETRIEVAL_EMPTY_TOTAL.labels(mode=mode)
+
+
 class CallKnowledge:
     """The session's retrieval: offered tool specs, its dispatch, and the context block."""
 
@@ -65,10 +75,7 @@ class CallKnowledge:
         self.spec = spec
         self.tools = [tool_spec(spec)] if spec is not None and spec.mode in ("tool", "both") else []
         self.context = spec is not None and spec.mode in ("context", "both")
-        # Exported at 0 from the call's start, so that a rate() counts a pod's first (empty) retrieval too.
-        for mode in (["tool"] if self.tools else []) + (["context"] if self.context else []):
-            RETRIEVAL_SECONDS.labels(mode=mode)
-            RETRIEVAL_EMPTY_TOTAL.labels(mode=mode)
+        export_retrieval_series(spec)
         self._client = KnowledgeClient()
 
     def offers(self, name: str) -> bool:

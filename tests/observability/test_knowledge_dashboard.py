@@ -239,14 +239,15 @@ async def test_every_knowledge_dashboard_query_returns_data(stack: Stack) -> Non
     # Searches of the server: one in the docs' partition, one in a partition nothing is in.
     assert await kb.search("premium plan price", ["eu"])
     assert await kb.search("premium plan price", ["us"]) == []
+    # The agent's retrieval counts are exported at 0 from its start, before any call: scraped so, the
+    # first empty retrieval counts in a rate()
+    await async_wait_for(
+        lambda: has_data(prometheus, 'voicefleet_retrieval_empty_total{mode="tool"} == 0'),
+        timeout=30,
+        what="the agent's retrieval counts scraped before any call",
+    )
     # Retrievals of calls: routed to the eu partition (passages), and to us (none).
     assert "49 euros" in await asked_for_prices(stack.pod, "eu")
-    # Its empty count (exported at 0 since the call began) scraped before the empty retrieval counts.
-    await async_wait_for(
-        lambda: has_data(prometheus, "voicefleet_retrieval_empty_total == 0"),
-        timeout=30,
-        what="the agent's retrieval counts scraped",
-    )
     assert "49 euros" not in await asked_for_prices(stack.pod, "us")
 
     variables = {"namespace": NAMESPACE}
