@@ -78,13 +78,16 @@ def vouched(fetched: Fetched, live: list[Document], indexed: dict[str, str]) -> 
     return read | (fetched.confirmed & indexed.keys())
 
 
-def is_stale(source: SourceSpec, last_success: float | None, since: float, now: float) -> bool:
-    """Not synced successfully for longer than maxAgeSeconds; before a first success, counted from
-    ``since`` (the first attempt), so a restart does not make every source stale at once. (Its
-    documents are stale on their own too: stale_documents.)"""
+def is_stale(
+    source: SourceSpec, last_success: float | None, since: float, now: float, stale_documents: int = 0
+) -> bool:
+    """Not synced successfully for longer than maxAgeSeconds (before a first success, counted from
+    ``since``, the first attempt, so a restart does not make every source stale at once), or some of its
+    documents not vouched for within it (``stale_documents``, as the function of that name counts)."""
     if source.max_age_seconds is None:
         return False
-    return now - (last_success if last_success is not None else since) > source.max_age_seconds
+    unsynced = now - (last_success if last_success is not None else since) > source.max_age_seconds
+    return unsynced or stale_documents > 0
 
 
 def withhold_after(source: SourceSpec) -> float | None:
@@ -198,7 +201,7 @@ class Ingestor:
             chunks=counts.chunks if counts else 0,
             last_sync=state.last_sync,
             last_success=state.last_success,
-            stale=is_stale(source, state.last_success, state.since, now) or old > 0,
+            stale=is_stale(source, state.last_success, state.since, now, old),
             stale_documents=old,
             errors=errors[:MAX_ERRORS],
         )

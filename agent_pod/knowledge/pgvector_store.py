@@ -28,7 +28,7 @@ from .fusion import reciprocal_rank_fusion
 from .models import Chunk, Document, Hit
 from .pg_keyword import INDEX_DDL, OTHER_INDEX, KeywordIndexSetting, choose, ranking_query
 from .query_terms import tsquery
-from .store import HIT_FIELDS, Compaction, SourceCounts
+from .store import DOCUMENT_COLUMNS, HIT_FIELDS, Compaction, SourceCounts, document_row
 
 log = logging.getLogger(__name__)
 
@@ -222,22 +222,9 @@ class PgvectorStore:
             if active in (None, model):
                 self._ensure_hnsw(conn, model, int(vectors.shape[1]))
             conn.execute(self._q("DELETE FROM {documents} WHERE doc_id = %s"), (doc.doc_id,))
-            conn.execute(
-                self._q(
-                    "INSERT INTO {documents} (doc_id, source, partition, uri, title, content_hash, "
-                    "fetched_at, vouched_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                ),
-                (
-                    doc.doc_id,
-                    doc.source,
-                    doc.partition,
-                    doc.uri,
-                    doc.title,
-                    doc.content_hash,
-                    doc.fetched_at,
-                    doc.fetched_at,
-                ),
-            )
+            row = document_row(doc)
+            values = ", ".join(["%s"] * len(row))
+            conn.execute(self._q(f"INSERT INTO {{documents}} ({DOCUMENT_COLUMNS}) VALUES ({values})"), row)
             if not chunks:
                 return
             ids = conn.execute(

@@ -217,7 +217,7 @@ class KnowledgeServer:
         counts, old, size, generation, active = await asyncio.to_thread(read)
         for name, source in self.sources.items():
             docs, chunks = counts.get(name, (0, 0))
-            stale = is_stale(source.spec, source.status.last_success, self.started_at, now) or old[name] > 0
+            stale = is_stale(source.spec, source.status.last_success, self.started_at, now, old[name])
             source.status = source.status.model_copy(
                 update={"documents": docs, "chunks": chunks, "stale": stale, "stale_documents": old[name]}
             )

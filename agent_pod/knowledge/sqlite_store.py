@@ -28,7 +28,7 @@ from .freshness import fresh_since, past
 from .fusion import reciprocal_rank_fusion
 from .models import Chunk, Document, Hit
 from .query_terms import fts5_match
-from .store import HIT_FIELDS, Compaction, SourceCounts
+from .store import DOCUMENT_COLUMNS, HIT_FIELDS, Compaction, SourceCounts, document_row
 from .vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -179,20 +179,9 @@ class SqliteStore:
                 conn.execute("INSERT INTO meta VALUES ('active_model', ?)", (model,))
                 active = model
             removed = _delete_document(conn, doc.doc_id)
-            conn.execute(
-                "INSERT INTO documents (doc_id, source, partition, uri, title, content_hash, fetched_at, "
-                "vouched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    doc.doc_id,
-                    doc.source,
-                    doc.partition,
-                    doc.uri,
-                    doc.title,
-                    doc.content_hash,
-                    doc.fetched_at,
-                    doc.fetched_at,
-                ),
-            )
+            row = document_row(doc)
+            values = _placeholders(len(row))
+            conn.execute(f"INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES ({values})", row)
             ids = []
             for chunk, vector in zip(chunks, vectors, strict=True):
                 cursor = conn.execute(

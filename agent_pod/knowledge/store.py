@@ -16,8 +16,16 @@ from pydantic import Field
 from ..config import Model
 from .models import Chunk, Document, Hit
 
+# The columns of both stores' documents table, in document_row's order
+DOCUMENT_COLUMNS = "doc_id, source, partition, uri, title, content_hash, fetched_at, vouched_at"
 # The stored fields of a Hit, in the order the stores select them
 HIT_FIELDS = ("doc_id", "chunk_id", "source", "partition", "uri", "title", "heading", "text", "vouched_at")
+
+
+def document_row(doc: Document) -> tuple[str, str, str, str, str, str, float, float]:
+    """A document's row (DOCUMENT_COLUMNS): a document written is vouched for at its fetch."""
+    return (doc.doc_id, doc.source, doc.partition, doc.uri, doc.title, doc.content_hash, doc.fetched_at,
+            doc.fetched_at)  # fmt: skip
 
 
 class Compaction(Model):

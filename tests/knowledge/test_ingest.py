@@ -72,6 +72,7 @@ def test_staleness_and_withholding_follow_max_age_and_on_stale() -> None:
     spec = SourceSpec.model_validate({"name": "s", "configMap": {"name": "c"}, "maxAgeSeconds": 600})
     assert not is_stale(spec, NOW, NOW, NOW + 600) and is_stale(spec, NOW, NOW, NOW + 601)
     assert not is_stale(spec, None, NOW, NOW + 300)  # before a first success: counted from the start
+    assert is_stale(spec, NOW, NOW, NOW + 300, stale_documents=1)  # synced, but a document is past
     assert is_stale(spec, None, NOW, NOW + 601)
     assert withhold_after(spec) == 600
     assert withhold_after(spec.model_copy(update={"on_stale": "serve"})) is None
