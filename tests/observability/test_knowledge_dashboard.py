@@ -26,7 +26,6 @@ import pytest
 import yaml
 
 from agent_pod.client.grpc_client import GrpcCaller
-from agent_pod.knowledge import paths
 from agent_pod.knowledge.spec import KnowledgeBaseConfig
 from tests.knowledge.test_server import DOCS
 from tests.observability.test_dashboard import (
@@ -37,6 +36,7 @@ from tests.observability.test_dashboard import (
     wait_for_every_query,
 )
 from tests.support.chart import dashboard, pod_monitor, rule_groups
+from tests.support.knowledge import SOURCE, write_docs
 from tests.support.net import free_port
 from tests.support.pod import REPO, PodProcess, synthetic_config
 from tests.support.prometheus import PrometheusServer, Target, pod_target_labels
@@ -66,7 +66,7 @@ def kb_config(dead_url: str) -> KnowledgeBaseConfig:
             "namespace": NAMESPACE,
             "spec": {
                 "sources": [
-                    {"name": "docs", "configMap": {"name": "faq-docs"}, "partition": "eu"},
+                    {"name": SOURCE, "configMap": {"name": "faq-docs"}, "partition": "eu"},
                     {"name": "prices", "http": {"url": dead_url}, "refreshSeconds": 10, "maxAgeSeconds": 60},
                 ],
                 "maintenance": {"compactSeconds": 60, "compactWhenFreeRatio": 0},
@@ -98,12 +98,7 @@ class KnowledgeProcess:
         return self.root / "kb.log"
 
     async def start(self) -> None:
-        for source in self.config.spec.sources:
-            if source.config_map is not None:
-                directory = self.root / paths.config_map_dir(source.name).relative_to(paths.ROOT)
-                directory.mkdir(parents=True, exist_ok=True)
-                for key, text in DOCS.items():
-                    (directory / key).write_text(text or "")
+        write_docs(self.root, DOCS)  # the configMap source's keys, as the kubelet mounts them
         config = self.root / "knowledgebase.json"
         config.write_text(self.config.model_dump_json(by_alias=True))
         env = {**os.environ, "VOICEFLEET_POD_NAME": KB_POD}
@@ -234,7 +229,7 @@ async def test_every_knowledge_dashboard_query_returns_data(stack: Stack) -> Non
     kb, prometheus = stack.kb, stack.prometheus
     queries = dashboard_queries(dashboard("-knowledge-dashboard"))
     assert len(queries) >= 10
-    await async_wait_for(lambda: kb.synced("docs"), timeout=60, what="the docs source synced")
+    await async_wait_for(lambda: kb.synced(SOURCE), timeout=60, what="the docs source synced")
 
     # Searches of the server: one in the docs' partition, one in a partition nothing is in.
     assert await kb.search("premium plan price", ["eu"])
